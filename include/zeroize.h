@@ -1,0 +1,273 @@
+/*
+ * zeroize.h - keep secrets safe while they live in memory, and remove them
+ * without a trace when they are done.
+ *
+ * Three families of calls:
+ *   - wiping and comparing:        zz_wipe, zz_equal, zz_is_zero
+ *   - guarded, locked blocks:      zz_alloc, zz_free, zz_realloc, zz_protect, ...
+ *   - caller-owned memory:         zz_lock, zz_unlock
+ *   - many small secrets:          zz_arena_*
+ *   - process-wide:                zz_get_stats, zz_set_lock_policy, zz_purge, ...
+ *
+ * Error model (the same everywhere):
+ *   - A resource failure or a bad argument returns NULL or -1 and sets errno.
+ *     Nothing is printed; zz_last_error() describes the failure for a person,
+ *     including how to raise the limit that was hit.
+ *   - Misuse that can only come from a bug (double free, a pointer this
+ *     library never returned, a corrupted canary) is fatal: one line
+ *     "zeroize: <fault>" is written to stderr and the process aborts.  These
+ *     checks are always compiled in.
+ *
+ * All functions are thread-safe unless stated otherwise.
+ */
+#ifndef ZEROIZE_H
+#define ZEROIZE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZZ_EXPORT __attribute__((visibility("default")))
+#define ZZ_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
+#else
+#define ZZ_EXPORT
+#define ZZ_MALLOC_LIKE
+#endif
+
+#define ZEROIZE_VERSION_MAJOR 0
+#define ZEROIZE_VERSION_MINOR 1
+#define ZEROIZE_VERSION_PATCH 0
+#define ZEROIZE_VERSION_STRING "0.1.0"
+
+/* The library's version string, e.g. "0.1.0" (for programs linked against a
+ * shared library that may be newer than the header they were built with). */
+ZZ_EXPORT const char *zz_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Wiping and comparing                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Overwrites n bytes at p with zeros.  No compiler, optimiser or link-time
+ * optimisation can remove the store, even when p is never read again.
+ * Runs at the speed of memset.  n == 0 is a no-op and p may then be NULL.
+ * Async-signal-safe. */
+ZZ_EXPORT void zz_wipe(void *p, size_t n);
+
+/* Compares n bytes at a and b.  Returns 1 if they are equal, 0 if not.
+ * The running time depends on n only, never on the contents or on where the
+ * first difference lies.  n == 0 returns 1 (a, b may then be NULL). */
+ZZ_EXPORT int zz_equal(const void *a, const void *b, size_t n);
+
+/* Returns 1 if all n bytes at p are zero, else 0, in time that depends on n
+ * only.  n == 0 returns 1. */
+ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Guarded blocks                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Allocates n bytes for a secret.  The block is zero-filled and 16-byte
+ * aligned, and lives on pages that hold nothing else:
+ *
+ *     [guard page][slack | head canary | block | tail canary][guard page]
+ *
+ * Its end lies within 15 bytes of a PROT_NONE guard page and a guard page
+ * precedes its first page, so a linear overflow or underflow faults at once;
+ * canaries in the slack before the block and in the (up to 15) bytes after it
+ * catch what the guard pages cannot, and are checked by zz_free.  The pages
+ * are locked in RAM (mlock), excluded from core dumps (MADV_DONTDUMP), and
+ * read as zeros in a forked child (MADV_WIPEONFORK).  zz_info() tells which
+ * of these the kernel actually granted.
+ *
+ * zz_alloc(0) returns a unique pointer that zz_free accepts; it points at a
+ * guard page, so any access faults.
+ *
+ * Steady state makes no system call: freed blocks are wiped and kept, still
+ * guarded and locked, in a bounded cache.
+ *
+ * Returns NULL and sets errno on failure:
+ *   ENOMEM   n is too large, or the kernel refused memory or a mapping
+ *            (vm.max_map_count)
+ *   EAGAIN, EPERM, ENOMEM from mlock when the pages cannot be locked under
+ *            the ZZ_LOCK_REQUIRED policy (the default): see zz_last_error()
+ *            and RLIMIT_MEMLOCK (`ulimit -l`).
+ */
+ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc(size_t n);
+
+/* Like zz_alloc, but the block starts at a multiple of alignment, which must
+ * be a power of two no larger than the page size (EINVAL otherwise).  The end
+ * of the block may then lie further than 15 bytes from the trailing guard
+ * page; the canary covers the gap.  Free it with zz_free. */
+ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc_aligned(size_t n, size_t alignment);
+
+/* Wipes and frees a block from zz_alloc, zz_alloc_aligned or zz_realloc.
+ * NULL is a no-op.  Works whatever the block's protection mode.  Preserves
+ * errno.  After it returns, the old contents are gone: a read through a stale
+ * pointer yields zeros or faults.
+ *
+ * Fatal ("zeroize: ..." on stderr, then abort()):
+ *   "zeroize: double free"                       p was already freed
+ *   "zeroize: invalid pointer"                   p was never returned by
+ *                                                zz_alloc (inside a block, a
+ *                                                malloc'd pointer, ...)
+ *   "zeroize: canary corrupted (before block)"   an underflow was written
+ *   "zeroize: canary corrupted (after block)"    an overflow was written
+ *
+ * A double free is always detected while the slot has not been handed out
+ * again; once a later zz_alloc reuses the address, freeing the stale pointer
+ * frees the new block (no allocator that reuses addresses can tell them
+ * apart).  Freed slots are reused last-in, first-out. */
+ZZ_EXPORT void zz_free(void *p);
+
+/* Changes the size of a block: a new guarded block of n bytes receives the
+ * first min(n, old size) bytes, then the old block is wiped and freed.
+ * p == NULL acts as zz_alloc(n).  On failure returns NULL with errno, and p
+ * is untouched and still valid.  Misuse of p is fatal as in zz_free. */
+ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_realloc(void *p, size_t n);
+
+/* The n given to zz_alloc (or zz_realloc) for this block.  zz_size(NULL) is
+ * 0.  A pointer this library did not return is fatal ("invalid pointer"). */
+ZZ_EXPORT size_t zz_size(const void *p);
+
+/* Protection modes for zz_protect. */
+#define ZZ_NOACCESS 0
+#define ZZ_READONLY 1
+#define ZZ_READWRITE 2
+
+/* Sets the access mode of the pages that hold the block (mprotect).  Any
+ * access in ZZ_NOACCESS, and any write in ZZ_READONLY, then faults.
+ * Returns 0, or -1 with errno: EINVAL for an unknown mode, ENOMEM when the
+ * kernel cannot split the mapping (vm.max_map_count).  Works on zz_alloc
+ * blocks only (not arena blocks: EINVAL). */
+ZZ_EXPORT int zz_protect(void *p, int mode);
+
+/* Bit flags returned by zz_info: what protects this block now, as actually
+ * obtained from the kernel. */
+#define ZZ_INFO_LOCKED     0x01u /* pages locked in RAM (mlock)              */
+#define ZZ_INFO_DONTDUMP   0x02u /* excluded from core dumps                 */
+#define ZZ_INFO_WIPEONFORK 0x04u /* a forked child sees zeros                */
+#define ZZ_INFO_GUARDED    0x08u /* guard pages before and after             */
+#define ZZ_INFO_SECRETMEM  0x10u /* memfd_secret: out of the kernel's map    */
+#define ZZ_INFO_CANARY     0x20u /* canaries checked on free                 */
+
+/* The ZZ_INFO_* flags in force for a block (zz_alloc or arena).
+ * zz_info(NULL) is 0.  A foreign pointer is fatal ("invalid pointer"). */
+ZZ_EXPORT unsigned zz_info(const void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Caller-owned memory                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Locks the pages spanning [p, p+n) in RAM (mlock) and excludes them from
+ * core dumps (MADV_DONTDUMP).  Locks are counted per page: a page stays
+ * locked until every zz_lock that covers it has been matched by a zz_unlock,
+ * so unlocking one buffer never unlocks a neighbour that shares its page.
+ * WARNING: other data on the same pages is also locked and left out of core
+ * dumps while the lock is held.
+ * n == 0 returns 0.  Returns -1 with errno on failure (nothing is left
+ * locked): EINVAL (p + n overflows, or memory that cannot be locked), ENOMEM
+ * or EAGAIN or EPERM from mlock (RLIMIT_MEMLOCK, see zz_last_error()). */
+ZZ_EXPORT int zz_lock(void *p, size_t n);
+
+/* Wipes [p, p+n) with zz_wipe, then drops one lock count on each page of the
+ * range; a page whose count reaches zero is unlocked (munlock) and included in
+ * core dumps again.  Pages that zz_lock never locked are only wiped.
+ * n == 0 returns 0.  Returns -1 with errno if the kernel refuses (the range is
+ * wiped regardless). */
+ZZ_EXPORT int zz_unlock(void *p, size_t n);
+
+/* Like zz_unlock, but keeps the contents. */
+ZZ_EXPORT int zz_unlock_keep(void *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Arenas: many small secrets packed together                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct zz_arena zz_arena;
+
+/* Creates an arena.  capacity > 0: that many bytes of blocks are reserved,
+ * locked and guarded up front and the arena never grows.  capacity == 0: the
+ * arena grows on demand in guarded, locked chunks.  Same lock policy as
+ * zz_alloc.  Returns NULL with errno on failure. */
+ZZ_EXPORT zz_arena *zz_arena_create(size_t capacity);
+
+/* A zero-filled, 16-byte aligned block of n bytes from the arena.  Blocks are
+ * packed (a 32-byte secret costs 48 bytes of locked memory, a 16-byte one 32)
+ * and separated by canaries; metadata is kept outside the arena's memory.
+ * Returns NULL with ENOMEM when a fixed arena is full: never memory from
+ * anywhere else.  Threads may share an arena. */
+ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_arena_alloc(zz_arena *a, size_t n);
+
+/* Wipes and frees an arena block.  NULL p is a no-op.  Fatal: "zeroize: double
+ * free", "zeroize: invalid pointer" (not from this arena), "zeroize: canary
+ * corrupted (after block)" / "(before block)". */
+ZZ_EXPORT void zz_arena_free(zz_arena *a, void *p);
+
+/* Checks every canary, wipes every block (live or not), and unmaps the arena.
+ * NULL is a no-op. */
+ZZ_EXPORT void zz_arena_destroy(zz_arena *a);
+
+/* ------------------------------------------------------------------------ */
+/* Process-wide                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t live_blocks;  /* blocks handed out and not yet freed (zz_alloc and arenas) */
+    size_t live_bytes;   /* sum of their requested sizes                              */
+    size_t locked_bytes; /* bytes this library holds locked (as the kernel counts
+                            them against RLIMIT_MEMLOCK, zz_lock pages included)      */
+    size_t mapped_bytes; /* bytes this library has mapped, guard pages included       */
+} zz_stats;
+
+/* Fills *out with a snapshot of the counters above. */
+ZZ_EXPORT void zz_get_stats(zz_stats *out);
+
+#define ZZ_LOCK_REQUIRED 0    /* default: a block that cannot be locked is never handed out */
+#define ZZ_LOCK_BEST_EFFORT 1 /* hand it out unlocked; zz_info() lacks ZZ_INFO_LOCKED       */
+
+/* Sets the lock policy for allocations made from now on.  The environment
+ * variable ZEROIZE_LOCK=best-effort (or =required) sets the initial policy.
+ * Returns 0, or -1 with EINVAL for an unknown policy. */
+ZZ_EXPORT int zz_set_lock_policy(int policy);
+
+/* The current lock policy. */
+ZZ_EXPORT int zz_get_lock_policy(void);
+
+/* A sentence, for a person, that says why the calling thread's last failed
+ * call into this library failed and how to fix it (for example which limit to
+ * raise with `ulimit -l` or sysctl vm.max_map_count).  Never NULL; an empty
+ * string when no call has failed in this thread. */
+ZZ_EXPORT const char *zz_last_error(void);
+
+/* Wipes the contents of every live block (zz_alloc and arenas).  The blocks
+ * stay valid, read as zero, and can be freed as usual.
+ * Async-signal-safe: takes no lock, calls no malloc and no stdio.  May run
+ * while other threads allocate and free: every block that was live before the
+ * call began and is still live when it ends is wiped; a block allocated or
+ * freed while it runs may or may not be wiped; nothing crashes and no canary
+ * is reported corrupted because of it. */
+ZZ_EXPORT void zz_purge(void);
+
+/* Installs a handler for each of the count signals that calls zz_purge(),
+ * then hands the signal on: to the handler that was installed before (which
+ * runs after the purge), or, if there was none, to the default action, so the
+ * process still dies of the same signal and dumps core if it would have.
+ * Returns 0, or -1 with errno (EINVAL for a signal that cannot be caught). */
+ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
+
+#define ZZ_HARDEN_NO_CORE   0x01u /* RLIMIT_CORE soft limit 0 (hard limit untouched) */
+#define ZZ_HARDEN_NO_PTRACE 0x02u /* prctl(PR_SET_DUMPABLE, 0)                       */
+
+/* Opt-in process hardening; the library never changes process-wide policy
+ * unless this is called.  Returns 0, or -1 with errno (EINVAL for unknown
+ * flags). */
+ZZ_EXPORT int zz_harden_process(unsigned flags);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZEROIZE_H */
