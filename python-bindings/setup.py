@@ -1,0 +1,44 @@
+"""Build the zeroize._zeroize extension together with libzeroize's sources.
+
+The C library is not installed first: its sources (../src/*.c, found from
+this file's own location, so the build works from any current directory)
+are compiled straight into the extension module.
+"""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+LIB_SRC = os.path.join(TOP, "src")
+LIB_INCLUDE = os.path.join(TOP, "include")
+
+# setuptools insists on source paths relative to setup.py's directory.
+os.chdir(HERE)
+library_sources = sorted(os.path.relpath(path, HERE)
+                         for path in glob.glob(os.path.join(LIB_SRC, "*.c")))
+if not library_sources:
+    raise SystemExit(
+        f"zeroize: no C sources found in {LIB_SRC}; build from a checkout of the "
+        "whole repository (python-bindings/ needs ../src and ../include)")
+
+define_macros = [("_GNU_SOURCE", "1")]
+if os.path.exists("/usr/include/valgrind/memcheck.h"):
+    define_macros.append(("ZZ_VALGRIND", "1"))
+
+extension = Extension(
+    "zeroize._zeroize",
+    sources=[os.path.join("src", "zeroize", "_zeroize.c")] + library_sources,
+    include_dirs=[LIB_INCLUDE, LIB_SRC],
+    define_macros=define_macros,
+    extra_compile_args=[
+        "-std=c11",
+        "-fvisibility=hidden",     # only PyInit__zeroize and zz_* are exported
+        "-fstack-protector-strong",
+        "-Wall", "-Wextra", "-Wcast-qual", "-Wwrite-strings", "-Wundef",
+        "-Wmissing-prototypes", "-Wstrict-prototypes", "-Wshadow",
+    ],
+)
+
+setup(ext_modules=[extension])

@@ -1,0 +1,150 @@
+"""Wipe secrets from memory, and keep them where they cannot leak.
+
+A drop-in replacement for the ``zeroize`` package (``zeroize1`` and
+``zeroize_np`` keep their names and behaviour), built on libzeroize:
+
+* ``zeroize1(buf)`` / ``zeroize_np(arr)`` overwrite any writable buffer
+  (bytearray, memoryview, array.array, mmap, numpy arrays of any dtype and
+  layout, SecureBuffer) with zeros in a way no optimiser can remove.
+* ``mlock(buf)`` / ``munlock(buf, wipe=True)`` lock caller-owned memory in
+  RAM and out of core dumps, with per-page reference counts.
+* ``SecureBuffer`` keeps a secret in its own guarded, locked, dump-excluded,
+  wipe-on-fork pages, behaves like a fixed-size bytearray, exports its
+  memory to memoryview/numpy/hashlib/cryptography without copies, compares
+  in constant time and is wiped by ``close()``.
+* ``getpass()`` reads a password from the terminal straight into a
+  SecureBuffer; ``SecureBuffer.from_file()`` and ``SecureBuffer.random()``
+  fill one from a key file or the OS CSPRNG without an intermediate bytes.
+
+Python itself copies freely: any ``bytes`` or ``str`` you make from a
+secret (``bytes(sb)``, ``sb[a:b]``, ``.decode()``, f-strings) is a copy
+this package cannot wipe.  RECIPES.md shows the copy-free way to use common
+libraries.
+"""
+
+import enum as _enum
+import os as _os
+import warnings as _warnings
+
+from . import _zeroize
+from ._zeroize import (
+    LockError,
+    SecureBuffer,
+    get_lock_policy,
+    mlock,
+    munlock,
+    set_lock_policy,
+    stats,
+    zeroize1,
+    zeroize_np,
+)
+
+__all__ = [
+    "LockError",
+    "Protection",
+    "SecureBuffer",
+    "get_lock_policy",
+    "getpass",
+    "info",
+    "mlock",
+    "munlock",
+    "set_lock_policy",
+    "stats",
+    "zeroize1",
+    "zeroize_np",
+]
+
+__version__ = "0.1.0"
+
+
+class Protection(_enum.Flag):
+    """What protects a SecureBuffer, as granted by the kernel (``sb.info()``)."""
+
+    NONE = 0
+    #: pages locked in RAM (mlock): never written to swap
+    LOCKED = _zeroize.INFO_LOCKED
+    #: excluded from core dumps (MADV_DONTDUMP)
+    DONTDUMP = _zeroize.INFO_DONTDUMP
+    #: a forked child sees zeros (MADV_WIPEONFORK)
+    WIPEONFORK = _zeroize.INFO_WIPEONFORK
+    #: guard pages before and after: overflows fault at once
+    GUARDED = _zeroize.INFO_GUARDED
+    #: memfd_secret: removed from the kernel's direct map
+    SECRETMEM = _zeroize.INFO_SECRETMEM
+    #: canaries around the block, checked when it is freed
+    CANARY = _zeroize.INFO_CANARY
+
+
+_zeroize._register_protection_type(Protection)
+
+
+def info(buf: SecureBuffer) -> Protection:
+    """The protections in force for a SecureBuffer; the same as ``buf.info()``."""
+    if not isinstance(buf, SecureBuffer):
+        raise TypeError(f"info() expects a SecureBuffer, not {type(buf).__name__!r}")
+    return buf.info()
+
+
+class GetPassWarning(UserWarning):
+    """getpass() could not turn echo off: the input may be visible."""
+
+
+def _open_terminal():
+    """The file descriptor getpass() talks to, and whether to close it.
+
+    The controlling terminal (/dev/tty) when there is one, like the
+    standard library's getpass; else standard input.
+    """
+    try:
+        return _os.open("/dev/tty", _os.O_RDWR | _os.O_NOCTTY | _os.O_CLOEXEC), True
+    except OSError:
+        return 0, False
+
+
+def getpass(prompt: str = "Password: ", *, max_length: int = 4096) -> SecureBuffer:
+    """Read a password from the terminal into a SecureBuffer, with echo off.
+
+    The prompt is written to the controlling terminal (/dev/tty) and the
+    line is read from it with one read(2) per byte straight into secure
+    memory: no str or bytes ever holds the password.  The trailing newline
+    is removed and the result has exactly the line's length (which may be
+    0).  Echo is restored even when the read is interrupted (Ctrl-C raises
+    KeyboardInterrupt as usual).
+
+    Without a controlling terminal, standard input (file descriptor 0) is
+    read the same way; echo is turned off when it is a terminal, otherwise
+    a GetPassWarning is issued and the prompt goes to standard error.  Input
+    already buffered by ``sys.stdin`` is not seen.
+
+    Raises EOFError when the input ends before any byte, ValueError (after
+    wiping what was read) for a line longer than ``max_length`` bytes.  The
+    kernel's terminal driver keeps its own copy of typed input, which no
+    process can wipe.
+    """
+    import termios
+
+    fd, close_fd = _open_terminal()
+    try:
+        if not _os.isatty(fd):
+            _warnings.warn("can not control echo on the terminal: input may be echoed",
+                           GetPassWarning, stacklevel=2)
+            _write_all(2, prompt.encode())
+            return _zeroize._read_secret_line(fd, max_length)
+        old = termios.tcgetattr(fd)
+        quiet = list(old)
+        quiet[3] &= ~termios.ECHO
+        _write_all(fd, prompt.encode())
+        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+        try:
+            return _zeroize._read_secret_line(fd, max_length)
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+            _write_all(fd, b"\n")
+    finally:
+        if close_fd:
+            _os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[_os.write(fd, data):]
