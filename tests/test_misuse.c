@@ -1,0 +1,222 @@
+/* Fatal misuse of zz_free / zz_size / zz_info / zz_realloc, and stale reads
+ * after zz_free.  Each case runs in a forked child. */
+#include "test_util.h"
+
+static void child_double_free(void *arg)
+{
+    const size_t *n = arg;
+    void *p = zz_alloc(*n);
+    child_check(p != NULL);
+    zz_free(p);
+    zz_free(p);
+}
+
+static void test_free_double_free_aborts(void **state)
+{
+    (void)state;
+    size_t ns[] = { 0, 1, 32, 4096, 70000 };
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        expect_fatal(child_double_free, &ns[i], "zeroize: double free");
+}
+
+/* A double free is still caught after other blocks came and went, as long as
+ * the slot itself was not handed out again. */
+static void child_double_free_after_other_traffic(void *arg)
+{
+    (void)arg;
+    void *p = zz_alloc(48);
+    child_check(p != NULL);
+    void *other = zz_alloc(5000);
+    child_check(other != NULL);
+    zz_free(p);
+    zz_free(other);
+    zz_free(p);
+}
+
+static void test_free_double_free_after_traffic_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_double_free_after_other_traffic, NULL, "zeroize: double free");
+}
+
+static void child_free_inside_block(void *arg)
+{
+    const ptrdiff_t *off = arg;
+    unsigned char *p = zz_alloc(256);
+    child_check(p != NULL);
+    zz_free(p + *off);
+}
+
+static void test_free_interior_pointer_aborts(void **state)
+{
+    (void)state;
+    ptrdiff_t offs[] = { 16, 1, 255 };
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++)
+        expect_fatal(child_free_inside_block, &offs[i], "zeroize: invalid pointer");
+}
+
+static void child_free_malloc_pointer(void *arg)
+{
+    (void)arg;
+    void *p = malloc(64);
+    child_check(p != NULL);
+    zz_free(p);
+}
+
+static void test_free_malloc_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_free_malloc_pointer, NULL, "zeroize: invalid pointer");
+}
+
+static void child_free_stack_pointer(void *arg)
+{
+    (void)arg;
+    unsigned char local[64];
+    memset(local, 1, sizeof local);
+    zz_free(local + 16);
+}
+
+static void test_free_stack_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_free_stack_pointer, NULL, "zeroize: invalid pointer");
+}
+
+/* A page-aligned pointer into an anonymous mapping that is not ours. */
+static void child_free_foreign_page(void *arg)
+{
+    (void)arg;
+    void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    child_check(m != MAP_FAILED);
+    zz_free((unsigned char *)m + 4096 - 16);
+}
+
+static void test_free_foreign_mapping_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_free_foreign_page, NULL, "zeroize: invalid pointer");
+}
+
+static void child_size_of_foreign(void *arg)
+{
+    (void)arg;
+    unsigned char local[32];
+    memset(local, 0, sizeof local);
+    (void)zz_size(local);
+}
+
+static void child_info_of_interior(void *arg)
+{
+    (void)arg;
+    unsigned char *p = zz_alloc(64);
+    child_check(p != NULL);
+    (void)zz_info(p + 16);
+}
+
+static void child_realloc_freed(void *arg)
+{
+    (void)arg;
+    void *p = zz_alloc(64);
+    child_check(p != NULL);
+    zz_free(p);
+    void *q = zz_realloc(p, 128);
+    (void)q;
+}
+
+static void child_realloc_malloced(void *arg)
+{
+    (void)arg;
+    void *p = malloc(32);
+    child_check(p != NULL);
+    void *q = zz_realloc(p, 64);
+    (void)q;
+}
+
+static void test_size_foreign_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_size_of_foreign, NULL, "zeroize: invalid pointer");
+}
+
+static void test_info_interior_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_info_of_interior, NULL, "zeroize: invalid pointer");
+}
+
+static void test_realloc_freed_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_realloc_freed, NULL, "zeroize: double free");
+}
+
+static void test_realloc_malloc_pointer_aborts(void **state)
+{
+    (void)state;
+    expect_fatal(child_realloc_malloced, NULL, "zeroize: invalid pointer");
+}
+
+/* After zz_free the stale pointer reads zeros or faults: never the secret.
+ * The child exits 0 if every byte read as zero, 3 if any byte was not zero;
+ * a SIGSEGV is the other acceptable outcome. */
+struct stale {
+    size_t n;
+    int mode;   /* protection mode the block was in when freed */
+};
+
+OPTNONE static void child_read_after_free(void *arg)
+{
+    const struct stale *s = arg;
+    unsigned char *p = zz_alloc(s->n);
+    child_check(p != NULL);
+    tu_fill_secret(p, 0x5EC2E7ull + s->n, s->n & ~(size_t)7);
+    memset(p + (s->n & ~(size_t)7), 0xA7, s->n & 7);
+    child_check(zz_protect(p, s->mode) == 0);
+    zz_free(p);
+    unsigned char acc = 0;
+    for (size_t i = 0; i < s->n; i++)
+        acc |= VREAD(p + i);
+    _exit(acc == 0 ? 0 : 3);
+}
+
+static void test_free_stale_read_zero_or_fault(void **state)
+{
+    (void)state;
+    const size_t ns[] = { 8, 64, 100, 4096, 70000 };
+    const int modes[] = { ZZ_READWRITE, ZZ_READONLY, ZZ_NOACCESS };
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        for (size_t m = 0; m < 3; m++) {
+            struct stale s = { ns[i], modes[m] };
+            struct tu_child_result r;
+            assert_int_equal(tu_run_child(child_read_after_free, &s, &r), 0);
+            int ok = (r.exited && r.exit_code == 0) || (r.signaled && r.signal == SIGSEGV);
+            if (!ok) {
+                tu_describe_child(&r, __FILE__, __LINE__);
+                print_error("size %zu mode %d: stale read saw non-zero bytes (exit 3) or died "
+                            "otherwise\n",
+                            ns[i], modes[m]);
+                fail();
+            }
+            assert_int_equal(r.err_len, 0);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_free_double_free_aborts),
+        cmocka_unit_test(test_free_double_free_after_traffic_aborts),
+        cmocka_unit_test(test_free_interior_pointer_aborts),
+        cmocka_unit_test(test_free_malloc_pointer_aborts),
+        cmocka_unit_test(test_free_stack_pointer_aborts),
+        cmocka_unit_test(test_free_foreign_mapping_aborts),
+        cmocka_unit_test(test_size_foreign_pointer_aborts),
+        cmocka_unit_test(test_info_interior_pointer_aborts),
+        cmocka_unit_test(test_realloc_freed_pointer_aborts),
+        cmocka_unit_test(test_realloc_malloc_pointer_aborts),
+        cmocka_unit_test(test_free_stale_read_zero_or_fault),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,566 @@
+/*
+ * test_util.h - helpers shared by the zeroize cmocka tests.
+ *
+ *   - run a function in a forked child and assert how it died
+ *     (expect_fatal, expect_segv, expect_child_ok);
+ *   - read /proc/self/smaps for the VMA that holds an address (VmFlags, Locked);
+ *   - scan the whole address space through /proc/self/mem for a secret
+ *     generated from a seed, without ever holding a copy of that secret;
+ *   - drop CAP_IPC_LOCK and shrink RLIMIT_MEMLOCK in a child.
+ *
+ * Everything here is static: each test program includes it once.  Build with
+ * _GNU_SOURCE (the CMakeLists defines it).
+ */
+#ifndef ZZ_TEST_UTIL_H
+#define ZZ_TEST_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "zeroize.h"
+
+#if defined(ZZ_TEST_HAVE_MEMCHECK_H)
+#include <valgrind/valgrind.h>
+#define TU_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#else
+#define TU_ON_VALGRIND() 0
+#endif
+
+#define TU_UNUSED __attribute__((unused))
+
+/* Functions that perform a deliberate bad access are compiled without
+ * optimisation, and the access itself goes through a volatile lvalue, so the
+ * compiler can neither drop nor move it. */
+#if defined(__clang__)
+#define OPTNONE __attribute__((optnone, noinline))
+#else
+#define OPTNONE __attribute__((optimize("O0"), noinline))
+#endif
+#define VREAD(addr) (*(volatile const unsigned char *)(const void *)(addr))
+#define VWRITE(addr, v) (*(volatile unsigned char *)(void *)(addr) = (unsigned char)(v))
+
+/* Keeps the compiler from assuming anything about memory across this point. */
+#define TU_BARRIER() __asm__ __volatile__("" ::: "memory")
+
+static TU_UNUSED size_t tu_page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static TU_UNUSED uintptr_t tu_page_of(const void *p)
+{
+    return (uintptr_t)p & ~(uintptr_t)(tu_page_size() - 1);
+}
+
+static TU_UNUSED size_t tu_round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+/* True when the tests were asked to exercise the mprotect fallback. */
+static TU_UNUSED int tu_mprotect_mode(void)
+{
+    const char *g = getenv("ZEROIZE_GUARDS");
+    return g != NULL && strcmp(g, "mprotect") == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Seeded PRNG (splitmix64).  The secret used by the scanning tests is the    */
+/* output stream of this generator; it is regenerated, never stored.          */
+/* ------------------------------------------------------------------------ */
+
+static TU_UNUSED uint64_t tu_prng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Writes len bytes (a multiple of 8) of the seed's stream to dst, one word at
+ * a time, so the whole secret never sits anywhere but in dst. */
+static TU_UNUSED void tu_fill_secret(void *dst, uint64_t seed, size_t len)
+{
+    uint64_t s = seed;
+    unsigned char *d = dst;
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t w = tu_prng_next(&s);
+        memcpy(d + i, &w, 8);
+    }
+    TU_BARRIER();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forked children                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef void (*tu_child_fn)(void *arg);
+
+struct tu_child_result {
+    int exited;      /* WIFEXITED */
+    int exit_code;
+    int signaled;    /* WIFSIGNALED */
+    int signal;
+    char err[4096];  /* what the child wrote on stderr (NUL-terminated) */
+    size_t err_len;
+};
+
+/* In the child: default dispositions for the signals cmocka (or a sanitizer)
+ * may have caught in the parent, so a fault or abort really kills it; and no
+ * core file, so death tests stay fast and leave nothing behind. */
+static TU_UNUSED void tu_child_prepare(void)
+{
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGSYS };
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+}
+
+/* Runs fn(arg) in a forked child that exits 0 if fn returns.  Collects the
+ * child's stderr and how it ended.  Returns 0, or -1 if fork/pipe failed. */
+static TU_UNUSED int tu_run_child(tu_child_fn fn, void *arg, struct tu_child_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        tu_child_prepare();
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    for (;;) {
+        ssize_t got = read(fds[0], r->err + r->err_len, sizeof r->err - 1 - r->err_len);
+        if (got > 0) {
+            r->err_len += (size_t)got;
+            if (r->err_len == sizeof r->err - 1)
+                break;
+        } else if (got == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    r->err[r->err_len] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    r->exited = WIFEXITED(status);
+    r->exit_code = r->exited ? WEXITSTATUS(status) : -1;
+    r->signaled = WIFSIGNALED(status);
+    r->signal = r->signaled ? WTERMSIG(status) : 0;
+    return 0;
+}
+
+static TU_UNUSED void tu_describe_child(const struct tu_child_result *r, const char *file, int line)
+{
+    if (r->signaled)
+        print_error("%s:%d: child killed by signal %d (%s); stderr: \"%s\"\n", file, line, r->signal,
+                    strsignal(r->signal), r->err);
+    else
+        print_error("%s:%d: child exited with %d; stderr: \"%s\"\n", file, line, r->exit_code, r->err);
+}
+
+/* The child must die of SIGABRT having written exactly `line` + "\n". */
+static TU_UNUSED void tu_expect_fatal(tu_child_fn fn, void *arg, const char *line, const char *file,
+                                      int lineno)
+{
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(fn, arg, &r), 0);
+    char want[512];
+    snprintf(want, sizeof want, "%s\n", line);
+    if (!r.signaled || r.signal != SIGABRT || strcmp(r.err, want) != 0) {
+        tu_describe_child(&r, file, lineno);
+        print_error("%s:%d: expected SIGABRT with stderr \"%s\\n\"\n", file, lineno, line);
+        fail();
+    }
+}
+#define expect_fatal(fn, arg, line) tu_expect_fatal((fn), (arg), (line), __FILE__, __LINE__)
+
+/* The child must die of SIGSEGV (and print nothing: no false fatal report). */
+static TU_UNUSED void tu_expect_segv(tu_child_fn fn, void *arg, const char *file, int lineno)
+{
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(fn, arg, &r), 0);
+    if (!r.signaled || r.signal != SIGSEGV) {
+        tu_describe_child(&r, file, lineno);
+        print_error("%s:%d: expected SIGSEGV\n", file, lineno);
+        fail();
+    }
+}
+#define expect_segv(fn, arg) tu_expect_segv((fn), (arg), __FILE__, __LINE__)
+
+/* The child must exit with status 0 (fn returned); its own checks call
+ * tu_child_check, which exits with the failing line number. */
+static TU_UNUSED void tu_expect_child_ok(tu_child_fn fn, void *arg, const char *file, int lineno)
+{
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(fn, arg, &r), 0);
+    if (!r.exited || r.exit_code != 0) {
+        tu_describe_child(&r, file, lineno);
+        print_error("%s:%d: expected the child to exit 0 (a non-zero code is the low byte of the "
+                    "line of the failed check in the child)\n",
+                    file, lineno);
+        fail();
+    }
+}
+#define expect_child_ok(fn, arg) tu_expect_child_ok((fn), (arg), __FILE__, __LINE__)
+
+/* cmocka's assert_* longjmp into the parent's test runner, which does not
+ * exist in a forked child: children check with this instead. */
+#define child_check(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: child check failed: %s (errno %d)\n", __FILE__, __LINE__,      \
+                    #cond, errno);                                                                 \
+            _exit((__LINE__ & 0x7f) | 0x80);                                                       \
+        }                                                                                          \
+    } while (0)
+
+/* ------------------------------------------------------------------------ */
+/* /proc/self/smaps and /proc/self/status                                   */
+/* ------------------------------------------------------------------------ */
+
+struct tu_vma {
+    uintptr_t start, end;
+    char perms[8];
+    char vmflags[512];  /* "rd wr mr mw me lo ..." */
+    long locked_kb;     /* "Locked:" */
+};
+
+/* Finds the VMA that contains addr in /proc/self/smaps.  Returns 0 or -1. */
+static TU_UNUSED int tu_smaps_vma(const void *addr, struct tu_vma *out)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    int in_target = 0, found = 0;
+    uintptr_t a = (uintptr_t)addr;
+    memset(out, 0, sizeof *out);
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long s, e;
+        char perms[8];
+        /* A VMA header starts with a lower-case hex address; fields start
+         * with a capitalised key ("Locked:", "VmFlags:"). */
+        int header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+        if (header && sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3) {
+            if (in_target)
+                break;
+            in_target = a >= s && a < e;
+            if (in_target) {
+                found = 1;
+                out->start = s;
+                out->end = e;
+                snprintf(out->perms, sizeof out->perms, "%s", perms);
+            }
+            continue;
+        }
+        if (!in_target)
+            continue;
+        if (strncmp(line, "VmFlags:", 8) == 0) {
+            const char *v = line + 8;
+            while (*v == ' ')
+                v++;
+            snprintf(out->vmflags, sizeof out->vmflags, "%s", v);
+            size_t L = strlen(out->vmflags);
+            while (L > 0 && (out->vmflags[L - 1] == '\n' || out->vmflags[L - 1] == ' '))
+                out->vmflags[--L] = '\0';
+        } else if (strncmp(line, "Locked:", 7) == 0) {
+            out->locked_kb = strtol(line + 7, NULL, 10);
+        }
+    }
+    fclose(f);
+    return found ? 0 : -1;
+}
+
+/* True if the space-separated flag list contains the two-letter flag. */
+static TU_UNUSED int tu_has_flag(const char *vmflags, const char *flag)
+{
+    size_t n = strlen(flag);
+    for (const char *p = vmflags; *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        const char *e = p;
+        while (*e != '\0' && *e != ' ')
+            e++;
+        if ((size_t)(e - p) == n && strncmp(p, flag, n) == 0)
+            return 1;
+        p = e;
+    }
+    return 0;
+}
+
+/* VmFlags of the VMA holding addr ("" if none). */
+static TU_UNUSED int tu_addr_has_flag(const void *addr, const char *flag)
+{
+    struct tu_vma v;
+    if (tu_smaps_vma(addr, &v) != 0)
+        return 0;
+    return tu_has_flag(v.vmflags, flag);
+}
+
+/* A "Key:   N kB" field of /proc/self/status, or -1. */
+static TU_UNUSED long tu_status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            v = strtol(line + kl + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Number of lines (VMAs) in /proc/self/maps. */
+static TU_UNUSED long tu_count_vmas(void)
+{
+    int fd = open("/proc/self/maps", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    char buf[65536];
+    long lines = 0;
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < got; i++)
+            lines += buf[i] == '\n';
+    }
+    close(fd);
+    return lines;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Whole-address-space scan through /proc/self/mem                          */
+/* ------------------------------------------------------------------------ */
+
+#define TU_SCAN_BUF (1u << 20)
+#define TU_SCAN_MAX_MAPPING ((uintptr_t)64 << 30) /* larger ones are sanitizer shadow */
+
+struct tu_scan {
+    int memfd;
+    unsigned char *buf;      /* our own window; excluded from the scan */
+    unsigned char *vec;      /* mincore vector */
+    size_t vec_len;
+    uint64_t seed;
+    size_t len;              /* secret length, multiple of 8, >= 8 */
+    size_t hits;
+    size_t bytes_scanned;
+};
+
+/* Does the secret start at buf[i]?  Regenerates it word by word. */
+static TU_UNUSED int tu_scan_match_at(const unsigned char *p, uint64_t seed, size_t len)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t want = tu_prng_next(&s), have;
+        memcpy(&have, p + i, 8);
+        if (have != want)
+            return 0;
+    }
+    return 1;
+}
+
+/* Counts occurrences of the secret in n bytes of the window. */
+static TU_UNUSED size_t tu_scan_window(const unsigned char *w, size_t n, uint64_t seed, size_t len)
+{
+    if (n < len)
+        return 0;
+    uint64_t s = seed;
+    uint64_t first = tu_prng_next(&s);
+    size_t hits = 0;
+    for (size_t i = 0; i + len <= n; i++) {
+        uint64_t have;
+        memcpy(&have, w + i, 8);
+        if (have == first && tu_scan_match_at(w + i, seed, len))
+            hits++;
+    }
+    return hits;
+}
+
+/* Scans [start, end): a resident run of pages.  Reads through /proc/self/mem
+ * in windows that overlap by len-1 bytes so no occurrence straddles two. */
+static TU_UNUSED void tu_scan_run(struct tu_scan *sc, uintptr_t start, uintptr_t end)
+{
+    size_t pg = tu_page_size();
+    uintptr_t at = start;
+    while (at < end) {
+        size_t want = end - at < TU_SCAN_BUF ? (size_t)(end - at) : TU_SCAN_BUF;
+        ssize_t got = pread(sc->memfd, sc->buf, want, (off_t)at);
+        if (got <= 0) {
+            /* unreadable page (guard region, vvar...): skip it */
+            at = (at & ~(uintptr_t)(pg - 1)) + pg;
+            continue;
+        }
+        sc->hits += tu_scan_window(sc->buf, (size_t)got, sc->seed, sc->len);
+        sc->bytes_scanned += (size_t)got;
+        explicit_bzero(sc->buf, (size_t)got);
+        if ((size_t)got < sc->len || at + (size_t)got >= end)
+            at += (size_t)got;
+        else
+            at += (size_t)got - (sc->len - 1);
+    }
+}
+
+/* Scans one mapping, skipping pages that are not resident (no swap here, so
+ * a non-resident anonymous page holds nothing) and our own window. */
+static TU_UNUSED void tu_scan_mapping(struct tu_scan *sc, uintptr_t start, uintptr_t end)
+{
+    size_t pg = tu_page_size();
+    uintptr_t bs = (uintptr_t)sc->buf, be = bs + TU_SCAN_BUF;
+    if (start < be && end > bs) {            /* cut our window out */
+        if (start < bs)
+            tu_scan_mapping(sc, start, bs);
+        if (end > be)
+            tu_scan_mapping(sc, be, end);
+        return;
+    }
+    for (uintptr_t c = start; c < end;) {
+        size_t span = sc->vec_len * pg;
+        size_t n = end - c < span ? (size_t)(end - c) : span;
+        if (mincore((void *)c, n, sc->vec) != 0) {
+            tu_scan_run(sc, c, c + n);   /* cannot tell: read it all */
+            c += n;
+            continue;
+        }
+        size_t pages = n / pg;
+        for (size_t i = 0; i < pages;) {
+            if (!(sc->vec[i] & 1)) {
+                i++;
+                continue;
+            }
+            size_t j = i;
+            while (j < pages && (sc->vec[j] & 1))
+                j++;
+            tu_scan_run(sc, c + i * pg, c + j * pg);
+            i = j;
+        }
+        c += n;
+    }
+}
+
+/* Counts how many times the len-byte secret of `seed` occurs anywhere in the
+ * process's memory (every mapping, readable or not: /proc/self/mem reads
+ * PROT_NONE pages too).  Returns (size_t)-1 if the scan could not run. */
+static TU_UNUSED size_t tu_scan_memory(uint64_t seed, size_t len, size_t *bytes_scanned)
+{
+    struct tu_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.seed = seed;
+    sc.len = len;
+    sc.memfd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+    if (sc.memfd < 0)
+        return (size_t)-1;
+    sc.buf = mmap(NULL, TU_SCAN_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    sc.vec_len = 1u << 20;
+    sc.vec = mmap(NULL, sc.vec_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    /* Snapshot the list first: scanning allocates nothing, but fopen did. */
+    size_t cap = 8192, n = 0;
+    uintptr_t(*ranges)[2] = malloc(cap * sizeof *ranges);
+    if (sc.buf == MAP_FAILED || sc.vec == MAP_FAILED || maps == NULL || ranges == NULL) {
+        close(sc.memfd);
+        if (maps != NULL)
+            fclose(maps);
+        free(ranges);
+        return (size_t)-1;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, maps) != NULL) {
+        unsigned long s, e;
+        if (sscanf(line, "%lx-%lx", &s, &e) != 2)
+            continue;
+        if (n == cap) {
+            void *bigger = realloc(ranges, 2 * cap * sizeof *ranges);
+            if (bigger == NULL)
+                break;
+            ranges = bigger;
+            cap *= 2;
+        }
+        ranges[n][0] = s;
+        ranges[n][1] = e;
+        n++;
+    }
+    fclose(maps);
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i][1] - ranges[i][0] > TU_SCAN_MAX_MAPPING)
+            continue;
+        tu_scan_mapping(&sc, ranges[i][0], ranges[i][1]);
+    }
+    free(ranges);
+    munmap(sc.buf, TU_SCAN_BUF);
+    munmap(sc.vec, sc.vec_len);
+    close(sc.memfd);
+    if (bytes_scanned != NULL)
+        *bytes_scanned = sc.bytes_scanned;
+    return sc.hits;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Giving up the right to lock memory                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Drops CAP_IPC_LOCK from every set of this process and sets RLIMIT_MEMLOCK
+ * (soft and hard) to limit bytes.  For children only.  Returns 0 or -1. */
+static TU_UNUSED int tu_drop_ipc_lock(rlim_t limit)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return -1;
+    unsigned bit = 1u << (CAP_IPC_LOCK % 32);
+    unsigned idx = CAP_IPC_LOCK / 32;
+    data[idx].effective &= ~bit;
+    data[idx].permitted &= ~bit;
+    data[idx].inheritable &= ~bit;
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        return -1;
+    prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0); /* best effort, also for exec'd children */
+    struct rlimit rl = { limit, limit };
+    return setrlimit(RLIMIT_MEMLOCK, &rl);
+}
+
+#endif /* ZZ_TEST_UTIL_H */
