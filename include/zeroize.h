@@ -125,8 +125,9 @@ ZZ_EXPORT void zz_free(void *p);
 /* Changes the size of a block: a new guarded block of n bytes receives the
  * first min(n, old size) bytes, then the old block is wiped and freed.
  * p == NULL acts as zz_alloc(n).  On failure returns NULL with errno, and p
- * is untouched and still valid.  Misuse of p is fatal as in zz_free. */
-ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_realloc(void *p, size_t n);
+ * is untouched and still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse
+ * of p is fatal as in zz_free.  The new block is in ZZ_READWRITE mode. */
+ZZ_EXPORT void *zz_realloc(void *p, size_t n);
 
 /* The n given to zz_alloc (or zz_realloc) for this block.  zz_size(NULL) is
  * 0.  A pointer this library did not return is fatal ("invalid pointer"). */

@@ -1,0 +1,496 @@
+/*
+ * block.c - zz_alloc and friends: each block on data pages of its own, between
+ * guard pages, packed into slabs of equal-sized slots.  This file owns slots,
+ * canaries placement and the free-slot cache; pages.c makes the mappings and
+ * registry.c finds a slot's slab from an address.
+ *
+ * One slot of a slab whose class has k data pages (all block metadata is kept
+ * out of band, in struct slab, never next to the block):
+ *
+ *   guard      data page(s) of the slot                        guard
+ *   +-------+-------------------------------------------------+-------+
+ *   | ----- | 0 0 0 ... 0 | head canary | block | tail canary | ----- |
+ *   +-------+-------------------------------------------------+-------+
+ *                          16 bytes      n      span - n
+ *                                        ^p
+ *   span = n rounded up to the alignment (16), so the block ends within 15
+ *   bytes of the next guard page.  The head canary exists only when the block
+ *   does not start on the first data byte (there the guard page does its job).
+ *
+ * A free slot is all zeros: zz_free wipes the block and both canaries, so the
+ * next zz_alloc needs no memset.  Freed slots stay mapped, guarded and locked:
+ * that is the cache that makes the steady state free of system calls.  Each
+ * class keeps at most one wholly empty slab; more are unmapped.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_CLASS_PAGES 16            /* larger blocks get a mapping each  */
+#define SLAB_MAX_BYTES (2u << 20)     /* a slab maps at most this much      */
+#define SLAB_MIN_SLOTS 4u
+
+struct slab {
+    struct zzi_region region;
+    size_t data_len;  /* bytes of data pages per slot */
+    size_t stride;    /* data_len + one guard page */
+    size_t nslots, nfree;
+    int cls;          /* data pages per slot, or 0 for a one-block mapping */
+    struct slab *prev, *next; /* the class's slabs that have a free slot */
+    size_t *free_stack;
+    _Atomic size_t *size_plus1;  /* 0 when the slot is free */
+    _Atomic size_t *span;        /* the block ends span bytes before data end */
+    _Atomic unsigned char *prot; /* ZZ_NOACCESS / ZZ_READONLY / ZZ_READWRITE */
+    unsigned *epoch;             /* zzi_wipe_epoch when the block was made */
+};
+
+struct size_class {
+    struct slab *avail;  /* slabs with at least one free slot */
+    size_t total_slots;
+    size_t empty_slabs;
+};
+
+static struct size_class classes[MAX_CLASS_PAGES + 1];
+struct zzi_counters zzi_counters;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_errno;
+
+static void init_library(void)
+{
+    if (zzi_canary_init() != 0) {
+        init_errno = errno ? errno : EAGAIN;
+        return;
+    }
+    zzi_pages_uses_guard_install();
+    zzi_registry_init_fork_handlers();
+}
+
+int zzi_init(void)
+{
+    pthread_once(&init_once, init_library);
+    if (zz_unlikely(init_errno != 0)) {
+        errno = init_errno;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- slot geometry -------------------------------------------------------- */
+
+static inline uintptr_t slot_data(const struct slab *s, size_t i)
+{
+    return s->region.map.base + zzi_os_page_size() + i * s->stride;
+}
+
+static inline unsigned char *block_at(const struct slab *s, size_t i, size_t span)
+{
+    return (unsigned char *)(slot_data(s, i) + s->data_len - span);
+}
+
+/* Bytes before the block that hold the head canary (0 or 16). */
+static inline size_t head_len(const struct slab *s, size_t span)
+{
+    return s->data_len - span >= ZZ_CANARY_LEN ? ZZ_CANARY_LEN : 0;
+}
+
+/* ---- slabs ------------------------------------------------------------------ */
+
+static struct slab *slab_struct_new(size_t nslots)
+{
+    size_t bytes = sizeof(struct slab) + nslots * (sizeof(size_t) * 3 + sizeof(unsigned) + 1);
+    struct slab *s = calloc(1, bytes);
+    if (s == NULL)
+        return NULL;
+    s->free_stack = (size_t *)(s + 1);
+    s->size_plus1 = (_Atomic size_t *)(s->free_stack + nslots);
+    s->span = s->size_plus1 + nslots;
+    s->epoch = (unsigned *)(void *)((char *)(void *)(s->free_stack + nslots) + 2 * nslots * sizeof(size_t));
+    s->prot = (_Atomic unsigned char *)(s->epoch + nslots);
+    return s;
+}
+
+/* pre: global lock held.  A new slab of nslots slots of slot_pages pages,
+ * registered, every slot free. */
+static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls)
+{
+    struct slab *s = slab_struct_new(nslots);
+    if (s == NULL) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zzi_pages_map_slab(slot_pages, nslots, &s->region.map) != 0) {
+        int e = errno;
+        free(s);
+        errno = e;
+        return NULL;
+    }
+    s->region.kind = ZZI_REGION_SLAB;
+    s->region.owner = s;
+    s->data_len = slot_pages * zzi_os_page_size();
+    s->stride = s->data_len + zzi_os_page_size();
+    s->nslots = s->nfree = nslots;
+    s->cls = cls;
+    for (size_t i = 0; i < nslots; i++) {
+        s->free_stack[i] = nslots - 1 - i; /* hand out low addresses first */
+        atomic_init(&s->prot[i], ZZ_READWRITE);
+        ZZ_VG_NOACCESS((void *)slot_data(s, i), s->data_len);
+    }
+    if (zzi_registry_add(&s->region) != 0) {
+        zzi_pages_unmap_slab(&s->region.map);
+        free(s);
+        zzi_fail(ZZI_FAIL_NOMEM);
+        return NULL;
+    }
+    return s;
+}
+
+/* pre: global lock held; every slot free (and so already wiped). */
+static void slab_destroy(struct slab *s)
+{
+    zzi_registry_remove(&s->region);
+    zzi_pages_unmap_slab(&s->region.map);
+    free(s);
+}
+
+static void avail_push(struct size_class *c, struct slab *s)
+{
+    s->prev = NULL;
+    s->next = c->avail;
+    if (c->avail)
+        c->avail->prev = s;
+    c->avail = s;
+}
+
+static void avail_remove(struct size_class *c, struct slab *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->avail = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* pre: global lock held.  A slab of class cls with a free slot, growing the
+ * class geometrically; halves the new slab while the kernel refuses (so an
+ * unprivileged process uses all of its RLIMIT_MEMLOCK). */
+static struct slab *class_slab_with_room(int cls)
+{
+    struct size_class *c = &classes[cls];
+    if (c->avail != NULL)
+        return c->avail;
+    size_t stride = (size_t)(cls + 1) * zzi_os_page_size();
+    size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
+    size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
+    size_t nslots = want < cap ? want : cap;
+    for (;;) {
+        struct slab *s = slab_create((size_t)cls, nslots, cls);
+        if (s != NULL) {
+            c->total_slots += nslots;
+            c->empty_slabs++;
+            avail_push(c, s);
+            return s;
+        }
+        if (nslots == 1)
+            return NULL;
+        nslots /= 2;
+    }
+}
+
+/* ---- allocation ------------------------------------------------------------- */
+
+static size_t pages_for(size_t span)
+{
+    size_t page = zzi_os_page_size();
+    return span == 0 ? 1 : (span + page - 1) / page;
+}
+
+/* pre: global lock held.  Takes a free slot for a block of span bytes. */
+static struct slab *take_slot(size_t span, size_t *idx)
+{
+    size_t pages = pages_for(span);
+    struct slab *s;
+    if (pages <= MAX_CLASS_PAGES) {
+        s = class_slab_with_room((int)pages);
+        if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
+            return NULL;
+        if (s->nfree == s->nslots)
+            classes[s->cls].empty_slabs--;
+        if (s->nfree == 1)
+            avail_remove(&classes[s->cls], s);
+    } else {
+        s = slab_create(pages, 1, 0);
+        if (s == NULL)
+            return NULL;
+    }
+    *idx = s->free_stack[--s->nfree];
+    return s;
+}
+
+static void *alloc_impl(size_t n, size_t align)
+{
+    if (zzi_init() != 0)
+        return NULL;
+    if (n > SIZE_MAX - align - 2 * zzi_os_page_size()) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t span = (n + align - 1) & ~(align - 1), i;
+    zzi_global_lock();
+    struct slab *s = take_slot(span, &i);
+    if (s == NULL) {
+        int e = errno;
+        zzi_global_unlock();
+        errno = e;
+        return NULL;
+    }
+    atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
+    atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
+    zzi_global_unlock();
+
+    /* The epoch is read before the canaries are written: a purge that wipes
+     * them after this point changes the epoch, so zz_free will know. */
+    s->epoch[i] = zzi_epoch_stable();
+    unsigned char *p = block_at(s, i, span);
+    size_t head = head_len(s, span);
+    ZZ_VG_UNDEFINED(p - head, head + span);
+    zzi_canary_write(p - head, head);
+    zzi_canary_write(p + n, span - n);
+    ZZ_VG_NOACCESS(p - head, head + span);
+    ZZ_VG_MALLOCLIKE(p, n);
+    atomic_fetch_add_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
+    return p;
+}
+
+ZZ_API void *zz_alloc(size_t n)
+{
+    return alloc_impl(n, ZZ_ALIGN);
+}
+
+ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
+{
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0 ||
+        alignment > zzi_os_page_size()) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment);
+}
+
+/* ---- finding a block ---------------------------------------------------------- */
+
+/* pre: global lock held.  The slab and slot of live block p; fatal when p is
+ * not a live block's start. */
+static struct slab *find_live(const void *p, size_t *idx)
+{
+    uintptr_t a = (uintptr_t)p;
+    struct zzi_region *r = zzi_registry_find(a);
+    ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
+    struct slab *s = r->owner;
+    size_t page = zzi_os_page_size(), off = a - s->region.map.base;
+    ZZ_CHECK(off >= page, "invalid pointer");
+    size_t i = (off - page) / s->stride;
+    ZZ_CHECK(i < s->nslots, "invalid pointer");
+    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+    ZZ_CHECK(a == (uintptr_t)block_at(s, i, span), "invalid pointer");
+    ZZ_CHECK(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) != 0,
+             "double free");
+    *idx = i;
+    return s;
+}
+
+/* ---- freeing ------------------------------------------------------------------- */
+
+/* 1 if the canary bytes at [p, p+n) are intact, or were zeroed by a purge or a
+ * fork that happened since the block was made (block_epoch != now). */
+static int canary_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
+{
+    return zzi_canary_intact(p, n) || (block_epoch != now && zz_is_zero(p, n));
+}
+
+static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
+                           size_t span)
+{
+    size_t head = head_len(s, span);
+    for (;;) {
+        unsigned e = zzi_epoch_stable();
+        int head_ok = canary_acceptable(p - head, head, s->epoch[i], e);
+        int tail_ok = canary_acceptable(p + n, span - n, s->epoch[i], e);
+        if (!zzi_epoch_unchanged(e))
+            continue; /* a purge ran while we looked: look again */
+        ZZ_CHECK(head_ok, "canary corrupted (before block)");
+        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
+        return;
+    }
+}
+
+/* pre: global lock held; slot i is now free and wiped. */
+static void release_slot(struct slab *s, size_t i)
+{
+    s->free_stack[s->nfree++] = i;
+    if (s->cls == 0) {
+        slab_destroy(s);
+        return;
+    }
+    struct size_class *c = &classes[s->cls];
+    if (s->nfree == 1)
+        avail_push(c, s);
+    if (s->nfree == s->nslots && ++c->empty_slabs > 1) {
+        avail_remove(c, s);
+        c->empty_slabs--;
+        c->total_slots -= s->nslots;
+        slab_destroy(s);
+    }
+}
+
+ZZ_API void zz_free(void *p)
+{
+    if (p == NULL)
+        return;
+    int saved = errno;
+    zzi_global_lock();
+    size_t i;
+    struct slab *s = find_live(p, &i);
+    size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
+    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+    if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE) {
+        ZZ_CHECK(zzi_os_protect((void *)slot_data(s, i), s->data_len, ZZ_READWRITE) == 0,
+                 "cannot restore write access to a block being freed (mprotect failed)");
+        atomic_store_explicit(&s->prot[i], ZZ_READWRITE, memory_order_relaxed);
+    }
+    unsigned char *b = p;
+    size_t head = head_len(s, span);
+    ZZ_VG_FREELIKE(b);
+    ZZ_VG_DEFINED(b - head, head + span);
+    check_canaries(s, i, b, n, span);
+    zz_wipe(b - head, head + span);
+    ZZ_VG_NOACCESS(b - head, head + span);
+    atomic_store_explicit(&s->size_plus1[i], 0, memory_order_release);
+    release_slot(s, i);
+    zzi_global_unlock();
+    atomic_fetch_sub_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
+    errno = saved;
+}
+
+/* ---- queries and modes ---------------------------------------------------------- */
+
+ZZ_API size_t zz_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    size_t i;
+    zzi_global_lock();
+    struct slab *s = find_live(p, &i);
+    size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
+    zzi_global_unlock();
+    return n;
+}
+
+ZZ_API unsigned zz_info(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    zzi_global_lock();
+    struct zzi_region *r = zzi_registry_find((uintptr_t)p);
+    unsigned info;
+    if (r != NULL && r->kind == ZZI_REGION_ARENA) {
+        info = zzi_arena_info(r, (uintptr_t)p);
+    } else {
+        size_t i;
+        struct slab *s = find_live(p, &i);
+        info = s->region.map.info | ZZ_INFO_CANARY;
+    }
+    zzi_global_unlock();
+    return info;
+}
+
+ZZ_API int zz_protect(void *p, int mode)
+{
+    if (mode != ZZ_NOACCESS && mode != ZZ_READONLY && mode != ZZ_READWRITE) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    zzi_global_lock();
+    struct zzi_region *r = zzi_registry_find((uintptr_t)p);
+    if (r != NULL && r->kind == ZZI_REGION_ARENA) {
+        zzi_global_unlock();
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    size_t i;
+    struct slab *s = find_live(p, &i);
+    int rc = zzi_os_protect((void *)slot_data(s, i), s->data_len, mode);
+    if (rc == 0)
+        atomic_store_explicit(&s->prot[i], (unsigned char)mode, memory_order_relaxed);
+    else
+        zzi_fail(ZZI_FAIL_MAPCOUNT);
+    int e = errno;
+    zzi_global_unlock();
+    errno = e;
+    return rc;
+}
+
+ZZ_API void *zz_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return zz_alloc(n);
+    size_t i, old_n;
+    zzi_global_lock();
+    struct slab *s = find_live(p, &i);
+    old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
+    int readable = atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_NOACCESS;
+    zzi_global_unlock();
+    if (!readable) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EACCES;
+        return NULL;
+    }
+    void *q = zz_alloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old_n < n ? old_n : n);
+    zz_free(p);
+    return q;
+}
+
+/* ---- purge and fork ---------------------------------------------------------------- */
+
+void zzi_block_purge_region(struct zzi_region *r)
+{
+    struct slab *s = r->owner;
+    for (size_t i = 0; i < s->nslots; i++) {
+        if (atomic_load_explicit(&s->size_plus1[i], memory_order_acquire) == 0)
+            continue;
+        size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+        if (span > s->data_len)
+            continue; /* being reassigned right now */
+        uintptr_t data = slot_data(s, i);
+        unsigned char *start = block_at(s, i, span) - head_len(s, span);
+        int mode = atomic_load_explicit(&s->prot[i], memory_order_relaxed);
+        if (mode != ZZ_READWRITE && zzi_os_protect((void *)data, s->data_len, ZZ_READWRITE) != 0)
+            continue;
+        zz_wipe(start, (size_t)(data + s->data_len - (uintptr_t)start));
+        if (mode != ZZ_READWRITE)
+            zzi_os_protect((void *)data, s->data_len, mode);
+    }
+}
+
+ZZ_API void zz_get_stats(zz_stats *out)
+{
+    out->live_blocks = atomic_load(&zzi_counters.live_blocks);
+    out->live_bytes = atomic_load(&zzi_counters.live_bytes);
+    out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
+    out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
+}

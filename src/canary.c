@@ -1,0 +1,57 @@
+/*
+ * canary.c - the bytes placed before and after every block to catch writes
+ * that miss the guard pages.  The pattern depends on a per-process random key
+ * and on each byte's address, so a canary copied from one block does not fit
+ * another and an attacker who cannot read memory cannot forge one.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static uint64_t key[2];
+
+int zzi_canary_init(void)
+{
+    return zzi_os_random(key, sizeof key);
+}
+
+/* The 16 canary bytes of the 16-byte-aligned chunk that holds address a. */
+static void chunk_pattern(uintptr_t a, unsigned char out[16])
+{
+    uint64_t c = (uint64_t)(a >> 4);
+    uint64_t w[2] = {key[0] ^ (c * 0x9E3779B97F4A7C15u), key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu)};
+    /* A canary byte is never zero, so a canary and zeroed memory (after
+     * zz_purge or a fork with WIPEONFORK) can never be mistaken. */
+    memcpy(out, w, 16);
+    for (int i = 0; i < 16; i++)
+        out[i] |= (unsigned char)(out[i] == 0);
+}
+
+void zzi_canary_write(unsigned char *p, size_t n)
+{
+    unsigned char pat[16];
+    uintptr_t chunk = UINTPTR_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)(p + i);
+        if ((a >> 4) != chunk) {
+            chunk = a >> 4;
+            chunk_pattern(a, pat);
+        }
+        p[i] = pat[a & 15];
+    }
+}
+
+int zzi_canary_intact(const unsigned char *p, size_t n)
+{
+    unsigned char pat[16], diff = 0;
+    uintptr_t chunk = UINTPTR_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)(p + i);
+        if ((a >> 4) != chunk) {
+            chunk = a >> 4;
+            chunk_pattern(a, pat);
+        }
+        diff |= (unsigned char)(p[i] ^ pat[a & 15]);
+    }
+    return diff == 0;
+}

@@ -1,0 +1,212 @@
+/*
+ * internal.h - what the library's files share and nothing else: the export
+ * macro, the fatal-check macro, the OS layer's contract and the internal
+ * prototypes of each module.  Never installed.
+ */
+#ifndef ZZ_INTERNAL_H
+#define ZZ_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zeroize.h"
+
+#define ZZ_API ZZ_EXPORT
+#define zz_likely(x) __builtin_expect(!!(x), 1)
+#define zz_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Misuse, corruption and impossible OS errors.  Always compiled in: a
+ * security check that NDEBUG could remove is not a check. */
+#define ZZ_CHECK(cond, msg)                                                  \
+    do {                                                                     \
+        if (zz_unlikely(!(cond)))                                            \
+            zzi_fatal(msg);                                                  \
+    } while (0)
+
+_Static_assert(sizeof(void *) == sizeof(uintptr_t), "flat address space");
+_Static_assert(ZZ_NOACCESS != ZZ_READONLY && ZZ_READONLY != ZZ_READWRITE,
+               "distinct protection modes");
+
+/* Every block starts on a 16-byte boundary and canaries come in 16s. */
+#define ZZ_ALIGN 16u
+#define ZZ_CANARY_LEN 16u
+
+/* ---- fatal.c ---------------------------------------------------------- */
+/* Writes "zeroize: <msg>\n" to stderr with write(2) and aborts.  Uses no
+ * stdio, no malloc, no lock: safe after corruption and in signal handlers. */
+_Noreturn void zzi_fatal(const char *msg);
+
+/* ---- os_posix.c: the only file that makes system calls ----------------- */
+/* Each returns 0 (or a pointer) on success and -1 (or NULL) with errno set;
+ * errors that can only mean a bug in this library are fatal.  All preserve
+ * nothing but errno's meaning; callers decide policy. */
+size_t zzi_os_page_size(void);
+void *zzi_os_map(size_t len);
+void zzi_os_unmap(void *p, size_t len);              /* fatal on failure */
+int zzi_os_protect(void *p, size_t len, int zz_mode); /* ZZ_NOACCESS.. */
+int zzi_os_guard_install(void *p, size_t len);       /* MADV_GUARD_INSTALL */
+int zzi_os_dontdump(void *p, size_t len);
+int zzi_os_dodump(void *p, size_t len);
+int zzi_os_wipeonfork(void *p, size_t len);
+int zzi_os_lock_onfault(void *p, size_t len);        /* mlock2 ONFAULT */
+int zzi_os_lock(void *p, size_t len);                /* mlock, populating */
+int zzi_os_unlock(void *p, size_t len);
+int zzi_os_random(void *buf, size_t len);            /* getrandom, whole */
+const char *zzi_os_getenv(const char *name);         /* secure_getenv */
+int zzi_os_sigaction(int sig, const void *act, void *old);
+/* Delivers sig with its default action (the process dies if that is what
+ * the default does), leaving the disposition SIG_DFL. */
+int zzi_os_raise_default(int sig);
+int zzi_os_set_core_limit_zero(void);
+int zzi_os_set_nondumpable(void);
+void zzi_os_yield(void);
+
+#ifdef ZZ_FAULT_INJECTION
+/* Test-only: make the nth call (1-based) of the named OS operation fail with
+ * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
+ * "lock", "random".  nth == 0 clears. */
+ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
+#endif
+
+/* ---- policy.c ---------------------------------------------------------- */
+enum zzi_failure {
+    ZZI_FAIL_NONE,
+    ZZI_FAIL_MEMLOCK,   /* mlock refused: RLIMIT_MEMLOCK / CAP_IPC_LOCK       */
+    ZZI_FAIL_MAPCOUNT,  /* mmap/mprotect/madvise ENOMEM: vm.max_map_count      */
+    ZZI_FAIL_NOMEM,     /* the request itself is too large                    */
+    ZZI_FAIL_ADVICE,    /* the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK  */
+    ZZI_FAIL_ARGUMENT,  /* a bad argument                                     */
+    ZZI_FAIL_ARENA_FULL /* a fixed-capacity arena has no room                 */
+};
+/* Records why the calling thread's current call fails (for zz_last_error). */
+void zzi_fail(enum zzi_failure why);
+int zzi_policy_lock_required(void);
+
+/* ---- wipe.c ------------------------------------------------------------ */
+/* The compiler may not assume anything about memory at p after this. */
+static inline void zzi_barrier(const void *p)
+{
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
+/* A slab: nslots runs of slot_pages data pages, each between guard pages
+ * (neighbours share a guard):  [G][data][G][data][G]...[data][G]          */
+struct zzi_slab_map {
+    uintptr_t base;     /* start of the mapping (the first guard page) */
+    size_t len;         /* whole mapping, guard pages included          */
+    size_t locked_len;  /* bytes counted against RLIMIT_MEMLOCK          */
+    unsigned info;      /* ZZ_INFO_* actually obtained                   */
+    size_t slot_pages, nslots;
+    unsigned fork_gen;  /* zzi_fork_generation the protections were made in */
+};
+/* Maps and protects a slab.  pre: slot_pages >= 1, nslots >= 1.
+ * Returns 0, or -1 with errno (nothing left mapped). */
+int zzi_pages_map_slab(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
+/* In a forked child, locks are not inherited and (with WIPEONFORK) guard
+ * markers are not copied: makes them again, once per slab per child.
+ * pre: the caller serialises calls for m.  Returns 0, or -1 with errno when
+ * the lock policy forbids using the slab unlocked (m->info tells). */
+int zzi_pages_refresh_after_fork(struct zzi_slab_map *m);
+/* Unmaps a slab whose slots were all wiped.  Preserves errno. */
+void zzi_pages_unmap_slab(const struct zzi_slab_map *m);
+/* 1 when guards come from MADV_GUARD_INSTALL, 0 when from mprotect. */
+int zzi_pages_uses_guard_install(void);
+
+/* ---- registry.c: every live region, for lookup and for zz_purge ---------- */
+enum zzi_region_kind { ZZI_REGION_SLAB = 1, ZZI_REGION_ARENA = 2 };
+
+struct zzi_region {
+    _Atomic(struct zzi_region *) next; /* registry list; purge reads it lock-free */
+    enum zzi_region_kind kind;
+    struct zzi_slab_map map;
+    void *owner;                        /* the slab or arena chunk it describes */
+};
+
+/* Walks the purge list and wipes every live block; async-signal-safe.
+ * pre: the caller has announced itself in zzi_purgers. */
+void zzi_registry_purge_all(void);
+/* Registers the fork handlers; called once, from library initialisation. */
+void zzi_registry_init_fork_handlers(void);
+
+/* The allocator's global lock (block.c's slabs, the registry's index). */
+void zzi_global_lock(void);
+void zzi_global_unlock(void);
+
+/* pre: global lock held.  Adds r to the index and the purge list.
+ * Returns 0, or -1 with ENOMEM. */
+int zzi_registry_add(struct zzi_region *r);
+/* pre: global lock held.  Removes r, then waits until no zz_purge can still
+ * be reading it, so the caller may unmap its memory. */
+void zzi_registry_remove(struct zzi_region *r);
+/* pre: global lock held.  The region whose mapping contains addr, or NULL. */
+struct zzi_region *zzi_registry_find(uintptr_t addr);
+
+/* Purge protocol (see purge.c).  The wipe epoch changes whenever memory that
+ * held canaries may have been zeroed behind the allocator's back (zz_purge,
+ * fork with WIPEONFORK). */
+extern _Atomic unsigned zzi_wipe_epoch;
+extern _Atomic unsigned zzi_purgers;
+/* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
+extern _Atomic unsigned zzi_fork_generation;
+/* The epoch, once no purge is running (spins while one is). */
+unsigned zzi_epoch_stable(void);
+/* 1 if no purge ran or started since zzi_epoch_stable() returned e. */
+int zzi_epoch_unchanged(unsigned e);
+
+/* ---- block.c ----------------------------------------------------------- */
+void zzi_block_init(void);
+/* Wipes every live block of a slab region; pre: called from zz_purge. */
+void zzi_block_purge_region(struct zzi_region *r);
+
+/* ---- canary.c (used by block.c and arena.c) ------------------------------ */
+/* Draws the per-process canary key.  Returns 0, or -1 with errno. */
+int zzi_canary_init(void);
+/* Fills [p, p+n) with the canary pattern for address p. */
+void zzi_canary_write(unsigned char *p, size_t n);
+/* 1 if [p, p+n) holds the canary pattern for address p. */
+int zzi_canary_intact(const unsigned char *p, size_t n);
+
+/* ---- init (block.c) ------------------------------------------------------ */
+/* Initialises the library once.  Returns 0, or -1 with errno. */
+int zzi_init(void);
+
+/* ---- arena.c ------------------------------------------------------------ */
+void zzi_arena_purge_region(struct zzi_region *r);
+unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
+void zzi_arena_lock_all(void);   /* atfork: before the global lock */
+void zzi_arena_unlock_all(void);
+
+/* ---- lockref.c ---------------------------------------------------------- */
+void zzi_lockref_lock_all(void);  /* atfork */
+void zzi_lockref_unlock_all(void);
+size_t zzi_lockref_locked_bytes(void);
+
+/* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */
+struct zzi_counters {
+    _Atomic size_t live_blocks, live_bytes, locked_bytes, mapped_bytes;
+};
+extern struct zzi_counters zzi_counters;
+
+/* ---- valgrind ------------------------------------------------------------ */
+#ifdef ZZ_VALGRIND
+#include <valgrind/memcheck.h>
+#define ZZ_VG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define ZZ_VG_UNDEFINED(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define ZZ_VG_DEFINED(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#define ZZ_VG_MALLOCLIKE(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 1)
+#define ZZ_VG_FREELIKE(p) VALGRIND_FREELIKE_BLOCK((p), 0)
+#define ZZ_VG_QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
+#define ZZ_VG_QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
+#else
+#define ZZ_VG_NOACCESS(p, n) ((void)(p), (void)(n))
+#define ZZ_VG_UNDEFINED(p, n) ((void)(p), (void)(n))
+#define ZZ_VG_DEFINED(p, n) ((void)(p), (void)(n))
+#define ZZ_VG_MALLOCLIKE(p, n) ((void)(p), (void)(n))
+#define ZZ_VG_FREELIKE(p) ((void)(p))
+#define ZZ_VG_QUIET_BEGIN() ((void)0)
+#define ZZ_VG_QUIET_END() ((void)0)
+#endif
+
+#endif /* ZZ_INTERNAL_H */

@@ -1,0 +1,251 @@
+/*
+ * os_posix.c - the only file that talks to the kernel (Linux).  Every other
+ * file calls these wrappers, so porting, fault injection and auditing which
+ * system calls the library makes all happen here.  Wrappers return 0 or -1
+ * with errno; an errno that can only mean a bug in this library is fatal.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_DONTDUMP
+#define MADV_DONTDUMP 16
+#endif
+#ifndef MADV_DODUMP
+#define MADV_DODUMP 17
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13+ */
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+
+#ifdef ZZ_FAULT_INJECTION
+enum fault_op { F_MAP, F_PROTECT, F_GUARD, F_DONTDUMP, F_WIPEONFORK, F_LOCK, F_RANDOM, F_COUNT };
+static const char *const fault_names[F_COUNT] = {
+    "map", "protect", "guard", "dontdump", "wipeonfork", "lock", "random"};
+static _Atomic unsigned fault_countdown[F_COUNT];
+static _Atomic int fault_errno[F_COUNT];
+
+ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err)
+{
+    for (int i = 0; i < F_COUNT; i++) {
+        if (strcmp(op, fault_names[i]) == 0) {
+            atomic_store(&fault_errno[i], err);
+            atomic_store(&fault_countdown[i], nth);
+            return;
+        }
+    }
+    zzi_fatal("fault injection: unknown operation");
+}
+
+/* 1 if this call must fail (errno is then set). */
+static int injected(enum fault_op op)
+{
+    unsigned n = atomic_load(&fault_countdown[op]);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak(&fault_countdown[op], &n, n - 1)) {
+            if (n == 1) {
+                errno = atomic_load(&fault_errno[op]);
+                return 1;
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+#define FAULT(op) (injected(op))
+#else
+#define FAULT(op) 0
+#endif
+
+size_t zzi_os_page_size(void)
+{
+    static size_t cached;
+    if (cached == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ZZ_CHECK(v > 0 && (v & (v - 1)) == 0, "cannot read the page size");
+        cached = (size_t)v;
+    }
+    return cached;
+}
+
+void *zzi_os_map(size_t len)
+{
+    if (FAULT(F_MAP))
+        return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        ZZ_CHECK(errno != EINVAL, "mmap: invalid arguments");
+        return NULL;
+    }
+    return p;
+}
+
+void zzi_os_unmap(void *p, size_t len)
+{
+    int saved = errno;
+    /* munmap fails only on bad arguments, or ENOMEM when splitting a mapping
+     * would exceed vm.max_map_count; we always unmap whole mappings. */
+    ZZ_CHECK(munmap(p, len) == 0, "munmap failed");
+    errno = saved;
+}
+
+static int prot_of(int zz_mode)
+{
+    switch (zz_mode) {
+    case ZZ_NOACCESS:
+        return PROT_NONE;
+    case ZZ_READONLY:
+        return PROT_READ;
+    case ZZ_READWRITE:
+        return PROT_READ | PROT_WRITE;
+    default:
+        zzi_fatal("internal: unknown protection mode");
+    }
+}
+
+int zzi_os_protect(void *p, size_t len, int zz_mode)
+{
+    if (FAULT(F_PROTECT))
+        return -1;
+    if (mprotect(p, len, prot_of(zz_mode)) != 0) {
+        ZZ_CHECK(errno != EINVAL, "mprotect: invalid arguments");
+        return -1;
+    }
+    return 0;
+}
+
+static int advise(void *p, size_t len, int advice)
+{
+    return madvise(p, len, advice);
+}
+
+int zzi_os_guard_install(void *p, size_t len)
+{
+    if (FAULT(F_GUARD))
+        return -1;
+    return advise(p, len, MADV_GUARD_INSTALL);
+}
+
+int zzi_os_dontdump(void *p, size_t len)
+{
+    if (FAULT(F_DONTDUMP))
+        return -1;
+    return advise(p, len, MADV_DONTDUMP);
+}
+
+int zzi_os_dodump(void *p, size_t len)
+{
+    return advise(p, len, MADV_DODUMP);
+}
+
+int zzi_os_wipeonfork(void *p, size_t len)
+{
+    if (FAULT(F_WIPEONFORK))
+        return -1;
+    return advise(p, len, MADV_WIPEONFORK);
+}
+
+int zzi_os_lock_onfault(void *p, size_t len)
+{
+    if (FAULT(F_LOCK))
+        return -1;
+    long r = syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
+    if (r != 0 && errno == ENOSYS)
+        r = mlock(p, len); /* before Linux 4.4, or an emulator without mlock2 */
+    return r == 0 ? 0 : -1;
+}
+
+int zzi_os_lock(void *p, size_t len)
+{
+    if (FAULT(F_LOCK))
+        return -1;
+    return mlock(p, len);
+}
+
+int zzi_os_unlock(void *p, size_t len)
+{
+    return munlock(p, len);
+}
+
+int zzi_os_random(void *buf, size_t len)
+{
+    if (FAULT(F_RANDOM))
+        return -1;
+    unsigned char *b = buf;
+    while (len > 0) {
+        ssize_t r = getrandom(b, len, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+const char *zzi_os_getenv(const char *name)
+{
+    return secure_getenv(name);
+}
+
+int zzi_os_sigaction(int sig, const void *act, void *old)
+{
+    return sigaction(sig, (const struct sigaction *)act, (struct sigaction *)old);
+}
+
+int zzi_os_raise_default(int sig)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    if (sigaction(sig, &dfl, NULL) != 0)
+        return -1;
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    /* Unblocked, the raised signal is delivered before raise() returns:
+     * a fatal one ends the process here, with a core dump if it dumps. */
+    pthread_sigmask(SIG_UNBLOCK, &set, &old);
+    raise(sig);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+int zzi_os_set_core_limit_zero(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CORE, &rl) != 0)
+        return -1;
+    rl.rlim_cur = 0;
+    return setrlimit(RLIMIT_CORE, &rl);
+}
+
+int zzi_os_set_nondumpable(void)
+{
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+void zzi_os_yield(void)
+{
+    sched_yield();
+}

@@ -1,0 +1,184 @@
+/*
+ * pages.c - maps slabs: runs of data pages between guard pages, excluded from
+ * core dumps, wiped in forked children and locked in RAM.  It decides how
+ * guards are made (MADV_GUARD_INSTALL where the kernel has it, mprotect
+ * otherwise) and what a lock costs; it knows nothing of blocks or canaries.
+ *
+ * Two guard paths, picked once per process:
+ *   guard-install (Linux 6.13+): one mapping, guard markers installed in its
+ *     page tables, then mlock2(MLOCK_ONFAULT) over the whole range.  The slab
+ *     stays ONE VMA however many slots it has, but the lock is charged for the
+ *     guard pages too (the kernel counts the whole mlock2 range).
+ *   mprotect: guard pages are PROT_NONE, which splits the mapping into two
+ *     VMAs per slot; only the data pages are locked.
+ * ZEROIZE_GUARDS=mprotect in the environment forces the second path.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int use_guard_install = -1;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+/* Can this kernel install guards and then lock the range on fault? */
+static int probe_guard_install(void)
+{
+    size_t page = zzi_os_page_size();
+    unsigned char *p = zzi_os_map(3 * page);
+    if (p == NULL)
+        return 0;
+    int ok = zzi_os_guard_install(p + page, page) == 0 &&
+             zzi_os_lock_onfault(p, 3 * page) == 0;
+    zzi_os_unmap(p, 3 * page);
+    return ok;
+}
+
+static void choose_guard_path(void)
+{
+    const char *env = zzi_os_getenv("ZEROIZE_GUARDS");
+#ifdef ZZ_FORCE_MPROTECT_GUARDS
+    env = "mprotect";
+#endif
+    int saved = errno;
+    if (env != NULL && strcmp(env, "mprotect") == 0)
+        use_guard_install = 0;
+    else
+        use_guard_install = probe_guard_install();
+    errno = saved;
+}
+
+int zzi_pages_uses_guard_install(void)
+{
+    pthread_once(&probe_once, choose_guard_path);
+    return use_guard_install;
+}
+
+/* The advice failed with errno; may we go on without that protection? */
+static int advice_optional(void)
+{
+    return errno == EINVAL && !zzi_policy_lock_required();
+}
+
+static int add_guards(uintptr_t base, size_t stride, size_t nslots, size_t page)
+{
+    for (size_t g = 0; g <= nslots; g++) {
+        void *guard = (void *)(base + g * stride);
+        int r = use_guard_install ? zzi_os_guard_install(guard, page)
+                                  : zzi_os_protect(guard, page, ZZ_NOACCESS);
+        if (r != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int add_advice(struct zzi_slab_map *m)
+{
+    if (zzi_os_dontdump((void *)m->base, m->len) == 0)
+        m->info |= ZZ_INFO_DONTDUMP;
+    else if (!advice_optional())
+        return -1;
+    if (zzi_os_wipeonfork((void *)m->base, m->len) == 0)
+        m->info |= ZZ_INFO_WIPEONFORK;
+    else if (!advice_optional())
+        return -1;
+    return 0;
+}
+
+static int lock_data(struct zzi_slab_map *m, size_t stride, size_t nslots, size_t page)
+{
+    if (use_guard_install) {
+        if (zzi_os_lock_onfault((void *)m->base, m->len) != 0)
+            return -1;
+        m->locked_len = m->len;
+        return 0;
+    }
+    size_t data_len = stride - page;
+    for (size_t i = 0; i < nslots; i++) {
+        if (zzi_os_lock_onfault((void *)(m->base + page + i * stride), data_len) != 0) {
+            int e = errno;
+            zzi_os_unlock((void *)m->base, m->len);
+            errno = e;
+            return -1;
+        }
+    }
+    m->locked_len = nslots * data_len;
+    return 0;
+}
+
+int zzi_pages_map_slab(size_t slot_pages, size_t nslots, struct zzi_slab_map *out)
+{
+    size_t page = zzi_os_page_size(), stride, len;
+    zzi_pages_uses_guard_install();
+    if (__builtin_add_overflow(slot_pages, 1, &stride) ||
+        __builtin_mul_overflow(stride, page, &stride) ||
+        __builtin_mul_overflow(stride, nslots, &len) ||
+        __builtin_add_overflow(len, page, &len)) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return -1;
+    }
+    struct zzi_slab_map m = {.len = len, .info = ZZ_INFO_GUARDED, .slot_pages = slot_pages,
+                             .nslots = nslots, .fork_gen = atomic_load(&zzi_fork_generation)};
+    void *p = zzi_os_map(len);
+    if (p == NULL) {
+        zzi_fail(ZZI_FAIL_MAPCOUNT);
+        return -1;
+    }
+    m.base = (uintptr_t)p;
+    if (add_guards(m.base, stride, nslots, page) != 0) {
+        zzi_fail(ZZI_FAIL_MAPCOUNT);
+        goto fail;
+    }
+    if (add_advice(&m) != 0) {
+        zzi_fail(errno == EINVAL ? ZZI_FAIL_ADVICE : ZZI_FAIL_MAPCOUNT);
+        goto fail;
+    }
+    if (lock_data(&m, stride, nslots, page) == 0) {
+        m.info |= ZZ_INFO_LOCKED;
+    } else if (zzi_policy_lock_required()) {
+        zzi_fail(ZZI_FAIL_MEMLOCK);
+        goto fail;
+    }
+    *out = m;
+    return 0;
+fail:;
+    int e = errno;
+    zzi_os_unmap(p, len);
+    errno = e;
+    return -1;
+}
+
+int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
+{
+    unsigned gen = atomic_load(&zzi_fork_generation);
+    if (zz_likely(m->fork_gen == gen))
+        return 0;
+    size_t page = zzi_os_page_size(), stride = (m->slot_pages + 1) * page;
+    int saved = errno;
+    m->fork_gen = gen;
+    m->info &= ~ZZ_INFO_LOCKED;
+    m->locked_len = 0;
+    if (use_guard_install) {
+        m->info &= ~ZZ_INFO_GUARDED;
+        if (add_guards(m->base, stride, m->nslots, page) == 0)
+            m->info |= ZZ_INFO_GUARDED;
+    }
+    if (lock_data(m, stride, m->nslots, page) == 0)
+        m->info |= ZZ_INFO_LOCKED;
+    atomic_fetch_add(&zzi_counters.locked_bytes, m->locked_len);
+    if (!(m->info & ZZ_INFO_GUARDED) ||
+        (!(m->info & ZZ_INFO_LOCKED) && zzi_policy_lock_required())) {
+        zzi_fail(m->info & ZZ_INFO_GUARDED ? ZZI_FAIL_MEMLOCK : ZZI_FAIL_MAPCOUNT);
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = saved;
+    return 0;
+}
+
+void zzi_pages_unmap_slab(const struct zzi_slab_map *m)
+{
+    zzi_os_unmap((void *)m->base, m->len);
+}

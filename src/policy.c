@@ -1,0 +1,86 @@
+/*
+ * policy.c - the lock policy (ZZ_LOCK_REQUIRED / ZZ_LOCK_BEST_EFFORT, and the
+ * ZEROIZE_LOCK environment variable) and the per-thread explanation of the
+ * last failure that zz_last_error() returns.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Atomic int lock_policy = -1; /* -1: not read from the environment yet */
+
+static int policy_from_env(void)
+{
+    const char *v = zzi_os_getenv("ZEROIZE_LOCK");
+    if (v != NULL && (strcmp(v, "best-effort") == 0 || strcmp(v, "best_effort") == 0))
+        return ZZ_LOCK_BEST_EFFORT;
+    return ZZ_LOCK_REQUIRED; /* unknown values fail closed */
+}
+
+static int current_policy(void)
+{
+    int p = atomic_load_explicit(&lock_policy, memory_order_relaxed);
+    if (zz_unlikely(p < 0)) {
+        int expected = -1;
+        atomic_compare_exchange_strong(&lock_policy, &expected, policy_from_env());
+        p = atomic_load(&lock_policy);
+    }
+    return p;
+}
+
+int zzi_policy_lock_required(void)
+{
+    return current_policy() == ZZ_LOCK_REQUIRED;
+}
+
+ZZ_API int zz_set_lock_policy(int policy)
+{
+    if (policy != ZZ_LOCK_REQUIRED && policy != ZZ_LOCK_BEST_EFFORT) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store(&lock_policy, policy);
+    return 0;
+}
+
+ZZ_API int zz_get_lock_policy(void)
+{
+    return current_policy();
+}
+
+static _Thread_local enum zzi_failure last_failure;
+
+void zzi_fail(enum zzi_failure why)
+{
+    last_failure = why;
+}
+
+ZZ_API const char *zz_last_error(void)
+{
+    switch (last_failure) {
+    case ZZI_FAIL_NONE:
+        return "";
+    case ZZI_FAIL_MEMLOCK:
+        return "the kernel refused to lock secret memory in RAM: the locked-memory limit "
+               "(RLIMIT_MEMLOCK) is reached; raise it with `ulimit -l` (or LimitMEMLOCK= in a "
+               "systemd unit, memlock in /etc/security/limits.conf), grant CAP_IPC_LOCK, or "
+               "allow unlocked secrets with ZEROIZE_LOCK=best-effort";
+    case ZZI_FAIL_MAPCOUNT:
+        return "the kernel refused a new memory mapping: out of memory, or the process "
+               "reached vm.max_map_count; raise it with `sysctl vm.max_map_count=262144`, "
+               "or free secrets you no longer need";
+    case ZZI_FAIL_NOMEM:
+        return "the requested size is too large to allocate";
+    case ZZI_FAIL_ADVICE:
+        return "the kernel does not support MADV_DONTDUMP or MADV_WIPEONFORK (Linux 4.14+ "
+               "needed); use ZEROIZE_LOCK=best-effort to accept secrets without them";
+    case ZZI_FAIL_ARGUMENT:
+        return "invalid argument";
+    case ZZI_FAIL_ARENA_FULL:
+        return "the fixed-capacity arena is full: free blocks, or create it with a larger "
+               "capacity (or 0 for an arena that grows)";
+    }
+    return "";
+}

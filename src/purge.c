@@ -1,0 +1,122 @@
+/*
+ * purge.c - the emergency brake: zz_purge wipes every live secret at once,
+ * from anywhere, including a signal handler; zz_purge_on_signals wires it to
+ * signals; zz_harden_process is the only place the library changes
+ * process-wide settings, and only when asked.
+ *
+ * Guarantee (what zz_purge promises while other threads keep working):
+ *   - every block live from before zz_purge starts until after it returns
+ *     reads as zero afterwards, in any protection mode;
+ *   - a block allocated or freed meanwhile may or may not be wiped;
+ *   - no lock is taken, so a thread interrupted while holding the allocator's
+ *     lock cannot deadlock it; no memory outside the library's slots is ever
+ *     written; a canary zeroed by the purge is not reported as corruption
+ *     (the wipe epoch tells zz_free that a purge happened since the block was
+ *     made, and a canary never contains a zero byte, so an untouched canary
+ *     and a purged one cannot be confused).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+ZZ_API void zz_purge(void)
+{
+    int saved = errno;
+    atomic_fetch_add(&zzi_purgers, 1);
+    atomic_fetch_add(&zzi_wipe_epoch, 1);
+    ZZ_VG_QUIET_BEGIN();
+    zzi_registry_purge_all();
+    ZZ_VG_QUIET_END();
+    atomic_fetch_add(&zzi_wipe_epoch, 1);
+    atomic_fetch_sub(&zzi_purgers, 1);
+    errno = saved;
+}
+
+/* Dispositions found when zz_purge_on_signals installed its handler. */
+static struct sigaction previous[NSIG];
+
+static int is_ignored_by_default(int sig)
+{
+    return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
+}
+
+static void purge_handler(int sig, siginfo_t *info, void *uctx)
+{
+    zz_purge();
+    const struct sigaction *old = &previous[sig];
+    if (old->sa_flags & SA_SIGINFO) {
+        if (old->sa_sigaction != NULL)
+            old->sa_sigaction(sig, info, uctx);
+    } else if (old->sa_handler == SIG_IGN) {
+        return;
+    } else if (old->sa_handler == SIG_DFL) {
+        if (is_ignored_by_default(sig))
+            return;
+        /* Dies here for terminating signals (with a core when the default
+         * dumps); for stop signals, continues after SIGCONT: re-arm. */
+        int e = errno;
+        zzi_os_raise_default(sig);
+        struct sigaction again;
+        memset(&again, 0, sizeof again);
+        again.sa_sigaction = purge_handler;
+        again.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&again.sa_mask);
+        zzi_os_sigaction(sig, &again, NULL);
+        errno = e;
+    } else {
+        old->sa_handler(sig);
+    }
+}
+
+static int catchable(int sig)
+{
+    return sig > 0 && sig < NSIG && sig != SIGKILL && sig != SIGSTOP;
+}
+
+ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
+{
+    if (count > 0 && signals == NULL) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!catchable(signals[i])) {
+            zzi_fail(ZZI_FAIL_ARGUMENT);
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        int sig = signals[i];
+        struct sigaction act, old;
+        memset(&act, 0, sizeof act);
+        act.sa_sigaction = purge_handler;
+        act.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&act.sa_mask);
+        if (zzi_os_sigaction(sig, NULL, &old) != 0)
+            return -1;
+        if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == purge_handler)
+            continue; /* already installed: keep the handler we chain to */
+        previous[sig] = old;
+        if (zzi_os_sigaction(sig, &act, NULL) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+ZZ_API int zz_harden_process(unsigned flags)
+{
+    if (flags & ~(ZZ_HARDEN_NO_CORE | ZZ_HARDEN_NO_PTRACE)) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    if ((flags & ZZ_HARDEN_NO_CORE) && zzi_os_set_core_limit_zero() != 0)
+        return -1;
+    if ((flags & ZZ_HARDEN_NO_PTRACE) && zzi_os_set_nondumpable() != 0)
+        return -1;
+    return 0;
+}
