@@ -327,30 +327,28 @@ static int get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who)
         }
         return -1; /* closed / noaccess: keep the ValueError */
     }
-    if (PyErr_ExceptionMatches(PyExc_BufferError)) {
-        /* Was it refused only because it is read-only? */
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        Py_buffer ro;
-        if (PyObject_GetBuffer(obj, &ro, PyBUF_RECORDS_RO) == 0) {
-            int readonly = ro.readonly;
-            PyBuffer_Release(&ro);
-            if (readonly) {
-                Py_XDECREF(et);
-                Py_XDECREF(ev);
-                Py_XDECREF(tb);
-                PyErr_Format(PyExc_TypeError,
-                             "%s() cannot wipe a read-only buffer ('%.100s'); "
-                             "keep secrets in a bytearray or SecureBuffer",
-                             who, Py_TYPE(obj)->tp_name);
-                return -1;
-            }
-        } else {
-            PyErr_Clear();
+    /* Was it refused only because it is read-only?  (CPython's types say
+     * so with BufferError, numpy with ValueError.) */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    Py_buffer ro;
+    if (PyObject_GetBuffer(obj, &ro, PyBUF_RECORDS_RO) == 0) {
+        int readonly = ro.readonly;
+        PyBuffer_Release(&ro);
+        if (readonly) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+            PyErr_Format(PyExc_TypeError,
+                         "%s() cannot wipe a read-only buffer ('%.100s'); "
+                         "keep secrets in a bytearray or SecureBuffer",
+                         who, Py_TYPE(obj)->tp_name);
+            return -1;
         }
-        PyErr_Restore(et, ev, tb);
-        return -1;
+    } else {
+        PyErr_Clear();
     }
+    PyErr_Restore(et, ev, tb);
     if (PyErr_ExceptionMatches(PyExc_ValueError) &&
         PyObject_HasAttrString(obj, "__array_interface__")) {
         /* numpy refuses a format for datetime64/timedelta64: wipe the same
@@ -363,7 +361,17 @@ static int get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who)
         Py_DECREF(itemsize);
         if (opaque == NULL)
             return -1;
-        int rc = PyObject_GetBuffer(opaque, view, PyBUF_RECORDS);
+        int rc = -1;
+        if (PyObject_GetBuffer(opaque, view, PyBUF_RECORDS) == 0)
+            rc = 0;
+        else if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            ; /* keep the error */
+        else {
+            PyErr_Clear(); /* read-only: "writeable" is False */
+            PyErr_Format(PyExc_TypeError,
+                         "%s() cannot wipe a read-only buffer ('%.100s')", who,
+                         Py_TYPE(obj)->tp_name);
+        }
         Py_DECREF(opaque); /* the view keeps its own reference */
         return rc;
     }
