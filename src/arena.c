@@ -57,6 +57,7 @@ struct zz_arena {
     int growable;
     struct chunk **chunks;    /* sorted by address */
     size_t nchunks;
+    _Atomic size_t live_blocks, live_bytes; /* written under lock */
     struct run *avail[NCLASSES];
     size_t runs_in_class[NCLASSES];
 };
@@ -330,6 +331,8 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
         avail_remove(a, r);
     r->epoch[i] = zzi_epoch_stable();
     atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
+    zzi_count(&a->live_blocks, 1);
+    zzi_count(&a->live_bytes, n);
     pthread_mutex_unlock(&a->lock);
 
     unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
@@ -338,8 +341,6 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
     zzi_canary_write(p + n, span - n);
     ZZ_VG_NOACCESS(p + n, span - n);
     ZZ_VG_MALLOCLIKE(p, n);
-    atomic_fetch_add_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
     return p;
 }
 
@@ -414,9 +415,9 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     r->free_stack[r->nfree++] = (uint16_t)i;
     if (r->nfree == 1)
         avail_push(a, r);
+    zzi_count(&a->live_blocks, (size_t)-1);
+    zzi_count(&a->live_bytes, 0 - n);
     pthread_mutex_unlock(&a->lock);
-    atomic_fetch_sub_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
     errno = saved;
 }
 
@@ -433,7 +434,6 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         a->list_next->list_prev = a->list_prev;
     pthread_mutex_unlock(&arenas_lock);
 
-    size_t live = 0, live_bytes = 0;
     for (size_t k = 0; k < a->nchunks; k++) {
         struct chunk *c = a->chunks[k];
         for (size_t ri = 0; ri < c->runs_used; ri++) {
@@ -446,8 +446,6 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
                 if (sp1 != 0) {
                     check_cell(r, i, p, sp1 - 1);
                     ZZ_VG_FREELIKE(p);
-                    live++;
-                    live_bytes += sp1 - 1;
                 } else {
                     ZZ_CHECK(zzi_canary_intact(p - ZZ_CANARY_LEN, ZZ_CANARY_LEN),
                              "canary corrupted (before block)");
@@ -456,8 +454,6 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         }
         chunk_destroy(c);
     }
-    atomic_fetch_sub(&zzi_counters.live_blocks, live);
-    atomic_fetch_sub(&zzi_counters.live_bytes, live_bytes);
     free(a->chunks);
     pthread_mutex_destroy(&a->lock);
     free(a);
@@ -491,6 +487,16 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
     ZZ_CHECK(atomic_load(&r->size_plus1[(in_run - ZZ_CANARY_LEN) / r->cell]) != 0,
              "invalid pointer");
     return reg->map.info | ZZ_INFO_CANARY;
+}
+
+void zzi_arena_count_live(size_t *blocks, size_t *bytes)
+{
+    pthread_mutex_lock(&arenas_lock);
+    for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
+        *blocks += atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
+        *bytes += atomic_load_explicit(&a->live_bytes, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&arenas_lock);
 }
 
 void zzi_arena_lock_all(void)

@@ -55,6 +55,7 @@ struct size_class {
 
 static struct size_class classes[MAX_CLASS_PAGES + 1];
 struct zzi_counters zzi_counters;
+static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_errno;
@@ -253,6 +254,8 @@ static void *alloc_impl(size_t n, size_t align)
     }
     atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
     atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
+    zzi_count(&live_blocks, 1);
+    zzi_count(&live_bytes, n);
     zzi_global_unlock();
 
     /* The epoch is read before the canaries are written: a purge that wipes
@@ -265,8 +268,6 @@ static void *alloc_impl(size_t n, size_t align)
     zzi_canary_write(p + n, span - n);
     ZZ_VG_NOACCESS(p - head, head + span);
     ZZ_VG_MALLOCLIKE(p, n);
-    atomic_fetch_add_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
     return p;
 }
 
@@ -376,9 +377,9 @@ ZZ_API void zz_free(void *p)
     ZZ_VG_NOACCESS(b - head, head + span);
     atomic_store_explicit(&s->size_plus1[i], 0, memory_order_release);
     release_slot(s, i);
+    zzi_count(&live_blocks, (size_t)-1);
+    zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();
-    atomic_fetch_sub_explicit(&zzi_counters.live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&zzi_counters.live_bytes, n, memory_order_relaxed);
     errno = saved;
 }
 
@@ -489,8 +490,9 @@ void zzi_block_purge_region(struct zzi_region *r)
 
 ZZ_API void zz_get_stats(zz_stats *out)
 {
-    out->live_blocks = atomic_load(&zzi_counters.live_blocks);
-    out->live_bytes = atomic_load(&zzi_counters.live_bytes);
+    out->live_blocks = atomic_load_explicit(&live_blocks, memory_order_relaxed);
+    out->live_bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
+    zzi_arena_count_live(&out->live_blocks, &out->live_bytes);
     out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
     out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
 }

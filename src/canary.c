@@ -27,31 +27,38 @@ static void chunk_pattern(uintptr_t a, unsigned char out[16])
         out[i] |= (unsigned char)(out[i] == 0);
 }
 
+/* Calls fn on each piece of [p, p+n) that lies in one 16-byte chunk, with
+ * that chunk's pattern: most canaries are one piece, so one pattern. */
+#define FOR_EACH_PIECE(p, n, pat, off, len, body)                                \
+    do {                                                                     \
+        uintptr_t a_ = (uintptr_t)(p), end_ = a_ + (n);                      \
+        while (a_ < end_) {                                                  \
+            unsigned char pat[16];                                           \
+            chunk_pattern(a_, pat);                                          \
+            size_t off = a_ & 15, len = 16 - off;                            \
+            if (len > end_ - a_)                                             \
+                len = end_ - a_;                                             \
+            body;                                                            \
+            a_ += len;                                                       \
+        }                                                                    \
+    } while (0)
+
 void zzi_canary_write(unsigned char *p, size_t n)
 {
-    unsigned char pat[16];
-    uintptr_t chunk = UINTPTR_MAX;
-    for (size_t i = 0; i < n; i++) {
-        uintptr_t a = (uintptr_t)(p + i);
-        if ((a >> 4) != chunk) {
-            chunk = a >> 4;
-            chunk_pattern(a, pat);
-        }
-        p[i] = pat[a & 15];
-    }
+    unsigned char *dst = p;
+    FOR_EACH_PIECE(p, n, pat, off, len, {
+        memcpy(dst, pat + off, len);
+        dst += len;
+    });
 }
 
 int zzi_canary_intact(const unsigned char *p, size_t n)
 {
-    unsigned char pat[16], diff = 0;
-    uintptr_t chunk = UINTPTR_MAX;
-    for (size_t i = 0; i < n; i++) {
-        uintptr_t a = (uintptr_t)(p + i);
-        if ((a >> 4) != chunk) {
-            chunk = a >> 4;
-            chunk_pattern(a, pat);
-        }
-        diff |= (unsigned char)(p[i] ^ pat[a & 15]);
-    }
-    return diff == 0;
+    const unsigned char *src = p;
+    int ok = 1;
+    FOR_EACH_PIECE(p, n, pat, off, len, {
+        ok &= memcmp(src, pat + off, len) == 0;
+        src += len;
+    });
+    return ok;
 }

@@ -185,9 +185,19 @@ size_t zzi_lockref_locked_bytes(void);
 
 /* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */
 struct zzi_counters {
-    _Atomic size_t live_blocks, live_bytes, locked_bytes, mapped_bytes;
+    _Atomic size_t locked_bytes, mapped_bytes;
 };
 extern struct zzi_counters zzi_counters;
+
+/* A counter written only under one lock and read anywhere: a relaxed load and
+ * store, no locked read-modify-write on the allocation fast path. */
+static inline void zzi_count(_Atomic size_t *c, size_t delta)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+/* Adds the live blocks and bytes of every arena to *blocks and *bytes. */
+void zzi_arena_count_live(size_t *blocks, size_t *bytes);
 
 /* ---- valgrind ------------------------------------------------------------ */
 #ifdef ZZ_VALGRIND
