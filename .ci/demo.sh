@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job: build, run the examples (C and Python), then a short benchmark
+# that writes bench-results/results.{md,json} and bench-results/plot.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+echo "== C example: a daemon holding a key"
+./build/examples/key_daemon 3
+echo "== Python examples (the seed's README examples, unchanged but for the import)"
+bash python-bindings/run_tests.sh --install-only
+for ex in python-bindings/examples/*.py; do
+  echo "-- $ex"; /tmp/zeroize-venv/bin/python "$ex"
+done
+echo "== zz-bench all --quick"
+mkdir -p bench-results
+./build/bench/zz-bench all --quick --json bench-results/results.json --plot bench-results/plot.png \
+  | tee bench-results/results.md
+echo "== wrote bench-results/results.md, results.json, plot.png"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# All the tests: the C suite (cmocka via ctest, both guard paths), the Python
+# suite (pytest), the C suite under ASan+UBSan, the threaded tests under TSan
+# and the non-death tests under valgrind memcheck.
+#   --quick   only the plain C and Python suites
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-all}
+bash .ci/deps.sh
+jobs=$(nproc)
+status=0
+step() { echo; echo "=================== $* ==================="; }
+
+step "C library and tests (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZZ_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs" || status=1
+
+step "Python package (pytest)"
+bash python-bindings/run_tests.sh || status=1
+
+if [ "$mode" != "--quick" ]; then
+  step "ASan + UBSan"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=address,undefined \
+        -DZZ_BUILD_BENCH=OFF -DZZ_VALGRIND=OFF >/dev/null
+  cmake --build build-asan -j"$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE 'slow|nosan' || status=1
+
+  step "TSan (threaded tests)"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=thread \
+        -DZZ_BUILD_BENCH=OFF -DZZ_BUILD_EXAMPLES=OFF -DZZ_VALGRIND=OFF >/dev/null
+  cmake --build build-tsan -j"$jobs"
+  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L threads || status=1
+
+  step "valgrind memcheck (non-death tests)"
+  ctest --test-dir build --output-on-failure -T memcheck -LE 'death|slow|nosan' -j"$jobs" || status=1
+  if grep -l "Defect" build/Testing/Temporary/MemoryChecker.*.log >/dev/null 2>&1; then
+    echo "memcheck reported defects:"; grep -h "Defect\|==[0-9]*==" build/Testing/Temporary/MemoryChecker.*.log | head -50
+    status=1
+  fi
+fi
+
+echo
+if [ "$status" -eq 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED"; fi
+exit "$status"
