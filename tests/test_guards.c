@@ -40,43 +40,36 @@ static void test_guard_after_block_faults(void **state)
 }
 
 /* Touching the page before the block's first page hits the leading guard:
- * both its last byte and its first byte. */
+ * both its last byte and its first byte.  The child finds the page from its
+ * own block (the parent never allocates: see test_guard_survives_fork). */
+struct before {
+    size_t n;
+    size_t back;   /* bytes before the block's first page: 1 or a page */
+    int write;
+};
+
+OPTNONE static void child_touch_page_before(void *arg)
+{
+    const struct before *b = arg;
+    unsigned char *p = zz_alloc(b->n);
+    child_check(p != NULL);
+    unsigned char *at = (unsigned char *)tu_page_of(p) - b->back;
+    if (b->write)
+        VWRITE(at, 1);
+    else
+        (void)VREAD(at);
+}
+
 static void test_guard_before_first_page_faults(void **state)
 {
     (void)state;
-    size_t pg = tu_page_size();
     for (size_t i = 0; i < NSIZES; i++) {
-        /* Where the block starts inside its page decides the offsets; learn it
-         * from a block of the same size (slots of one size are laid out alike). */
-        unsigned char *probe = zz_alloc(sizes[i]);
-        assert_non_null(probe);
-        ptrdiff_t into_page = (ptrdiff_t)((uintptr_t)probe - tu_page_of(probe));
-        zz_free(probe);
-        const ptrdiff_t offs[] = { -into_page - 1, -into_page - (ptrdiff_t)pg };
-        for (size_t k = 0; k < 2; k++) {
-            for (int w = 0; w <= 1; w++) {
-                struct access a = { sizes[i], offs[k], w, 0 };
-                expect_segv(child_touch, &a);
-            }
+        for (int w = 0; w <= 1; w++) {
+            struct before last_byte = { sizes[i], 1, w };
+            struct before first_byte = { sizes[i], tu_page_size(), w };
+            expect_segv(child_touch_page_before, &last_byte);
+            expect_segv(child_touch_page_before, &first_byte);
         }
-    }
-}
-
-/* The child re-derives the leading-page offset from its own block. */
-OPTNONE static void child_touch_page_before(void *arg)
-{
-    const size_t *n = arg;
-    unsigned char *p = zz_alloc(*n);
-    child_check(p != NULL);
-    VWRITE((unsigned char *)tu_page_of(p) - 1, 1);
-}
-
-static void test_guard_page_before_own_block_faults(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < NSIZES; i++) {
-        size_t n = sizes[i];
-        expect_segv(child_touch_page_before, &n);
     }
 }
 
@@ -95,21 +88,89 @@ static void test_canary_after_block_detected(void **state)
 }
 
 /* Writing p[-1] and freeing aborts with the before-block message, unless the
- * block starts a page (then p[-1] is the guard page and faults). */
+ * block starts a page (then p[-1] is the guard page and faults).  The block
+ * ends within 15 bytes of a page end, so it starts a page exactly when
+ * round_up(n, 16) is a multiple of the page size. */
 static void test_canary_before_block_detected(void **state)
 {
     (void)state;
     for (size_t i = 0; i < NSIZES; i++) {
-        unsigned char *probe = zz_alloc(sizes[i]);
-        assert_non_null(probe);
-        int page_start = (uintptr_t)probe == tu_page_of(probe);
-        zz_free(probe);
+        int page_start = tu_round16(sizes[i]) % tu_page_size() == 0;
         struct access a = { sizes[i], -1, 1, 1 };
         if (page_start)
             expect_segv(child_touch, &a);
         else
             expect_fatal(child_touch, &a, "zeroize: canary corrupted (before block)");
     }
+}
+
+/* Guard pages must still be there in a forked child, for blocks that were
+ * allocated before the fork and for blocks carved afterwards from memory the
+ * library had mapped before the fork.  (The child's view of a
+ * MADV_WIPEONFORK mapping is a fresh zero mapping: whatever the kernel kept
+ * per page, such as MADV_GUARD_INSTALL markers, is not inherited unless the
+ * library puts it back.)  The first child sets up the blocks; a grandchild
+ * touches them and must die of SIGSEGV; the first child reports. */
+struct forked_touch {
+    size_t n;
+    int reuse;     /* 0: touch a block from before the fork; 1: a new block */
+    int before;    /* 0: first byte past round_up(n,16); 1: page before */
+};
+
+OPTNONE static void grandchild_touch(void *arg)
+{
+    unsigned char *at = arg;
+    (void)VREAD(at);
+}
+
+static void child_fork_then_touch(void *arg)
+{
+    const struct forked_touch *f = arg;
+    unsigned char *old = zz_alloc(f->n), *spare = zz_alloc(f->n);
+    child_check(old != NULL && spare != NULL);
+    zz_free(spare);   /* a cached slot of the same size, mapped pre-fork */
+    fflush(NULL);
+    pid_t pid = fork();
+    child_check(pid >= 0);
+    if (pid == 0) {
+        unsigned char *p = old;
+        if (f->reuse) {
+            p = zz_alloc(f->n);
+            child_check(p != NULL);
+        }
+        unsigned char *at = f->before ? (unsigned char *)tu_page_of(p) - 1 : p + tu_round16(f->n);
+        grandchild_touch(at);
+        _exit(0);
+    }
+    int st;
+    child_check(waitpid(pid, &st, 0) == pid);
+    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV)) {
+        fprintf(stderr, "n=%zu %s block, %s guard: grandchild %s %d\n", f->n,
+                f->reuse ? "new" : "pre-fork", f->before ? "leading" : "trailing",
+                WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        _exit(1);
+    }
+}
+
+static void test_guard_survives_fork(void **state)
+{
+    (void)state;
+    const size_t ns[] = { 1, 32, 4096, 10000 };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        for (int reuse = 0; reuse <= 1; reuse++) {
+            for (int before = 0; before <= 1; before++) {
+                struct forked_touch f = { ns[i], reuse, before };
+                struct tu_child_result r;
+                assert_int_equal(tu_run_child(child_fork_then_touch, &f, &r), 0);
+                if (!r.exited || r.exit_code != 0) {
+                    tu_describe_child(&r, __FILE__, __LINE__);
+                    failures++;
+                }
+            }
+        }
+    }
+    assert_int_equal(failures, 0);
 }
 
 /* zz_alloc(0) points at a guard page: any access faults. */
@@ -139,9 +200,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_guard_after_block_faults),
         cmocka_unit_test(test_guard_before_first_page_faults),
-        cmocka_unit_test(test_guard_page_before_own_block_faults),
         cmocka_unit_test(test_canary_after_block_detected),
         cmocka_unit_test(test_canary_before_block_detected),
+        cmocka_unit_test(test_guard_survives_fork),
         cmocka_unit_test(test_guard_zero_size_block_faults),
         cmocka_unit_test(test_guard_in_bounds_access_survives),
     };
