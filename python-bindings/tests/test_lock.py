@@ -1,0 +1,162 @@
+"""mlock / munlock on caller-owned memory, the lock policy, and LockError
+when the kernel refuses (run in a child without CAP_IPC_LOCK and with a
+small RLIMIT_MEMLOCK)."""
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import zeroize
+from zeroize import LockError, SecureBuffer
+
+from conftest import address_of, smaps_entry
+
+NO_LOCK_CAP = ["prlimit", "--memlock=65536:65536", "setpriv", "--inh-caps=-ipc_lock",
+               "--bounding-set=-ipc_lock"]
+needs_tools = pytest.mark.skipif(not (shutil.which("prlimit") and shutil.which("setpriv")),
+                                 reason="needs util-linux prlimit and setpriv")
+
+
+def test_lockerror_is_oserror_and_typeerror():
+    assert issubclass(LockError, OSError) and issubclass(LockError, TypeError)
+    e = LockError(errno.ENOMEM, "x")
+    assert e.errno == errno.ENOMEM
+
+
+def test_mlock_munlock_wipes_by_default():
+    buf = bytearray(b"k" * 5000)
+    zeroize.mlock(buf)
+    before = zeroize.stats()["locked_bytes"]
+    assert before > 0
+    zeroize.munlock(buf)
+    assert buf == bytearray(5000)
+
+
+def test_munlock_wipe_false_keeps_data():
+    buf = bytearray(b"keep me")
+    zeroize.mlock(buf)
+    zeroize.munlock(buf, wipe=False)
+    assert buf == b"keep me"
+
+
+def test_lock_counts_are_per_page():
+    """Two buffers on one page: unlocking one keeps the page locked."""
+    memory = np.zeros(4096 * 3, dtype=np.uint8)
+    start = -address_of(memory) % 4096            # first page boundary inside
+    page = memory[start:start + 4096]
+    first, second = page[:100], page[200:300]
+    zeroize.mlock(first)
+    zeroize.mlock(second)
+    zeroize.munlock(first)
+    assert "lo" in smaps_entry(address_of(page))["VmFlags"]
+    zeroize.munlock(second)
+    assert "lo" not in smaps_entry(address_of(page))["VmFlags"]
+
+
+def test_munlock_strided_wipes_only_covered_bytes():
+    a = np.arange(1, 4097, dtype=np.int32)
+    view = a[::2]
+    zeroize.mlock(view)
+    zeroize.munlock(view)
+    assert not a[::2].any() and (a[1::2] == np.arange(2, 4097, 2)).all()
+
+
+def test_mlock_numpy_mmap_securebuffer(tmp_path):
+    import mmap
+    for buf in (np.ones(10000), mmap.mmap(-1, 8192), SecureBuffer(64), memoryview(bytearray(9))):
+        zeroize.mlock(buf)
+        zeroize.munlock(buf)
+        assert not any(memoryview(buf).cast("B"))
+        if isinstance(buf, SecureBuffer):
+            buf.close()
+
+
+def test_mlock_refuses_readonly_and_non_buffers():
+    for bad in (b"bytes", "str", 5, memoryview(b"x")):
+        with pytest.raises(TypeError):
+            zeroize.mlock(bad)
+        with pytest.raises(TypeError):
+            zeroize.munlock(bad)
+
+
+def test_empty_buffers_are_noops():
+    zeroize.mlock(bytearray())
+    zeroize.munlock(bytearray())
+
+
+def test_lock_policy_roundtrip():
+    old = zeroize.get_lock_policy()
+    try:
+        zeroize.set_lock_policy("best-effort")
+        assert zeroize.get_lock_policy() == "best-effort"
+        zeroize.set_lock_policy("required")
+        assert zeroize.get_lock_policy() == "required"
+        with pytest.raises(ValueError):
+            zeroize.set_lock_policy("maybe")
+        with pytest.raises(ValueError):
+            zeroize.set_lock_policy("")
+        with pytest.raises(TypeError):
+            zeroize.set_lock_policy(None)
+        assert zeroize.get_lock_policy() == "required"
+    finally:
+        zeroize.set_lock_policy(old)
+
+
+LIMITED_CHILD = r'''
+import errno, json, zeroize
+out = {}
+def record(name, fn):
+    try:
+        fn()
+        out[name] = None
+    except zeroize.LockError as e:
+        out[name] = dict(errno=e.errno, msg=str(e), oserror=isinstance(e, OSError),
+                         typeerror=isinstance(e, TypeError))
+big = bytearray(1 << 20)
+record("mlock", lambda: zeroize.mlock(big))
+bufs = []
+def many():
+    for _ in range(10000):
+        bufs.append(zeroize.SecureBuffer(32))
+record("securebuffer", many)
+stats_after_failure = zeroize.stats()
+out["live_blocks_match"] = stats_after_failure["live_blocks"] == len(bufs)
+for b in bufs:
+    b.close()
+out["live_after_close"] = zeroize.stats()["live_blocks"]
+zeroize.set_lock_policy("best-effort")
+sb = zeroize.SecureBuffer(1 << 20)
+out["best_effort_locked"] = zeroize.Protection.LOCKED in sb.info()
+out["best_effort_works"] = (sb[0] == 0)
+sb.close()
+print(json.dumps(out))
+'''
+
+
+@needs_tools
+def test_lockerror_without_cap_ipc_lock(py):
+    proc = py(LIMITED_CHILD, prefix=NO_LOCK_CAP)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for name in ("mlock", "securebuffer"):
+        err = out[name]
+        assert err is not None, f"{name} did not fail under a 64 KiB RLIMIT_MEMLOCK"
+        assert err["oserror"] and err["typeerror"]
+        assert err["errno"] in (errno.ENOMEM, errno.EAGAIN, errno.EPERM)
+        assert "ulimit -l" in err["msg"] and "RLIMIT_MEMLOCK" in err["msg"]
+    assert out["live_blocks_match"]
+    assert out["live_after_close"] == 0
+    assert out["best_effort_locked"] is False
+    assert out["best_effort_works"] is True
+
+
+@needs_tools
+def test_environment_selects_best_effort(py):
+    proc = py("import zeroize; print(zeroize.get_lock_policy()); "
+              "b = zeroize.SecureBuffer(1 << 20); print(zeroize.Protection.LOCKED in b.info())",
+              prefix=NO_LOCK_CAP, env={"ZEROIZE_LOCK": "best-effort"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["best-effort", "False"]
