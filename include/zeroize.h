@@ -259,6 +259,40 @@ ZZ_EXPORT void zz_purge(void);
  * Returns 0, or -1 with errno (EINVAL for a signal that cannot be caught). */
 ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
 
+/* Where new blocks and arena chunks live. */
+#define ZZ_BACKEND_ANON 0      /* default: private anonymous memory                        */
+#define ZZ_BACKEND_SECRETMEM 1 /* memfd_secret(2): removed from the kernel's direct map, so
+                                  neither /proc/PID/mem, process_vm_readv, ptrace peeks nor a
+                                  kernel bug reading physical memory through the direct map
+                                  reach it.  Linux 5.14+ (on by default from 6.5).          */
+#define ZZ_BACKEND_AUTO 2      /* secretmem where the kernel has it, else anon             */
+
+/* Chooses the backend for memory mapped from now on (existing blocks stay
+ * where they are; an arena keeps the backend it was created with).  The
+ * environment variable ZEROIZE_BACKEND=anon|secretmem|auto sets the initial
+ * choice.  zz_info() reports ZZ_INFO_SECRETMEM on blocks that live there.
+ * Returns 0, or -1 with EINVAL for an unknown backend.
+ *
+ * What changes with secretmem (all measured on Linux 6.18):
+ *   - the kernel cannot copy from or pin these pages: read(2)/write(2) into
+ *     and out of them work, but O_DIRECT I/O, vmsplice, process_vm_readv and
+ *     /proc/PID/mem fail (EFAULT/EIO);
+ *   - pages are locked by the kernel and the whole mapping, guard pages
+ *     included, counts against RLIMIT_MEMLOCK from the moment it is mapped;
+ *   - MADV_WIPEONFORK is not available: the pages are MADV_DONTFORK instead,
+ *     and a fork handler maps fresh zero pages at the same addresses in the
+ *     child, so a child still reads zeros and never shares the parent's pages;
+ *     there those blocks no longer carry ZZ_INFO_SECRETMEM;
+ *   - guard pages are PROT_NONE pages (two VMAs per slot), as MADV_GUARD_INSTALL
+ *     is refused on secretmem.
+ * With ZZ_BACKEND_SECRETMEM, a kernel without memfd_secret makes allocations
+ * fail (ENOSYS, EPERM under seccomp...): nothing silently falls back.  With
+ * ZZ_BACKEND_AUTO it falls back to anon, and zz_info() tells. */
+ZZ_EXPORT int zz_set_backend(int backend);
+
+/* The backend set by zz_set_backend or ZEROIZE_BACKEND. */
+ZZ_EXPORT int zz_get_backend(void);
+
 #define ZZ_HARDEN_NO_CORE   0x01u /* RLIMIT_CORE soft limit 0 (hard limit untouched) */
 #define ZZ_HARDEN_NO_PTRACE 0x02u /* prctl(PR_SET_DUMPABLE, 0)                       */
 

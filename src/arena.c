@@ -55,6 +55,7 @@ struct zz_arena {
     pthread_mutex_t lock;
     struct zz_arena *list_prev, *list_next;
     int growable;
+    int backend;              /* of its first chunk; later chunks follow it */
     struct chunk **chunks;    /* sorted by address */
     size_t nchunks;
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
@@ -173,7 +174,9 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->nruns = nruns;
     c->arena = a;
     size_t pages = nruns * RUN_BYTES / zzi_os_page_size();
-    if (zzi_pages_map_slab(pages, 1, &c->region.map) != 0) {
+    int rc = a->nchunks == 0 ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
+                             : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
+    if (rc != 0) {
         int e = errno;
         free(c);
         errno = e;
@@ -182,8 +185,9 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->region.kind = ZZI_REGION_ARENA;
     c->region.owner = c;
     c->data = (unsigned char *)c->region.map.base + zzi_os_page_size();
+    a->backend = c->region.map.backend;
     zzi_global_lock();
-    int rc = zzi_registry_add(&c->region);
+    rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
     if (rc != 0) {
         zzi_pages_unmap_slab(&c->region.map);

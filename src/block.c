@@ -39,6 +39,7 @@ struct slab {
     size_t stride;    /* data_len + one guard page */
     size_t nslots, nfree;
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
+    int table;        /* the backend whose class table holds it */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     size_t *free_stack;
     _Atomic size_t *size_plus1;  /* 0 when the slot is free */
@@ -53,7 +54,9 @@ struct size_class {
     size_t empty_slabs;
 };
 
-static struct size_class classes[MAX_CLASS_PAGES + 1];
+/* One class table per backend, so a block asked for on secretmem never
+ * lands in an anonymous slab. */
+static struct size_class classes[2][MAX_CLASS_PAGES + 1];
 struct zzi_counters zzi_counters;
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
 
@@ -116,7 +119,7 @@ static struct slab *slab_struct_new(size_t nslots)
 
 /* pre: global lock held.  A new slab of nslots slots of slot_pages pages,
  * registered, every slot free. */
-static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls)
+static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int backend)
 {
     struct slab *s = slab_struct_new(nslots);
     if (s == NULL) {
@@ -124,7 +127,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls)
         errno = ENOMEM;
         return NULL;
     }
-    if (zzi_pages_map_slab(slot_pages, nslots, &s->region.map) != 0) {
+    if (zzi_pages_map_slab(slot_pages, nslots, backend, &s->region.map) != 0) {
         int e = errno;
         free(s);
         errno = e;
@@ -136,6 +139,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls)
     s->stride = s->data_len + zzi_os_page_size();
     s->nslots = s->nfree = nslots;
     s->cls = cls;
+    s->table = backend;
     for (size_t i = 0; i < nslots; i++) {
         s->free_stack[i] = nslots - 1 - i; /* hand out low addresses first */
         atomic_init(&s->prot[i], ZZ_READWRITE);
@@ -181,9 +185,9 @@ static void avail_remove(struct size_class *c, struct slab *s)
 /* pre: global lock held.  A slab of class cls with a free slot, growing the
  * class geometrically; halves the new slab while the kernel refuses (so an
  * unprivileged process uses all of its RLIMIT_MEMLOCK). */
-static struct slab *class_slab_with_room(int cls)
+static struct slab *class_slab_with_room(int cls, int backend)
 {
-    struct size_class *c = &classes[cls];
+    struct size_class *c = &classes[backend][cls];
     if (c->avail != NULL)
         return c->avail;
     size_t stride = (size_t)(cls + 1) * zzi_os_page_size();
@@ -191,7 +195,7 @@ static struct slab *class_slab_with_room(int cls)
     size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
     size_t nslots = want < cap ? want : cap;
     for (;;) {
-        struct slab *s = slab_create((size_t)cls, nslots, cls);
+        struct slab *s = slab_create((size_t)cls, nslots, cls, backend);
         if (s != NULL) {
             c->total_slots += nslots;
             c->empty_slabs++;
@@ -213,24 +217,38 @@ static size_t pages_for(size_t span)
 }
 
 /* pre: global lock held.  Takes a free slot for a block of span bytes. */
-static struct slab *take_slot(size_t span, size_t *idx)
+static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 {
     size_t pages = pages_for(span);
     struct slab *s;
     if (pages <= MAX_CLASS_PAGES) {
-        s = class_slab_with_room((int)pages);
+        s = class_slab_with_room((int)pages, backend);
         if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
             return NULL;
+        struct size_class *c = &classes[backend][s->cls];
         if (s->nfree == s->nslots)
-            classes[s->cls].empty_slabs--;
+            c->empty_slabs--;
         if (s->nfree == 1)
-            avail_remove(&classes[s->cls], s);
+            avail_remove(c, s);
     } else {
-        s = slab_create(pages, 1, 0);
+        s = slab_create(pages, 1, 0, backend);
         if (s == NULL)
             return NULL;
     }
     *idx = s->free_stack[--s->nfree];
+    return s;
+}
+
+/* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
+static struct slab *take_slot(size_t span, size_t *idx)
+{
+    int backend = zzi_policy_backend();
+    struct slab *s = take_slot_on(span, idx, backend);
+    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && zz_get_backend() == ZZ_BACKEND_AUTO &&
+        (errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == EACCES)) {
+        zzi_policy_secretmem_unavailable();
+        s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
+    }
     return s;
 }
 
@@ -342,7 +360,7 @@ static void release_slot(struct slab *s, size_t i)
         slab_destroy(s);
         return;
     }
-    struct size_class *c = &classes[s->cls];
+    struct size_class *c = &classes[s->table][s->cls];
     if (s->nfree == 1)
         avail_push(c, s);
     if (s->nfree == s->nslots && ++c->empty_slabs > 1) {

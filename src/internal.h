@@ -53,6 +53,9 @@ int zzi_os_lock_onfault(void *p, size_t len);        /* mlock2 ONFAULT */
 int zzi_os_lock(void *p, size_t len);                /* mlock, populating */
 int zzi_os_unlock(void *p, size_t len);
 int zzi_os_random(void *buf, size_t len);            /* getrandom, whole */
+void *zzi_os_map_secretmem(size_t len);              /* memfd_secret, fd closed */
+int zzi_os_dontfork(void *p, size_t len);
+int zzi_os_remap_zero(void *p, size_t len);          /* fresh anon pages, MAP_FIXED */
 const char *zzi_os_getenv(const char *name);         /* secure_getenv */
 int zzi_os_sigaction(int sig, const void *act, void *old);
 /* Delivers sig with its default action (the process dies if that is what
@@ -77,11 +80,17 @@ enum zzi_failure {
     ZZI_FAIL_NOMEM,     /* the request itself is too large                    */
     ZZI_FAIL_ADVICE,    /* the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK  */
     ZZI_FAIL_ARGUMENT,  /* a bad argument                                     */
-    ZZI_FAIL_ARENA_FULL /* a fixed-capacity arena has no room                 */
+    ZZI_FAIL_ARENA_FULL, /* a fixed-capacity arena has no room                */
+    ZZI_FAIL_SECRETMEM  /* memfd_secret refused                               */
 };
 /* Records why the calling thread's current call fails (for zz_last_error). */
 void zzi_fail(enum zzi_failure why);
 int zzi_policy_lock_required(void);
+/* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:
+ * secretmem if the kernel has it). */
+int zzi_policy_backend(void);
+/* Records that memfd_secret failed, so AUTO stops trying it. */
+void zzi_policy_secretmem_unavailable(void);
 
 /* ---- wipe.c ------------------------------------------------------------ */
 /* The compiler may not assume anything about memory at p after this. */
@@ -99,16 +108,26 @@ struct zzi_slab_map {
     size_t locked_len;  /* bytes counted against RLIMIT_MEMLOCK          */
     unsigned info;      /* ZZ_INFO_* actually obtained                   */
     size_t slot_pages, nslots;
+    int backend;        /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM */
+    int remapped;       /* zero pages mapped in a child: advice to redo */
     unsigned fork_gen;  /* zzi_fork_generation the protections were made in */
 };
 /* Maps and protects a slab.  pre: slot_pages >= 1, nslots >= 1.
  * Returns 0, or -1 with errno (nothing left mapped). */
-int zzi_pages_map_slab(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
+int zzi_pages_map_slab(size_t slot_pages, size_t nslots, int backend,
+                       struct zzi_slab_map *out);
+/* In a forked child (one thread, from the fork handler): secretmem slabs were
+ * not inherited (MADV_DONTFORK); maps zero pages in their place so the child
+ * reads zeros there, and marks them for a refresh.  Async-signal-safe. */
+void zzi_pages_replace_unforked(struct zzi_slab_map *m);
 /* In a forked child, locks are not inherited and (with WIPEONFORK) guard
  * markers are not copied: makes them again, once per slab per child.
  * pre: the caller serialises calls for m.  Returns 0, or -1 with errno when
  * the lock policy forbids using the slab unlocked (m->info tells). */
 int zzi_pages_refresh_after_fork(struct zzi_slab_map *m);
+/* Maps a slab on the backend zzi_policy_backend() picks, falling back from
+ * secretmem to anon under ZZ_BACKEND_AUTO when the kernel lacks it. */
+int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
 /* Unmaps a slab whose slots were all wiped.  Preserves errno. */
 void zzi_pages_unmap_slab(const struct zzi_slab_map *m);
 /* 1 when guards come from MADV_GUARD_INSTALL, 0 when from mprotect. */

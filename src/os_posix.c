@@ -5,6 +5,7 @@
  * with errno; an errno that can only mean a bug in this library is fatal.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -200,6 +201,39 @@ int zzi_os_random(void *buf, size_t len)
         len -= (size_t)r;
     }
     return 0;
+}
+
+void *zzi_os_map_secretmem(size_t len)
+{
+    if (FAULT(F_MAP))
+        return NULL;
+#ifdef SYS_memfd_secret
+    int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)len) == 0)
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping keeps the memory: no descriptor stays open */
+    errno = e;
+    return p == MAP_FAILED ? NULL : p;
+#else
+    (void)len;
+    errno = ENOSYS;
+    return NULL;
+#endif
+}
+
+int zzi_os_dontfork(void *p, size_t len)
+{
+    return advise(p, len, MADV_DONTFORK);
+}
+
+int zzi_os_remap_zero(void *p, size_t len)
+{
+    void *q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    return q == MAP_FAILED ? -1 : 0;
 }
 
 const char *zzi_os_getenv(const char *name)

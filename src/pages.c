@@ -12,6 +12,9 @@
  *   mprotect: guard pages are PROT_NONE, which splits the mapping into two
  *     VMAs per slot; only the data pages are locked.
  * ZEROIZE_GUARDS=mprotect in the environment forces the second path.
+ *
+ * The secretmem backend (memfd_secret) always uses mprotect guards, and its
+ * pages are locked and charged by the kernel itself.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -107,7 +110,50 @@ static int lock_data(struct zzi_slab_map *m, size_t stride, size_t nslots, size_
     return 0;
 }
 
-int zzi_pages_map_slab(size_t slot_pages, size_t nslots, struct zzi_slab_map *out)
+/* Secret memory: out of the kernel's direct map, locked by the kernel, not
+ * inherited by children (the fork handler maps zeros in its place). */
+static int map_secretmem(struct zzi_slab_map *m, size_t stride, size_t page)
+{
+    void *p = zzi_os_map_secretmem(m->len);
+    if (p == NULL) {
+        zzi_fail(errno == EAGAIN || errno == ENOMEM ? ZZI_FAIL_MEMLOCK : ZZI_FAIL_SECRETMEM);
+        return -1;
+    }
+    m->base = (uintptr_t)p;
+    for (size_t g = 0; g <= m->nslots; g++) {
+        if (zzi_os_protect((void *)(m->base + g * stride), page, ZZ_NOACCESS) != 0) {
+            zzi_fail(ZZI_FAIL_MAPCOUNT);
+            goto fail;
+        }
+    }
+    if (zzi_os_dontdump(p, m->len) != 0 || zzi_os_dontfork(p, m->len) != 0) {
+        zzi_fail(ZZI_FAIL_ADVICE);
+        goto fail;
+    }
+    m->info = ZZ_INFO_GUARDED | ZZ_INFO_LOCKED | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK |
+              ZZ_INFO_SECRETMEM;
+    m->locked_len = m->len;
+    return 0;
+fail:;
+    int e = errno;
+    zzi_os_unmap(p, m->len);
+    errno = e;
+    return -1;
+}
+
+int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out)
+{
+    int backend = zzi_policy_backend();
+    if (zzi_pages_map_slab(slot_pages, nslots, backend, out) == 0)
+        return 0;
+    int unavailable = errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == EACCES;
+    if (backend != ZZ_BACKEND_SECRETMEM || zz_get_backend() != ZZ_BACKEND_AUTO || !unavailable)
+        return -1;
+    zzi_policy_secretmem_unavailable();
+    return zzi_pages_map_slab(slot_pages, nslots, ZZ_BACKEND_ANON, out);
+}
+
+int zzi_pages_map_slab(size_t slot_pages, size_t nslots, int backend, struct zzi_slab_map *out)
 {
     size_t page = zzi_os_page_size(), stride, len;
     zzi_pages_uses_guard_install();
@@ -120,7 +166,14 @@ int zzi_pages_map_slab(size_t slot_pages, size_t nslots, struct zzi_slab_map *ou
         return -1;
     }
     struct zzi_slab_map m = {.len = len, .info = ZZ_INFO_GUARDED, .slot_pages = slot_pages,
-                             .nslots = nslots, .fork_gen = atomic_load(&zzi_fork_generation)};
+                             .nslots = nslots, .backend = backend,
+                             .fork_gen = atomic_load(&zzi_fork_generation)};
+    if (backend == ZZ_BACKEND_SECRETMEM) {
+        if (map_secretmem(&m, stride, page) != 0)
+            return -1;
+        *out = m;
+        return 0;
+    }
     void *p = zzi_os_map(len);
     if (p == NULL) {
         zzi_fail(ZZI_FAIL_MAPCOUNT);
@@ -160,11 +213,13 @@ int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
     m->fork_gen = gen;
     m->info &= ~ZZ_INFO_LOCKED;
     m->locked_len = 0;
-    if (use_guard_install) {
+    if (use_guard_install || m->remapped) {
         m->info &= ~ZZ_INFO_GUARDED;
         if (add_guards(m->base, stride, m->nslots, page) == 0)
             m->info |= ZZ_INFO_GUARDED;
     }
+    if (m->remapped && add_advice(m) == 0)
+        m->remapped = 0;
     if (lock_data(m, stride, m->nslots, page) == 0)
         m->info |= ZZ_INFO_LOCKED;
     atomic_fetch_add(&zzi_counters.locked_bytes, m->locked_len);
@@ -176,6 +231,17 @@ int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
     }
     errno = saved;
     return 0;
+}
+
+void zzi_pages_replace_unforked(struct zzi_slab_map *m)
+{
+    if (m->backend != ZZ_BACKEND_SECRETMEM)
+        return;
+    ZZ_CHECK(zzi_os_remap_zero((void *)m->base, m->len) == 0,
+             "cannot map zero pages over secret memory in a forked child");
+    m->backend = ZZ_BACKEND_ANON;
+    m->info = 0;
+    m->remapped = 1;
 }
 
 void zzi_pages_unmap_slab(const struct zzi_slab_map *m)

@@ -50,6 +50,56 @@ ZZ_API int zz_get_lock_policy(void)
     return current_policy();
 }
 
+static _Atomic int backend = -1; /* -1: not read from the environment yet */
+static _Atomic int secretmem_unavailable;
+
+static int backend_from_env(void)
+{
+    const char *v = zzi_os_getenv("ZEROIZE_BACKEND");
+    if (v == NULL || strcmp(v, "anon") == 0)
+        return ZZ_BACKEND_ANON;
+    if (strcmp(v, "auto") == 0)
+        return ZZ_BACKEND_AUTO;
+    /* "secretmem", and any value we do not know: fail closed on the
+     * strongest choice rather than silently weaken it. */
+    return ZZ_BACKEND_SECRETMEM;
+}
+
+ZZ_API int zz_get_backend(void)
+{
+    int b = atomic_load_explicit(&backend, memory_order_relaxed);
+    if (zz_unlikely(b < 0)) {
+        int expected = -1;
+        atomic_compare_exchange_strong(&backend, &expected, backend_from_env());
+        b = atomic_load(&backend);
+    }
+    return b;
+}
+
+ZZ_API int zz_set_backend(int b)
+{
+    if (b != ZZ_BACKEND_ANON && b != ZZ_BACKEND_SECRETMEM && b != ZZ_BACKEND_AUTO) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store(&backend, b);
+    return 0;
+}
+
+int zzi_policy_backend(void)
+{
+    int b = zz_get_backend();
+    if (b == ZZ_BACKEND_AUTO)
+        return atomic_load(&secretmem_unavailable) ? ZZ_BACKEND_ANON : ZZ_BACKEND_SECRETMEM;
+    return b;
+}
+
+void zzi_policy_secretmem_unavailable(void)
+{
+    atomic_store(&secretmem_unavailable, 1);
+}
+
 static _Thread_local enum zzi_failure last_failure;
 
 void zzi_fail(enum zzi_failure why)
@@ -78,6 +128,10 @@ ZZ_API const char *zz_last_error(void)
                "needed); use ZEROIZE_LOCK=best-effort to accept secrets without them";
     case ZZI_FAIL_ARGUMENT:
         return "invalid argument";
+    case ZZI_FAIL_SECRETMEM:
+        return "the kernel refused memfd_secret: it needs Linux 5.14+ (before 6.5 booted with "
+               "secretmem.enable=1) and no seccomp filter blocking it, and its pages count "
+               "against RLIMIT_MEMLOCK (`ulimit -l`); or choose ZEROIZE_BACKEND=auto or anon";
     case ZZI_FAIL_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";

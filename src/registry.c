@@ -173,6 +173,7 @@ static void forget_inherited_protections(void)
 {
     unsigned lost = ZZ_INFO_LOCKED | (zzi_pages_uses_guard_install() ? ZZ_INFO_GUARDED : 0);
     for (size_t i = 0; i < index_len; i++) {
+        zzi_pages_replace_unforked(&index_items[i]->map);
         index_items[i]->map.info &= ~lost;
         index_items[i]->map.locked_len = 0;
     }
