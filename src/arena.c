@@ -52,7 +52,7 @@ struct chunk {
 };
 
 struct zz_arena {
-    pthread_mutex_t lock;
+    zzi_lock_t lock;
     struct zz_arena *list_prev, *list_next;
     int growable;
     int backend;              /* of its first chunk; later chunks follow it */
@@ -287,13 +287,11 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         return NULL;
     }
     a->growable = capacity == 0;
-    pthread_mutex_init(&a->lock, NULL);
     struct chunk *c = chunk_new(a, nruns);
     if (c == NULL || chunk_insert(a, c) != 0) {
         int e = c ? ENOMEM : errno;
         if (c)
             chunk_destroy(c);
-        pthread_mutex_destroy(&a->lock);
         free(a);
         errno = e;
         return NULL;
@@ -315,17 +313,17 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
         return NULL;
     }
     unsigned cls = class_of(n);
-    pthread_mutex_lock(&a->lock);
+    zzi_lock(&a->lock);
     struct run *r = a->avail[cls];
     if (r == NULL && (r = arena_new_run(a, cls)) == NULL) {
         int e = errno;
-        pthread_mutex_unlock(&a->lock);
+        zzi_unlock(&a->lock);
         errno = e;
         return NULL;
     }
     if (zzi_pages_refresh_after_fork(&r->chunk->region.map) != 0) {
         int e = errno;
-        pthread_mutex_unlock(&a->lock);
+        zzi_unlock(&a->lock);
         errno = e;
         return NULL;
     }
@@ -337,7 +335,7 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
     atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
     zzi_count(&a->live_blocks, 1);
     zzi_count(&a->live_bytes, n);
-    pthread_mutex_unlock(&a->lock);
+    zzi_unlock(&a->lock);
 
     unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
     size_t span = class_span(cls);
@@ -405,7 +403,7 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     int saved = errno;
     unsigned char *b = p;
     unsigned i;
-    pthread_mutex_lock(&a->lock);
+    zzi_lock(&a->lock);
     struct run *r = find_cell(a, b, &i);
     refresh_after_fork(r);
     size_t n = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed) - 1;
@@ -421,7 +419,7 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
         avail_push(a, r);
     zzi_count(&a->live_blocks, (size_t)-1);
     zzi_count(&a->live_bytes, 0 - n);
-    pthread_mutex_unlock(&a->lock);
+    zzi_unlock(&a->lock);
     errno = saved;
 }
 
@@ -459,7 +457,6 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         chunk_destroy(c);
     }
     free(a->chunks);
-    pthread_mutex_destroy(&a->lock);
     free(a);
 }
 
@@ -507,12 +504,12 @@ void zzi_arena_lock_all(void)
 {
     pthread_mutex_lock(&arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
-        pthread_mutex_lock(&a->lock);
+        zzi_lock(&a->lock);
 }
 
 void zzi_arena_unlock_all(void)
 {
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
-        pthread_mutex_unlock(&a->lock);
+        zzi_unlock(&a->lock);
     pthread_mutex_unlock(&arenas_lock);
 }

@@ -45,6 +45,12 @@ static void chunk_pattern(uintptr_t a, unsigned char out[16])
 
 void zzi_canary_write(unsigned char *p, size_t n)
 {
+    if (n == 16 && ((uintptr_t)p & 15) == 0) { /* a head canary: one chunk */
+        unsigned char pat[16];
+        chunk_pattern((uintptr_t)p, pat);
+        memcpy(p, pat, 16);
+        return;
+    }
     unsigned char *dst = p;
     FOR_EACH_PIECE(p, n, pat, off, len, {
         memcpy(dst, pat + off, len);
@@ -54,6 +60,14 @@ void zzi_canary_write(unsigned char *p, size_t n)
 
 int zzi_canary_intact(const unsigned char *p, size_t n)
 {
+    if (n == 16 && ((uintptr_t)p & 15) == 0) {
+        unsigned char pat[16];
+        uint64_t a[2], b[2];
+        chunk_pattern((uintptr_t)p, pat);
+        memcpy(a, p, 16);
+        memcpy(b, pat, 16);
+        return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+    }
     const unsigned char *src = p;
     int ok = 1;
     FOR_EACH_PIECE(p, n, pat, off, len, {

@@ -72,6 +72,42 @@ void zzi_os_yield(void);
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
 #endif
 
+/* ---- locks ----------------------------------------------------------------
+ * The allocation fast paths hold their lock for tens of nanoseconds; a
+ * test-and-test-and-set lock costs one atomic exchange where a pthread mutex
+ * costs two locked instructions plus a call.  Waiters spin briefly, then
+ * yield the CPU (the holder may be making a system call to map a slab). */
+typedef struct {
+    _Atomic int held;
+} zzi_lock_t;
+#define ZZI_LOCK_INIT {0}
+
+static inline void zzi_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline void zzi_lock(zzi_lock_t *l)
+{
+    while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) {
+        for (unsigned spins = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spins++) {
+            if (spins < 64)
+                zzi_cpu_relax();
+            else
+                zzi_os_yield();
+        }
+    }
+}
+
+static inline void zzi_unlock(zzi_lock_t *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
 /* ---- policy.c ---------------------------------------------------------- */
 enum zzi_failure {
     ZZI_FAIL_NONE,

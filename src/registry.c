@@ -17,7 +17,7 @@
 
 #include "internal.h"
 
-static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
+static zzi_lock_t global_lock = ZZI_LOCK_INIT;
 
 static struct zzi_region **index_items; /* sorted by map.base */
 static size_t index_len, index_cap;
@@ -30,12 +30,12 @@ _Atomic unsigned zzi_fork_generation;
 
 void zzi_global_lock(void)
 {
-    ZZ_CHECK(pthread_mutex_lock(&global_lock) == 0, "internal: lock failed");
+    zzi_lock(&global_lock);
 }
 
 void zzi_global_unlock(void)
 {
-    ZZ_CHECK(pthread_mutex_unlock(&global_lock) == 0, "internal: unlock failed");
+    zzi_unlock(&global_lock);
 }
 
 /* First index whose region starts at or after addr. */
