@@ -40,6 +40,7 @@ struct slab {
     size_t nslots, nfree;
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
     int table;        /* the backend whose class table holds it */
+    int retired;      /* hands out no new blocks; unmapped once empty */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     size_t *free_stack;
     _Atomic size_t *size_plus1;  /* 0 when the slot is free */
@@ -216,16 +217,31 @@ static size_t pages_for(size_t span)
     return span == 0 ? 1 : (span + page - 1) / page;
 }
 
+/* pre: global lock held.  Takes s out of service: its live blocks stay valid,
+ * but it hands out no new ones. */
+static void retire(struct size_class *c, struct slab *s)
+{
+    avail_remove(c, s);
+    if (s->nfree == s->nslots)
+        c->empty_slabs--;
+    c->total_slots -= s->nslots;
+    s->retired = 1;
+    if (s->nfree == s->nslots)
+        slab_destroy(s);
+}
+
 /* pre: global lock held.  Takes a free slot for a block of span bytes. */
 static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 {
     size_t pages = pages_for(span);
     struct slab *s;
     if (pages <= MAX_CLASS_PAGES) {
-        s = class_slab_with_room((int)pages, backend);
+        struct size_class *c = &classes[backend][pages];
+        while ((s = class_slab_with_room((int)pages, backend)) != NULL &&
+               s->region.map.backend != backend)
+            retire(c, s); /* secretmem replaced by zero pages in a forked child */
         if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
             return NULL;
-        struct size_class *c = &classes[backend][s->cls];
         if (s->nfree == s->nslots)
             c->empty_slabs--;
         if (s->nfree == 1)
@@ -356,10 +372,12 @@ static void check_canaries(const struct slab *s, size_t i, const unsigned char *
 static void release_slot(struct slab *s, size_t i)
 {
     s->free_stack[s->nfree++] = i;
-    if (s->cls == 0) {
+    if (s->cls == 0 || (s->retired && s->nfree == s->nslots)) {
         slab_destroy(s);
         return;
     }
+    if (s->retired)
+        return;
     struct size_class *c = &classes[s->table][s->cls];
     if (s->nfree == 1)
         avail_push(c, s);
