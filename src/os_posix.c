@@ -167,10 +167,18 @@ int zzi_os_lock_onfault(void *p, size_t len)
 {
     if (FAULT(F_LOCK))
         return -1;
-    long r = syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
-    if (r != 0 && errno == ENOSYS)
-        r = mlock(p, len); /* before Linux 4.4, or an emulator without mlock2 */
-    return r == 0 ? 0 : -1;
+    /* Before Linux 4.4, or under valgrind 3.19, there is no mlock2: plain
+     * mlock then (it populates the pages, and cannot cover guard markers, so
+     * the guard-install probe fails and pages.c takes the mprotect path). */
+    static _Atomic int no_mlock2;
+    if (!atomic_load_explicit(&no_mlock2, memory_order_relaxed)) {
+        if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT) == 0)
+            return 0;
+        if (errno != ENOSYS)
+            return -1;
+        atomic_store(&no_mlock2, 1);
+    }
+    return mlock(p, len);
 }
 
 int zzi_os_lock(void *p, size_t len)
