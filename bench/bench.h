@@ -1,0 +1,171 @@
+/*
+ * bench.h - shared pieces of zz-bench: options, timing, statistics, the
+ * result store (every figure goes through it, so the Markdown tables, the
+ * JSON file and the plot all show the same numbers), machine information and
+ * running a copy of ourselves in a fresh process.
+ */
+#ifndef ZZ_BENCH_H
+#define ZZ_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ZB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ZB_KIB ((size_t)1024)
+#define ZB_MIB ((size_t)1024 * 1024)
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct {
+    int reps;              /* repetitions per figure (median of these)        */
+    double min_time_ms;    /* each repetition runs at least this long         */
+    int quick;             /* small sizes, few reps: tests and the demo       */
+    const char *json_path; /* --json FILE, or NULL                            */
+    const char *plot_path; /* --plot FILE.png, or NULL                        */
+    const char *columns;   /* --columns a,b,c (comma list), or NULL = all     */
+    size_t sizes[32];      /* --sizes override; nsizes == 0 = defaults        */
+    int nsizes;
+    int count_syscalls;    /* alloc: count system calls with strace           */
+    size_t scale_cap;      /* scale: stop after this many live blocks         */
+    size_t batch;          /* alloc: live blocks per batch                    */
+} zb_options;
+
+/* True when --columns is unset or names this column. */
+int zb_column_selected(const zb_options *opt, const char *name);
+
+/* ------------------------------------------------------------------ timing */
+
+/* Monotonic clock in nanoseconds. */
+uint64_t zb_now_ns(void);
+
+/* Tells the compiler that memory at p may be read: stores before it cannot be
+ * removed as dead.  This is the "memset + compiler barrier" idiom. */
+static inline void zb_barrier(const void *p)
+{
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
+/* -------------------------------------------------------------- statistics */
+
+typedef struct {
+    double median, min, max, q1, q3; /* q1/q3: 25th and 75th percentiles */
+    int n;                           /* number of repetitions            */
+} zb_summary;
+
+/* Summarises n samples (sorts them in place). */
+zb_summary zb_summarize(double *samples, int n);
+
+/* A summary of one measurement (n = 1, every statistic equal to v). */
+zb_summary zb_single(double v);
+
+/* "12.3 ±4%": median, then the largest distance from the median to the min or
+ * the max as a percentage of the median. */
+void zb_format_summary(char *buf, size_t len, zb_summary s, int decimals);
+
+/* Formats a byte count as "16 B", "4 KiB", "256 MiB". */
+void zb_format_size(char *buf, size_t len, size_t n);
+
+/* --------------------------------------------------------------- results */
+
+/* Stores one figure.  scenario: "wipe", "alloc", "scale"; table: which table
+ * it belongs to (e.g. "aligned"); row: e.g. "4 KiB"; column: what was measured
+ * (e.g. "zz_wipe"); metric and unit: e.g. "throughput", "GB/s".  x is the
+ * numeric value of the row (a size in bytes) or 0. */
+void zb_record(const char *scenario, const char *table, const char *row, double x,
+               const char *column, const char *metric, const char *unit, zb_summary s);
+
+/* Looks a figure up; returns NULL when it was not measured. */
+const zb_summary *zb_lookup(const char *scenario, const char *table, const char *row,
+                            const char *column, const char *metric);
+
+/* A remark printed under the tables and stored in the JSON (e.g. why a
+ * column is missing). printf-style. */
+void zb_note(const char *scenario, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints the notes of one scenario as a Markdown list. */
+void zb_print_notes(FILE *out, const char *scenario);
+
+/* Records which columns a scenario measured (for the JSON and its checker). */
+void zb_declare_column(const char *scenario, const char *column, const char *description);
+
+/* Target verdicts. */
+typedef enum { ZB_PASS, ZB_FAIL, ZB_NOISE, ZB_NA } zb_verdict;
+
+/* Records a target: "goal" is what the issue asks and "ratio" the ratio of
+ * medians.  at_most == 0: met when ratio >= goal; at_most == 1: met when
+ * ratio <= goal.  "ratio_best" is the most favourable ratio the
+ * interquartile ranges still allow (used for the NOISE verdict). */
+void zb_target(const char *scenario, const char *what, double ratio, double ratio_best,
+               double goal, int at_most, const char *goal_text);
+
+/* Prints the targets of a scenario as a Markdown table. */
+void zb_print_targets(FILE *out, const char *scenario);
+
+/* Writes everything recorded, with the machine description, as JSON. */
+int zb_write_json(const char *path, const zb_options *opt, const char *command);
+
+/* Draws the plot (gnuplot). Returns 0, or -1 after printing why not. */
+int zb_write_plot(const char *path);
+
+/* ------------------------------------------------------------- a table */
+
+/* A small Markdown table builder: cells are copied, widths aligned. */
+typedef struct zb_table zb_table;
+zb_table *zb_table_new(int ncols);
+void zb_table_header(zb_table *t, int col, const char *text);
+void zb_table_cell(zb_table *t, int row, int col, const char *text);
+void zb_table_print(FILE *out, const zb_table *t);
+void zb_table_free(zb_table *t);
+
+/* ---------------------------------------------------------------- machine */
+
+void zb_machine_print(FILE *out);
+void zb_print_timestamp(FILE *out);
+void zb_machine_json(FILE *out);
+
+/* Library versions, for the machine description. */
+const char *zb_sodium_version(void);  /* NULL when not built in */
+const char *zb_openssl_version(void); /* NULL when not built in */
+const char *zb_gcrypt_version(void);  /* NULL when not built in */
+
+/* ------------------------------------------------------------ /proc probes */
+
+/* Number of lines in /proc/self/maps: the process's mappings (VMAs). */
+long zb_count_vmas(void);
+
+/* A "Name:   123 kB" field of /proc/self/status, in bytes (-1 if absent). */
+long long zb_status_bytes(const char *field);
+
+/* ------------------------------------------------------- running ourselves */
+
+/* The absolute path of this executable (resolved once at start-up). */
+const char *zb_self_path(void);
+void zb_set_self_path(const char *argv0);
+
+/* Runs argv (argv[0] = program) in a child process with the extra environment
+ * variable env_extra ("NAME=value" or NULL), captures its stdout into out
+ * (NUL-terminated, truncated to outlen - 1) and returns its exit status, or
+ * -1 if it died of a signal or could not start. */
+int zb_run_capture(const char *const argv[], const char *env_extra, char *out, size_t outlen);
+
+/* Reads "key value" from captured child output; returns 0 if found. */
+int zb_kv_double(const char *text, const char *key, double *out);
+int zb_kv_string(const char *text, const char *key, char *out, size_t len);
+
+/* -------------------------------------------------------------- scenarios */
+
+int zb_run_wipe(const zb_options *opt);
+int zb_run_alloc(const zb_options *opt);
+int zb_run_scale(const zb_options *opt);
+
+/* Hidden child entry points (run through zb_run_capture). */
+int zb_alloc_child_main(int argc, char **argv);
+int zb_scale_child_main(int argc, char **argv);
+
+/* Help text for each scenario's columns. */
+void zb_wipe_help(FILE *out);
+void zb_alloc_help(FILE *out);
+void zb_scale_help(FILE *out);
+
+#endif /* ZZ_BENCH_H */

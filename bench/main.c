@@ -1,0 +1,213 @@
+/*
+ * main.c - zz-bench: command line, then the scenarios, then JSON and plot.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zeroize.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: zz-bench COMMAND [options]\n"
+            "\n"
+            "Benchmarks zeroize against the usual ways to wipe and to allocate secrets.\n"
+            "Results print as Markdown tables, with the machine description on top.\n"
+            "\n"
+            "commands:\n"
+            "  wipe    wipe throughput (GB/s) and ns per call, 16 B to 256 MiB, aligned and +1\n"
+            "  alloc   cost of allocating secrets: ns per alloc+touch+free pair with 1, 2, 4\n"
+            "          threads, ns per block in a live batch, system calls, VMAs, locked\n"
+            "          and resident bytes per live block\n"
+            "  scale   how many guarded blocks fit before the kernel says no; arena density;\n"
+            "          zz_purge() time\n"
+            "  all     wipe, alloc and scale\n"
+            "\n"
+            "options:\n"
+            "  --reps N          repetitions per figure; the median is shown (default 7, quick 3)\n"
+            "  --min-time MS     each repetition runs at least MS milliseconds (default 10, quick 2)\n"
+            "  --columns a,b,c   only these columns (names below); the others are skipped\n"
+            "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"
+            "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"
+            "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"
+            "  --count-syscalls  alloc: count system calls per pair under strace -f (the default\n"
+            "                    when strace is installed); --no-count-syscalls skips it\n"
+            "  --json FILE       write every figure, with its spread, and the machine to FILE\n"
+            "  --plot FILE.png   draw wipe throughput and allocation cost against size (gnuplot)\n"
+            "  --quick           small sizes and few repetitions (tests, demos: well under a minute)\n"
+            "  --help            this text\n"
+            "\n"
+            "How to read a cell: \"12.3 ±4%%\" is the median of the repetitions, and the largest\n"
+            "distance from the median to the fastest or slowest repetition, as a percentage.\n"
+            "The columns of one table take turns within each repetition, so background noise\n"
+            "and clock changes hit them alike.  Targets print PASS when the median ratio meets\n"
+            "the goal, NOISE when it misses but the interquartile ranges still allow the goal,\n"
+            "FAIL otherwise.\n"
+            "\n");
+    zb_wipe_help(out);
+    fputc('\n', out);
+    zb_alloc_help(out);
+    fputc('\n', out);
+    zb_scale_help(out);
+}
+
+static int parse_size(const char *text, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text || errno)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        v *= 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        v *= 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || v == 0)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_sizes(const char *list, zb_options *opt)
+{
+    char copy[512];
+    snprintf(copy, sizeof(copy), "%s", list);
+    opt->nsizes = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (opt->nsizes == (int)ZB_ARRAY_LEN(opt->sizes) || parse_size(tok, &opt->sizes[opt->nsizes]))
+            return -1;
+        opt->nsizes++;
+    }
+    return opt->nsizes ? 0 : -1;
+}
+
+static int parse_positive(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || !(v > 0))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Parses argv[first..]; returns 0, 1 for --help, -1 on error. */
+static int parse_options(int argc, char **argv, int first, zb_options *opt)
+{
+    int reps_set = 0, time_set = 0, cap_set = 0, batch_set = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strcmp(a, "--quick") == 0) {
+            opt->quick = 1;
+        } else if (strcmp(a, "--count-syscalls") == 0) {
+            opt->count_syscalls = 1;
+        } else if (strcmp(a, "--no-count-syscalls") == 0) {
+            opt->count_syscalls = 0;
+        } else if (!val) {
+            fprintf(stderr, "zz-bench: %s: unknown option or missing value\n", a);
+            return -1;
+        } else if (strcmp(a, "--reps") == 0 && parse_positive(val, &d) == 0) {
+            opt->reps = (int)d, reps_set = 1, i++;
+        } else if (strcmp(a, "--min-time") == 0 && parse_positive(val, &d) == 0) {
+            opt->min_time_ms = d, time_set = 1, i++;
+        } else if (strcmp(a, "--batch") == 0 && parse_positive(val, &d) == 0) {
+            opt->batch = (size_t)d, batch_set = 1, i++;
+        } else if (strcmp(a, "--cap") == 0 && parse_positive(val, &d) == 0) {
+            opt->scale_cap = (size_t)d, cap_set = 1, i++;
+        } else if (strcmp(a, "--columns") == 0) {
+            opt->columns = val, i++;
+        } else if (strcmp(a, "--sizes") == 0 && parse_sizes(val, opt) == 0) {
+            i++;
+        } else if (strcmp(a, "--json") == 0) {
+            opt->json_path = val, i++;
+        } else if (strcmp(a, "--plot") == 0) {
+            opt->plot_path = val, i++;
+        } else {
+            fprintf(stderr, "zz-bench: bad option or value: %s %s\n", a, val);
+            return -1;
+        }
+    }
+    if (opt->quick) {
+        if (!reps_set)
+            opt->reps = 3;
+        if (!time_set)
+            opt->min_time_ms = 2;
+        if (!cap_set)
+            opt->scale_cap = 20000;
+        if (!batch_set)
+            opt->batch = 100;
+    }
+    if (opt->reps < 1 || opt->reps > 1000) {
+        fprintf(stderr, "zz-bench: --reps must be 1..1000\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    zb_set_self_path(argv[0]);
+    if (argc >= 2 && strcmp(argv[1], "_alloc-child") == 0)
+        return zb_alloc_child_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "_scale-child") == 0)
+        return zb_scale_child_main(argc - 1, argv + 1);
+
+    zb_options opt = {.reps = 7, .min_time_ms = 10, .count_syscalls = 1, .scale_cap = 200000,
+                      .batch = 1000};
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *command = argv[1];
+    int do_wipe = strcmp(command, "wipe") == 0, do_alloc = strcmp(command, "alloc") == 0;
+    int do_scale = strcmp(command, "scale") == 0;
+    if (strcmp(command, "all") == 0)
+        do_wipe = do_alloc = do_scale = 1;
+    if (!do_wipe && !do_alloc && !do_scale) {
+        fprintf(stderr, "zz-bench: unknown command '%s' (try --help)\n", command);
+        return 2;
+    }
+    int parsed = parse_options(argc, argv, 2, &opt);
+    if (parsed == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (parsed < 0)
+        return 2;
+
+    printf("# zz-bench %s%s\n\n", command, opt.quick ? " --quick" : "");
+    zb_machine_print(stdout);
+    fflush(stdout);
+    int failed = 0;
+    if (do_wipe)
+        failed |= zb_run_wipe(&opt) != 0;
+    fflush(stdout);
+    if (do_alloc)
+        failed |= zb_run_alloc(&opt) != 0;
+    fflush(stdout);
+    if (do_scale)
+        failed |= zb_run_scale(&opt) != 0;
+    fflush(stdout);
+    if (opt.json_path && zb_write_json(opt.json_path, &opt, command) != 0)
+        failed = 1;
+    if (opt.plot_path && (do_wipe || do_alloc) && zb_write_plot(opt.plot_path) != 0)
+        failed = 1;
+    if (opt.json_path)
+        fprintf(stderr, "zz-bench: wrote %s\n", opt.json_path);
+    if (opt.plot_path && !failed)
+        fprintf(stderr, "zz-bench: wrote %s\n", opt.plot_path);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,442 @@
+/*
+ * results.c - the one place every figure is stored.  Tables, JSON and the plot
+ * read from here, so they cannot disagree.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    char scenario[16], table[48], row[48], column[48], metric[32], unit[16];
+    double x;
+    zb_summary s;
+} record;
+
+typedef struct {
+    char scenario[16];
+    char text[480];
+} note;
+
+typedef struct {
+    char scenario[16], column[48], description[160];
+} column_decl;
+
+typedef struct {
+    char scenario[16], what[160], goal_text[48];
+    double ratio, ratio_best, goal;
+    zb_verdict verdict;
+} target;
+
+static record *records;
+static size_t nrecords, caprecords;
+static note notes[256];
+static size_t nnotes;
+static column_decl columns[64];
+static size_t ncolumns;
+static target targets[128];
+static size_t ntargets;
+
+static void copy_field(char *dst, size_t len, const char *src)
+{
+    snprintf(dst, len, "%s", src ? src : "");
+}
+
+void zb_record(const char *scenario, const char *table, const char *row, double x,
+               const char *column, const char *metric, const char *unit, zb_summary s)
+{
+    if (nrecords == caprecords) {
+        caprecords = caprecords ? caprecords * 2 : 256;
+        records = realloc(records, caprecords * sizeof(*records));
+        if (!records)
+            abort();
+    }
+    record *r = &records[nrecords++];
+    copy_field(r->scenario, sizeof(r->scenario), scenario);
+    copy_field(r->table, sizeof(r->table), table);
+    copy_field(r->row, sizeof(r->row), row);
+    copy_field(r->column, sizeof(r->column), column);
+    copy_field(r->metric, sizeof(r->metric), metric);
+    copy_field(r->unit, sizeof(r->unit), unit);
+    r->x = x;
+    r->s = s;
+}
+
+const zb_summary *zb_lookup(const char *scenario, const char *table, const char *row,
+                            const char *column, const char *metric)
+{
+    /* newest first, so a re-measured figure wins */
+    for (size_t i = nrecords; i-- > 0;) {
+        const record *r = &records[i];
+        if (strcmp(r->scenario, scenario) == 0 && strcmp(r->table, table) == 0 &&
+            strcmp(r->row, row) == 0 && strcmp(r->column, column) == 0 &&
+            strcmp(r->metric, metric) == 0)
+            return &r->s;
+    }
+    return NULL;
+}
+
+void zb_note(const char *scenario, const char *fmt, ...)
+{
+    if (nnotes == ZB_ARRAY_LEN(notes))
+        return;
+    note *n = &notes[nnotes++];
+    copy_field(n->scenario, sizeof(n->scenario), scenario);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->text, sizeof(n->text), fmt, ap);
+    va_end(ap);
+}
+
+void zb_print_notes(FILE *out, const char *scenario)
+{
+    int any = 0;
+    for (size_t i = 0; i < nnotes; i++) {
+        if (strcmp(notes[i].scenario, scenario) != 0)
+            continue;
+        if (!any)
+            fprintf(out, "Notes:\n\n");
+        any = 1;
+        fprintf(out, "- %s\n", notes[i].text);
+    }
+    if (any)
+        fputc('\n', out);
+}
+
+void zb_declare_column(const char *scenario, const char *column, const char *description)
+{
+    for (size_t i = 0; i < ncolumns; i++)
+        if (strcmp(columns[i].scenario, scenario) == 0 && strcmp(columns[i].column, column) == 0)
+            return;
+    if (ncolumns == ZB_ARRAY_LEN(columns))
+        return;
+    column_decl *c = &columns[ncolumns++];
+    copy_field(c->scenario, sizeof(c->scenario), scenario);
+    copy_field(c->column, sizeof(c->column), column);
+    copy_field(c->description, sizeof(c->description), description);
+}
+
+static const char *verdict_name(zb_verdict v)
+{
+    switch (v) {
+    case ZB_PASS: return "PASS";
+    case ZB_FAIL: return "FAIL";
+    case ZB_NOISE: return "NOISE";
+    default: return "n/a";
+    }
+}
+
+void zb_target(const char *scenario, const char *what, double ratio, double ratio_best,
+               double goal, int at_most, const char *goal_text)
+{
+    if (ntargets == ZB_ARRAY_LEN(targets))
+        return;
+    target *t = &targets[ntargets++];
+    copy_field(t->scenario, sizeof(t->scenario), scenario);
+    copy_field(t->what, sizeof(t->what), what);
+    copy_field(t->goal_text, sizeof(t->goal_text), goal_text);
+    t->ratio = ratio;
+    t->ratio_best = ratio_best;
+    t->goal = goal;
+    if (!(ratio > 0) || !isfinite(ratio))
+        t->verdict = ZB_NA;
+    else if (at_most ? ratio <= goal : ratio >= goal)
+        t->verdict = ZB_PASS;
+    else if (at_most ? ratio_best <= goal : ratio_best >= goal)
+        t->verdict = ZB_NOISE;
+    else
+        t->verdict = ZB_FAIL;
+}
+
+void zb_print_targets(FILE *out, const char *scenario)
+{
+    zb_table *t = zb_table_new(4);
+    zb_table_header(t, 0, "target");
+    zb_table_header(t, 1, "goal");
+    zb_table_header(t, 2, "measured");
+    zb_table_header(t, 3, "verdict");
+    int row = 0, pass = 0, fail = 0, noise = 0;
+    for (size_t i = 0; i < ntargets; i++) {
+        const target *g = &targets[i];
+        if (strcmp(g->scenario, scenario) != 0)
+            continue;
+        char measured[32];
+        if (g->verdict == ZB_NA)
+            snprintf(measured, sizeof(measured), "n/a");
+        else
+            snprintf(measured, sizeof(measured), "%.2fx", g->ratio);
+        zb_table_cell(t, row, 0, g->what);
+        zb_table_cell(t, row, 1, g->goal_text);
+        zb_table_cell(t, row, 2, measured);
+        zb_table_cell(t, row, 3, verdict_name(g->verdict));
+        pass += g->verdict == ZB_PASS;
+        fail += g->verdict == ZB_FAIL;
+        noise += g->verdict == ZB_NOISE;
+        row++;
+    }
+    if (row) {
+        fprintf(out, "### Targets (%s): %d PASS, %d FAIL, %d NOISE\n\n", scenario, pass, fail,
+                noise);
+        zb_table_print(out, t);
+    }
+    zb_table_free(t);
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* JSON has no NaN or infinity: write null for them. */
+static void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+static void json_summary(FILE *f, zb_summary s)
+{
+    fputs("{\"median\": ", f);
+    json_number(f, s.median);
+    fputs(", \"min\": ", f);
+    json_number(f, s.min);
+    fputs(", \"max\": ", f);
+    json_number(f, s.max);
+    fputs(", \"q1\": ", f);
+    json_number(f, s.q1);
+    fputs(", \"q3\": ", f);
+    json_number(f, s.q3);
+    fprintf(f, ", \"reps\": %d}", s.n);
+}
+
+static void json_options(FILE *f, const zb_options *opt, const char *command)
+{
+    fputs("  \"command\": ", f);
+    json_string(f, command);
+    fprintf(f, ",\n  \"options\": {\"reps\": %d, \"min_time_ms\": %g, \"quick\": %s, "
+               "\"batch\": %zu, \"scale_cap\": %zu, \"count_syscalls\": %s},\n",
+            opt->reps, opt->min_time_ms, opt->quick ? "true" : "false", opt->batch,
+            opt->scale_cap, opt->count_syscalls ? "true" : "false");
+}
+
+static void json_columns(FILE *f)
+{
+    fputs("  \"columns\": [", f);
+    for (size_t i = 0; i < ncolumns; i++) {
+        fputs(i ? ",\n    {\"scenario\": " : "\n    {\"scenario\": ", f);
+        json_string(f, columns[i].scenario);
+        fputs(", \"column\": ", f);
+        json_string(f, columns[i].column);
+        fputs(", \"description\": ", f);
+        json_string(f, columns[i].description);
+        fputc('}', f);
+    }
+    fputs("\n  ],\n", f);
+}
+
+static void json_records(FILE *f)
+{
+    fputs("  \"figures\": [", f);
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        fputs(i ? ",\n    {" : "\n    {", f);
+        fputs("\"scenario\": ", f);
+        json_string(f, r->scenario);
+        fputs(", \"table\": ", f);
+        json_string(f, r->table);
+        fputs(", \"row\": ", f);
+        json_string(f, r->row);
+        fputs(", \"x\": ", f);
+        json_number(f, r->x);
+        fputs(", \"column\": ", f);
+        json_string(f, r->column);
+        fputs(", \"metric\": ", f);
+        json_string(f, r->metric);
+        fputs(", \"unit\": ", f);
+        json_string(f, r->unit);
+        fputs(", \"value\": ", f);
+        json_summary(f, r->s);
+        fputc('}', f);
+    }
+    fputs("\n  ],\n", f);
+}
+
+static void json_targets(FILE *f)
+{
+    fputs("  \"targets\": [", f);
+    for (size_t i = 0; i < ntargets; i++) {
+        const target *t = &targets[i];
+        fputs(i ? ",\n    {\"scenario\": " : "\n    {\"scenario\": ", f);
+        json_string(f, t->scenario);
+        fputs(", \"target\": ", f);
+        json_string(f, t->what);
+        fputs(", \"goal\": ", f);
+        json_number(f, t->goal);
+        fputs(", \"goal_text\": ", f);
+        json_string(f, t->goal_text);
+        fputs(", \"ratio\": ", f);
+        json_number(f, t->ratio);
+        fputs(", \"ratio_best\": ", f);
+        json_number(f, t->ratio_best);
+        fputs(", \"verdict\": ", f);
+        json_string(f, verdict_name(t->verdict));
+        fputc('}', f);
+    }
+    fputs("\n  ],\n", f);
+}
+
+static void json_notes(FILE *f)
+{
+    fputs("  \"notes\": [", f);
+    for (size_t i = 0; i < nnotes; i++) {
+        fputs(i ? ",\n    {\"scenario\": " : "\n    {\"scenario\": ", f);
+        json_string(f, notes[i].scenario);
+        fputs(", \"text\": ", f);
+        json_string(f, notes[i].text);
+        fputc('}', f);
+    }
+    fputs("\n  ]\n", f);
+}
+
+int zb_write_json(const char *path, const zb_options *opt, const char *command)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    fputs("{\n  \"format\": \"zz-bench/1\",\n", f);
+    json_options(f, opt, command);
+    fputs("  \"machine\": ", f);
+    zb_machine_json(f);
+    fputs(",\n", f);
+    json_columns(f);
+    json_records(f);
+    json_targets(f);
+    json_notes(f);
+    fputs("}\n", f);
+    if (fclose(f) != 0) {
+        perror(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ plot */
+
+/* Writes one gnuplot data block: x and median of every record matching
+ * (scenario, table, metric), one "index" per column, in column order. */
+static int plot_block(FILE *g, const char *name, const char *scenario, const char *table,
+                      const char *metric, char names[][48], int maxnames)
+{
+    int nnames = 0;
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric))
+            continue;
+        int known = 0;
+        for (int k = 0; k < nnames; k++)
+            known |= strcmp(names[k], r->column) == 0;
+        if (!known && nnames < maxnames)
+            copy_field(names[nnames++], 48, r->column);
+    }
+    fprintf(g, "$%s << EOD\n", name);
+    for (int k = 0; k < nnames; k++) {
+        fprintf(g, "# %s\n", names[k]);
+        for (size_t i = 0; i < nrecords; i++) {
+            const record *r = &records[i];
+            if (strcmp(r->scenario, scenario) || strcmp(r->table, table) ||
+                strcmp(r->metric, metric) || strcmp(r->column, names[k]))
+                continue;
+            if (r->x > 0 && r->s.median > 0)
+                fprintf(g, "%.6g %.6g %.6g %.6g\n", r->x, r->s.median, r->s.min, r->s.max);
+        }
+        fputs("\n\n", g);
+    }
+    fputs("EOD\n", g);
+    return nnames;
+}
+
+static void plot_panel(FILE *g, const char *block, char names[][48], int n, const char *title,
+                       const char *ylabel)
+{
+    fprintf(g, "set title '%s'\nset ylabel '%s'\n", title, ylabel);
+    fputs("plot ", g);
+    for (int k = 0; k < n; k++)
+        fprintf(g, "%s$%s index %d using 1:2 with linespoints title '%s'", k ? ", " : "", block,
+                k, names[k]);
+    fputc('\n', g);
+}
+
+int zb_write_plot(const char *path)
+{
+    char wipe_names[24][48], alloc_names[24][48];
+    FILE *g = popen("gnuplot 2>&1", "w");
+    if (!g) {
+        fprintf(stderr, "zz-bench: cannot run gnuplot for --plot\n");
+        return -1;
+    }
+    fprintf(g, "set terminal pngcairo size 1600,700 font 'sans,10' noenhanced\n");
+    fprintf(g, "set output '%s'\n", path);
+    int nw = plot_block(g, "wipe", "wipe", "aligned", "throughput", wipe_names, 24);
+    int na = plot_block(g, "alloc", "alloc", "pair, 1 thread", "ns_per_pair", alloc_names, 24);
+    int panels = (nw > 0) + (na > 0);
+    if (panels == 0) {
+        fprintf(g, "set terminal unknown\n");
+        pclose(g);
+        fprintf(stderr, "zz-bench: --plot: nothing to plot (run wipe or alloc)\n");
+        return -1;
+    }
+    fprintf(g, "set multiplot layout 1,%d\n", panels);
+    fputs("set logscale xy\nset grid\nset key outside right top vertical\n"
+          "set format x '%.0s%cB'\n",
+          g);
+    if (nw > 0) {
+        fputs("set xlabel 'buffer size (bytes, aligned)'\n", g);
+        plot_panel(g, "wipe", wipe_names, nw, "Wipe throughput (median), higher is better",
+                   "GB/s (1e9 bytes/s)");
+    }
+    if (na > 0) {
+        fputs("set xlabel 'block size (bytes)'\n", g);
+        plot_panel(g, "alloc", alloc_names, na,
+                   "Allocation cost: alloc+touch+free pair, 1 thread (median), lower is better",
+                   "ns per pair");
+    }
+    fputs("unset multiplot\n", g);
+    int rc = pclose(g);
+    if (rc != 0) {
+        fprintf(stderr, "zz-bench: gnuplot failed (status %d) while drawing %s\n", rc, path);
+        return -1;
+    }
+    return 0;
+}
+
+/* A timestamp for the report header. */
+void zb_print_timestamp(FILE *out)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    char buf[64];
+    gmtime_r(&now, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    fprintf(out, "%s", buf);
+}
