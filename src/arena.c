@@ -173,7 +173,7 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->runs = (struct run **)(c + 1);
     c->nruns = nruns;
     c->arena = a;
-    size_t pages = nruns * RUN_BYTES / zzi_os_page_size();
+    size_t pages = nruns * RUN_BYTES / zzi_page();
     int rc = a->nchunks == 0 ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
                              : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
     if (rc != 0) {
@@ -184,7 +184,7 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     }
     c->region.kind = ZZI_REGION_ARENA;
     c->region.owner = c;
-    c->data = (unsigned char *)c->region.map.base + zzi_os_page_size();
+    c->data = (unsigned char *)c->region.map.base + zzi_page();
     a->backend = c->region.map.backend;
     zzi_global_lock();
     rc = zzi_registry_add(&c->region);

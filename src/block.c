@@ -64,8 +64,13 @@ static _Atomic size_t live_blocks, live_bytes; /* written under the global lock 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_errno;
 
+#ifdef ZZ_VALGRIND
+int zzi_on_valgrind;
+#endif
+
 static void init_library(void)
 {
+    ZZ_VG_DETECT();
     if (zzi_canary_init() != 0) {
         init_errno = errno ? errno : EAGAIN;
         return;
@@ -88,7 +93,7 @@ int zzi_init(void)
 
 static inline uintptr_t slot_data(const struct slab *s, size_t i)
 {
-    return s->region.map.base + zzi_os_page_size() + i * s->stride;
+    return s->region.map.base + zzi_page() + i * s->stride;
 }
 
 static inline unsigned char *block_at(const struct slab *s, size_t i, size_t span)
@@ -136,8 +141,8 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     }
     s->region.kind = ZZI_REGION_SLAB;
     s->region.owner = s;
-    s->data_len = slot_pages * zzi_os_page_size();
-    s->stride = s->data_len + zzi_os_page_size();
+    s->data_len = slot_pages * zzi_page();
+    s->stride = s->data_len + zzi_page();
     s->nslots = s->nfree = nslots;
     s->cls = cls;
     s->table = backend;
@@ -191,7 +196,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
     struct size_class *c = &classes[backend][cls];
     if (c->avail != NULL)
         return c->avail;
-    size_t stride = (size_t)(cls + 1) * zzi_os_page_size();
+    size_t stride = (size_t)(cls + 1) * zzi_page();
     size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
     size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
     size_t nslots = want < cap ? want : cap;
@@ -213,7 +218,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
 
 static size_t pages_for(size_t span)
 {
-    size_t page = zzi_os_page_size();
+    size_t page = zzi_page();
     return span == 0 ? 1 : (span + page - 1) / page;
 }
 
@@ -272,7 +277,7 @@ static void *alloc_impl(size_t n, size_t align)
 {
     if (zzi_init() != 0)
         return NULL;
-    if (n > SIZE_MAX - align - 2 * zzi_os_page_size()) {
+    if (n > SIZE_MAX - align - 2 * zzi_page()) {
         zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
         return NULL;
@@ -313,7 +318,7 @@ ZZ_API void *zz_alloc(size_t n)
 ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 ||
-        alignment > zzi_os_page_size()) {
+        alignment > zzi_page()) {
         zzi_fail(ZZI_FAIL_ARGUMENT);
         errno = EINVAL;
         return NULL;
@@ -331,7 +336,7 @@ static struct slab *find_live(const void *p, size_t *idx)
     struct zzi_region *r = zzi_registry_find(a);
     ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
     struct slab *s = r->owner;
-    size_t page = zzi_os_page_size(), off = a - s->region.map.base;
+    size_t page = zzi_page(), off = a - s->region.map.base;
     ZZ_CHECK(off >= page, "invalid pointer");
     size_t i = (off - page) / s->stride;
     ZZ_CHECK(i < s->nslots, "invalid pointer");

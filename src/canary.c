@@ -15,16 +15,23 @@ int zzi_canary_init(void)
     return zzi_os_random(key, sizeof key);
 }
 
+/* Sets every zero byte of w to 1: a canary byte is never zero, so a canary
+ * and zeroed memory (after zz_purge, or a fork with WIPEONFORK) can never be
+ * mistaken for each other. */
+static inline uint64_t no_zero_bytes(uint64_t w)
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Fu;
+    uint64_t zero_high_bit = ~(((w & low7) + low7) | w | low7); /* 0x80 where a byte is 0 */
+    return w | (zero_high_bit >> 7);
+}
+
 /* The 16 canary bytes of the 16-byte-aligned chunk that holds address a. */
-static void chunk_pattern(uintptr_t a, unsigned char out[16])
+static inline void chunk_pattern(uintptr_t a, unsigned char out[16])
 {
     uint64_t c = (uint64_t)(a >> 4);
-    uint64_t w[2] = {key[0] ^ (c * 0x9E3779B97F4A7C15u), key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu)};
-    /* A canary byte is never zero, so a canary and zeroed memory (after
-     * zz_purge or a fork with WIPEONFORK) can never be mistaken. */
+    uint64_t w[2] = {no_zero_bytes(key[0] ^ (c * 0x9E3779B97F4A7C15u)),
+                     no_zero_bytes(key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu))};
     memcpy(out, w, 16);
-    for (int i = 0; i < 16; i++)
-        out[i] |= (unsigned char)(out[i] == 0);
 }
 
 /* Calls fn on each piece of [p, p+n) that lies in one 16-byte chunk, with

@@ -42,6 +42,12 @@ _Noreturn void zzi_fatal(const char *msg);
  * errors that can only mean a bug in this library are fatal.  All preserve
  * nothing but errno's meaning; callers decide policy. */
 size_t zzi_os_page_size(void);
+extern size_t zzi_page_size_cache; /* 0 until zzi_os_page_size() first ran */
+static inline size_t zzi_page(void)
+{
+    size_t p = zzi_page_size_cache;
+    return zz_likely(p != 0) ? p : zzi_os_page_size();
+}
 void *zzi_os_map(size_t len);
 void zzi_os_unmap(void *p, size_t len);              /* fatal on failure */
 int zzi_os_protect(void *p, size_t len, int zz_mode); /* ZZ_NOACCESS.. */
@@ -136,6 +142,7 @@ static inline void zzi_barrier(const void *p)
 }
 
 /* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
+extern _Atomic unsigned zzi_fork_generation;
 /* A slab: nslots runs of slot_pages data pages, each between guard pages
  * (neighbours share a guard):  [G][data][G][data][G]...[data][G]          */
 struct zzi_slab_map {
@@ -160,7 +167,13 @@ void zzi_pages_replace_unforked(struct zzi_slab_map *m);
  * markers are not copied: makes them again, once per slab per child.
  * pre: the caller serialises calls for m.  Returns 0, or -1 with errno when
  * the lock policy forbids using the slab unlocked (m->info tells). */
-int zzi_pages_refresh_after_fork(struct zzi_slab_map *m);
+int zzi_pages_refresh_slow(struct zzi_slab_map *m);
+static inline int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
+{
+    if (zz_likely(m->fork_gen == atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed)))
+        return 0;
+    return zzi_pages_refresh_slow(m);
+}
 /* Maps a slab on the backend zzi_policy_backend() picks, falling back from
  * secretmem to anon under ZZ_BACKEND_AUTO when the kernel lacks it. */
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
@@ -257,13 +270,26 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes);
 /* ---- valgrind ------------------------------------------------------------ */
 #ifdef ZZ_VALGRIND
 #include <valgrind/memcheck.h>
-#define ZZ_VG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
-#define ZZ_VG_UNDEFINED(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
-#define ZZ_VG_DEFINED(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
-#define ZZ_VG_MALLOCLIKE(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 1)
-#define ZZ_VG_FREELIKE(p) VALGRIND_FREELIKE_BLOCK((p), 0)
+/* Client requests cost a dozen instructions each even outside valgrind;
+ * the fast paths make six, so they are skipped unless valgrind is there. */
+extern int zzi_on_valgrind;
+#define ZZ_VG(req) ((void)(zz_unlikely(zzi_on_valgrind) ? (req) : 0))
+#define ZZ_VG_NOACCESS(p, n) ZZ_VG(VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
+#define ZZ_VG_UNDEFINED(p, n) ZZ_VG(VALGRIND_MAKE_MEM_UNDEFINED((p), (n)))
+#define ZZ_VG_DEFINED(p, n) ZZ_VG(VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#define ZZ_VG_MALLOCLIKE(p, n)                                                    \
+    do {                                                                          \
+        if (zz_unlikely(zzi_on_valgrind))                                         \
+            VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 1);                            \
+    } while (0)
+#define ZZ_VG_FREELIKE(p)                                                         \
+    do {                                                                          \
+        if (zz_unlikely(zzi_on_valgrind))                                         \
+            VALGRIND_FREELIKE_BLOCK((p), 0);                                      \
+    } while (0)
 #define ZZ_VG_QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
 #define ZZ_VG_QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
+#define ZZ_VG_DETECT() (zzi_on_valgrind = RUNNING_ON_VALGRIND != 0)
 #else
 #define ZZ_VG_NOACCESS(p, n) ((void)(p), (void)(n))
 #define ZZ_VG_UNDEFINED(p, n) ((void)(p), (void)(n))
@@ -272,6 +298,7 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes);
 #define ZZ_VG_FREELIKE(p) ((void)(p))
 #define ZZ_VG_QUIET_BEGIN() ((void)0)
 #define ZZ_VG_QUIET_END() ((void)0)
+#define ZZ_VG_DETECT() ((void)0)
 #endif
 
 #endif /* ZZ_INTERNAL_H */

@@ -75,15 +75,16 @@ static int injected(enum fault_op op)
 #define FAULT(op) 0
 #endif
 
+size_t zzi_page_size_cache;
+
 size_t zzi_os_page_size(void)
 {
-    static size_t cached;
-    if (cached == 0) {
+    if (zzi_page_size_cache == 0) {
         long v = sysconf(_SC_PAGESIZE);
         ZZ_CHECK(v > 0 && (v & (v - 1)) == 0, "cannot read the page size");
-        cached = (size_t)v;
+        zzi_page_size_cache = (size_t)v;
     }
-    return cached;
+    return zzi_page_size_cache;
 }
 
 void *zzi_os_map(size_t len)

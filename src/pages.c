@@ -203,11 +203,9 @@ fail:;
     return -1;
 }
 
-int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
+int zzi_pages_refresh_slow(struct zzi_slab_map *m)
 {
     unsigned gen = atomic_load(&zzi_fork_generation);
-    if (zz_likely(m->fork_gen == gen))
-        return 0;
     size_t page = zzi_os_page_size(), stride = (m->slot_pages + 1) * page;
     int saved = errno;
     m->fork_gen = gen;
