@@ -148,7 +148,7 @@ static void child_fork_then_touch(void *arg)
         fprintf(stderr, "n=%zu %s block, %s guard: grandchild %s %d\n", f->n,
                 f->reuse ? "new" : "pre-fork", f->before ? "leading" : "trailing",
                 WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-        _exit(1);
+        tu_child_exit(1);
     }
 }
 

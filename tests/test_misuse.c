@@ -183,7 +183,7 @@ OPTNONE static void child_read_after_free(void *arg)
     unsigned char acc = 0;
     for (size_t i = 0; i < s->n; i++)
         acc |= VREAD(p + i);
-    _exit(acc == 0 ? 0 : 3);
+    tu_child_exit(acc == 0 ? 0 : 3);
 }
 
 static void test_free_stale_read_zero_or_fault(void **state)

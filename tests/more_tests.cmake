@@ -1,0 +1,45 @@
+# Tests for arenas, zz_purge, zz_purge_on_signals, zz_realloc /
+# zz_alloc_aligned, zz_harden_process and the memfd_secret backend.
+# Included at the end of tests/CMakeLists.txt, so zz_add_test, zz_test_target
+# and ZZ_TEST_ENV are in scope.
+#
+# Some programs hold a second group of tests that must not run by default (a
+# stress test whose races are intended, a test that maps 100,000 secrets):
+# such a program runs its default group without arguments and the named group
+# when given its name as argv[1].
+
+# zz_add_test_group(<program> <group> [LABELS l...] [TIMEOUT s])
+# Registers "<program> <group>" for both guard paths, like zz_add_test.
+function(zz_add_test_group prog group)
+  cmake_parse_arguments(T "" "TIMEOUT" "LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_test(NAME ${prog}_${group} COMMAND ${prog} ${group})
+  add_test(NAME ${prog}_${group}_mprotect COMMAND ${prog} ${group})
+  set_tests_properties(${prog}_${group} PROPERTIES
+    LABELS "guard-default;${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "${ZZ_TEST_ENV}")
+  set_tests_properties(${prog}_${group}_mprotect PROPERTIES
+    LABELS "guard-mprotect;${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "${ZZ_TEST_ENV};ZEROIZE_GUARDS=mprotect")
+endfunction()
+
+# Death tests (forked children that must abort with one exact line) carry the
+# "death" label, so `ctest -T memcheck -LE 'death|slow'` leaves them out.
+zz_add_test(test_arena LABELS death threads)
+zz_add_test(test_realloc LABELS death)
+zz_add_test(test_purge LABELS death)
+zz_add_test(test_signals LABELS death)
+zz_add_test(test_harden)
+zz_add_test(test_secretmem LABELS death)
+
+# zz_purge from a 1 ms SIGALRM while four threads allocate and free.  The
+# purge writes zeros into blocks other threads are using: that race is the
+# documented behaviour, so the thread sanitizer's reports about it are
+# expected ("nosan").
+zz_add_test_group(test_purge stress LABELS threads nosan TIMEOUT 300)
+
+# 100,000 live secretmem blocks (arena) and as many zz_alloc secretmem blocks
+# as vm.max_map_count allows.
+zz_add_test_group(test_secretmem scale LABELS slow TIMEOUT 600)

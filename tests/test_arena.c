@@ -1,0 +1,565 @@
+/* Arenas: growth and fixed capacity, packing (locked bytes per secret), the
+ * flags and stats of arena blocks, canary and pointer misuse (forked children
+ * that must abort with one exact line), wiping on destroy, threads sharing an
+ * arena, and arenas across fork(). */
+#include <pthread.h>
+
+#include "test_util.h"
+
+#define RUN 16384u /* capacities below are multiples of this */
+
+static unsigned char pattern_of(size_t i)
+{
+    return (unsigned char)(0x11 + i * 7);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Blocks of n bytes at ptrs[0..count): aligned, zero when fresh (checked by
+ * the caller), and no two overlap. */
+static void assert_distinct_aligned(void **ptrs, size_t count, size_t n)
+{
+    void **sorted = malloc(count * sizeof *sorted);
+    assert_non_null(sorted);
+    memcpy(sorted, ptrs, count * sizeof *sorted);
+    qsort(sorted, count, sizeof *sorted, cmp_ptr);
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal((uintptr_t)sorted[i] % 16, 0);
+        if (i > 0)
+            assert_true((uintptr_t)sorted[i - 1] + n <= (uintptr_t)sorted[i]);
+    }
+    free(sorted);
+}
+
+/* ---- growth, capacity, contents ---------------------------------------- */
+
+static void test_growable_arena_grows(void **state)
+{
+    (void)state;
+    enum { COUNT = 5000, N = 64 }; /* 5000 * 80 bytes: several chunks */
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    void **ptrs = calloc(COUNT, sizeof *ptrs);
+    assert_non_null(ptrs);
+    for (size_t i = 0; i < COUNT; i++) {
+        ptrs[i] = zz_arena_alloc(a, N);
+        assert_non_null(ptrs[i]);
+        assert_true(zz_is_zero(ptrs[i], N));
+        memset(ptrs[i], pattern_of(i), N);
+    }
+    assert_distinct_aligned(ptrs, COUNT, N);
+    for (size_t i = 0; i < COUNT; i++) {
+        const unsigned char *p = ptrs[i];
+        for (size_t k = 0; k < N; k++)
+            assert_int_equal(p[k], pattern_of(i));
+    }
+    for (size_t i = 0; i < COUNT; i++)
+        zz_arena_free(a, ptrs[i]);
+    free(ptrs);
+    zz_arena_destroy(a);
+}
+
+static void test_fixed_arena_fills_then_refuses(void **state)
+{
+    (void)state;
+    enum { N = 32, MAX = 4096 };
+    const size_t capacity = 2 * RUN;
+    zz_arena *a = zz_arena_create(capacity);
+    assert_non_null(a);
+    zz_stats before;
+    zz_get_stats(&before);
+    void **ptrs = calloc(MAX, sizeof *ptrs);
+    assert_non_null(ptrs);
+    size_t count = 0;
+    for (;;) {
+        errno = 0;
+        void *p = zz_arena_alloc(a, N);
+        if (p == NULL) {
+            assert_int_equal(errno, ENOMEM);
+            break;
+        }
+        assert_true(count < MAX);
+        assert_true(zz_is_zero(p, N));
+        memset(p, pattern_of(count), N);
+        ptrs[count++] = p;
+    }
+    print_message("fixed arena of %zu bytes held %zu blocks of %d bytes (%zu bytes of blocks)\n",
+                  capacity, count, N, count * N);
+    /* Most of the capacity is usable (48-byte cells: at least 2/3 of it). */
+    assert_true(count * 48 >= capacity * 9 / 10);
+    assert_distinct_aligned(ptrs, count, N);
+    /* Never memory from elsewhere: nothing more was mapped, and all blocks lie
+     * within one window of the capacity. */
+    zz_stats full;
+    zz_get_stats(&full);
+    assert_int_equal(full.mapped_bytes, before.mapped_bytes);
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t p = (uintptr_t)ptrs[i];
+        lo = p < lo ? p : lo;
+        hi = p + N > hi ? p + N : hi;
+        assert_int_equal(zz_info(ptrs[i]) & ZZ_INFO_CANARY, ZZ_INFO_CANARY);
+    }
+    assert_true(hi - lo <= capacity);
+    /* Still full, also for a fresh request. */
+    errno = 0;
+    assert_null(zz_arena_alloc(a, N));
+    assert_int_equal(errno, ENOMEM);
+    assert_true(strlen(zz_last_error()) > 0);
+    /* Free one: the next allocation succeeds, zeroed, and the rest is kept. */
+    void *freed = ptrs[count / 2];
+    zz_arena_free(a, freed);
+    void *again = zz_arena_alloc(a, N);
+    assert_non_null(again);
+    assert_ptr_equal(again, freed); /* the only free cell */
+    assert_true(zz_is_zero(again, N));
+    ptrs[count / 2] = again;
+    memset(again, pattern_of(count / 2), N);
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *p = ptrs[i];
+        for (size_t k = 0; k < N; k++)
+            assert_int_equal(p[k], pattern_of(i));
+    }
+    zz_arena_destroy(a); /* with live blocks: allowed */
+    free(ptrs);
+}
+
+/* A fixed arena reserves `capacity` bytes of blocks: a handful of small
+ * blocks of different sizes, far below the capacity, must fit. */
+static void test_fixed_arena_mixed_sizes(void **state)
+{
+    (void)state;
+    const size_t capacity = 4 * RUN;
+    zz_arena *a = zz_arena_create(capacity);
+    assert_non_null(a);
+    void *ptrs[16];
+    size_t total = 0;
+    for (size_t k = 0; k < 16; k++) {
+        size_t n = 16 * (k + 1);
+        ptrs[k] = zz_arena_alloc(a, n);
+        if (ptrs[k] == NULL)
+            print_error("block %zu (%zu bytes) refused with errno %d after %zu bytes of blocks "
+                        "in an arena of capacity %zu\n",
+                        k, n, errno, total, capacity);
+        assert_non_null(ptrs[k]);
+        total += n;
+    }
+    for (size_t k = 0; k < 16; k++)
+        zz_arena_free(a, ptrs[k]);
+    zz_arena_destroy(a);
+}
+
+static void test_arena_bad_arguments(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_null(zz_arena_alloc(NULL, 16));
+    assert_int_equal(errno, EINVAL);
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    errno = 0;
+    assert_null(zz_arena_alloc(a, (size_t)1 << 20));
+    assert_int_equal(errno, ENOMEM);
+    errno = 0;
+    assert_null(zz_arena_alloc(a, SIZE_MAX));
+    assert_int_equal(errno, ENOMEM);
+    zz_arena_free(a, NULL); /* no-op */
+    zz_arena_destroy(a);
+    zz_arena_destroy(NULL);
+    errno = 0;
+    assert_null(zz_arena_create(SIZE_MAX));
+    assert_int_equal(errno, ENOMEM);
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+static void measure_packing(size_t n, size_t count, double limit)
+{
+    zz_stats sc, s0, s1;
+    zz_get_stats(&sc);
+    long lckc = tu_status_kb("VmLck");
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    zz_get_stats(&s0);
+    long lck0 = tu_status_kb("VmLck");
+    void **ptrs = calloc(count, sizeof *ptrs);
+    assert_non_null(ptrs);
+    for (size_t i = 0; i < count; i++) {
+        ptrs[i] = zz_arena_alloc(a, n);
+        assert_non_null(ptrs[i]);
+        memset(ptrs[i], 0x5C, n);
+    }
+    zz_get_stats(&s1);
+    long lck1 = tu_status_kb("VmLck");
+    assert_true(lck0 >= 0 && lck1 >= 0);
+    /* Per secret, what the arena grew by while they were allocated (its first
+     * chunk, mapped by zz_arena_create, is reported but not counted). */
+    double per_vmlck = (double)(lck1 - lck0) * 1024.0 / (double)count;
+    double per_stats = (double)(s1.locked_bytes - s0.locked_bytes) / (double)count;
+    print_message("%zu live %zu-byte secrets: VmLck +%ld kB (%.1f B/secret), "
+                  "locked_bytes +%zu (%.1f B/secret), mapped_bytes +%zu, live_blocks +%zu\n",
+                  count, n, lck1 - lck0, per_vmlck, s1.locked_bytes - s0.locked_bytes, per_stats,
+                  s1.mapped_bytes - s0.mapped_bytes, s1.live_blocks - s0.live_blocks);
+    print_message("  with the arena's first chunk: VmLck +%ld kB (%.1f B/secret), locked_bytes "
+                  "+%zu (%.1f B/secret)\n",
+                  lck1 - lckc, (double)(lck1 - lckc) * 1024.0 / (double)count,
+                  s1.locked_bytes - sc.locked_bytes,
+                  (double)(s1.locked_bytes - sc.locked_bytes) / (double)count);
+    assert_int_equal(s1.live_blocks - s0.live_blocks, count);
+    assert_int_equal(s1.live_bytes - s0.live_bytes, count * n);
+    for (size_t i = 0; i < count; i++)
+        zz_arena_free(a, ptrs[i]);
+    free(ptrs);
+    zz_arena_destroy(a);
+    assert_true(per_stats <= limit);
+    assert_true(per_vmlck <= limit);
+}
+
+static void test_packing_32_byte_secrets(void **state)
+{
+    (void)state;
+    measure_packing(32, 10000, 50.0);
+}
+
+static void test_packing_16_byte_secrets(void **state)
+{
+    (void)state;
+    measure_packing(16, 10000, 34.0);
+}
+
+/* ---- flags and stats ---------------------------------------------------- */
+
+static void test_arena_info_and_stats(void **state)
+{
+    (void)state;
+    zz_stats s0, s1, s2;
+    zz_get_stats(&s0);
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    static const size_t sizes[] = { 1, 16, 20, 32, 100, 1000, 4000, 16000 };
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    void *p[NS];
+    size_t bytes = 0;
+    for (size_t i = 0; i < NS; i++) {
+        p[i] = zz_arena_alloc(a, sizes[i]);
+        assert_non_null(p[i]);
+        bytes += sizes[i];
+        unsigned want = ZZ_INFO_LOCKED | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK | ZZ_INFO_GUARDED |
+                        ZZ_INFO_CANARY;
+        assert_int_equal(zz_info(p[i]) & want, want);
+        /* The kernel agrees: the chunk is locked and excluded from dumps. */
+        assert_true(tu_addr_has_flag(p[i], "lo"));
+        assert_true(tu_addr_has_flag(p[i], "dd"));
+        assert_true(tu_addr_has_flag(p[i], "wf"));
+    }
+    zz_get_stats(&s1);
+    assert_int_equal(s1.live_blocks - s0.live_blocks, NS);
+    assert_int_equal(s1.live_bytes - s0.live_bytes, bytes);
+    assert_true(s1.mapped_bytes > s0.mapped_bytes);
+    assert_true(s1.locked_bytes > s0.locked_bytes);
+    for (size_t i = 0; i < NS; i++)
+        zz_arena_free(a, p[i]);
+    zz_get_stats(&s2);
+    assert_int_equal(s2.live_blocks, s0.live_blocks);
+    assert_int_equal(s2.live_bytes, s0.live_bytes);
+    zz_arena_destroy(a);
+    zz_get_stats(&s2);
+    assert_int_equal(s2.mapped_bytes, s0.mapped_bytes);
+    assert_int_equal(s2.locked_bytes, s0.locked_bytes);
+}
+
+/* ---- misuse (forked children) ------------------------------------------- */
+
+struct misuse {
+    size_t n;
+    ptrdiff_t offset; /* where to write one byte, relative to p */
+    int last_cell;    /* use the last cell of a full run */
+};
+
+static OPTNONE void child_arena_overflow(void *arg)
+{
+    const struct misuse *m = arg;
+    zz_arena *a = zz_arena_create(m->last_cell ? RUN : 0);
+    child_check(a != NULL);
+    unsigned char *p = zz_arena_alloc(a, m->n), *q;
+    child_check(p != NULL);
+    while (m->last_cell && (q = zz_arena_alloc(a, m->n)) != NULL)
+        p = q > p ? q : p;
+    VWRITE(p + m->offset, 0x41);
+    zz_arena_free(a, p);
+}
+
+static void test_overflow_and_underflow_detected(void **state)
+{
+    (void)state;
+    static struct misuse after[] = { { 20, 20, 0 }, { 32, 32, 0 }, { 20, 31, 0 },
+                                           { 32, 47, 0 }, { 32, 32, 1 }, { 1, 1, 0 } };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        if (!fatal_ok(child_arena_overflow, &after[i],
+                      "zeroize: canary corrupted (after block)")) {
+            print_error("  ^ n=%zu, write at p[%td]%s\n", after[i].n, after[i].offset,
+                        after[i].last_cell ? " (last cell of its run)" : "");
+            failures++;
+        }
+    }
+    static struct misuse before[] = { { 32, -1, 0 }, { 20, -16, 0 }, { 32, -1, 1 } };
+    for (size_t i = 0; i < sizeof before / sizeof before[0]; i++) {
+        if (!fatal_ok(child_arena_overflow, &before[i],
+                      "zeroize: canary corrupted (before block)")) {
+            print_error("  ^ n=%zu, write at p[%td]\n", before[i].n, before[i].offset);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* The overflow is also caught when the arena is destroyed with the block live. */
+static OPTNONE void child_overflow_then_destroy(void *arg)
+{
+    (void)arg;
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    unsigned char *p = zz_arena_alloc(a, 24);
+    child_check(p != NULL);
+    VWRITE(p + 24, 0x7F);
+    zz_arena_destroy(a);
+}
+
+static void test_overflow_detected_on_destroy(void **state)
+{
+    (void)state;
+    expect_fatal(child_overflow_then_destroy, NULL, "zeroize: canary corrupted (after block)");
+}
+
+enum bad_free { DOUBLE_FREE, OTHER_ARENA, INTERIOR, MALLOCED, ZZ_ALLOCED, ARENA_TO_ZZ_FREE,
+                NULL_ARENA };
+
+static void child_bad_free(void *arg)
+{
+    enum bad_free kind = *(const enum bad_free *)arg;
+    zz_arena *a = zz_arena_create(0), *b = zz_arena_create(0);
+    child_check(a != NULL && b != NULL);
+    unsigned char *p = zz_arena_alloc(a, 32), *q = zz_arena_alloc(b, 32);
+    child_check(p != NULL && q != NULL);
+    void *m = malloc(32), *z = zz_alloc(32);
+    child_check(m != NULL && z != NULL);
+    switch (kind) {
+    case DOUBLE_FREE:
+        zz_arena_free(a, p);
+        zz_arena_free(a, p);
+        break;
+    case OTHER_ARENA:
+        zz_arena_free(a, q);
+        break;
+    case INTERIOR:
+        zz_arena_free(a, p + 16);
+        break;
+    case MALLOCED:
+        zz_arena_free(a, m);
+        break;
+    case ZZ_ALLOCED:
+        zz_arena_free(a, z);
+        break;
+    case ARENA_TO_ZZ_FREE:
+        zz_free(p);
+        break;
+    case NULL_ARENA:
+        zz_arena_free(NULL, p);
+        break;
+    }
+}
+
+static void test_bad_frees_abort(void **state)
+{
+    (void)state;
+    static struct {
+        enum bad_free kind;
+        const char *line;
+    } cases[] = {
+        { DOUBLE_FREE, "zeroize: double free" },
+        { OTHER_ARENA, "zeroize: invalid pointer" },
+        { INTERIOR, "zeroize: invalid pointer" },
+        { MALLOCED, "zeroize: invalid pointer" },
+        { ZZ_ALLOCED, "zeroize: invalid pointer" },
+        { ARENA_TO_ZZ_FREE, "zeroize: invalid pointer" },
+        { NULL_ARENA, "zeroize: invalid pointer" },
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!fatal_ok(child_bad_free, &cases[i].kind, cases[i].line)) {
+            print_error("  ^ case %zu\n", i);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* ---- destroy wipes live blocks ------------------------------------------ */
+
+static void test_destroy_wipes_live_blocks(void **state)
+{
+    (void)state;
+    const uint64_t seed = 0xA7E4A5EC2E7ull;
+    enum { LEN = 64 };
+    zz_arena *grow = zz_arena_create(0), *fixed = zz_arena_create(RUN);
+    assert_non_null(grow);
+    assert_non_null(fixed);
+    void *p = zz_arena_alloc(grow, LEN), *q = zz_arena_alloc(fixed, LEN);
+    assert_non_null(p);
+    assert_non_null(q);
+    tu_fill_secret(p, seed, LEN);
+    tu_fill_secret(q, seed + 1, LEN);
+    size_t scanned = 0;
+    assert_int_equal(tu_scan_memory(seed, LEN, &scanned), 1); /* positive control */
+    assert_int_equal(tu_scan_memory(seed + 1, LEN, NULL), 1);
+    assert_true(scanned > 0);
+    zz_arena_destroy(grow);
+    zz_arena_destroy(fixed);
+    assert_int_equal(tu_scan_memory(seed, LEN, NULL), 0);
+    assert_int_equal(tu_scan_memory(seed + 1, LEN, NULL), 0);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+struct worker {
+    zz_arena *arena;
+    unsigned id;
+    int errors;
+};
+
+static void *arena_worker(void *arg)
+{
+    struct worker *w = arg;
+    enum { ROUNDS = 3000, HELD = 8 };
+    unsigned char *held[HELD];
+    size_t size[HELD];
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        for (unsigned k = 0; k < HELD; k++) {
+            size[k] = 1 + (r * 31 + k * 57 + w->id * 13) % 300;
+            held[k] = zz_arena_alloc(w->arena, size[k]);
+            if (held[k] == NULL || !zz_is_zero(held[k], size[k])) {
+                w->errors++;
+                size[k] = 0;
+                continue;
+            }
+            memset(held[k], (int)(w->id * 16 + k + 1), size[k]);
+        }
+        for (unsigned k = 0; k < HELD; k++) {
+            for (size_t b = 0; b < size[k]; b++)
+                if (held[k][b] != (unsigned char)(w->id * 16 + k + 1)) {
+                    w->errors++;
+                    break;
+                }
+            if (held[k] != NULL)
+                zz_arena_free(w->arena, held[k]);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads_share_an_arena(void **state)
+{
+    (void)state;
+    enum { T = 4 };
+    zz_stats s0, s1;
+    zz_get_stats(&s0);
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    pthread_t th[T];
+    struct worker w[T];
+    for (unsigned i = 0; i < T; i++) {
+        w[i] = (struct worker){ a, i, 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, arena_worker, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    zz_get_stats(&s1);
+    assert_int_equal(s1.live_blocks, s0.live_blocks);
+    assert_int_equal(s1.live_bytes, s0.live_bytes);
+    zz_arena_destroy(a);
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+enum { FORK_BLOCKS = 40 };
+struct forked {
+    zz_arena *arena;
+    unsigned char *p[FORK_BLOCKS];
+    size_t n[FORK_BLOCKS];
+};
+
+static void child_arena_after_fork(void *arg)
+{
+    struct forked *f = arg;
+    for (size_t i = 0; i < FORK_BLOCKS; i++)
+        child_check(zz_is_zero(f->p[i], f->n[i]));
+    /* new blocks work, before and after freeing the inherited ones */
+    unsigned char *q = zz_arena_alloc(f->arena, 48);
+    child_check(q != NULL && zz_is_zero(q, 48));
+    memset(q, 0xEE, 48);
+    for (size_t i = 0; i < FORK_BLOCKS; i++) {
+        memset(f->p[i], 0x33, f->n[i]); /* writable in the child */
+        zz_arena_free(f->arena, f->p[i]);
+    }
+    for (size_t i = 0; i < FORK_BLOCKS; i++) {
+        unsigned char *r = zz_arena_alloc(f->arena, f->n[i]);
+        child_check(r != NULL && zz_is_zero(r, f->n[i]));
+        memset(r, 0x44, f->n[i]);
+        zz_arena_free(f->arena, r);
+    }
+    zz_arena_free(f->arena, q);
+    zz_arena_destroy(f->arena);
+}
+
+static void test_arena_across_fork(void **state)
+{
+    (void)state;
+    struct forked f;
+    f.arena = zz_arena_create(0);
+    assert_non_null(f.arena);
+    for (size_t i = 0; i < FORK_BLOCKS; i++) {
+        f.n[i] = 1 + i * 37 % 700;
+        f.p[i] = zz_arena_alloc(f.arena, f.n[i]);
+        assert_non_null(f.p[i]);
+        memset(f.p[i], pattern_of(i), f.n[i]);
+    }
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_arena_after_fork, &f, &r), 0);
+    if (!r.exited || r.exit_code != 0 || r.err_len != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        fail();
+    }
+    for (size_t i = 0; i < FORK_BLOCKS; i++) {
+        for (size_t k = 0; k < f.n[i]; k++)
+            assert_int_equal(f.p[i][k], pattern_of(i));
+        zz_arena_free(f.arena, f.p[i]);
+    }
+    zz_arena_destroy(f.arena);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_growable_arena_grows),
+        cmocka_unit_test(test_fixed_arena_fills_then_refuses),
+        cmocka_unit_test(test_fixed_arena_mixed_sizes),
+        cmocka_unit_test(test_arena_bad_arguments),
+        cmocka_unit_test(test_packing_32_byte_secrets),
+        cmocka_unit_test(test_packing_16_byte_secrets),
+        cmocka_unit_test(test_arena_info_and_stats),
+        cmocka_unit_test(test_overflow_and_underflow_detected),
+        cmocka_unit_test(test_overflow_detected_on_destroy),
+        cmocka_unit_test(test_bad_frees_abort),
+        cmocka_unit_test(test_destroy_wipes_live_blocks),
+        cmocka_unit_test(test_threads_share_an_arena),
+        cmocka_unit_test(test_arena_across_fork),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
