@@ -189,17 +189,25 @@ ZZ_EXPORT int zz_unlock_keep(void *p, size_t n);
 
 typedef struct zz_arena zz_arena;
 
-/* Creates an arena.  capacity > 0: that many bytes of blocks are reserved,
- * locked and guarded up front and the arena never grows.  capacity == 0: the
- * arena grows on demand in guarded, locked chunks.  Same lock policy as
- * zz_alloc.  Returns NULL with errno on failure. */
+/* Creates an arena.  capacity > 0: a fixed arena; its memory is reserved,
+ * locked and guarded up front and it never grows.  The capacity is rounded up
+ * to whole runs of 16 KiB; each run serves one size class, and a block of n
+ * bytes takes round_up(n, 16) + 16 bytes of its run (the 16 are the canary),
+ * so capacity = count * (round_up(n, 16) + 16) holds count blocks of n bytes.
+ * capacity == 0: the arena grows on demand in guarded, locked chunks (64 KiB
+ * first, doubling up to 4 MiB).  Blocks may be up to 16,336 bytes; larger
+ * secrets belong in zz_alloc.  Same lock policy and backend as zz_alloc.
+ * Returns NULL with errno on failure (ENOMEM, or the lock failure's errno).
+ * In a forked child, an arena made before the fork keeps working (its blocks
+ * read as zeros there). */
 ZZ_EXPORT zz_arena *zz_arena_create(size_t capacity);
 
 /* A zero-filled, 16-byte aligned block of n bytes from the arena.  Blocks are
  * packed (a 32-byte secret costs 48 bytes of locked memory, a 16-byte one 32)
  * and separated by canaries; metadata is kept outside the arena's memory.
- * Returns NULL with ENOMEM when a fixed arena is full: never memory from
- * anywhere else.  Threads may share an arena. */
+ * Returns NULL with ENOMEM when a fixed arena is full or n > 16,336: never
+ * memory from anywhere else.  EINVAL for a NULL arena.  Threads may share an
+ * arena. */
 ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_arena_alloc(zz_arena *a, size_t n);
 
 /* Wipes and frees an arena block.  NULL p is a no-op.  Fatal: "zeroize: double

@@ -249,6 +249,7 @@ void zzi_arena_unlock_all(void);
 /* ---- lockref.c ---------------------------------------------------------- */
 void zzi_lockref_lock_all(void);  /* atfork */
 void zzi_lockref_unlock_all(void);
+void zzi_lockref_forget_after_fork(void); /* pre: lockref lock held */
 size_t zzi_lockref_locked_bytes(void);
 
 /* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */

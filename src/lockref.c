@@ -240,6 +240,16 @@ size_t zzi_lockref_locked_bytes(void)
     return atomic_load_explicit(&locked_pages, memory_order_relaxed) * zzi_os_page_size();
 }
 
+/* A child inherits no memory locks: forget the counts, so its zz_unlock
+ * wipes and does nothing else. */
+void zzi_lockref_forget_after_fork(void)
+{
+    free(table);
+    table = NULL;
+    table_cap = table_used = 0;
+    atomic_store(&locked_pages, 0);
+}
+
 void zzi_lockref_lock_all(void)
 {
     pthread_mutex_lock(&lock);

@@ -190,6 +190,7 @@ static void after_fork_child(void)
     atomic_fetch_add(&zzi_wipe_epoch, 2);
     atomic_fetch_add(&zzi_fork_generation, 1);
     forget_inherited_protections();
+    zzi_lockref_forget_after_fork();
     zzi_lockref_unlock_all();
     zzi_global_unlock();
     zzi_arena_unlock_all();
