@@ -301,6 +301,11 @@ ZZ_EXPORT int zz_set_backend(int backend);
 /* The backend set by zz_set_backend or ZEROIZE_BACKEND. */
 ZZ_EXPORT int zz_get_backend(void);
 
+/* zz_alloc on the given backend, whatever the process-wide choice (for a
+ * program that wants only some secrets in secretmem).  EINVAL for an unknown
+ * backend; otherwise as zz_alloc.  Free with zz_free. */
+ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc_backend(size_t n, int backend);
+
 #define ZZ_HARDEN_NO_CORE   0x01u /* RLIMIT_CORE soft limit 0 (hard limit untouched) */
 #define ZZ_HARDEN_NO_PTRACE 0x02u /* prctl(PR_SET_DUMPABLE, 0)                       */
 

@@ -261,11 +261,11 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 }
 
 /* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
-static struct slab *take_slot(size_t span, size_t *idx)
+static struct slab *take_slot(size_t span, size_t *idx, int requested)
 {
-    int backend = zzi_policy_backend();
+    int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
-    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && zz_get_backend() == ZZ_BACKEND_AUTO &&
+    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
         (errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == EACCES)) {
         zzi_policy_secretmem_unavailable();
         s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
@@ -273,7 +273,7 @@ static struct slab *take_slot(size_t span, size_t *idx)
     return s;
 }
 
-static void *alloc_impl(size_t n, size_t align)
+static void *alloc_impl(size_t n, size_t align, int backend)
 {
     if (zzi_init() != 0)
         return NULL;
@@ -284,7 +284,7 @@ static void *alloc_impl(size_t n, size_t align)
     }
     size_t span = (n + align - 1) & ~(align - 1), i;
     zzi_global_lock();
-    struct slab *s = take_slot(span, &i);
+    struct slab *s = take_slot(span, &i, backend);
     if (s == NULL) {
         int e = errno;
         zzi_global_unlock();
@@ -312,7 +312,18 @@ static void *alloc_impl(size_t n, size_t align)
 
 ZZ_API void *zz_alloc(size_t n)
 {
-    return alloc_impl(n, ZZ_ALIGN);
+    return alloc_impl(n, ZZ_ALIGN, zz_get_backend());
+}
+
+ZZ_API void *zz_alloc_backend(size_t n, int backend)
+{
+    if (backend != ZZ_BACKEND_ANON && backend != ZZ_BACKEND_SECRETMEM &&
+        backend != ZZ_BACKEND_AUTO) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_impl(n, ZZ_ALIGN, backend);
 }
 
 ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
@@ -323,7 +334,7 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment);
+    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zz_get_backend());
 }
 
 /* ---- finding a block ---------------------------------------------------------- */

@@ -131,6 +131,8 @@ int zzi_policy_lock_required(void);
 /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:
  * secretmem if the kernel has it). */
 int zzi_policy_backend(void);
+/* The same for an explicitly requested backend. */
+int zzi_policy_resolve(int backend);
 /* Records that memfd_secret failed, so AUTO stops trying it. */
 void zzi_policy_secretmem_unavailable(void);
 

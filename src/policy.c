@@ -89,7 +89,11 @@ ZZ_API int zz_set_backend(int b)
 
 int zzi_policy_backend(void)
 {
-    int b = zz_get_backend();
+    return zzi_policy_resolve(zz_get_backend());
+}
+
+int zzi_policy_resolve(int b)
+{
     if (b == ZZ_BACKEND_AUTO)
         return atomic_load(&secretmem_unavailable) ? ZZ_BACKEND_ANON : ZZ_BACKEND_SECRETMEM;
     return b;
