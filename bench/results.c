@@ -376,14 +376,43 @@ static int plot_block(FILE *g, const char *name, const char *scenario, const cha
     return nnames;
 }
 
+/* Size ticks at the sizes we measure, labelled as people write them. */
+static void plot_size_tics(FILE *g, double lo, double hi)
+{
+    fputs("set xtics (", g);
+    int first = 1;
+    for (double x = 16; x <= 512.0 * 1024 * 1024; x *= 4) {
+        if (x < lo / 1.5 || x > hi * 1.5)
+            continue;
+        char label[32];
+        zb_format_size(label, sizeof(label), (size_t)x);
+        fprintf(g, "%s\"%s\" %.0f", first ? "" : ", ", label, x);
+        first = 0;
+    }
+    fputs(")\n", g);
+}
+
+static void plot_range(const char *scenario, const char *table, double *lo, double *hi)
+{
+    *lo = 1e30;
+    *hi = 0;
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || r->x <= 0)
+            continue;
+        *lo = r->x < *lo ? r->x : *lo;
+        *hi = r->x > *hi ? r->x : *hi;
+    }
+}
+
 static void plot_panel(FILE *g, const char *block, char names[][48], int n, const char *title,
                        const char *ylabel)
 {
     fprintf(g, "set title '%s'\nset ylabel '%s'\n", title, ylabel);
     fputs("plot ", g);
     for (int k = 0; k < n; k++)
-        fprintf(g, "%s$%s index %d using 1:2 with linespoints title '%s'", k ? ", " : "", block,
-                k, names[k]);
+        fprintf(g, "%s$%s index %d using 1:2 with linespoints lw 2 title '%s'", k ? ", " : "",
+                block, k, names[k]);
     fputc('\n', g);
 }
 
@@ -395,30 +424,41 @@ int zb_write_plot(const char *path)
         fprintf(stderr, "zz-bench: cannot run gnuplot for --plot\n");
         return -1;
     }
-    fprintf(g, "set terminal pngcairo size 1600,700 font 'sans,10' noenhanced\n");
-    fprintf(g, "set output '%s'\n", path);
     int nw = plot_block(g, "wipe", "wipe", "aligned", "throughput", wipe_names, 24);
     int na = plot_block(g, "alloc", "alloc", "pair, 1 thread", "ns_per_pair", alloc_names, 24);
     int panels = (nw > 0) + (na > 0);
     if (panels == 0) {
-        fprintf(g, "set terminal unknown\n");
         pclose(g);
         fprintf(stderr, "zz-bench: --plot: nothing to plot (run wipe or alloc)\n");
         return -1;
     }
-    fprintf(g, "set multiplot layout 1,%d\n", panels);
+    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,11' noenhanced\n", 100 + 560 * panels);
+    fprintf(g, "set output '%s'\n", path);
+    fprintf(g, "set multiplot layout %d,1\n", panels);
+    /* twelve distinct colours, so no two columns share one */
+    static const char *const colours[] = {"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442",
+                                          "#0072b2", "#e51e10", "#000000", "#cc79a7", "#8b4513",
+                                          "#808080", "#00ced1"};
+    for (size_t k = 0; k < ZB_ARRAY_LEN(colours); k++)
+        fprintf(g, "set linetype %zu lc rgb '%s' pt %zu\n", k + 1, colours[k], k % 7 + 1);
+    fprintf(g, "set linetype cycle %zu\n", ZB_ARRAY_LEN(colours));
     fputs("set logscale xy\nset grid\nset key outside right top vertical\n"
-          "set format x '%.0s%cB'\n",
+          "set format y '%g'\nset lmargin 12\nset rmargin 24\n",
           g);
+    double lo, hi;
     if (nw > 0) {
-        fputs("set xlabel 'buffer size (bytes, aligned)'\n", g);
+        plot_range("wipe", "aligned", &lo, &hi);
+        plot_size_tics(g, lo, hi);
+        fputs("set xlabel 'buffer size (page-aligned)'\n", g);
         plot_panel(g, "wipe", wipe_names, nw, "Wipe throughput (median), higher is better",
                    "GB/s (1e9 bytes/s)");
     }
     if (na > 0) {
-        fputs("set xlabel 'block size (bytes)'\n", g);
+        plot_range("alloc", "pair, 1 thread", &lo, &hi);
+        plot_size_tics(g, lo / 2, hi * 2);
+        fputs("set xlabel 'block size'\n", g);
         plot_panel(g, "alloc", alloc_names, na,
-                   "Allocation cost: alloc+touch+free pair, 1 thread (median), lower is better",
+                   "Allocation cost: alloc + touch + free, 1 thread (median), lower is better",
                    "ns per pair");
     }
     fputs("unset multiplot\n", g);
