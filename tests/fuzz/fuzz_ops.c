@@ -62,6 +62,7 @@ struct block {
     unsigned char *p;      /* NULL: slot unused */
     size_t n, align;
     int mode;
+    int secret;            /* on the memfd_secret backend */
     unsigned char *shadow; /* expected contents, n bytes (at least 1 allocated) */
 };
 
@@ -74,6 +75,7 @@ struct arena_block {
 struct arena {
     zz_arena *a;           /* NULL: slot unused */
     size_t capacity;
+    int secret;            /* created on the memfd_secret backend */
     struct arena_block b[MAX_ARENA_BLOCKS];
 };
 
@@ -98,6 +100,7 @@ static struct model M;
 static size_t page_size;
 static int memfd = -1;
 static unsigned expected_info;
+static int have_secretmem; /* zz_alloc_backend(.., ZZ_BACKEND_SECRETMEM) works here */
 
 /* ---- reporting ------------------------------------------------------------ */
 
@@ -250,8 +253,9 @@ static size_t pool_locked_pages(void)
 
 static void check_mode(const struct block *b)
 {
-    if (b->n == 0 || b->mode == ZZ_READWRITE)
-        return; /* a zero-size block points at a guard page */
+    if (b->n == 0 || b->mode == ZZ_READWRITE || b->secret)
+        return; /* a zero-size block points at a guard page; the kernel
+                   itself cannot reach secretmem pages */
     int r = can_access(b->p, 0), w = can_access(b->p, 1);
     if (b->mode == ZZ_NOACCESS)
         CHECK(!r && !w, "NOACCESS block %p is accessible (read %d write %d)", (void *)b->p, r, w);
@@ -263,10 +267,12 @@ static void check_block(const struct block *b)
 {
     CHECK(zz_size(b->p) == b->n, "zz_size(%p) = %zu, expected %zu", (void *)b->p, zz_size(b->p),
           b->n);
-    unsigned info = zz_info(b->p);
-    CHECK(info == expected_info, "zz_info(%p) = %#x, expected %#x", (void *)b->p, info,
-          expected_info);
-    expect_bytes(b->p, b->shadow, b->n, b->mode != ZZ_NOACCESS, "block");
+    unsigned info = zz_info(b->p), want = expected_info | (b->secret ? ZZ_INFO_SECRETMEM : 0);
+    CHECK(info == want, "zz_info(%p) = %#x, expected %#x", (void *)b->p, info, want);
+    if (b->secret && b->mode == ZZ_NOACCESS)
+        ; /* neither readable by us nor through /proc/self/mem */
+    else
+        expect_bytes(b->p, b->shadow, b->n, b->mode != ZZ_NOACCESS, "block");
     check_mode(b);
 }
 
@@ -287,8 +293,9 @@ static void check_all(void)
             struct arena_block *ab = &M.ar[a].b[i];
             if (ab->p == NULL)
                 continue;
-            CHECK(zz_info(ab->p) == expected_info, "zz_info(arena block %p) = %#x, expected %#x",
-                  (void *)ab->p, zz_info(ab->p), expected_info);
+            unsigned want = expected_info | (M.ar[a].secret ? ZZ_INFO_SECRETMEM : 0);
+            CHECK(zz_info(ab->p) == want, "zz_info(arena block %p) = %#x, expected %#x",
+                  (void *)ab->p, zz_info(ab->p), want);
             expect_bytes(ab->p, ab->shadow, ab->n, 1, "arena block");
             blocks++;
             bytes += ab->n;
@@ -347,7 +354,7 @@ static void check_no_overlap(const unsigned char *p, size_t n, const void *self)
 
 /* A fresh zz_alloc block: aligned, zero-filled, its span ends on a guard
  * page, and a guard page precedes its first data page. */
-static void check_fresh_block(const unsigned char *p, size_t n, size_t align)
+static void check_fresh_block(const unsigned char *p, size_t n, size_t align, int secret)
 {
     size_t a = align < 16 ? 16 : align;
     CHECK(((uintptr_t)p & (a - 1)) == 0, "block %p not aligned to %zu", (const void *)p, a);
@@ -356,13 +363,15 @@ static void check_fresh_block(const unsigned char *p, size_t n, size_t align)
         uintptr_t end = (uintptr_t)p + span;
         CHECK(end % page_size == 0, "block %p+%zu: span does not end on a page boundary",
               (const void *)p, n);
-        CHECK(!can_access((void *)end, 0), "no guard page after block %p+%zu", (const void *)p,
-              n);
         size_t pages = (span + page_size - 1) / page_size;
-        CHECK(!can_access((void *)(end - (pages + 1) * page_size), 0),
-              "no guard page before block %p+%zu", (const void *)p, n);
         for (size_t i = 0; i < n; i++)
             CHECK(p[i] == 0, "new block %p+%zu not zero at %zu", (const void *)p, n, i);
+        if (secret)
+            return; /* process_vm_readv cannot tell a guard from secretmem */
+        CHECK(!can_access((void *)end, 0), "no guard page after block %p+%zu", (const void *)p,
+              n);
+        CHECK(!can_access((void *)(end - (pages + 1) * page_size), 0),
+              "no guard page before block %p+%zu", (const void *)p, n);
     }
 }
 
@@ -414,7 +423,7 @@ static void expect_error(const void *r, int want_errno, const char *call)
 
 /* ---- operations ------------------------------------------------------------------------ */
 
-static void op_alloc(struct input *in, int aligned)
+static void op_alloc(struct input *in, int aligned, int secret)
 {
     struct block *b = free_block_slot(in);
     size_t n = pick_size(in), align = 16;
@@ -435,13 +444,18 @@ static void op_alloc(struct input *in, int aligned)
         if (align > page_size)
             align = page_size;
         p = zz_alloc_aligned(n, align);
+    } else if (secret) {
+        if (!have_secretmem)
+            return;
+        p = zz_alloc_backend(n, ZZ_BACKEND_SECRETMEM);
     } else {
         p = zz_alloc(n);
     }
-    CHECK(p != NULL, "zz_alloc%s(%zu) failed: errno %d, %s", aligned ? "_aligned" : "", n, errno,
-          zz_last_error());
+    CHECK(p != NULL, "zz_alloc%s(%zu) failed: errno %d, %s",
+          aligned ? "_aligned" : secret ? "_backend" : "", n, errno, zz_last_error());
     check_no_overlap(p, n, NULL);
-    check_fresh_block(p, n, align);
+    check_fresh_block(p, n, align, secret);
+    b->secret = secret;
     b->p = p;
     b->n = n;
     b->align = align;
@@ -479,7 +493,7 @@ static void op_realloc(struct input *in)
         void *p = zz_realloc(NULL, n);
         CHECK(p != NULL, "zz_realloc(NULL, %zu) failed: errno %d", n, errno);
         check_no_overlap(p, n, NULL);
-        check_fresh_block(p, n, 16);
+        check_fresh_block(p, n, 16, 0);
         *b = (struct block){.p = p, .n = n, .align = 16, .mode = ZZ_READWRITE,
                             .shadow = shadow_new(n)};
         return;
@@ -611,9 +625,17 @@ static void op_arena_create(struct input *in)
     if (a == NULL)
         return;
     size_t cap = sel % 3 == 0 ? 0 : (size_t)v * (sel % 3 == 1 ? 1 : 4) + 1;
+    int secret = have_secretmem && (sel & 0x80);
+    if (secret)
+        CHECK(zz_set_backend(ZZ_BACKEND_SECRETMEM) == 0, "zz_set_backend(secretmem) failed");
     a->a = zz_arena_create(cap);
-    CHECK(a->a != NULL, "zz_arena_create(%zu) failed: errno %d, %s", cap, errno, zz_last_error());
+    int e = errno;
+    CHECK(zz_set_backend(ZZ_BACKEND_ANON) == 0, "zz_set_backend(anon) failed");
+    errno = e;
+    CHECK(a->a != NULL, "zz_arena_create(%zu%s) failed: errno %d, %s", cap,
+          secret ? ", secretmem" : "", errno, zz_last_error());
     a->capacity = cap;
+    a->secret = secret;
 }
 
 static void op_arena_alloc(struct input *in)
@@ -769,14 +791,15 @@ static void op_edge(struct input *in)
 static const char *const op_names[] = {"alloc",       "alloc_aligned", "free",        "realloc",
                                        "protect",     "write",         "lock",        "unlock",
                                        "arena_create", "arena_alloc",  "arena_free",  "arena_write",
-                                       "arena_destroy", "purge",       "pool_write",  "edge"};
+                                       "arena_destroy", "purge",       "pool_write",  "edge",
+                                       "alloc_secretmem"};
 #define NOPS (sizeof op_names / sizeof op_names[0])
 
 static void run_op(unsigned op, struct input *in)
 {
     switch (op) {
-    case 0: op_alloc(in, 0); break;
-    case 1: op_alloc(in, 1); break;
+    case 0: op_alloc(in, 0, 0); break;
+    case 1: op_alloc(in, 1, 0); break;
     case 2: op_free(in); break;
     case 3: op_realloc(in); break;
     case 4: op_protect(in); break;
@@ -790,7 +813,8 @@ static void run_op(unsigned op, struct input *in)
     case 12: op_arena_destroy(in); break;
     case 13: op_purge(); break;
     case 14: op_pool_write(in); break;
-    default: op_edge(in); break;
+    case 15: op_edge(in); break;
+    default: op_alloc(in, 0, 1); break;
     }
 }
 
@@ -859,6 +883,16 @@ static void init_once(void)
     }
     expected_info = zz_info(probe);
     zz_free(probe);
+    /* The memfd_secret backend, where the kernel has it (Linux 5.14+). */
+    probe = zz_alloc_backend(1, ZZ_BACKEND_SECRETMEM);
+    if (probe != NULL) {
+        have_secretmem = (zz_info(probe) & ZZ_INFO_SECRETMEM) != 0;
+        if (have_secretmem && (zz_info(probe) | ZZ_INFO_SECRETMEM) != (expected_info | ZZ_INFO_SECRETMEM)) {
+            fprintf(stderr, "fuzz_ops: secretmem block info %#x\n", zz_info(probe));
+            abort();
+        }
+        zz_free(probe);
+    }
     unsigned must = ZZ_INFO_GUARDED | ZZ_INFO_CANARY | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK;
     if ((expected_info & must) != must) {
         fprintf(stderr, "fuzz_ops: zz_info of a new block is %#x, lacks %#x\n", expected_info,
