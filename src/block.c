@@ -61,6 +61,34 @@ static struct size_class classes[2][MAX_CLASS_PAGES + 1];
 struct zzi_counters zzi_counters;
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
 
+/* Blocks whose slab was unmapped when they were freed (big blocks, emptied
+ * slabs): so a second zz_free of such a pointer is reported as the double
+ * free it is, not as a foreign pointer.  Entries leave when the address range
+ * is mapped again. */
+#define FREED_RING 64
+static uintptr_t freed_ring[FREED_RING];
+static unsigned freed_ring_next;
+
+static void remember_unmapped_block(uintptr_t p)
+{
+    freed_ring[freed_ring_next++ % FREED_RING] = p;
+}
+
+static void forget_unmapped_blocks_in(uintptr_t base, size_t len)
+{
+    for (unsigned i = 0; i < FREED_RING; i++)
+        if (freed_ring[i] - base < len)
+            freed_ring[i] = 0;
+}
+
+static int was_unmapped_block(uintptr_t p)
+{
+    for (unsigned i = 0; i < FREED_RING; i++)
+        if (p != 0 && freed_ring[i] == p)
+            return 1;
+    return 0;
+}
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_errno;
 
@@ -141,6 +169,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     }
     s->region.kind = ZZI_REGION_SLAB;
     s->region.owner = s;
+    forget_unmapped_blocks_in(s->region.map.base, s->region.map.len);
     s->data_len = slot_pages * zzi_page();
     s->stride = s->data_len + zzi_page();
     s->nslots = s->nfree = nslots;
@@ -345,6 +374,7 @@ static struct slab *find_live(const void *p, size_t *idx)
 {
     uintptr_t a = (uintptr_t)p;
     struct zzi_region *r = zzi_registry_find(a);
+    ZZ_CHECK(r != NULL || !was_unmapped_block(a), "double free");
     ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
     struct slab *s = r->owner;
     size_t page = zzi_page(), off = a - s->region.map.base;
@@ -384,11 +414,12 @@ static void check_canaries(const struct slab *s, size_t i, const unsigned char *
     }
 }
 
-/* pre: global lock held; slot i is now free and wiped. */
-static void release_slot(struct slab *s, size_t i)
+/* pre: global lock held; slot i is now free and wiped; p was its block. */
+static void release_slot(struct slab *s, size_t i, uintptr_t p)
 {
     s->free_stack[s->nfree++] = i;
     if (s->cls == 0 || (s->retired && s->nfree == s->nslots)) {
+        remember_unmapped_block(p);
         slab_destroy(s);
         return;
     }
@@ -401,6 +432,7 @@ static void release_slot(struct slab *s, size_t i)
         avail_remove(c, s);
         c->empty_slabs--;
         c->total_slots -= s->nslots;
+        remember_unmapped_block(p);
         slab_destroy(s);
     }
 }
@@ -428,7 +460,7 @@ ZZ_API void zz_free(void *p)
     zz_wipe(b - head, head + span);
     ZZ_VG_NOACCESS(b - head, head + span);
     atomic_store_explicit(&s->size_plus1[i], 0, memory_order_release);
-    release_slot(s, i);
+    release_slot(s, i, (uintptr_t)p);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();
