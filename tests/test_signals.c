@@ -1,2 +1,312 @@
+/* zz_purge_on_signals: the purge runs first, then the handler that was there
+ * before (plain or SA_SIGINFO), or the default action, so the process still
+ * dies of the same signal; ignored signals stay survivable; stop signals stop
+ * and the handler is armed again after SIGCONT; invalid signals are refused
+ * with nothing installed; installing twice does not make the handler call
+ * itself.  Every case runs in a forked child. */
 #include "test_util.h"
-int main(void){return 0;}
+
+/* ---- what the child's own handler sees ------------------------------------ */
+
+enum { SECRET_LEN = 48 };
+
+static int report_fd = -1;
+static unsigned char *secret_block;
+static unsigned char *secret_arena_block;
+
+/* Async-signal-safe: zz_is_zero and write(2) only. */
+static void report_purged(void)
+{
+    int zero = zz_is_zero(secret_block, SECRET_LEN) && zz_is_zero(secret_arena_block, SECRET_LEN);
+    const char *msg = zero ? "purged" : "NOT purged";
+    if (write(report_fd, msg, strlen(msg)) < 0)
+        _exit(3);
+}
+
+static void own_plain_handler(int sig)
+{
+    (void)sig;
+    report_purged();
+    tu_child_exit(0);
+}
+
+static void own_siginfo_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)uctx;
+    /* The siginfo is the one the kernel delivered (raise() sends SI_TKILL). */
+    if (info == NULL || info->si_signo != sig || info->si_code != SI_TKILL) {
+        if (write(report_fd, "bad siginfo", 11) < 0)
+            _exit(3);
+        tu_child_exit(0);
+    }
+    report_purged();
+    tu_child_exit(0);
+}
+
+static void make_secrets(void)
+{
+    secret_block = zz_alloc(SECRET_LEN);
+    zz_arena *a = zz_arena_create(0);
+    child_check(secret_block != NULL && a != NULL);
+    secret_arena_block = zz_arena_alloc(a, SECRET_LEN);
+    child_check(secret_arena_block != NULL);
+    memset(secret_block, 0xD1, SECRET_LEN);
+    memset(secret_arena_block, 0xD2, SECRET_LEN);
+}
+
+struct chain_case {
+    int sig;
+    int siginfo;     /* the earlier handler is SA_SIGINFO */
+    int install_twice;
+    int fault;       /* a real SIGSEGV from a guard page instead of raise() */
+    int fd;          /* write end of the report pipe */
+};
+
+static OPTNONE void child_chain(void *arg)
+{
+    const struct chain_case *c = arg;
+    report_fd = c->fd;
+    make_secrets();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    if (c->siginfo) {
+        sa.sa_sigaction = own_siginfo_handler;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = own_plain_handler;
+    }
+    child_check(sigaction(c->sig, &sa, NULL) == 0);
+    const int sigs[] = { c->sig };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    if (c->install_twice)
+        child_check(zz_purge_on_signals(sigs, 1) == 0);
+    if (c->fault) {
+        unsigned char *guard = zz_alloc(0); /* points at a guard page */
+        child_check(guard != NULL);
+        (void)VREAD(guard);
+    } else {
+        raise(c->sig);
+    }
+    child_check(!"the earlier handler exits the child");
+}
+
+/* Runs the chain case and returns what the handler reported. */
+static void run_chain(struct chain_case *c, const char *want)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    c->fd = fds[1];
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_chain, c, &r), 0);
+    close(fds[1]);
+    char got[64] = { 0 };
+    ssize_t n = read(fds[0], got, sizeof got - 1);
+    close(fds[0]);
+    if (!r.exited || r.exit_code != 0 || n <= 0 || strcmp(got, want) != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        print_error("signal %d (siginfo %d, twice %d, fault %d): handler reported \"%s\", "
+                    "expected \"%s\"\n",
+                    c->sig, c->siginfo, c->install_twice, c->fault, got, want);
+        fail();
+    }
+}
+
+static void test_earlier_handler_runs_after_purge(void **state)
+{
+    (void)state;
+    static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGQUIT, SIGABRT };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct chain_case plain = { .sig = sigs[i] }, info = { .sig = sigs[i], .siginfo = 1 };
+        run_chain(&plain, "purged");
+        run_chain(&info, "purged");
+    }
+}
+
+static void test_earlier_handler_after_real_fault(void **state)
+{
+    (void)state;
+    struct chain_case c = { .sig = SIGSEGV, .fault = 1 };
+    run_chain(&c, "purged");
+}
+
+/* Installed twice: the handler must chain to the user's handler, not to
+ * itself (that would recurse until the stack overflows). */
+static void test_installing_twice_runs_the_earlier_handler_once(void **state)
+{
+    (void)state;
+    struct chain_case c = { .sig = SIGTERM, .install_twice = 1 };
+    run_chain(&c, "purged");
+}
+
+/* ---- no earlier handler: the default action ---------------------------------- */
+
+struct death_case {
+    int sig;
+    int how; /* 0 raise, 1 abort(), 2 guard-page fault, 3 kill(getpid()) */
+};
+
+static OPTNONE void child_default_death(void *arg)
+{
+    const struct death_case *d = arg;
+    make_secrets();
+    const int sigs[] = { d->sig };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    switch (d->how) {
+    case 0:
+        raise(d->sig);
+        break;
+    case 1:
+        abort();
+    case 2: {
+        unsigned char *guard = zz_alloc(0);
+        child_check(guard != NULL);
+        (void)VREAD(guard);
+        break;
+    }
+    case 3:
+        kill(getpid(), d->sig);
+        break;
+    }
+    child_check(!"the signal's default action ends the child");
+}
+
+static void test_default_action_still_kills(void **state)
+{
+    (void)state;
+    /* tu_run_child disables core dumps (RLIMIT_CORE 0) in the child, so
+     * SIGQUIT, SIGABRT and SIGSEGV take their dumping default quickly. */
+    static struct death_case cases[] = { { SIGTERM, 0 }, { SIGTERM, 3 }, { SIGINT, 0 },
+                                         { SIGHUP, 0 },  { SIGUSR1, 0 }, { SIGQUIT, 0 },
+                                         { SIGABRT, 1 }, { SIGSEGV, 2 }, { SIGALRM, 0 } };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tu_child_result r;
+        assert_int_equal(tu_run_child(child_default_death, &cases[i], &r), 0);
+        if (!r.signaled || r.signal != cases[i].sig || r.err_len != 0) {
+            tu_describe_child(&r, __FILE__, __LINE__);
+            print_error("  ^ expected death by signal %d (%s), nothing on stderr\n", cases[i].sig,
+                        strsignal(cases[i].sig));
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* ---- survivable signals -------------------------------------------------------- */
+
+static void child_survives(void *arg)
+{
+    int sig = *(const int *)arg;
+    make_secrets();
+    if (sig == SIGUSR2) { /* ignored by the program before zz_purge_on_signals */
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        child_check(sigaction(SIGUSR2, &ign, NULL) == 0);
+    }
+    const int sigs[] = { sig };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    raise(sig);
+    /* still alive, the secrets purged, the blocks valid */
+    child_check(zz_is_zero(secret_block, SECRET_LEN));
+    child_check(zz_is_zero(secret_arena_block, SECRET_LEN));
+    memset(secret_block, 0x11, SECRET_LEN);
+    zz_free(secret_block);
+    /* and the handler is still installed for the next time */
+    struct sigaction now;
+    child_check(sigaction(sig, NULL, &now) == 0);
+    child_check((now.sa_flags & SA_SIGINFO) != 0);
+}
+
+static void test_ignored_signals_survive_purged(void **state)
+{
+    (void)state;
+    static int sigs[] = { SIGUSR2, SIGWINCH, SIGCHLD, SIGURG };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        expect_child_ok(child_survives, &sigs[i]);
+}
+
+/* A stop signal stops the process (after purging); after SIGCONT it runs on
+ * and the purge handler is armed again. */
+static void test_stop_signal_stops_then_rearms(void **state)
+{
+    (void)state;
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(go[0]);
+        tu_child_prepare();
+        make_secrets();
+        const int sigs[] = { SIGTSTP };
+        child_check(zz_purge_on_signals(sigs, 1) == 0);
+        raise(SIGTSTP); /* stops here until SIGCONT */
+        struct sigaction now;
+        child_check(sigaction(SIGTSTP, NULL, &now) == 0);
+        child_check((now.sa_flags & SA_SIGINFO) && now.sa_handler != SIG_DFL);
+        child_check(zz_is_zero(secret_block, SECRET_LEN));
+        _exit(0);
+    }
+    close(go[1]);
+    close(go[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+    assert_true(WIFSTOPPED(status));
+    assert_int_equal(WSTOPSIG(status), SIGTSTP);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_error("child ended with status 0x%x\n", status);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- invalid arguments ---------------------------------------------------------- */
+
+static void child_invalid_signals(void *arg)
+{
+    (void)arg;
+    static const int bad[] = { SIGKILL, SIGSTOP, 0, -1, NSIG, 1000, -SIGTERM };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        child_check(zz_purge_on_signals(&bad[i], 1) == -1);
+        child_check(errno == EINVAL);
+        child_check(strlen(zz_last_error()) > 0);
+    }
+    errno = 0;
+    child_check(zz_purge_on_signals(NULL, 1) == -1 && errno == EINVAL);
+    child_check(zz_purge_on_signals(NULL, 0) == 0);
+    /* all or nothing: a valid signal listed before an invalid one is not
+     * installed either */
+    const int mixed[] = { SIGUSR1, SIGTERM, SIGKILL };
+    errno = 0;
+    child_check(zz_purge_on_signals(mixed, 3) == -1 && errno == EINVAL);
+    struct sigaction now;
+    child_check(sigaction(SIGUSR1, NULL, &now) == 0);
+    child_check(now.sa_handler == SIG_DFL && !(now.sa_flags & SA_SIGINFO));
+    child_check(sigaction(SIGTERM, NULL, &now) == 0);
+    child_check(now.sa_handler == SIG_DFL && !(now.sa_flags & SA_SIGINFO));
+}
+
+static void test_invalid_signals_refused(void **state)
+{
+    (void)state;
+    expect_child_ok(child_invalid_signals, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_earlier_handler_runs_after_purge),
+        cmocka_unit_test(test_earlier_handler_after_real_fault),
+        cmocka_unit_test(test_installing_twice_runs_the_earlier_handler_once),
+        cmocka_unit_test(test_default_action_still_kills),
+        cmocka_unit_test(test_ignored_signals_survive_purged),
+        cmocka_unit_test(test_stop_signal_stops_then_rearms),
+        cmocka_unit_test(test_invalid_signals_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
