@@ -13,6 +13,7 @@ static unsigned char *map_pages(size_t pages)
 static void test_lock_shared_page_counted(void **state)
 {
     (void)state;
+    SKIP_IF_MLOCK_INTERCEPTED();
     unsigned char *page = map_pages(1);
     unsigned char *a = page + 0, *b = page + 200;
     assert_int_equal(zz_lock(a, 100), 0);
@@ -31,6 +32,7 @@ static void test_lock_shared_page_counted(void **state)
 static void test_lock_nested_same_range(void **state)
 {
     (void)state;
+    SKIP_IF_MLOCK_INTERCEPTED();
     unsigned char *page = map_pages(1);
     assert_int_equal(zz_lock(page + 8, 16), 0);
     assert_int_equal(zz_lock(page + 8, 16), 0);
@@ -45,6 +47,7 @@ static void test_lock_nested_same_range(void **state)
 static void test_lock_span_pages_counted_per_page(void **state)
 {
     (void)state;
+    SKIP_IF_MLOCK_INTERCEPTED();
     size_t pg = tu_page_size();
     unsigned char *m = map_pages(4);
     assert_int_equal(zz_lock(m + pg - 10, pg + 20), 0);   /* pages 0,1,2 */
@@ -131,6 +134,7 @@ static void test_lock_overflow_einval(void **state)
 static void test_lock_stack_buffer(void **state)
 {
     (void)state;
+    SKIP_IF_MLOCK_INTERCEPTED();
     unsigned char key[32];
     memset(key, 0x5C, sizeof key);
     assert_int_equal(zz_lock(key, sizeof key), 0);
@@ -203,6 +207,7 @@ static void child_lock_over_limit(void *arg)
 static void test_lock_over_rlimit_fails_cleanly(void **state)
 {
     (void)state;
+    SKIP_IF_MLOCK_INTERCEPTED();
     expect_child_ok(child_lock_over_limit, NULL);
 }
 

@@ -81,6 +81,18 @@ static TU_UNUSED int tu_mprotect_mode(void)
     return g != NULL && strcmp(g, "mprotect") == 0;
 }
 
+/* Built with a sanitizer?  (GCC defines these; clang answers __has_feature.) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TU_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TU_SANITIZED 1
+#endif
+#endif
+#ifndef TU_SANITIZED
+#define TU_SANITIZED 0
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Seeded PRNG (splitmix64).  The secret used by the scanning tests is the    */
 /* output stream of this generator; it is regenerated, never stored.          */
@@ -378,6 +390,35 @@ static TU_UNUSED int tu_addr_has_flag(const void *addr, const char *flag)
         return 0;
     return tu_has_flag(v.vmflags, flag);
 }
+
+/* Does mlock() reach the kernel?  The sanitizers' runtimes intercept mlock,
+ * munlock and mlockall and turn them into no-ops that return 0, so under
+ * ASan/TSan a page "locked" through libc's mlock is not locked at all. */
+static TU_UNUSED int tu_mlock_reaches_kernel(void)
+{
+    static int answer = -1;
+    if (answer >= 0)
+        return answer;
+    size_t pg = tu_page_size();
+    unsigned char *m = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return 0;
+    m[0] = 1;
+    answer = mlock(m, pg) == 0 && tu_addr_has_flag(m, "lo");
+    munlock(m, pg);
+    munmap(m, pg);
+    return answer;
+}
+
+/* For tests that assert what the kernel locked on behalf of zz_lock. */
+#define SKIP_IF_MLOCK_INTERCEPTED()                                                                \
+    do {                                                                                           \
+        if (!tu_mlock_reaches_kernel()) {                                                          \
+            print_message("skipped: mlock() is intercepted (sanitizer runtime), nothing gets "     \
+                          "locked\n");                                                             \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* A "Key:   N kB" field of /proc/self/status, or -1. */
 static TU_UNUSED long tu_status_kb(const char *key)
