@@ -103,6 +103,7 @@ static void child_memlock_exhausted(void *arg)
     }
     child_check(count > 0 && count < MAX_HELD);
     child_check(is_lock_errno(alloc_err));
+    size_t by_alloc = count;
     child_check(strstr(zz_last_error(), "ulimit -l") != NULL);
     /* The arena until refused (it grows in new locked chunks). */
     while (count < MAX_HELD) {
@@ -118,6 +119,9 @@ static void child_memlock_exhausted(void *arg)
         count++;
     }
     child_check(count < MAX_HELD && is_lock_errno(arena_err));
+    printf("    RLIMIT_MEMLOCK %d KiB: %zu zz_alloc blocks, then %zu arena blocks, VmLck %ld kB\n",
+           MEMLOCK_LIMIT / 1024, by_alloc, count - by_alloc, tu_status_kb("VmLck"));
+    fflush(stdout);
     /* zz_lock on caller memory is refused too, and leaves nothing locked. */
     long vmlck_before = tu_status_kb("VmLck");
     unsigned char *buf = mmap(NULL, 64 * 1024, PROT_READ | PROT_WRITE,
@@ -198,6 +202,8 @@ static void child_address_space_exhausted(void *arg)
     }
     child_check(count > 0 && count < MAX_HELD);
     child_check(err == ENOMEM);
+    printf("    RLIMIT_AS VmSize+24 MiB: %zu blocks of 20-70 KB before ENOMEM\n", count);
+    fflush(stdout);
     child_check(zz_last_error()[0] != '\0');
     errno = 0;
     child_check(zz_arena_create(1 << 20) == NULL && errno == ENOMEM);
@@ -365,6 +371,8 @@ static void child_threads_under_memlock(void *arg)
         fprintf(stderr, "worker check failed at line %d\n", failed);
     child_check(failed == 0);
     child_check(refused > 0); /* the limit was really hit */
+    printf("    64 threads, RLIMIT_MEMLOCK 512 KiB: %u blocks made, %u refused\n", made, refused);
+    fflush(stdout);
     child_check(made > 0);
     zz_stats st;
     zz_get_stats(&st);
@@ -419,6 +427,7 @@ static void test_exhaustion_fixed_arena_full(void **state)
         count++;
     }
     assert_true(count >= promised);
+    print_message("    fixed arena of %zu bytes: %zu blocks of %zu bytes\n", capacity, count, n);
     /* Full stays full, and a fixed arena never takes memory from elsewhere. */
     errno = 0;
     assert_null(zz_arena_alloc(a, n));
