@@ -36,8 +36,17 @@ int zb_column_selected(const zb_options *opt, const char *name);
 
 /* ------------------------------------------------------------------ timing */
 
-/* Monotonic clock in nanoseconds. */
+/* Monotonic wall clock in nanoseconds (multi-thread runs, progress). */
 uint64_t zb_now_ns(void);
+
+/* The clock of single-thread measurements, in nanoseconds: by default the
+ * calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so time the thread
+ * spends descheduled by unrelated load on a busy machine is not counted;
+ * "--clock wall" (environment ZZ_BENCH_CLOCK=wall, inherited by the child
+ * processes) switches to CLOCK_MONOTONIC. */
+uint64_t zb_clock_ns(void);
+void zb_clock_from_env(void);
+int zb_clock_is_cpu(void);
 
 /* Tells the compiler that memory at p may be read: stores before it cannot be
  * removed as dead.  This is the "memset + compiler barrier" idiom. */

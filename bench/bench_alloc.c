@@ -311,10 +311,10 @@ static int threaded_pairs(const allocator *a, size_t n, uint64_t iters, int nthr
                           double *per_thread, double *aggregate)
 {
     if (nthreads == 1) {
-        uint64_t t0 = zb_now_ns();
+        uint64_t t0 = zb_clock_ns();
         if (pair_loop(a, n, iters) != 0)
             return -1;
-        *per_thread = *aggregate = (double)(zb_now_ns() - t0) / (double)iters;
+        *per_thread = *aggregate = (double)(zb_clock_ns() - t0) / (double)iters;
         return 0;
     }
     pthread_t tid[8];
@@ -352,10 +352,10 @@ static uint64_t calibrate_pairs(const allocator *a, size_t n, double min_time_ms
     double goal = min_time_ms * 1e6;
     uint64_t iters = 16;
     for (;;) {
-        uint64_t t0 = zb_now_ns();
+        uint64_t t0 = zb_clock_ns();
         if (pair_loop(a, n, iters) != 0)
             return 0;
-        double took = (double)(zb_now_ns() - t0);
+        double took = (double)(zb_clock_ns() - t0);
         if (took >= goal / 8 || iters >= ((uint64_t)1 << 28)) {
             double want = goal / (took / (double)iters);
             return want < 16 ? 16 : (uint64_t)want + 1;
@@ -413,7 +413,7 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
         for (int t = 0; t < nt; t++)
             ok_pairs[i * nt + t] = 1;
         /* a live batch is slow enough that a few per repetition suffice */
-        uint64_t t0 = zb_now_ns();
+        uint64_t t0 = zb_clock_ns();
         size_t got = batch_loop(set->list[i], n, ptrs, opt->batch);
         if (got < opt->batch) {
             char what[64];
@@ -421,7 +421,7 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
             note_failure(set->list[i], n, what, errno);
             continue;
         }
-        double one = (double)(zb_now_ns() - t0);
+        double one = (double)(zb_clock_ns() - t0);
         batch_reps[i] = (uint64_t)(opt->min_time_ms * 1e6 / one) + 1;
         ok_batch[i] = 1;
     }
@@ -442,7 +442,7 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
             }
             if (!ok_batch[i])
                 continue;
-            uint64_t t0 = zb_now_ns();
+            uint64_t t0 = zb_clock_ns();
             for (uint64_t b = 0; b < batch_reps[i]; b++) {
                 if (batch_loop(set->list[i], n, ptrs, opt->batch) < opt->batch) {
                     note_failure(set->list[i], n, "live batch", errno);
@@ -450,7 +450,7 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
                     break;
                 }
             }
-            bat[i * reps + r] = (double)(zb_now_ns() - t0) / (double)(batch_reps[i] * opt->batch);
+            bat[i * reps + r] = (double)(zb_clock_ns() - t0) / (double)(batch_reps[i] * opt->batch);
         }
     }
     char row[32], table[48];
@@ -924,8 +924,10 @@ int zb_run_alloc(const zb_options *opt)
 
     printf("## alloc\n\n");
     printf("Each cell: median of %d repetitions (each at least %.0f ms), ± as in the wipe tables. "
-           "The allocators take turns within each repetition.\n\n",
-           opt->reps, opt->min_time_ms);
+           "The allocators take turns within each repetition. Clock: %s for 1 thread and the live "
+           "batch; wall time for 2 and 4 threads (this machine has %ld cores).\n\n",
+           opt->reps, opt->min_time_ms, zb_clock_is_cpu() ? "CPU time of the thread" : "wall time",
+           sysconf(_SC_NPROCESSORS_ONLN));
     print_pair_tables(&set, sizes, nsizes);
     print_batch_table(opt, &set, sizes, nsizes);
     print_resource_table(opt, &set, sizes, nsizes);

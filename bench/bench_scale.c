@@ -49,7 +49,7 @@ static int child_guarded(const char *kind, size_t cap)
     size_t live = 0;
     int err = 0;
     char why[512] = "";
-    uint64_t t0 = zb_now_ns();
+    uint64_t t0 = zb_clock_ns();
     for (; live < cap; live++) {
 #ifdef ZB_HAVE_SODIUM
         void *p = sodium ? sodium_malloc(SECRET_SIZE) : zz_alloc(SECRET_SIZE);
@@ -65,7 +65,7 @@ static int child_guarded(const char *kind, size_t cap)
         memset(p, 0x5A, SECRET_SIZE);
         ptrs[live] = p;
     }
-    uint64_t t1 = zb_now_ns();
+    uint64_t t1 = zb_clock_ns();
     long vmas1 = zb_count_vmas();
     long long lck1 = zb_status_bytes("VmLck"), rss1 = zb_status_bytes("VmRSS");
     printf("live %zu\nerrno %d\nreason %s\n", live, err, why);
@@ -81,7 +81,7 @@ static int child_guarded(const char *kind, size_t cap)
         }
     }
     /* Freeing is timed too: a program holding many secrets frees them all. */
-    uint64_t f0 = zb_now_ns();
+    uint64_t f0 = zb_clock_ns();
     for (size_t i = 0; i < live; i++) {
 #ifdef ZB_HAVE_SODIUM
         if (sodium)
@@ -91,7 +91,7 @@ static int child_guarded(const char *kind, size_t cap)
             zz_free(ptrs[i]);
     }
     if (live)
-        printf("ns_per_free %.1f\n", (double)(zb_now_ns() - f0) / (double)live);
+        printf("ns_per_free %.1f\n", (double)(zb_clock_ns() - f0) / (double)live);
     free(ptrs);
     return 0;
 }
@@ -106,7 +106,7 @@ static int child_arena(size_t count)
     long long lck0 = zb_status_bytes("VmLck"), rss0 = zb_status_bytes("VmRSS");
     zz_stats st0, st1;
     zz_get_stats(&st0);
-    uint64_t t0 = zb_now_ns();
+    uint64_t t0 = zb_clock_ns();
     zz_arena *a = zz_arena_create(0);
     if (!a) {
         printf("live 0\nerrno %d\nreason %s\n", errno, zz_last_error());
@@ -124,7 +124,7 @@ static int child_arena(size_t count)
         }
         memset(ptrs[live], 0x5A, SECRET_SIZE);
     }
-    uint64_t t1 = zb_now_ns();
+    uint64_t t1 = zb_clock_ns();
     zz_get_stats(&st1);
     long vmas1 = zb_count_vmas();
     long long lck1 = zb_status_bytes("VmLck"), rss1 = zb_status_bytes("VmRSS");
@@ -137,12 +137,12 @@ static int child_arena(size_t count)
                (double)(st1.locked_bytes - st0.locked_bytes) / (double)live);
         printf("rss_per_secret %.2f\n", (double)(rss1 - rss0) / (double)live);
     }
-    uint64_t f0 = zb_now_ns();
+    uint64_t f0 = zb_clock_ns();
     for (size_t i = 0; i < live; i++)
         zz_arena_free(a, ptrs[i]);
     zz_arena_destroy(a);
     if (live)
-        printf("ns_per_free %.1f\n", (double)(zb_now_ns() - f0) / (double)live);
+        printf("ns_per_free %.1f\n", (double)(zb_clock_ns() - f0) / (double)live);
     free(ptrs);
     return 0;
 }
@@ -187,17 +187,17 @@ static int child_purge(size_t count, int reps)
     }
     for (int r = 0; r < reps; r++) {
         fill_blocks(ptrs, count);
-        uint64_t t0 = zb_now_ns();
+        uint64_t t0 = zb_clock_ns();
         zz_purge();
-        uint64_t t1 = zb_now_ns();
+        uint64_t t1 = zb_clock_ns();
         check_blocks_zero(ptrs, count, "zz_purge()");
         purge_ms[r] = (double)(t1 - t0) / 1e6;
 
         fill_blocks(ptrs, count);
-        t0 = zb_now_ns();
+        t0 = zb_clock_ns();
         for (size_t i = 0; i < count; i++)
             zz_wipe(ptrs[i], SECRET_SIZE);
-        t1 = zb_now_ns();
+        t1 = zb_clock_ns();
         check_blocks_zero(ptrs, count, "zz_wipe() of every block");
         wipe_ms[r] = (double)(t1 - t0) / 1e6;
     }

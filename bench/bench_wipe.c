@@ -272,10 +272,10 @@ static void check_wiped(const char *column, const unsigned char *p, size_t n)
 static double timed_batch(const wipe_column *c, unsigned char *p, size_t n, uint64_t iters)
 {
     fill_around(p, n);
-    uint64_t t0 = zb_now_ns();
+    uint64_t t0 = zb_clock_ns();
     for (uint64_t i = 0; i < iters; i++)
         c->fn(p, n);
-    uint64_t t1 = zb_now_ns();
+    uint64_t t1 = zb_clock_ns();
     check_wiped(c->name, p, n);
     return (double)(t1 - t0) / (double)iters;
 }
@@ -464,9 +464,10 @@ int zb_run_wipe(const zb_options *opt)
     printf("## wipe\n\n");
     printf("Each cell: median of %d repetitions (each at least %.0f ms of back-to-back calls on a "
            "pre-faulted buffer, the columns taking turns), then ±: the largest distance from the "
-           "median to the fastest or slowest repetition. After every repetition the buffer was "
-           "checked to be all zero, and the bytes around it untouched.\n\n",
-           opt->reps, opt->min_time_ms);
+           "median to the fastest or slowest repetition. Clock: %s. After every repetition the "
+           "buffer was checked to be all zero, and the bytes around it untouched.\n\n",
+           opt->reps, opt->min_time_ms,
+           zb_clock_is_cpu() ? "CPU time of the thread" : "wall time");
     print_table(&sel, sizes, nsizes, "aligned", "throughput", "Throughput, GB/s, page-aligned buffer", 2);
     print_table(&sel, sizes, nsizes, "aligned", "ns_per_call", "ns per call, page-aligned buffer", 1);
     print_table(&sel, sizes, nsizes, "misaligned", "throughput",

@@ -45,6 +45,26 @@ uint64_t zb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static int clock_cpu = 1;
+
+void zb_clock_from_env(void)
+{
+    const char *v = getenv("ZZ_BENCH_CLOCK");
+    clock_cpu = !(v && strcmp(v, "wall") == 0);
+}
+
+int zb_clock_is_cpu(void)
+{
+    return clock_cpu;
+}
+
+uint64_t zb_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(clock_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* -------------------------------------------------------------- statistics */
 
 static int compare_doubles(const void *a, const void *b)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "zeroize.h"
 
@@ -30,6 +31,9 @@ static void usage(FILE *out)
             "  --reps N          repetitions per figure; the median is shown (default 7, quick 3)\n"
             "  --min-time MS     each repetition runs at least MS milliseconds (default 10, quick 2)\n"
             "  --columns a,b,c   only these columns (names below); the others are skipped\n"
+            "  --clock cpu|wall  single-thread timings in the thread's CPU time (default: time\n"
+            "                    spent descheduled by other load does not count) or wall time;\n"
+            "                    multi-thread timings are always wall time\n"
             "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"
             "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"
             "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"
@@ -126,6 +130,11 @@ static int parse_options(int argc, char **argv, int first, zb_options *opt)
             opt->batch = (size_t)d, batch_set = 1, i++;
         } else if (strcmp(a, "--cap") == 0 && parse_positive(val, &d) == 0) {
             opt->scale_cap = (size_t)d, cap_set = 1, i++;
+        } else if (strcmp(a, "--clock") == 0 && (strcmp(val, "cpu") == 0 || strcmp(val, "wall") == 0)) {
+            /* through the environment, so the child processes follow */
+            setenv("ZZ_BENCH_CLOCK", val, 1);
+            zb_clock_from_env();
+            i++;
         } else if (strcmp(a, "--columns") == 0) {
             opt->columns = val, i++;
         } else if (strcmp(a, "--sizes") == 0 && parse_sizes(val, opt) == 0) {
@@ -156,9 +165,35 @@ static int parse_options(int argc, char **argv, int first, zb_options *opt)
     return 0;
 }
 
+/* Creates the directories leading to path (mkdir -p of its parent), so that
+ * "--json results/run1.json" works in a fresh checkout. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "zz-bench: cannot create %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     zb_set_self_path(argv[0]);
+    zb_clock_from_env();
     if (argc >= 2 && strcmp(argv[1], "_alloc-child") == 0)
         return zb_alloc_child_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "_scale-child") == 0)
@@ -188,6 +223,9 @@ int main(int argc, char **argv)
     if (parsed < 0)
         return 2;
 
+    if ((opt.json_path && make_parent_dirs(opt.json_path) != 0) ||
+        (opt.plot_path && make_parent_dirs(opt.plot_path) != 0))
+        return 2;
     printf("# zz-bench %s%s\n\n", command, opt.quick ? " --quick" : "");
     zb_machine_print(stdout);
     fflush(stdout);

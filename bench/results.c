@@ -233,9 +233,10 @@ static void json_options(FILE *f, const zb_options *opt, const char *command)
     fputs("  \"command\": ", f);
     json_string(f, command);
     fprintf(f, ",\n  \"options\": {\"reps\": %d, \"min_time_ms\": %g, \"quick\": %s, "
-               "\"batch\": %zu, \"scale_cap\": %zu, \"count_syscalls\": %s},\n",
+               "\"batch\": %zu, \"scale_cap\": %zu, \"count_syscalls\": %s, \"clock\": \"%s\"},\n",
             opt->reps, opt->min_time_ms, opt->quick ? "true" : "false", opt->batch,
-            opt->scale_cap, opt->count_syscalls ? "true" : "false");
+            opt->scale_cap, opt->count_syscalls ? "true" : "false",
+            zb_clock_is_cpu() ? "thread_cputime" : "monotonic");
 }
 
 static void json_columns(FILE *f)
