@@ -97,6 +97,12 @@ typedef struct {
     int is_control;
 } ct_target;
 
+static int compare_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
 /* xorshift64*: fast, and good enough to pick classes and fill buffers */
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
 static uint64_t rng_next(void)
@@ -125,25 +131,31 @@ static void prepare(const ct_target *t, int cls, unsigned char *a, unsigned char
         b[0] ^= (unsigned char)(1 + rng_next() % 255);
 }
 
-static int compare_u64(const void *x, const void *y)
-{
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return (a > b) - (a < b);
-}
 
 typedef struct {
     double max_t;
     int max_test;       /* -1: uncropped, else the percentile index */
-    double mean[2];     /* uncropped class means */
+    double median[2];   /* per class: robust to the outliers the crops remove */
     double measurements;
 } ct_result;
+
+static double median_u64(uint64_t *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(uint64_t), compare_u64);
+    return n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2;
+}
 
 static ct_result run_target(const ct_target *t, size_t len, long total)
 {
     unsigned char *inputs_a = malloc(CT_BATCH * len), *inputs_b = malloc(CT_BATCH * len);
     uint64_t *times = malloc(CT_BATCH * sizeof(uint64_t)), *sorted = malloc(CT_BATCH * sizeof(uint64_t));
     int *classes = malloc(CT_BATCH * sizeof(int));
-    if (!inputs_a || !inputs_b || !times || !sorted || !classes)
+    uint64_t *by_class[2] = {malloc((size_t)total * sizeof(uint64_t)),
+                             malloc((size_t)total * sizeof(uint64_t))};
+    size_t in_class[2] = {0, 0};
+    if (!inputs_a || !inputs_b || !times || !sorted || !classes || !by_class[0] || !by_class[1])
         abort();
     welch all, cropped[CT_PERCENTILES];
     memset(&all, 0, sizeof(all));
@@ -179,6 +191,7 @@ static ct_result run_target(const ct_target *t, size_t len, long total)
         }
         for (int i = 0; i < CT_BATCH; i++) {
             double x = (double)times[i];
+            by_class[classes[i]][in_class[classes[i]]++] = times[i];
             welch_push(&all, classes[i], x);
             for (int k = 0; k < CT_PERCENTILES; k++)
                 if (x < thresholds[k])
@@ -186,7 +199,11 @@ static ct_result run_target(const ct_target *t, size_t len, long total)
         }
         done += CT_BATCH;
     }
-    ct_result r = {fabs(welch_t(&all)), -1, {all.mean[0], all.mean[1]}, all.n[0] + all.n[1]};
+    ct_result r = {fabs(welch_t(&all)), -1,
+                   {median_u64(by_class[0], in_class[0]), median_u64(by_class[1], in_class[1])},
+                   all.n[0] + all.n[1]};
+    free(by_class[0]);
+    free(by_class[1]);
     for (int k = 0; k < CT_PERCENTILES; k++) {
         /* a cropped test needs enough samples to mean anything */
         if (cropped[k].n[0] + cropped[k].n[1] < 10000)
@@ -244,7 +261,7 @@ int main(int argc, char **argv)
     printf("zeroize %s; %zu-byte inputs; %ld measurements per function; timer: %s; "
            "threshold |t| < %.1f\n\n",
            zz_version(), len, total, CT_TIMER, CT_THRESHOLD);
-    printf("| function | classes | measurements | mean class 0 | mean class 1 | max abs t | "
+    printf("| function | classes | measurements | median class 0 | median class 1 | max abs t | "
            "at crop | verdict |\n");
     printf("| :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- |\n");
     int leaked = 0, control_leaked = 0;
@@ -264,7 +281,7 @@ int main(int argc, char **argv)
                                             : (leak ? "LEAK" : "no leak detected");
         printf("| %s | %s | %.0f | %.1f | %.1f | %.2f | %s | %s |\n", t->name,
                t->zero_classes ? "zero / byte 0 set" : "equal / differ at byte 0", r.measurements,
-               r.mean[0], r.mean[1], r.max_t, crop, verdict);
+               r.median[0], r.median[1], r.max_t, crop, verdict);
         if (t->is_control)
             control_leaked = leak;
         else
