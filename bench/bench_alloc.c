@@ -101,6 +101,7 @@ static void release_sodium(void *p, size_t n)
 }
 #endif
 
+#if defined(ZB_HAVE_OPENSSL) || defined(ZB_HAVE_GCRYPT)
 /* The secure heaps of OpenSSL and libgcrypt are fixed pools, locked up front:
  * size them for the largest live batch we will ask for. */
 static size_t pool_size_for(size_t max_size, size_t live_max)
@@ -111,6 +112,7 @@ static size_t pool_size_for(size_t max_size, size_t live_max)
         pool *= 2; /* OpenSSL wants a power of two; the slack absorbs rounding */
     return pool;
 }
+#endif
 
 #ifdef ZB_HAVE_OPENSSL
 static size_t openssl_pool;
