@@ -128,29 +128,98 @@ static void test_fixed_arena_fills_then_refuses(void **state)
     free(ptrs);
 }
 
-/* A fixed arena reserves `capacity` bytes of blocks: a handful of small
- * blocks of different sizes, far below the capacity, must fit. */
-static void test_fixed_arena_mixed_sizes(void **state)
+/* zeroize.h: "The capacity is rounded up to whole runs of 16 KiB; each run
+ * serves one size class": k runs hold k size classes, and a (k+1)-th class
+ * finds no room. */
+static void test_fixed_arena_one_class_per_run(void **state)
 {
     (void)state;
-    const size_t capacity = 4 * RUN;
-    zz_arena *a = zz_arena_create(capacity);
+    zz_arena *a = zz_arena_create(3 * RUN);
     assert_non_null(a);
-    void *ptrs[16];
-    size_t total = 0;
-    for (size_t k = 0; k < 16; k++) {
-        size_t n = 16 * (k + 1);
-        ptrs[k] = zz_arena_alloc(a, n);
-        if (ptrs[k] == NULL)
-            print_error("block %zu (%zu bytes) refused with errno %d after %zu bytes of blocks "
-                        "in an arena of capacity %zu\n",
-                        k, n, errno, total, capacity);
-        assert_non_null(ptrs[k]);
-        total += n;
-    }
-    for (size_t k = 0; k < 16; k++)
-        zz_arena_free(a, ptrs[k]);
+    void *p16 = zz_arena_alloc(a, 16), *p32 = zz_arena_alloc(a, 32), *p48 = zz_arena_alloc(a, 48);
+    assert_non_null(p16);
+    assert_non_null(p32);
+    assert_non_null(p48);
+    void *more = zz_arena_alloc(a, 20); /* same class as 32: fits */
+    assert_non_null(more);
+    errno = 0;
+    assert_null(zz_arena_alloc(a, 64)); /* a fourth class */
+    assert_int_equal(errno, ENOMEM);
+    zz_arena_free(a, p16);
+    zz_arena_free(a, p32);
+    zz_arena_free(a, p48);
+    zz_arena_free(a, more);
     zz_arena_destroy(a);
+}
+
+/* zeroize.h: "a block of n bytes takes round_up(n, 16) + 16 bytes of its run
+ * ..., so capacity = count * (round_up(n, 16) + 16) holds count blocks of n
+ * bytes."  Checked at run boundaries and for blocks above 1 KiB. */
+static void test_fixed_arena_capacity_formula(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n, count;
+    } cases[] = { { 32, 100 },  { 32, 341 }, { 32, 1024 }, { 16, 512 }, { 100, 50 },
+                  { 1000, 16 }, { 1024, 30 }, { 2000, 8 },  { 4992, 13 }, { 16336, 3 } };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = cases[i].n, count = cases[i].count;
+        size_t capacity = count * (tu_round16(n) + 16);
+        zz_arena *a = zz_arena_create(capacity);
+        assert_non_null(a);
+        size_t held = 0;
+        while (held < count && zz_arena_alloc(a, n) != NULL)
+            held++;
+        if (held < count) {
+            print_error("capacity %zu = %zu * (round_up(%zu, 16) + 16) held only %zu blocks of "
+                        "%zu bytes (errno %d)\n",
+                        capacity, count, n, held, n, errno);
+            failures++;
+        }
+        zz_arena_destroy(a);
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* zeroize.h: a growable arena grows "in guarded, locked chunks (64 KiB first,
+ * doubling up to 4 MiB)".  Watches mapped_bytes grow chunk by chunk. */
+static void test_growable_chunks_double(void **state)
+{
+    (void)state;
+    zz_stats s;
+    zz_get_stats(&s);
+    size_t before = s.mapped_bytes, page = tu_page_size();
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(a);
+    zz_get_stats(&s);
+    size_t chunk[8], nchunks = 0, last = s.mapped_bytes;
+    chunk[nchunks++] = last - before;
+    void **ptrs = calloc(40000, sizeof *ptrs);
+    assert_non_null(ptrs);
+    size_t count = 0;
+    while (nchunks < 5 && count < 40000) {
+        ptrs[count] = zz_arena_alloc(a, 32);
+        assert_non_null(ptrs[count]);
+        count++;
+        zz_get_stats(&s);
+        if (s.mapped_bytes != last) {
+            chunk[nchunks++] = s.mapped_bytes - last;
+            last = s.mapped_bytes;
+        }
+    }
+    int failures = 0;
+    for (size_t k = 0; k < nchunks; k++) {
+        /* mapped = data + (at least) a guard page on each side */
+        size_t want = ((size_t)64 << 10) << k;
+        print_message("chunk %zu: %zu bytes mapped (%zu KiB of data expected)\n", k, chunk[k],
+                      want >> 10);
+        if (chunk[k] < want || chunk[k] > want + 2 * page)
+            failures++;
+    }
+    zz_arena_destroy(a);
+    free(ptrs);
+    assert_int_equal(failures, 0);
 }
 
 static void test_arena_bad_arguments(void **state)
@@ -549,7 +618,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_growable_arena_grows),
         cmocka_unit_test(test_fixed_arena_fills_then_refuses),
-        cmocka_unit_test(test_fixed_arena_mixed_sizes),
+        cmocka_unit_test(test_fixed_arena_one_class_per_run),
+        cmocka_unit_test(test_fixed_arena_capacity_formula),
+        cmocka_unit_test(test_growable_chunks_double),
         cmocka_unit_test(test_arena_bad_arguments),
         cmocka_unit_test(test_packing_32_byte_secrets),
         cmocka_unit_test(test_packing_16_byte_secrets),
