@@ -44,6 +44,7 @@ __all__ = [
     "Protection",
     "SecureBuffer",
     "get_lock_policy",
+    "GetPassWarning",
     "getpass",
     "info",
     "mlock",
@@ -133,9 +134,11 @@ def getpass(prompt: str = "Password: ", *, max_length: int = 4096) -> SecureBuff
         old = termios.tcgetattr(fd)
         quiet = list(old)
         quiet[3] &= ~termios.ECHO
-        _write_all(fd, prompt.encode())
+        # Echo goes off before the prompt appears, so nothing typed after
+        # the prompt is echoed or discarded by TCSAFLUSH.
         termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
         try:
+            _write_all(fd, prompt.encode())
             return _zeroize._read_secret_line(fd, max_length)
         finally:
             termios.tcsetattr(fd, termios.TCSAFLUSH, old)
