@@ -134,6 +134,21 @@ static void wipe_rep_stosb(void *p, size_t n)
 }
 #endif
 
+/* Deliberately wrong wipers, present only when ZZ_BENCH_TEST_COLUMNS=1: the
+ * tests use them to prove that check_wiped() catches a wipe that leaves data
+ * behind or writes past its end. */
+static void wipe_broken_leaves_last_byte(void *p, size_t n)
+{
+    memset(p, 0, n - 1);
+    zb_barrier(p);
+}
+
+static void wipe_broken_overruns(void *p, size_t n)
+{
+    memset(p, 0, n + 1);
+    zb_barrier(p);
+}
+
 typedef struct {
     const char *name;
     wipe_fn fn;
@@ -175,6 +190,11 @@ static void build_column_list(void)
                    "candidate: AVX2 non-temporal stores (_mm256_stream_si256) + sfence, any size");
     add_column("rep_stosb", wipe_rep_stosb, "candidate: a single rep stosb instruction");
 #endif
+    const char *test_columns = getenv("ZZ_BENCH_TEST_COLUMNS");
+    if (test_columns && strcmp(test_columns, "1") == 0) {
+        add_column("broken_short", wipe_broken_leaves_last_byte, "test only: leaves the last byte");
+        add_column("broken_overrun", wipe_broken_overruns, "test only: writes one byte too many");
+    }
 }
 
 static void note_missing_columns(void)
