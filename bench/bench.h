@@ -131,6 +131,7 @@ void zb_table_free(zb_table *t);
 
 void zb_machine_print(FILE *out);
 void zb_print_timestamp(FILE *out);
+void zb_print_load(FILE *out, const char *when);
 void zb_machine_json(FILE *out);
 
 /* Library versions, for the machine description. */

@@ -35,6 +35,7 @@ typedef struct {
     long long mem_total;
     char compiler[64];
     char rust_zeroize[32];
+    char loadavg[64];
 } machine_info;
 
 /* Reads the first line of a small file into buf (newline stripped). */
@@ -115,6 +116,8 @@ static void read_machine(machine_info *m)
     read_first_line("/proc/sys/vm/max_map_count", line, sizeof(line));
     m->max_map_count = line[0] ? atol(line) : -1;
     read_first_line("/sys/kernel/mm/transparent_hugepage/enabled", m->thp, sizeof(m->thp));
+    /* other load skews timings: say how busy the machine was */
+    read_first_line("/proc/loadavg", m->loadavg, sizeof(m->loadavg));
     m->mem_total = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
 #ifdef __VERSION__
     snprintf(m->compiler, sizeof(m->compiler), "%s", __VERSION__);
@@ -170,8 +173,10 @@ void zb_machine_print(FILE *out)
     fprintf(out, "- zeroize %s; libsodium %s; %s; libgcrypt %s; Rust zeroize crate %s\n",
             zz_version(), or_absent(zb_sodium_version()), or_absent(zb_openssl_version()),
             or_absent(zb_gcrypt_version()), or_absent(m.rust_zeroize));
-    fprintf(out, "- RLIMIT_MEMLOCK: %s; vm.max_map_count: %ld\n\n", m.rlimit_memlock,
+    fprintf(out, "- RLIMIT_MEMLOCK: %s; vm.max_map_count: %ld\n", m.rlimit_memlock,
             m.max_map_count);
+    fprintf(out, "- load average at start (1, 5, 15 min; runnable/total; last pid): %s\n\n",
+            m.loadavg);
 }
 
 static void json_field(FILE *out, const char *key, const char *value, int last)
@@ -205,5 +210,13 @@ void zb_machine_json(FILE *out)
     json_field(out, "libgcrypt", zb_gcrypt_version(), 0);
     json_field(out, "rust_zeroize", m.rust_zeroize, 0);
     json_field(out, "rlimit_memlock", m.rlimit_memlock, 0);
+    json_field(out, "loadavg_at_end", m.loadavg, 0);
     fprintf(out, "    \"vm_max_map_count\": %ld\n  }", m.max_map_count);
+}
+
+void zb_print_load(FILE *out, const char *when)
+{
+    char load[64];
+    read_first_line("/proc/loadavg", load, sizeof(load));
+    fprintf(out, "Load average %s: %s\n\n", when, load);
 }

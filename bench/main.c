@@ -239,6 +239,8 @@ int main(int argc, char **argv)
     if (do_scale)
         failed |= zb_run_scale(&opt) != 0;
     fflush(stdout);
+    zb_print_load(stdout, "at end");
+    fflush(stdout);
     if (opt.json_path && zb_write_json(opt.json_path, &opt, command) != 0)
         failed = 1;
     if (opt.plot_path && (do_wipe || do_alloc) && zb_write_plot(opt.plot_path) != 0)
