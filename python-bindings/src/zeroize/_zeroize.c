@@ -454,9 +454,21 @@ PyDoc_STRVAR(mlock_doc,
 "dumps (zz_lock).  Locks are counted per page, so two buffers sharing a\n"
 "page can be locked and unlocked independently.  Pair every mlock() with a\n"
 "munlock() before the buffer is freed or resized.  Other data sharing\n"
-"those pages is locked too.\n\n"
+"those pages is locked too.  A SecureBuffer is locked already: mlock(sb)\n"
+"only checks that it is usable.\n\n"
 "Raises LockError (an OSError and a TypeError, with errno) when the kernel\n"
 "refuses, e.g. because RLIMIT_MEMLOCK (`ulimit -l`) is too small.");
+
+/* A SecureBuffer's block is locked by the allocator already.  Counting a
+ * zz_lock on it is not just redundant: the matching zz_unlock would munlock
+ * the block's pages and drop MADV_DONTDUMP from them (libzeroize 0.1.0 does
+ * not tell its own blocks apart from caller memory there), leaving a block
+ * that zz_info() still reports as LOCKED|DONTDUMP.  So mlock/munlock on a
+ * SecureBuffer object only check it and, for munlock, wipe it. */
+static int is_securebuffer(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, &SecureBufferType);
+}
 
 static PyObject *py_mlock(PyObject *module, PyObject *buf)
 {
@@ -464,6 +476,10 @@ static PyObject *py_mlock(PyObject *module, PyObject *buf)
     Py_buffer view;
     if (get_wipeable_view(buf, &view, "mlock") < 0)
         return NULL;
+    if (is_securebuffer(buf)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
     char *lo;
     size_t extent;
     view_extent(&view, &lo, &extent);
@@ -493,6 +509,12 @@ static PyObject *py_munlock(PyObject *module, PyObject *args, PyObject *kwds)
     Py_buffer view;
     if (get_wipeable_view(buf, &view, "munlock") < 0)
         return NULL;
+    if (is_securebuffer(buf)) { /* see is_securebuffer() */
+        if (wipe)
+            wipe_view(&view);
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
     char *lo;
     size_t extent;
     view_extent(&view, &lo, &extent);

@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""Benchmark the zeroize Python bindings against their baselines.
+
+Run after installing the package, with Debian's interpreter:
+
+    /usr/bin/python3 python-bindings/benchmarks/bench_python.py [--rounds N] [--json FILE]
+
+(or the venv's python).  Cases run round-robin (one batch of each per
+round, so drifting machine load hits them all alike); each figure is the
+median over the rounds of the per-call time.
+
+Compared:
+  * zeroize1 on 1 MiB (bytearray, numpy uint8) vs a per-byte volatile loop
+    written in C inside the same extension (_volatile_loop_wipe): the same
+    call path, only the loop differs.            target: >= 10x faster
+  * zeroize1 on 1 MiB vs zz_wipe called from C in a tight loop
+    (_wipe_c_loop): the cost of the Python layer.  target: <= 1.2x
+  * SecureBuffer(32) + close() vs bytearray(32) + zeroize1().
+                                                  target: <= 10x
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import zeroize
+from zeroize import SecureBuffer, _zeroize, zeroize1
+
+MIB = 1 << 20
+
+
+def per_call(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def make_cases():
+    ba = bytearray(MIB)
+    arr = np.ones(MIB, dtype=np.uint8)
+    ba_loop = bytearray(MIB)
+    arr_loop = np.ones(MIB, dtype=np.uint8)
+    small = bytearray(32)
+
+    def secure_cycle():
+        SecureBuffer(32).close()
+
+    def bytearray_cycle():
+        zeroize1(bytearray(32))
+
+    # name -> (callable returning seconds per call, calls per batch)
+    return {
+        "zeroize1 bytearray 1 MiB": (lambda n: per_call(lambda: zeroize1(ba), n), 200),
+        "zeroize1 numpy 1 MiB": (lambda n: per_call(lambda: zeroize1(arr), n), 200),
+        "volatile loop bytearray 1 MiB": (
+            lambda n: per_call(lambda: _zeroize._volatile_loop_wipe(ba_loop), n), 5),
+        "volatile loop numpy 1 MiB": (
+            lambda n: per_call(lambda: _zeroize._volatile_loop_wipe(arr_loop), n), 5),
+        "zz_wipe from C 1 MiB": (lambda n: _zeroize._wipe_c_loop(MIB, n) / n, 200),
+        "SecureBuffer(32)+close()": (lambda n: per_call(secure_cycle, n), 20000),
+        "bytearray(32)+zeroize1()": (lambda n: per_call(bytearray_cycle, n), 20000),
+        "zeroize1 bytearray 32 B": (lambda n: per_call(lambda: zeroize1(small), n), 20000),
+    }
+
+
+def run(rounds):
+    cases = make_cases()
+    samples = {name: [] for name in cases}
+    for name, (fn, number) in cases.items():        # warm-up round
+        fn(max(1, number // 10))
+    for _ in range(rounds):
+        for name, (fn, number) in cases.items():
+            samples[name].append(fn(number))
+    return {name: statistics.median(v) for name, v in samples.items()}, samples
+
+
+def fmt_time(seconds):
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3f} ms"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.2f} us"
+    return f"{seconds * 1e9:.0f} ns"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=9, help="round-robin rounds (default 9)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+
+    med, samples = run(args.rounds)
+    gib = MIB / (1 << 30)
+    ratios = [
+        ("volatile loop / zeroize1 (bytearray)",
+         med["volatile loop bytearray 1 MiB"] / med["zeroize1 bytearray 1 MiB"], ">= 10", 10, True),
+        ("volatile loop / zeroize1 (numpy)",
+         med["volatile loop numpy 1 MiB"] / med["zeroize1 numpy 1 MiB"], ">= 10", 10, True),
+        ("zeroize1 (bytearray) / zz_wipe from C",
+         med["zeroize1 bytearray 1 MiB"] / med["zz_wipe from C 1 MiB"], "<= 1.2", 1.2, False),
+        ("zeroize1 (numpy) / zz_wipe from C",
+         med["zeroize1 numpy 1 MiB"] / med["zz_wipe from C 1 MiB"], "<= 1.2", 1.2, False),
+        ("SecureBuffer(32)+close / bytearray(32)+zeroize1",
+         med["SecureBuffer(32)+close()"] / med["bytearray(32)+zeroize1()"], "<= 10", 10, False),
+    ]
+
+    print(f"zeroize {zeroize.__version__} (libzeroize {_zeroize.LIBRARY_VERSION}), "
+          f"Python {platform.python_version()}, {platform.machine()}, "
+          f"median of {args.rounds} round-robin rounds\n")
+    print("| case | time per call | throughput |")
+    print("|---|---:|---:|")
+    for name, t in med.items():
+        thr = f"{gib / t:.1f} GiB/s" if "1 MiB" in name else ""
+        print(f"| {name} | {fmt_time(t)} | {thr} |")
+    print("\n| ratio | measured | target | met |")
+    print("|---|---:|---:|:---:|")
+    results = []
+    for name, value, target, bound, at_least in ratios:
+        met = value >= bound if at_least else value <= bound
+        results.append(dict(ratio=name, value=value, target=target, met=met))
+        print(f"| {name} | {value:.2f}x | {target} | {'yes' if met else 'NO'} |")
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(python=platform.python_version(), rounds=args.rounds,
+                           median_seconds=med, samples_seconds=samples, ratios=results),
+                      f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
