@@ -166,3 +166,45 @@ def test_four_threads_create_wipe_close():
     assert not errors, errors
     assert zeroize.stats()["live_blocks"] == start["live_blocks"]
     assert zeroize.stats()["live_bytes"] == start["live_bytes"]
+
+
+def test_error_paths_do_not_leak():
+    """Refused operations release everything they took: repeat them and
+    check that RSS and the library's counters stay put."""
+    import numpy as np
+    closed = SecureBuffer(8)
+    closed.close()
+    ro = SecureBuffer(b"readonly")
+    ro.readonly()
+    exported = SecureBuffer(16)
+    held = memoryview(exported)
+    strided = np.arange(64, dtype=np.uint8)[::4]
+
+    def refused():
+        for fn, exc in ((lambda: closed[0], ValueError), (lambda: ro.__setitem__(0, 1), TypeError),
+                        (lambda: exported.close(), BufferError),
+                        (lambda: exported.__setitem__(slice(0, 3), b"x"), ValueError),
+                        (lambda: zeroize1(b"bytes"), TypeError),
+                        (lambda: SecureBuffer(b"x", wipe_source=True), TypeError),
+                        (lambda: SecureBuffer(-1), ValueError),
+                        (lambda: zeroize.mlock(b"x"), TypeError)):
+            try:
+                fn()
+            except exc:
+                pass
+        exported[:] = strided
+        assert exported == strided
+        SecureBuffer(strided).close()
+        exported[::2] = strided[:8]
+
+    for _ in range(2000):
+        refused()
+    stats = zeroize.stats()
+    rss = rss_kib()
+    for _ in range(20000):
+        refused()
+    assert zeroize.stats() == stats
+    assert rss_kib() - rss < 1024
+    held.release()
+    exported.close()
+    ro.close()

@@ -251,6 +251,10 @@ def test_equality_constant_time_api(sb):
     assert not (sb == b"0123456789x")
     with SecureBuffer(b"0123456789") as other:
         assert sb == other
+    strided = np.frombuffer(b"0x1x2x3x4x5x6x7x8x9x", dtype=np.uint8)[::2]
+    assert sb == strided                 # non-contiguous: compared in secure memory
+    assert sb == np.frombuffer(b"9876543210", dtype=np.uint8)[::-1]
+    assert sb != np.frombuffer(b"0x1x2x3x4x5x6x7x8x9x", dtype=np.uint8)[1::2]
     assert sb != "0123456789"            # str is not bytes-like
     assert sb != 5
     with pytest.raises(TypeError):
@@ -360,6 +364,7 @@ def test_with_block_exit_while_exported_raises_buffererror():
 
 
 def test_gc_without_close_wipes_frees_and_warns_like_files():
+    gc.collect()
     before = zeroize.stats()["live_blocks"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)

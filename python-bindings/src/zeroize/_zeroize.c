@@ -1083,15 +1083,28 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
         Py_RETURN_NOTIMPLEMENTED;
     CHECK_USABLE(self, NULL);
     Py_buffer other;
-    if (PyObject_GetBuffer(b, &other, PyBUF_SIMPLE) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_BufferError))
-            return NULL;
-        PyErr_Clear(); /* not contiguous bytes: not comparable here */
+    if (PyObject_GetBuffer(b, &other, PyBUF_FULL_RO) < 0)
+        return NULL;
+    if (format_has_objects(other.format)) {
+        PyBuffer_Release(&other);
         Py_RETURN_NOTIMPLEMENTED;
     }
     int equal = 0;
-    if (other.len == self->size) /* only the length may leak */
-        equal = zz_equal(self->data, other.buf, (size_t)self->size);
+    if (other.len == self->size) { /* only the length may leak */
+        if (other.strides == NULL || PyBuffer_IsContiguous(&other, 'C')) {
+            equal = zz_equal(self->data, other.buf, (size_t)self->size);
+        } else {
+            /* a strided array: line its bytes up in secure memory first */
+            unsigned char *flat = secure_alloc(other.len);
+            if (flat == NULL) {
+                PyBuffer_Release(&other);
+                return NULL;
+            }
+            gather_view(&other, flat);
+            equal = zz_equal(self->data, flat, (size_t)self->size);
+            zz_free(flat);
+        }
+    }
     PyBuffer_Release(&other);
     return PyBool_FromLong(op == Py_EQ ? equal : !equal);
 }
