@@ -375,6 +375,26 @@ static void check_fresh_block(const unsigned char *p, size_t n, size_t align, in
     }
 }
 
+/* After a free: "the old contents are gone: a read through a stale pointer
+ * yields zeros or faults".  Read through /proc/self/mem, which neither
+ * faults nor cares about protections: either the page is gone (EIO/EFAULT)
+ * or it reads as zeros.  Must run before anything else is allocated. */
+static void check_stale(const unsigned char *p, size_t n, int secret, const char *what)
+{
+    unsigned char buf[4096];
+    if (secret)
+        return; /* /proc/self/mem cannot read secretmem pages */
+    for (size_t off = 0; off < n; off += sizeof buf) {
+        size_t len = n - off < sizeof buf ? n - off : sizeof buf;
+        ssize_t got = pread(memfd, buf, len, (off_t)(uintptr_t)(p + off));
+        if (got <= 0)
+            return; /* unmapped: a stale access faults */
+        for (ssize_t i = 0; i < got; i++)
+            CHECK(buf[i] == 0, "%s %p+%zu: byte %zu still %#x after free", what, (const void *)p,
+                  n, off + (size_t)i, buf[i]);
+    }
+}
+
 /* ---- model updates -------------------------------------------------------------------- */
 
 static unsigned char *shadow_new(size_t n)
@@ -479,6 +499,7 @@ static void op_free(struct input *in)
     errno = 4242;
     zz_free(b->p);
     CHECK(errno == 4242, "zz_free changed errno to %d", errno);
+    check_stale(b->p, b->n, b->secret, "freed block");
     block_forget(b);
 }
 
@@ -509,6 +530,7 @@ static void op_realloc(struct input *in)
           zz_last_error());
     check_no_overlap(q, n, b);
     CHECK(((uintptr_t)q & 15) == 0, "zz_realloc result %p not 16-byte aligned", (void *)q);
+    check_stale(b->p, b->n, b->secret, "realloc'd old block");
     unsigned char *s = shadow_new(n);
     memcpy(s, b->shadow, b->n < n ? b->n : n);
     free(b->shadow);
@@ -696,6 +718,7 @@ static void op_arena_free(struct input *in)
     zz_arena_free(a->a, b ? b->p : NULL);
     CHECK(errno == 4242, "zz_arena_free changed errno to %d", errno);
     if (b != NULL) {
+        check_stale(b->p, b->n, a->secret, "freed arena block");
         free(b->shadow);
         memset(b, 0, sizeof *b);
     }
@@ -728,6 +751,9 @@ static void op_arena_destroy(struct input *in)
         return;
     }
     zz_arena_destroy(a->a);
+    for (int i = 0; i < MAX_ARENA_BLOCKS; i++)
+        if (a->b[i].p != NULL)
+            check_stale(a->b[i].p, a->b[i].n, a->secret, "block of a destroyed arena");
     arena_forget(a);
 }
 
