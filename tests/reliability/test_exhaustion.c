@@ -59,8 +59,18 @@ static int is_lock_errno(int e)
     return e == ENOMEM || e == EAGAIN || e == EPERM;
 }
 
+/* AddressSanitizer replaces mlock(2) with a no-op that reports success, so
+ * under it zz_lock cannot be refused; the checks that need a real refusal of
+ * mlock (not mlock2, which the allocator uses) are left out there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLOCK_INTERCEPTED 1
+#else
+#define MLOCK_INTERCEPTED 0
+#endif
+
 /* In the child: without CAP_IPC_LOCK and with RLIMIT_MEMLOCK = limit, a lock
- * of more than the limit must fail.  Proves the setup, not the library. */
+ * of more than the limit must fail.  Proves the setup, not the library (the
+ * raw system call, which no sanitizer intercepts). */
 static void child_limit_memlock(rlim_t limit)
 {
     child_check(tu_drop_ipc_lock(limit) == 0);
@@ -68,7 +78,7 @@ static void child_limit_memlock(rlim_t limit)
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     child_check(m != MAP_FAILED);
     errno = 0;
-    child_check(mlock(m, len) != 0 && is_lock_errno(errno));
+    child_check(syscall(SYS_mlock, m, len) != 0 && is_lock_errno(errno));
     munmap(m, len);
 }
 
@@ -128,10 +138,12 @@ static void child_memlock_exhausted(void *arg)
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     child_check(buf != MAP_FAILED);
     memset(buf, 0x5C, 64 * 1024);
-    errno = 0;
-    child_check(zz_lock(buf, 64 * 1024) == -1 && is_lock_errno(errno));
-    child_check(tu_status_kb("VmLck") == vmlck_before);
-    child_check(!tu_addr_has_flag(buf, "lo"));
+    if (!MLOCK_INTERCEPTED) {
+        errno = 0;
+        child_check(zz_lock(buf, 64 * 1024) == -1 && is_lock_errno(errno));
+        child_check(tu_status_kb("VmLck") == vmlck_before);
+        child_check(!tu_addr_has_flag(buf, "lo"));
+    }
     /* The kernel's count never went over the limit; every block is intact
      * and every zz_alloc block still claims (and has) its lock. */
     child_check(tu_status_kb("VmLck") <= MEMLOCK_LIMIT / 1024);

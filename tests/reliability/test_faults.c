@@ -601,8 +601,8 @@ static int child_random_at_init(void)
     return 0;
 }
 
-/* KNOWN BUG (reported): the header promises a sentence for every failed
- * call, but a failed initialisation leaves zz_last_error() empty. */
+/* The header promises a sentence for every failed call, a failed
+ * initialisation included (the first version left it empty). */
 static int child_random_init_explained(void)
 {
     zzi_fault_inject("random", 1, EAGAIN);
@@ -700,7 +700,6 @@ static void test_faults_init_random_later_calls_clean(void **state)
     expect_scenario_ok("random_init_later_calls");
 }
 
-/* Run only with --known-bugs (ctest: test_faults_known_bugs, WILL_FAIL). */
 static void test_faults_init_random_failure_explained(void **state)
 {
     (void)state;
@@ -723,12 +722,6 @@ int main(int argc, char **argv)
     if (n <= 0)
         return 1;
     self_exe[n] = '\0';
-    if (argc == 2 && strcmp(argv[1], "--known-bugs") == 0) {
-        const struct CMUnitTest known[] = {
-            cmocka_unit_test(test_faults_init_random_failure_explained),
-        };
-        return cmocka_run_group_tests(known, NULL, NULL);
-    }
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_faults, clear_faults)
     const struct CMUnitTest tests[] = {
         T(test_faults_alloc_map_enomem),
@@ -760,6 +753,7 @@ int main(int argc, char **argv)
         T(test_faults_lock_partial_failure_undone),
         T(test_faults_init_random_fails),
         T(test_faults_init_random_later_calls_clean),
+        T(test_faults_init_random_failure_explained),
         T(test_faults_init_guard_probe_falls_back),
     };
 #undef T
