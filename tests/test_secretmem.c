@@ -163,6 +163,60 @@ static void test_canaries_and_guards_on_secret_memory(void **state)
     expect_segv(child_secret_overflow, &guard);
 }
 
+/* zz_alloc_backend picks the backend per block, whatever the process-wide
+ * choice. */
+static void test_alloc_backend_per_block(void **state)
+{
+    (void)state;
+    REQUIRE_SECRETMEM();
+    assert_int_equal(zz_set_backend(ZZ_BACKEND_ANON), 0);
+    unsigned char *s = zz_alloc_backend(40, ZZ_BACKEND_SECRETMEM);
+    unsigned char *au = zz_alloc_backend(40, ZZ_BACKEND_AUTO);
+    assert_non_null(s);
+    assert_non_null(au);
+    assert_int_equal(zz_info(s) & SECRET_FLAGS, SECRET_FLAGS);
+    assert_int_equal(zz_info(au) & SECRET_FLAGS, SECRET_FLAGS); /* the kernel has it */
+    assert_int_equal(zz_set_backend(ZZ_BACKEND_SECRETMEM), 0);
+    unsigned char *an = zz_alloc_backend(40, ZZ_BACKEND_ANON);
+    assert_non_null(an);
+    assert_int_equal(zz_info(an) & ZZ_INFO_SECRETMEM, 0);
+    assert_int_equal(zz_get_backend(), ZZ_BACKEND_SECRETMEM); /* unchanged */
+    errno = 0;
+    assert_null(zz_alloc_backend(40, 7));
+    assert_int_equal(errno, EINVAL);
+    assert_true(zz_is_zero(s, 40) && zz_is_zero(an, 40));
+    zz_free(s);
+    zz_free(au);
+    zz_free(an);
+}
+
+/* zz_purge reaches secret memory in every mode. */
+static void test_purge_wipes_secret_memory(void **state)
+{
+    (void)state;
+    REQUIRE_SECRETMEM();
+    unsigned char *rw = zz_alloc(64), *hidden = zz_alloc(64);
+    zz_arena *a = zz_arena_create(0);
+    assert_non_null(rw);
+    assert_non_null(hidden);
+    assert_non_null(a);
+    unsigned char *ab = zz_arena_alloc(a, 64);
+    assert_non_null(ab);
+    memset(rw, 0x31, 64);
+    memset(hidden, 0x32, 64);
+    memset(ab, 0x33, 64);
+    assert_int_equal(zz_protect(hidden, ZZ_NOACCESS), 0);
+    zz_purge();
+    assert_true(zz_is_zero(rw, 64));
+    assert_true(zz_is_zero(ab, 64));
+    assert_int_equal(zz_protect(hidden, ZZ_READONLY), 0);
+    assert_true(zz_is_zero(hidden, 64));
+    zz_free(rw);
+    zz_free(hidden);
+    zz_arena_free(a, ab);
+    zz_arena_destroy(a);
+}
+
 /* ---- what the kernel can and cannot do with these pages --------------------------- */
 
 static void test_kernel_cannot_reach_secret_memory(void **state)
@@ -632,6 +686,8 @@ int main(int argc, char **argv)
         T(test_canaries_and_guards_on_secret_memory), /* first: its size class is unused */
         T(test_blocks_live_in_secret_memory),
         T(test_arena_keeps_its_backend),
+        T(test_alloc_backend_per_block),
+        T(test_purge_wipes_secret_memory),
         T(test_kernel_cannot_reach_secret_memory),
         T(test_read_and_write_through_a_pipe),
         T(test_odirect_and_vmsplice_refused),

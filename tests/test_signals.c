@@ -232,6 +232,12 @@ static void test_ignored_signals_survive_purged(void **state)
 static void test_stop_signal_stops_then_rearms(void **state)
 {
     (void)state;
+    if (TU_ON_VALGRIND()) {
+        /* valgrind does not stop a process whose default-action SIGTSTP it
+         * delivers: the child runs straight on (measured, valgrind 3.19) */
+        print_message("skipped under valgrind\n");
+        skip();
+    }
     int go[2];
     assert_int_equal(pipe(go), 0);
     fflush(NULL);
@@ -254,6 +260,8 @@ static void test_stop_signal_stops_then_rearms(void **state)
     close(go[0]);
     int status;
     assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+    if (!WIFSTOPPED(status))
+        print_error("expected the child stopped by SIGTSTP; status 0x%x\n", status);
     assert_true(WIFSTOPPED(status));
     assert_int_equal(WSTOPSIG(status), SIGTSTP);
     assert_int_equal(kill(pid, SIGCONT), 0);
