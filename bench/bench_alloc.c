@@ -492,51 +492,32 @@ static void mark_for_strace(void)
 /* Child: init, one warm-up pair, then either measure memory per live block
  * ("mem"), or ("sys") run count pairs and then a live batch of count blocks
  * between markers, so that strace can count the system calls of each. */
-int zb_alloc_child_main(int argc, char **argv)
+/* The "sys" child: count pairs, then a live batch of count blocks, each
+ * between markers that strace shows and nothing else makes. */
+static int child_syscalls(const allocator *a, size_t n, size_t count, void **ptrs)
 {
-    if (argc != 5)
-        return 2;
-    const char *mode = argv[1];
-    const allocator *a = find_allocator(argv[2]);
-    size_t n = strtoull(argv[3], NULL, 10);
-    size_t count = strtoull(argv[4], NULL, 10);
-    if (!a || n == 0)
-        return 2;
-    char why[256];
-    void **ptrs = calloc(count ? count : 1, sizeof(void *));
-    if (!ptrs)
-        return 1;
-    int mem = strcmp(mode, "mem") == 0;
-    /* Memory per live block: an allocator that grows on demand is charged
-     * for what it maps from its first call on; a fixed pool is locked at init
-     * whatever the load, so its blocks are counted after init (and the pool
-     * size is reported in a note). */
-    long vmas0 = zb_count_vmas();
-    long long lck0 = zb_status_bytes("VmLck"), rss0 = zb_status_bytes("VmRSS");
-    if (init_allocator(a, n, count, why, sizeof(why)) != 0) {
-        printf("error %s\n", why);
-        return 1;
-    }
-    if (!mem || a->fixed_pool) {
-        /* first-use costs (library set-up) out of the way */
-        void *warm = a->alloc(n);
-        if (warm)
-            a->release(warm, n);
-        vmas0 = zb_count_vmas();
-        lck0 = zb_status_bytes("VmLck");
-        rss0 = zb_status_bytes("VmRSS");
-    }
-    if (strcmp(mode, "sys") == 0) {
-        /* markers that strace shows and nothing else makes: write(-1, ...) */
-        mark_for_strace();
-        int ok = pair_loop(a, n, count) == 0;
-        mark_for_strace();
-        ok &= batch_loop(a, n, ptrs, count) == count;
-        mark_for_strace();
-        return ok ? 0 : 1;
-    }
-    if (!mem)
-        return 2;
+    mark_for_strace();
+    int ok = pair_loop(a, n, count) == 0;
+    mark_for_strace();
+    ok &= batch_loop(a, n, ptrs, count) == count;
+    mark_for_strace();
+    return ok ? 0 : 1;
+}
+
+typedef struct {
+    long vmas;
+    long long locked, resident;
+} memory_sample;
+
+static memory_sample sample_memory(void)
+{
+    memory_sample m = {zb_count_vmas(), zb_status_bytes("VmLck"), zb_status_bytes("VmRSS")};
+    return m;
+}
+
+/* The "mem" child: count live blocks, and what they cost beyond before. */
+static int child_memory(const allocator *a, size_t n, size_t count, void **ptrs, memory_sample before)
+{
     size_t got = 0;
     for (; got < count; got++) {
         ptrs[got] = a->alloc(n);
@@ -545,17 +526,53 @@ int zb_alloc_child_main(int argc, char **argv)
         touch(ptrs[got], n);
     }
     int err = got < count ? errno : 0;
-    long vmas1 = zb_count_vmas();
-    long long lck1 = zb_status_bytes("VmLck"), rss1 = zb_status_bytes("VmRSS");
+    memory_sample after = sample_memory();
     printf("allocated %zu\nerrno %d\n", got, err);
     if (got) {
-        printf("vmas_per_block %.4f\n", (double)(vmas1 - vmas0) / (double)got);
-        printf("vmlck_per_block %.1f\n", (double)(lck1 - lck0) / (double)got);
-        printf("rss_per_block %.1f\n", (double)(rss1 - rss0) / (double)got);
+        printf("vmas_per_block %.4f\n", (double)(after.vmas - before.vmas) / (double)got);
+        printf("vmlck_per_block %.1f\n", (double)(after.locked - before.locked) / (double)got);
+        printf("rss_per_block %.1f\n", (double)(after.resident - before.resident) / (double)got);
     }
     for (size_t i = 0; i < got; i++)
         a->release(ptrs[i], n);
     return got == count ? 0 : 1;
+}
+
+int zb_alloc_child_main(int argc, char **argv)
+{
+    if (argc != 5)
+        return 2;
+    const char *mode = argv[1];
+    const allocator *a = find_allocator(argv[2]);
+    size_t n = strtoull(argv[3], NULL, 10);
+    size_t count = strtoull(argv[4], NULL, 10);
+    int mem = strcmp(mode, "mem") == 0;
+    if (!a || n == 0 || !(mem || strcmp(mode, "sys") == 0))
+        return 2;
+    void **ptrs = calloc(count ? count : 1, sizeof(void *));
+    if (!ptrs)
+        return 1;
+    /* Memory per live block: an allocator that grows on demand is charged
+     * for what it maps from its first call on; a fixed pool is locked at init
+     * whatever the load, so its blocks are counted after init (and the pool
+     * size is reported in a note). */
+    memory_sample before = sample_memory();
+    char why[256];
+    int rc = 1;
+    if (init_allocator(a, n, count, why, sizeof(why)) != 0) {
+        printf("error %s\n", why);
+    } else {
+        if (!mem || a->fixed_pool) {
+            /* first-use costs (library set-up) out of the way */
+            void *warm = a->alloc(n);
+            if (warm)
+                a->release(warm, n);
+            before = sample_memory();
+        }
+        rc = mem ? child_memory(a, n, count, ptrs, before) : child_syscalls(a, n, count, ptrs);
+    }
+    free(ptrs);
+    return rc;
 }
 
 static char strace_path[256];
@@ -591,7 +608,9 @@ static int strace_counts(const allocator *a, size_t n, size_t count, long calls[
     const char *argv[] = {strace_path, "-f", "-qq", "-o", out_file, self, "_alloc-child", "sys",
                           a->name, size_arg, count_arg, NULL};
     char ignored[512];
-    int rc = zb_run_capture(argv, NULL, ignored, sizeof(ignored));
+    /* In a sanitizer build, LeakSanitizer cannot work under ptrace and
+     * would fail the child; the variable is ignored otherwise. */
+    int rc = zb_run_capture(argv, "ASAN_OPTIONS=detect_leaks=0", ignored, sizeof(ignored));
     int marks = 0;
     calls[0] = calls[1] = 0;
     FILE *f = rc == 0 ? fopen(out_file, "r") : NULL;
