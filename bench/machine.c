@@ -68,13 +68,20 @@ static void read_cpu(machine_info *m)
         return;
     static char line[8192];
     int got_model = 0, got_flags = 0;
+    long family = -1, model = -1;
     while (fgets(line, sizeof(line), f) && !(got_model && got_flags)) {
         char *colon = strchr(line, ':');
         if (!colon)
             continue;
         const char *value = colon + 1 + (colon[1] == ' ');
-        if (!got_model && strncmp(line, "model name", 10) == 0) {
-            snprintf(m->cpu, sizeof(m->cpu), "%.*s", (int)strcspn(value, "\n"), value);
+        if (strncmp(line, "cpu family", 10) == 0 && family < 0) {
+            family = atol(value);
+        } else if (strncmp(line, "model\t", 6) == 0 && model < 0) {
+            model = atol(value);
+        } else if (!got_model && strncmp(line, "model name", 10) == 0) {
+            /* a VM may show only "AMD EPYC": family and model tell more */
+            snprintf(m->cpu, sizeof(m->cpu), "%.*s (family %ld, model %ld)",
+                     (int)strcspn(value, "\n"), value, family, model);
             got_model = 1;
         } else if (!got_flags && strncmp(line, "flags", 5) == 0) {
             static const char *const wanted[] = {"sse2", "avx2", "avx512f", "erms", "fsrm"};
