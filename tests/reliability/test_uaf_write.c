@@ -26,11 +26,30 @@ static void child_write_after_free(void *arg)
     zz_free(keep);
 }
 
-static void test_uaf_write_next_block_still_zero(void **state)
+/* The same misuse on an arena cell: zz_arena_alloc promises a zero-filled
+ * block too. */
+static void child_arena_write_after_free(void *arg)
 {
-    (void)state;
+    (void)arg;
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    unsigned char *keep = zz_arena_alloc(a, 32);
+    unsigned char *p = zz_arena_alloc(a, 32);
+    child_check(keep != NULL && p != NULL);
+    zz_arena_free(a, p);
+    memset(p, 0x41, 32); /* the misuse: a write after free */
+    unsigned char *q = zz_arena_alloc(a, 32);
+    child_check(q != NULL);
+    child_check(zz_is_zero(q, 32));
+    zz_arena_free(a, q);
+    zz_arena_free(a, keep);
+    zz_arena_destroy(a);
+}
+
+static void expect_caught_or_zero(tu_child_fn fn)
+{
     struct tu_child_result r;
-    assert_int_equal(tu_run_child(child_write_after_free, NULL, &r), 0);
+    assert_int_equal(tu_run_child(fn, NULL, &r), 0);
     /* Pass when the child detected the misuse (a fatal "zeroize: ..." line
      * and SIGABRT) or when the reused block was zero-filled (exit 0). */
     int detected = r.signaled && r.signal == SIGABRT && strncmp(r.err, "zeroize: ", 9) == 0;
@@ -38,12 +57,32 @@ static void test_uaf_write_next_block_still_zero(void **state)
         print_message("detected: %s", r.err);
     if (!(detected || (r.exited && r.exit_code == 0))) {
         tu_describe_child(&r, __FILE__, __LINE__);
-        fail_msg("a write after free reached the next zz_alloc block");
+        fail_msg("a write after free reached the next block");
     }
 }
 
-int main(void)
+static void test_uaf_write_next_block_still_zero(void **state)
 {
+    (void)state;
+    expect_caught_or_zero(child_write_after_free);
+}
+
+/* KNOWN BUG (reported): not detected in arenas; run with the argument
+ * "arena" (ctest: test_uaf_write_arena, WILL_FAIL until fixed). */
+static void test_uaf_write_arena_next_block_still_zero(void **state)
+{
+    (void)state;
+    expect_caught_or_zero(child_arena_write_after_free);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "arena") == 0) {
+        const struct CMUnitTest arena[] = {
+            cmocka_unit_test(test_uaf_write_arena_next_block_still_zero),
+        };
+        return cmocka_run_group_tests(arena, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uaf_write_next_block_still_zero),
     };
