@@ -107,14 +107,17 @@ static TU_UNUSED uint64_t tu_prng_next(uint64_t *state)
 }
 
 /* Writes len bytes (a multiple of 8) of the seed's stream to dst, one word at
- * a time, so the whole secret never sits anywhere but in dst. */
+ * a time, so the whole secret never sits anywhere but in dst.  The stores
+ * are volatile bytes: otherwise clang builds the whole secret in a stack
+ * temporary and copies it, leaving a second copy in a dead frame. */
 static TU_UNUSED void tu_fill_secret(void *dst, uint64_t seed, size_t len)
 {
     uint64_t s = seed;
-    unsigned char *d = dst;
+    volatile unsigned char *d = dst;
     for (size_t i = 0; i + 8 <= len; i += 8) {
         uint64_t w = tu_prng_next(&s);
-        memcpy(d + i, &w, 8);
+        for (size_t k = 0; k < 8; k++)
+            d[i + k] = (unsigned char)(w >> (8 * k));
     }
     TU_BARRIER();
 }

@@ -87,12 +87,15 @@ __attribute__((noinline)) static void secret_left_on_stack(void)
     TU_BARRIER();
 }
 
+/* Calls fn 16 KiB below this frame.  alloca + an asm that takes the pointer
+ * make the compiler really reserve the space (clang shrinks a volatile
+ * array whose middle is never touched). */
 __attribute__((noinline)) static void call_deep(void (*fn)(void))
 {
-    volatile unsigned char pad[16384];
-    pad[0] = 1;
+    unsigned char *pad = __builtin_alloca(16384);
+    __asm__ __volatile__("" : : "r"(pad) : "memory");
     fn();
-    pad[sizeof pad - 1] = pad[0];
+    __asm__ __volatile__("" : : "r"(pad) : "memory");
 }
 
 static void read_dead_frame(unsigned char back[64])

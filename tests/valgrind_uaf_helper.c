@@ -122,6 +122,11 @@ static int drive(const char *vg, const char *supp)
         printf("cannot run %s: skipped\n", vg);
         return 77;
     }
+    if (rc != 0 && (strstr(out, "unhandled dwarf2") != NULL || strstr(out, "debuginfo") != NULL)) {
+        /* e.g. clang 14's DWARF 5 under valgrind 3.19: valgrind gives up */
+        printf("valgrind cannot read this build's debug info: skipped\n");
+        return 77;
+    }
     if (rc != 0) {
         printf("%s\nFAIL: memcheck on ordinary use exited %d (want 0)\n", out, rc);
         return 1;
