@@ -112,8 +112,11 @@ static void test_wipe_dead_store_survives_optimiser(void **state)
     unsigned char back[64];
     call_deep(secret_left_on_stack);  /* control: the method sees leftovers */
     read_dead_frame(back);
-    assert_int_equal(back[0], 0xC0);
-    assert_int_equal(back[63], 0xC0 + 63);
+    if (back[0] != 0xC0 || back[63] != 0xC0 + 63) {
+        /* e.g. AddressSanitizer moves and clears frames: nothing to observe */
+        print_message("skipped: a dead frame's contents cannot be observed in this build\n");
+        skip();
+    }
     call_deep(secret_on_stack);
     read_dead_frame(back);
     assert_int_equal(zz_is_zero(back, sizeof back), 1);
