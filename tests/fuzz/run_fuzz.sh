@@ -35,5 +35,5 @@ mkdir -p "$work" "$artifacts"
 # LeakSanitizer stays on: the harness frees everything after each input.
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-exec "$fuzzer" -max_total_time="$seconds" -max_len=2048 -timeout=20 \
+exec "$fuzzer" -max_total_time="$seconds" -max_len=2048 -timeout=120 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$here/corpus"
