@@ -39,8 +39,10 @@
 #if defined(ZZ_TEST_HAVE_MEMCHECK_H)
 #include <valgrind/valgrind.h>
 #define TU_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#define TU_VALGRIND_ERRORS() ((unsigned)VALGRIND_COUNT_ERRORS)
 #else
 #define TU_ON_VALGRIND() 0
+#define TU_VALGRIND_ERRORS() 0u
 #endif
 
 #define TU_UNUSED __attribute__((unused))
@@ -155,8 +157,10 @@ static TU_UNUSED void tu_child_prepare(void)
     setrlimit(RLIMIT_CORE, &no_core);
 }
 
-/* In a child made by tu_run_child: the pipe that tu_child_exit reports on. */
+/* In a child made by tu_run_child: the pipe that tu_child_exit reports on,
+ * and how many errors valgrind had counted when the child was forked. */
 static TU_UNUSED int tu_status_fd = -1;
+static TU_UNUSED unsigned tu_errors_at_fork;
 
 /* Ends a child made by tu_run_child with the given status.  Under valgrind
  * the child reports its status through a pipe and kills itself with SIGKILL
@@ -166,6 +170,13 @@ static TU_UNUSED int tu_status_fd = -1;
 static TU_UNUSED _Noreturn void tu_child_exit(int code)
 {
     if (TU_ON_VALGRIND() && tu_status_fd >= 0) {
+        unsigned errors = TU_VALGRIND_ERRORS() - tu_errors_at_fork;
+        if (errors > 0 && code == 0) {
+            /* memcheck found errors in the child: fail it, as
+             * --error-exitcode would have */
+            fprintf(stderr, "valgrind: %u error(s) in this child\n", errors);
+            code = 99;
+        }
         unsigned char c = (unsigned char)code;
         if (write(tu_status_fd, &c, 1) == 1)
             raise(SIGKILL);
@@ -199,6 +210,7 @@ static TU_UNUSED int tu_run_child(tu_child_fn fn, void *arg, struct tu_child_res
         close(fds[0]);
         close(sfd[0]);
         tu_status_fd = sfd[1];
+        tu_errors_at_fork = TU_VALGRIND_ERRORS();
         dup2(fds[1], STDERR_FILENO);
         close(fds[1]);
         tu_child_prepare();
