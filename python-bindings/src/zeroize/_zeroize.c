@@ -53,6 +53,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -1471,6 +1472,22 @@ static PyTypeObject SecureBufferType = {
 /* getpass() helper                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* Waits up to 250 ms for fd to become readable, then reads one byte.
+ * Returns 1 or 0 (end of input) from read(2), or -1 with *err set (EAGAIN
+ * when nothing arrived in time).  Called without the GIL. */
+static ssize_t read_byte_when_ready(int fd, unsigned char *c, int *err)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ready = poll(&p, 1, 250);
+    if (ready <= 0) {
+        *err = ready == 0 ? EAGAIN : errno;
+        return -1;
+    }
+    ssize_t r = read(fd, c, 1);
+    *err = errno;
+    return r;
+}
+
 PyDoc_STRVAR(read_secret_line_doc,
 "_read_secret_line(fd, max_length, /)\n--\n\n"
 "Private helper of getpass(): read one line from fd with one read(2) per\n"
@@ -1498,14 +1515,20 @@ static PyObject *read_secret_line(PyObject *module, PyObject *args)
     for (;;) {
         unsigned char c;
         ssize_t r;
+        int err;
+        /* A signal that arrived while we were not blocked in the kernel
+         * would otherwise wait for the next keystroke: check before each
+         * wait, and wait in slices so a late one is seen within 250 ms. */
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
         Py_BEGIN_ALLOW_THREADS
-        r = read(fd, &c, 1);
+        r = read_byte_when_ready(fd, &c, &err);
         Py_END_ALLOW_THREADS
         if (r < 0) {
-            if (errno == EINTR && PyErr_CheckSignals() == 0)
+            if (err == EINTR || err == EAGAIN)
                 continue;
-            if (errno != EINTR)
-                PyErr_SetFromErrno(PyExc_OSError);
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
             goto fail;
         }
         if (r == 0) {
