@@ -190,10 +190,12 @@ ZZ_EXPORT int zz_unlock_keep(void *p, size_t n);
 typedef struct zz_arena zz_arena;
 
 /* Creates an arena.  capacity > 0: a fixed arena; its memory is reserved,
- * locked and guarded up front and it never grows.  The capacity is rounded up
- * to whole runs of 16 KiB; each run serves one size class, and a block of n
- * bytes takes round_up(n, 16) + 16 bytes of its run (the 16 are the canary),
- * so capacity = count * (round_up(n, 16) + 16) holds count blocks of n bytes.
+ * locked and guarded up front and it never grows.  A block of n <= 1024
+ * bytes costs round_up(n, 16) + 16 bytes (the 16 are its canary), and
+ * capacity = count * (round_up(n, 16) + 16) always holds count blocks of n
+ * bytes.  The arena is cut into runs of 16 KiB, each serving one size, so a
+ * mix of sizes, or blocks above 1 KiB (classes in steps of 64, then 256
+ * bytes), may use more; about 12% more plus two runs is reserved for that.
  * capacity == 0: the arena grows on demand in guarded, locked chunks (64 KiB
  * first, doubling up to 4 MiB).  Blocks may be up to 16,336 bytes; larger
  * secrets belong in zz_alloc.  Same lock policy and backend as zz_alloc.

@@ -23,8 +23,13 @@
 #include "internal.h"
 
 #define RUN_BYTES (16u << 10)
-#define EXACT_CLASSES 64u       /* spans of 16..1024 bytes, in steps of 16 */
-#define NCLASSES (EXACT_CLASSES + 4u) /* then 2, 4, 8, 16 KiB - 16 */
+/* Size classes: spans of 16..1024 bytes in steps of 16 (exact: a 32-byte
+ * secret costs 48 bytes), then steps of 64 to 4 KiB and of 256 beyond, so no
+ * class wastes more than 1/16 of a block. */
+#define SMALL_CLASSES 64u  /* 16 .. 1024 */
+#define MEDIUM_CLASSES 48u /* 1088 .. 4096 */
+#define LARGE_CLASSES 48u  /* 4352 .. 16384, the last one capped at MAX_BLOCK */
+#define NCLASSES (SMALL_CLASSES + MEDIUM_CLASSES + LARGE_CLASSES)
 #define MAX_BLOCK (RUN_BYTES - 3 * ZZ_CANARY_LEN)
 #define FIRST_CHUNK_RUNS 4u
 #define MAX_CHUNK_RUNS 256u
@@ -56,6 +61,7 @@ struct zz_arena {
     struct zz_arena *list_prev, *list_next;
     int growable;
     int backend;              /* of its first chunk; later chunks follow it */
+    size_t next_chunk_runs;   /* a growable arena doubles its chunks */
     struct chunk **chunks;    /* sorted by address */
     size_t nchunks;
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
@@ -70,20 +76,23 @@ static struct zz_arena *arenas;
 
 static unsigned class_of(size_t n)
 {
-    size_t g = n == 0 ? 1 : (n + 15) / 16;
-    if (g <= EXACT_CLASSES)
-        return (unsigned)g - 1;
-    unsigned c = EXACT_CLASSES;
-    for (size_t cap = 128; cap < g; cap *= 2)
-        c++;
-    return c;
+    size_t span = n == 0 ? 16 : (n + 15) & ~(size_t)15;
+    if (span <= 1024)
+        return (unsigned)(span / 16 - 1);
+    if (span <= 4096)
+        return SMALL_CLASSES + (unsigned)((span - 1024 + 63) / 64) - 1;
+    return SMALL_CLASSES + MEDIUM_CLASSES + (unsigned)((span - 4096 + 255) / 256) - 1;
 }
 
 static size_t class_span(unsigned c)
 {
-    if (c < EXACT_CLASSES)
-        return (c + 1) * 16u;
-    size_t span = (size_t)EXACT_CLASSES * 32u << (c - EXACT_CLASSES);
+    size_t span;
+    if (c < SMALL_CLASSES)
+        span = (c + 1) * 16u;
+    else if (c < SMALL_CLASSES + MEDIUM_CLASSES)
+        span = 1024 + (c - SMALL_CLASSES + 1) * 64u;
+    else
+        span = 4096 + (c - SMALL_CLASSES - MEDIUM_CLASSES + 1) * 256u;
     return span > MAX_BLOCK ? MAX_BLOCK : span;
 }
 
@@ -243,10 +252,11 @@ static struct run *arena_new_run(zz_arena *a, unsigned cls)
             errno = ENOMEM;
             return NULL;
         }
-        size_t nruns = a->chunks[a->nchunks - 1]->nruns * 2;
-        c = chunk_new(a, nruns > MAX_CHUNK_RUNS ? MAX_CHUNK_RUNS : nruns);
+        c = chunk_new(a, a->next_chunk_runs);
         if (c == NULL)
             return NULL;
+        if (a->next_chunk_runs < MAX_CHUNK_RUNS)
+            a->next_chunk_runs *= 2;
         if (chunk_insert(a, c) != 0) {
             chunk_destroy(c);
             errno = ENOMEM;
@@ -268,18 +278,28 @@ static struct run *arena_new_run(zz_arena *a, unsigned cls)
 
 /* ---- public API ------------------------------------------------------------ */
 
+/* Runs for a fixed arena of `capacity` bytes, counting round_up(n,16) + 16
+ * per block: each run loses its 16-byte trailing canary and up to one cell
+ * at its end (at most 1/16 of it for blocks up to 1 KiB), and a block size
+ * that straddles run boundaries needs one more: 9/8 and two runs cover it. */
+static size_t fixed_arena_runs(size_t capacity)
+{
+    size_t usable = RUN_BYTES - ZZ_CANARY_LEN;
+    return (capacity / 8 * 9 + capacity % 8 * 2 + usable - 1) / usable + 2;
+}
+
 ZZ_API zz_arena *zz_arena_create(size_t capacity)
 {
     if (zzi_init() != 0)
         return NULL;
     size_t nruns = FIRST_CHUNK_RUNS;
     if (capacity > 0) {
-        if (capacity > SIZE_MAX / 2 - RUN_BYTES) {
+        if (capacity > SIZE_MAX / 16) {
             zzi_fail(ZZI_FAIL_NOMEM);
             errno = ENOMEM;
             return NULL;
         }
-        nruns = (capacity + RUN_BYTES - 1) / RUN_BYTES;
+        nruns = fixed_arena_runs(capacity);
     }
     zz_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -287,6 +307,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         return NULL;
     }
     a->growable = capacity == 0;
+    a->next_chunk_runs = 2 * FIRST_CHUNK_RUNS;
     struct chunk *c = chunk_new(a, nruns);
     if (c == NULL || chunk_insert(a, c) != 0) {
         int e = c ? ENOMEM : errno;
@@ -375,7 +396,7 @@ static struct run *find_cell(zz_arena *a, const unsigned char *p, unsigned *cell
 
 static int bytes_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
 {
-    return zzi_canary_intact(p, n) || (block_epoch != now && zz_is_zero(p, n));
+    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
 }
 
 /* pre: a->lock held.  Checks the canaries around live cell i. */

@@ -89,32 +89,50 @@ static int was_unmapped_block(uintptr_t p)
     return 0;
 }
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_errno;
+static _Atomic int initialized;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #ifdef ZZ_VALGRIND
 int zzi_on_valgrind;
 #endif
 
-static void init_library(void)
+/* Runs until it succeeds once: a getrandom that fails early in boot is tried
+ * again by the next call instead of breaking the library for good. */
+static int init_library(void)
 {
-    ZZ_VG_DETECT();
+    static int fork_handlers_registered;
     if (zzi_canary_init() != 0) {
-        init_errno = errno ? errno : EAGAIN;
-        return;
+        if (errno == 0)
+            errno = EAGAIN;
+        return -1;
     }
+    ZZ_VG_DETECT();
     zzi_pages_uses_guard_install();
-    zzi_registry_init_fork_handlers();
+    if (!fork_handlers_registered) {
+        zzi_registry_init_fork_handlers();
+        fork_handlers_registered = 1;
+    }
+    return 0;
 }
 
 int zzi_init(void)
 {
-    pthread_once(&init_once, init_library);
-    if (zz_unlikely(init_errno != 0)) {
-        errno = init_errno;
-        return -1;
+    if (zz_likely(atomic_load_explicit(&initialized, memory_order_acquire)))
+        return 0;
+    pthread_mutex_lock(&init_lock);
+    int rc = 0;
+    if (!atomic_load(&initialized)) {
+        rc = init_library();
+        if (rc == 0)
+            atomic_store_explicit(&initialized, 1, memory_order_release);
     }
-    return 0;
+    int e = errno;
+    pthread_mutex_unlock(&init_lock);
+    if (rc != 0) {
+        zzi_fail(ZZI_FAIL_RANDOM);
+        errno = e;
+    }
+    return rc;
 }
 
 /* ---- slot geometry -------------------------------------------------------- */
@@ -331,7 +349,11 @@ static void *alloc_impl(size_t n, size_t align, int backend)
     s->epoch[i] = zzi_epoch_stable();
     unsigned char *p = block_at(s, i, span);
     size_t head = head_len(s, span);
-    ZZ_VG_UNDEFINED(p - head, head + span);
+    ZZ_VG_DEFINED(p - head, head + span);
+    /* A free slot is all zeros (zz_free wiped it); anything else was written
+     * through a stale pointer, and handing it out would break both the
+     * zero-fill promise and the secrecy of whatever was written. */
+    ZZ_CHECK(zz_is_zero(p - head, head + span), "write after free (a freed block was modified)");
     zzi_canary_write(p - head, head);
     zzi_canary_write(p + n, span - n);
     ZZ_VG_NOACCESS(p - head, head + span);
@@ -389,13 +411,82 @@ static struct slab *find_live(const void *p, size_t *idx)
     return s;
 }
 
+/* ---- protection changes, safe against a concurrent zz_purge ----------------
+ * zz_purge makes a protected block writable, wipes it and restores its mode;
+ * a mode change running at the same time could make the purge fault or leave
+ * the pages in the wrong mode.  A change (one at a time: the global lock)
+ * publishes which slot it changes and goes through two stages:
+ *   WAITING:    it does not touch the pages until no purge runs;
+ *   COMMITTING: it saw no purge after entering this stage (so any purge that
+ *               starts now sees the stage) and is calling mprotect.
+ * A purge treats a slot being changed in the WAITING stage as settled in its
+ * old mode.  In the COMMITTING stage: if the change belongs to the thread the
+ * purge interrupted, the purge wipes and leaves the new mode; otherwise it
+ * skips the block (waiting could deadlock: that thread may be stopped in a
+ * signal handler that waits for this purge to end). */
+enum { CHANGE_IDLE, CHANGE_WAITING, CHANGE_COMMITTING };
+
+static ZZ_TLS_SIGNAL_SAFE char thread_tag; /* its address tells threads apart */
+static _Atomic int change_stage;
+static _Atomic(struct slab *) change_slab;
+static _Atomic size_t change_index;
+static _Atomic int change_target;
+static _Atomic uintptr_t change_owner;
+
+/* pre: global lock held. */
+static int change_protection(struct slab *s, size_t i, int mode)
+{
+    atomic_store(&change_slab, s);
+    atomic_store(&change_index, i);
+    atomic_store(&change_target, mode);
+    atomic_store(&change_owner, (uintptr_t)&thread_tag);
+    for (;;) {
+        atomic_store(&change_stage, CHANGE_COMMITTING);
+        if (atomic_load(&zzi_purgers) == 0)
+            break;
+        atomic_store(&change_stage, CHANGE_WAITING);
+        while (atomic_load(&zzi_purgers) != 0)
+            zzi_os_yield();
+    }
+    int rc = zzi_os_protect((void *)slot_data(s, i), s->data_len, mode);
+    int e = errno;
+    if (rc == 0)
+        atomic_store(&s->prot[i], (unsigned char)mode);
+    atomic_store(&change_stage, CHANGE_IDLE);
+    atomic_store(&change_slab, NULL);
+    errno = e;
+    return rc;
+}
+
+static int committing(const struct slab *s, size_t i)
+{
+    return atomic_load(&change_stage) == CHANGE_COMMITTING && atomic_load(&change_slab) == s &&
+           atomic_load(&change_index) == i;
+}
+
+/* For a purge: the mode slot i must be left in, *unsure set when its pages
+ * may be in another mode right now; or -1 to skip the slot. */
+static int mode_for_purge(const struct slab *s, size_t i, int *unsure)
+{
+    *unsure = 0;
+    if (!committing(s, i))
+        return atomic_load(&s->prot[i]);
+    if (atomic_load(&change_owner) == (uintptr_t)&thread_tag) {
+        *unsure = 1; /* our own change, suspended under us: before or after mprotect */
+        return atomic_load(&change_target);
+    }
+    return -1; /* mid-mprotect in another thread (which may be stopped in a
+                  signal handler waiting for this purge): skip it */
+}
+
 /* ---- freeing ------------------------------------------------------------------- */
 
-/* 1 if the canary bytes at [p, p+n) are intact, or were zeroed by a purge or a
- * fork that happened since the block was made (block_epoch != now). */
+/* 1 if the canary bytes at [p, p+n) are intact, or were zeroed (wholly or,
+ * when the purge raced with their writing, in part) by a purge or a fork that
+ * happened since the block was made (block_epoch != now). */
 static int canary_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
 {
-    return zzi_canary_intact(p, n) || (block_epoch != now && zz_is_zero(p, n));
+    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
 }
 
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
@@ -447,11 +538,9 @@ ZZ_API void zz_free(void *p)
     struct slab *s = find_live(p, &i);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE) {
-        ZZ_CHECK(zzi_os_protect((void *)slot_data(s, i), s->data_len, ZZ_READWRITE) == 0,
+    if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
+        ZZ_CHECK(change_protection(s, i, ZZ_READWRITE) == 0,
                  "cannot restore write access to a block being freed (mprotect failed)");
-        atomic_store_explicit(&s->prot[i], ZZ_READWRITE, memory_order_relaxed);
-    }
     unsigned char *b = p;
     size_t head = head_len(s, span);
     ZZ_VG_FREELIKE(b);
@@ -516,10 +605,8 @@ ZZ_API int zz_protect(void *p, int mode)
     }
     size_t i;
     struct slab *s = find_live(p, &i);
-    int rc = zzi_os_protect((void *)slot_data(s, i), s->data_len, mode);
-    if (rc == 0)
-        atomic_store_explicit(&s->prot[i], (unsigned char)mode, memory_order_relaxed);
-    else
+    int rc = change_protection(s, i, mode);
+    if (rc != 0)
         zzi_fail(ZZI_FAIL_MAPCOUNT);
     int e = errno;
     zzi_global_unlock();
@@ -545,14 +632,14 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     void *q = zz_alloc(n);
     if (q == NULL)
         return NULL;
-    memcpy(q, p, old_n < n ? old_n : n);
+    zzi_copy_secret(q, p, old_n < n ? old_n : n);
     zz_free(p);
     return q;
 }
 
 /* ---- purge and fork ---------------------------------------------------------------- */
 
-void zzi_block_purge_region(struct zzi_region *r)
+void zzi_block_purge_region(struct zzi_region *r, int nested)
 {
     struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
@@ -563,8 +650,13 @@ void zzi_block_purge_region(struct zzi_region *r)
             continue; /* being reassigned right now */
         uintptr_t data = slot_data(s, i);
         unsigned char *start = block_at(s, i, span) - head_len(s, span);
-        int mode = atomic_load_explicit(&s->prot[i], memory_order_relaxed);
-        if (mode != ZZ_READWRITE && zzi_os_protect((void *)data, s->data_len, ZZ_READWRITE) != 0)
+        int unsure, mode = mode_for_purge(s, i, &unsure);
+        if (mode < 0)
+            continue; /* another thread is changing its mode right now */
+        if (nested && (mode != ZZ_READWRITE || unsure))
+            continue; /* the purge we interrupted owns protection changes */
+        if ((mode != ZZ_READWRITE || unsure) &&
+            zzi_os_protect((void *)data, s->data_len, ZZ_READWRITE) != 0)
             continue;
         zz_wipe(start, (size_t)(data + s->data_len - (uintptr_t)start));
         if (mode != ZZ_READWRITE)

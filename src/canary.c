@@ -83,3 +83,15 @@ int zzi_canary_intact(const unsigned char *p, size_t n)
     });
     return ok;
 }
+
+int zzi_canary_intact_or_zero(const unsigned char *p, size_t n)
+{
+    const unsigned char *src = p;
+    int ok = 1;
+    FOR_EACH_PIECE(p, n, pat, off, len, {
+        for (size_t k = 0; k < len; k++)
+            ok &= src[k] == pat[off + k] || src[k] == 0;
+        src += len;
+    });
+    return ok;
+}

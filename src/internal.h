@@ -123,7 +123,8 @@ enum zzi_failure {
     ZZI_FAIL_ADVICE,    /* the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK  */
     ZZI_FAIL_ARGUMENT,  /* a bad argument                                     */
     ZZI_FAIL_ARENA_FULL, /* a fixed-capacity arena has no room                */
-    ZZI_FAIL_SECRETMEM  /* memfd_secret refused                               */
+    ZZI_FAIL_SECRETMEM, /* memfd_secret refused                               */
+    ZZI_FAIL_RANDOM     /* getrandom failed: no canary key                    */
 };
 /* Records why the calling thread's current call fails (for zz_last_error). */
 void zzi_fail(enum zzi_failure why);
@@ -142,6 +143,12 @@ static inline void zzi_barrier(const void *p)
 {
     __asm__ __volatile__("" : : "r"(p) : "memory");
 }
+
+/* Copies n bytes through general-purpose registers only.  memcpy moves data
+ * through vector registers, which nothing else overwrites for a long time:
+ * a secret copied that way turns up in core dumps (register notes) and on
+ * the stack (lazy binding saves vector registers with XSAVE). */
+void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
 extern _Atomic unsigned zzi_fork_generation;
@@ -195,10 +202,20 @@ struct zzi_region {
 };
 
 /* Walks the purge list and wipes every live block; async-signal-safe.
+ * nested: this purge interrupted another one on the same thread, so it must
+ * not change page protections (the interrupted purge is mid-way through
+ * one): it wipes the blocks in ZZ_READWRITE mode and leaves the others.
  * pre: the caller has announced itself in zzi_purgers. */
-void zzi_registry_purge_all(void);
+void zzi_registry_purge_all(int nested);
+
+/* Thread-local storage read from signal handlers must not be allocated
+ * lazily (__tls_get_addr may call malloc): initial-exec. */
+#define ZZ_TLS_SIGNAL_SAFE _Thread_local __attribute__((tls_model("initial-exec")))
 /* Registers the fork handlers; called once, from library initialisation. */
 void zzi_registry_init_fork_handlers(void);
+
+/* 1 if addr lies in memory this library mapped.  Takes the global lock. */
+int zzi_registry_owns(uintptr_t addr);
 
 /* The allocator's global lock (block.c's slabs, the registry's index). */
 void zzi_global_lock(void);
@@ -228,7 +245,7 @@ int zzi_epoch_unchanged(unsigned e);
 /* ---- block.c ----------------------------------------------------------- */
 void zzi_block_init(void);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
-void zzi_block_purge_region(struct zzi_region *r);
+void zzi_block_purge_region(struct zzi_region *r, int nested);
 
 /* ---- canary.c (used by block.c and arena.c) ------------------------------ */
 /* Draws the per-process canary key.  Returns 0, or -1 with errno. */
@@ -237,6 +254,10 @@ int zzi_canary_init(void);
 void zzi_canary_write(unsigned char *p, size_t n);
 /* 1 if [p, p+n) holds the canary pattern for address p. */
 int zzi_canary_intact(const unsigned char *p, size_t n);
+/* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks
+ * like after a purge that may have raced with its writing (canary bytes are
+ * never zero, so a byte is unambiguously one or the other). */
+int zzi_canary_intact_or_zero(const unsigned char *p, size_t n);
 
 /* ---- init (block.c) ------------------------------------------------------ */
 /* Initialises the library once.  Returns 0, or -1 with errno. */

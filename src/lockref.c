@@ -103,7 +103,9 @@ static int apply_to_uncounted(uintptr_t first, uintptr_t last, int do_lock)
     uintptr_t run = 0;
     int rc = 0;
     for (uintptr_t pg = first;; pg += page) {
-        int boundary = pg > last || count_of(pg) != 0;
+        /* Pages of this library's own blocks are locked already, and must
+         * stay locked whatever the caller's zz_unlock does: never touch them. */
+        int boundary = pg > last || count_of(pg) != 0 || zzi_registry_owns(pg);
         if (boundary && run != 0) {
             size_t len = pg - run;
             if (do_lock) {
@@ -208,9 +210,10 @@ static int unlock_impl(void *p, size_t n, int wipe)
             if (c == 1)
                 locked_pages--;
         }
-        if (c == 1 && run == 0) {
+        int release = c == 1 && !zzi_registry_owns(pg);
+        if (release && run == 0) {
             run = pg;
-        } else if (c != 1 && run != 0) {
+        } else if (!release && run != 0) {
             rc |= release_run(run, pg - run);
             run = 0;
         }

@@ -136,6 +136,10 @@ ZZ_API const char *zz_last_error(void)
         return "the kernel refused memfd_secret: it needs Linux 5.14+ (before 6.5 booted with "
                "secretmem.enable=1) and no seccomp filter blocking it, and its pages count "
                "against RLIMIT_MEMLOCK (`ulimit -l`); or choose ZEROIZE_BACKEND=auto or anon";
+    case ZZI_FAIL_RANDOM:
+        return "the kernel's random generator (getrandom) failed, so no canary key could be "
+               "made; it is tried again on the next call (early in boot, wait for the entropy "
+               "pool; under seccomp, allow getrandom)";
     case ZZI_FAIL_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";

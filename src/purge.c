@@ -6,7 +6,11 @@
  *
  * Guarantee (what zz_purge promises while other threads keep working):
  *   - every block live from before zz_purge starts until after it returns
- *     reads as zero afterwards, in any protection mode;
+ *     reads as zero afterwards, in any protection mode (except: a block whose
+ *     mode another thread is changing at that moment (inside its mprotect
+ *     call) is skipped; and a purge
+ *     run by a signal that interrupted a purge on the same thread wipes only
+ *     the ZZ_READWRITE blocks, leaving the rest to the interrupted one);
  *   - a block allocated or freed meanwhile may or may not be wiped;
  *   - no lock is taken, so a thread interrupted while holding the allocator's
  *     lock cannot deadlock it; no memory outside the library's slots is ever
@@ -21,16 +25,31 @@
 
 #include "internal.h"
 
+/* One purge at a time: two would race on a protected block (one restoring
+ * its mode while the other wipes it).  A purge waits for one in another
+ * thread, which always finishes; a purge that interrupted a purge on its own
+ * thread cannot wait, and leaves protected blocks to it. */
+static _Atomic int purge_running;
+static ZZ_TLS_SIGNAL_SAFE int purging_here;
+
 ZZ_API void zz_purge(void)
 {
     int saved = errno;
+    int nested = purging_here;
+    if (!nested)
+        while (atomic_exchange(&purge_running, 1))
+            zzi_os_yield();
+    purging_here = 1;
     atomic_fetch_add(&zzi_purgers, 1);
     atomic_fetch_add(&zzi_wipe_epoch, 1);
     ZZ_VG_QUIET_BEGIN();
-    zzi_registry_purge_all();
+    zzi_registry_purge_all(nested);
     ZZ_VG_QUIET_END();
     atomic_fetch_add(&zzi_wipe_epoch, 1);
     atomic_fetch_sub(&zzi_purgers, 1);
+    purging_here = nested;
+    if (!nested)
+        atomic_store(&purge_running, 0);
     errno = saved;
 }
 

@@ -124,14 +124,22 @@ struct zzi_region *zzi_registry_find(uintptr_t addr)
     return addr - r->map.base < r->map.len ? r : NULL;
 }
 
+int zzi_registry_owns(uintptr_t addr)
+{
+    zzi_global_lock();
+    int owned = zzi_registry_find(addr) != NULL;
+    zzi_global_unlock();
+    return owned;
+}
+
 /* ---- purge walk (called by purge.c, possibly from a signal handler) ----- */
 
-void zzi_registry_purge_all(void)
+void zzi_registry_purge_all(int nested)
 {
     for (struct zzi_region *r = atomic_load(&purge_list); r != NULL;
          r = atomic_load(&r->next)) {
         if (r->kind == ZZI_REGION_SLAB)
-            zzi_block_purge_region(r);
+            zzi_block_purge_region(r, nested);
         else
             zzi_arena_purge_region(r);
     }
@@ -151,18 +159,18 @@ int zzi_epoch_unchanged(unsigned e)
 
 /* ---- fork ----------------------------------------------------------------- */
 
-/* Lock order everywhere: arena list, each arena, global, lockref. */
+/* Lock order everywhere: arena list, each arena, lockref, global. */
 static void before_fork(void)
 {
     zzi_arena_lock_all();
-    zzi_global_lock();
     zzi_lockref_lock_all();
+    zzi_global_lock();
 }
 
 static void after_fork_parent(void)
 {
-    zzi_lockref_unlock_all();
     zzi_global_unlock();
+    zzi_lockref_unlock_all();
     zzi_arena_unlock_all();
 }
 
@@ -191,8 +199,8 @@ static void after_fork_child(void)
     atomic_fetch_add(&zzi_fork_generation, 1);
     forget_inherited_protections();
     zzi_lockref_forget_after_fork();
-    zzi_lockref_unlock_all();
     zzi_global_unlock();
+    zzi_lockref_unlock_all();
     zzi_arena_unlock_all();
 }
 

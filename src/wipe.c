@@ -72,3 +72,16 @@ ZZ_API int zz_is_zero(const void *p, size_t n)
         acc |= x[i];
     return is_zero_word(acc);
 }
+
+void zzi_copy_secret(void *dst, const void *src, size_t n)
+{
+    volatile uint64_t *d = dst; /* volatile: no vectorising, no memcpy call */
+    const volatile uint64_t *s = src;
+    size_t words = n / 8;
+    for (size_t i = 0; i < words; i++)
+        d[i] = s[i];
+    volatile unsigned char *db = (volatile unsigned char *)dst;
+    const volatile unsigned char *sb = (const volatile unsigned char *)src;
+    for (size_t i = words * 8; i < n; i++)
+        db[i] = sb[i];
+}
