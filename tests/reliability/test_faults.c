@@ -573,6 +573,128 @@ static void test_faults_lock_partial_failure_undone(void **state)
     check_live_blocks();
 }
 
+/* ---- secretmem backend ------------------------------------------------------------------------ */
+
+static int have_secretmem(void)
+{
+    void *p = zz_alloc_backend(1, ZZ_BACKEND_SECRETMEM);
+    int ok = p != NULL && (zz_info(p) & ZZ_INFO_SECRETMEM);
+    zz_free(p);
+    return ok;
+}
+
+static void secretmem_fails(const char *op, int err, int want_errno, const char *hint)
+{
+    if (!have_secretmem())
+        skip();
+    struct snapshot before = snap();
+    zzi_fault_inject(op, 1, err);
+    errno = 0;
+    void *p = zz_alloc_backend(LARGE, ZZ_BACKEND_SECRETMEM);
+    assert_failed(p, want_errno, hint, &before);
+    p = zz_alloc_backend(LARGE, ZZ_BACKEND_SECRETMEM);
+    assert_non_null(p);
+    assert_true(zz_info(p) & ZZ_INFO_SECRETMEM);
+    zz_free(p);
+    assert_same(&before);
+}
+
+static void test_faults_secretmem_unavailable(void **state)
+{
+    (void)state;
+    secretmem_fails("map", ENOSYS, ENOSYS, "memfd_secret");
+}
+
+static void test_faults_secretmem_over_memlock(void **state)
+{
+    (void)state;
+    secretmem_fails("map", ENOMEM, ENOMEM, "ulimit -l");
+}
+
+static void test_faults_secretmem_guard_fails(void **state)
+{
+    (void)state;
+    secretmem_fails("protect", ENOMEM, ENOMEM, "vm.max_map_count");
+}
+
+static void test_faults_secretmem_dontdump_fails(void **state)
+{
+    (void)state;
+    secretmem_fails("dontdump", EINVAL, EINVAL, "MADV_DONTDUMP");
+}
+
+/* ZZ_BACKEND_AUTO on a kernel that refuses memfd_secret: anon memory, and
+ * zz_info says so.  (In a child: AUTO remembers the refusal for good.) */
+static void child_auto_falls_back(void *arg)
+{
+    (void)arg;
+    child_check(zz_set_backend(ZZ_BACKEND_AUTO) == 0);
+    zzi_fault_inject("map", 1, ENOSYS);
+    unsigned char *p = zz_alloc(LARGE);
+    child_check(p != NULL);
+    unsigned want = ZZ_INFO_LOCKED | ZZ_INFO_GUARDED | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK;
+    child_check((zz_info(p) & want) == want && !(zz_info(p) & ZZ_INFO_SECRETMEM));
+    memset(p, 1, LARGE);
+    zz_free(p);
+}
+
+static void test_faults_secretmem_auto_falls_back(void **state)
+{
+    (void)state;
+    if (!have_secretmem())
+        skip();
+    expect_child_ok(child_auto_falls_back, NULL);
+}
+
+/* ---- forked children: locks and guards made again -------------------------------------------- */
+
+/* In a child, a slab inherited from the parent must be locked again (and,
+ * on the guard-install path, guarded again) before it hands out a block.
+ * When that fails, the allocation fails; a later allocation from the same
+ * slab must try again or fail too, never hand out an unlocked or unguarded
+ * block under the required policy. */
+static void child_relock_fails(void *arg)
+{
+    const char *op = arg;
+    zzi_fault_inject(op, 1, strcmp(op, "lock") == 0 ? EAGAIN : ENOMEM);
+    errno = 0;
+    void *p = zz_alloc(64); /* class of live.small: a slab made before the fork */
+    child_check(p == NULL && errno == EAGAIN);
+    child_check(zz_last_error()[0] != '\0');
+    zzi_fault_inject(op, 0, 0);
+    unsigned char *q = zz_alloc(64);
+    if (q != NULL) {
+        unsigned want = ZZ_INFO_LOCKED | ZZ_INFO_GUARDED;
+        if ((zz_info(q) & want) != want)
+            fprintf(stderr, "after a failed refresh: block %p has info %#x (locked: smaps %d)\n",
+                    (void *)q, zz_info(q), tu_addr_has_flag(q, "lo"));
+        child_check((zz_info(q) & want) == want);
+        child_check(tu_addr_has_flag(q, "lo"));
+        zz_free(q);
+    }
+}
+
+static char op_lock[] = "lock", op_guard[] = "guard";
+
+/* KNOWN BUGS (reported): zzi_pages_refresh_slow marks the slab refreshed
+ * before it knows the refresh worked, so the next allocation takes a block
+ * from the slab that is neither locked (under ZZ_LOCK_REQUIRED) nor, on the
+ * guard-install path, guarded.  Run only with --known-bugs (ctest:
+ * test_faults_known_bugs, WILL_FAIL until fixed). */
+static void test_faults_fork_relock_failure_then_unlocked_block(void **state)
+{
+    (void)state;
+    expect_child_ok(child_relock_fails, op_lock);
+}
+
+static void test_faults_fork_reguard_failure_then_unguarded_block(void **state)
+{
+    (void)state;
+    if (tu_mprotect_mode())
+        skip(); /* mprotect guards are inherited: nothing to make again */
+    expect_child_ok(child_relock_fails, op_guard);
+}
+
 /* ---- initialisation (fresh processes) --------------------------------------------------------- */
 
 /* Runs this program again with --child SCENARIO, in a fresh process whose
@@ -722,6 +844,15 @@ int main(int argc, char **argv)
     if (n <= 0)
         return 1;
     self_exe[n] = '\0';
+    if (argc == 2 && strcmp(argv[1], "--known-bugs") == 0) {
+        const struct CMUnitTest known[] = {
+            cmocka_unit_test_setup_teardown(test_faults_fork_relock_failure_then_unlocked_block,
+                                            clear_faults, clear_faults),
+            cmocka_unit_test_setup_teardown(test_faults_fork_reguard_failure_then_unguarded_block,
+                                            clear_faults, clear_faults),
+        };
+        return cmocka_run_group_tests(known, setup, teardown);
+    }
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_faults, clear_faults)
     const struct CMUnitTest tests[] = {
         T(test_faults_alloc_map_enomem),
@@ -751,6 +882,11 @@ int main(int argc, char **argv)
         T(test_faults_lock_mlock_fails),
         T(test_faults_lock_dontdump_fails),
         T(test_faults_lock_partial_failure_undone),
+        T(test_faults_secretmem_unavailable),
+        T(test_faults_secretmem_over_memlock),
+        T(test_faults_secretmem_guard_fails),
+        T(test_faults_secretmem_dontdump_fails),
+        T(test_faults_secretmem_auto_falls_back),
         T(test_faults_init_random_fails),
         T(test_faults_init_random_later_calls_clean),
         T(test_faults_init_random_failure_explained),
