@@ -196,8 +196,9 @@ typedef struct zz_arena zz_arena;
  * bytes.  The arena is cut into runs of 16 KiB, each serving one size, so a
  * mix of sizes, or blocks above 1 KiB (classes in steps of 64, then 256
  * bytes), may use more; about 12% more plus two runs is reserved for that.
- * capacity == 0: the arena grows on demand in guarded, locked chunks (64 KiB
- * first, doubling up to 4 MiB).  Blocks may be up to 16,336 bytes; larger
+ * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
+ * first, then each new chunk a quarter of the arena's size so far (at least
+ * 64 KiB, at most 4 MiB), so growth never leaves more than a quarter unused.  Blocks may be up to 16,336 bytes; larger
  * secrets belong in zz_alloc.  Same lock policy and backend as zz_alloc.
  * Returns NULL with errno on failure (ENOMEM, or the lock failure's errno).
  * In a forked child, an arena made before the fork keeps working (its blocks

@@ -61,7 +61,7 @@ struct zz_arena {
     struct zz_arena *list_prev, *list_next;
     int growable;
     int backend;              /* of its first chunk; later chunks follow it */
-    size_t next_chunk_runs;   /* a growable arena doubles its chunks */
+    size_t total_runs;        /* in all chunks */
     struct chunk **chunks;    /* sorted by address */
     size_t nchunks;
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
@@ -208,6 +208,17 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     return c;
 }
 
+/* A growable arena adds a quarter of its size (at least the first chunk's,
+ * at most MAX_CHUNK_RUNS): few chunks, and never more than a quarter of its
+ * locked memory unused by growth. */
+static size_t growth_runs(size_t total_runs)
+{
+    size_t n = total_runs / 4;
+    if (n < FIRST_CHUNK_RUNS)
+        n = FIRST_CHUNK_RUNS;
+    return n > MAX_CHUNK_RUNS ? MAX_CHUNK_RUNS : n;
+}
+
 static int chunk_insert(zz_arena *a, struct chunk *c)
 {
     struct chunk **n = realloc(a->chunks, (a->nchunks + 1) * sizeof *n);
@@ -221,6 +232,7 @@ static int chunk_insert(zz_arena *a, struct chunk *c)
     }
     a->chunks[at] = c;
     a->nchunks++;
+    a->total_runs += c->nruns;
     return 0;
 }
 
@@ -252,11 +264,9 @@ static struct run *arena_new_run(zz_arena *a, unsigned cls)
             errno = ENOMEM;
             return NULL;
         }
-        c = chunk_new(a, a->next_chunk_runs);
+        c = chunk_new(a, growth_runs(a->total_runs));
         if (c == NULL)
             return NULL;
-        if (a->next_chunk_runs < MAX_CHUNK_RUNS)
-            a->next_chunk_runs *= 2;
         if (chunk_insert(a, c) != 0) {
             chunk_destroy(c);
             errno = ENOMEM;
@@ -307,7 +317,6 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         return NULL;
     }
     a->growable = capacity == 0;
-    a->next_chunk_runs = 2 * FIRST_CHUNK_RUNS;
     struct chunk *c = chunk_new(a, nruns);
     if (c == NULL || chunk_insert(a, c) != 0) {
         int e = c ? ENOMEM : errno;
