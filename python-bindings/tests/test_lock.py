@@ -191,12 +191,11 @@ print("lo" in flags, "dd" in flags, zeroize.Protection.LOCKED in sb.info())
 '''
 
 
-@pytest.mark.xfail(reason="libzeroize 0.1.0: zz_lock+zz_unlock on a zz_alloc block munlocks it "
-                          "and drops MADV_DONTDUMP while zz_info() still reports LOCKED|DONTDUMP",
-                   strict=False)
 def test_library_unlock_keeps_block_protection():
-    """Shows a library bug (run in a child: the stripped slot would be
-    reused by later tests' SecureBuffers)."""
+    """zz_lock + zz_unlock on memory inside a zz_alloc block must leave the
+    block locked and out of core dumps.  (libzeroize stripped both before
+    the fix of 2026-11-28; run in a child so a stripped slot could not be
+    handed to later tests' SecureBuffers.)"""
     import subprocess, sys
     here = os.path.dirname(os.path.abspath(__file__))
     proc = subprocess.run([sys.executable, "-c", LIBRARY_UNLOCK_BUG, here], capture_output=True,

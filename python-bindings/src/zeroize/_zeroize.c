@@ -26,6 +26,9 @@
  *   def set_lock_policy(name): zz_set_lock_policy({"required": 0,
  *                                                  "best-effort": 1}[name])
  *   def get_lock_policy(): return "required" | "best-effort"
+ *   def set_backend(name): zz_set_backend({"anon": 0, "secretmem": 1,
+ *                                          "auto": 2}[name])
+ *   def get_backend(): return "anon" | "secretmem" | "auto"
  *   def _read_secret_line(fd, max_length):      # getpass() helper
  *       block = zz_alloc(...)
  *       while (c := os.read(fd, 1)) not in (b"", b"\n"): block += c
@@ -460,12 +463,11 @@ PyDoc_STRVAR(mlock_doc,
 "Raises LockError (an OSError and a TypeError, with errno) when the kernel\n"
 "refuses, e.g. because RLIMIT_MEMLOCK (`ulimit -l`) is too small.");
 
-/* A SecureBuffer's block is locked by the allocator already.  Counting a
- * zz_lock on it is not just redundant: the matching zz_unlock would munlock
- * the block's pages and drop MADV_DONTDUMP from them (libzeroize 0.1.0 does
- * not tell its own blocks apart from caller memory there), leaving a block
- * that zz_info() still reports as LOCKED|DONTDUMP.  So mlock/munlock on a
- * SecureBuffer object only check it and, for munlock, wipe it. */
+/* A SecureBuffer's block is locked by the allocator already, so mlock and
+ * munlock on a SecureBuffer object only check it and, for munlock, wipe it.
+ * (An extra zz_lock count on a block's pages is redundant, and early
+ * libzeroize builds let the matching zz_unlock strip the block's own lock
+ * and MADV_DONTDUMP.) */
 static int is_securebuffer(PyObject *obj)
 {
     return Py_IS_TYPE(obj, &SecureBufferType);
@@ -595,6 +597,62 @@ static PyObject *get_lock_policy(PyObject *module, PyObject *unused)
     (void)unused;
     return PyUnicode_FromString(zz_get_lock_policy() == ZZ_LOCK_BEST_EFFORT ? "best-effort"
                                                                              : "required");
+}
+
+static const struct {
+    const char *name;
+    int value;
+} backends[] = {
+    {"anon", ZZ_BACKEND_ANON},
+    {"secretmem", ZZ_BACKEND_SECRETMEM},
+    {"auto", ZZ_BACKEND_AUTO},
+};
+
+PyDoc_STRVAR(set_backend_doc,
+"set_backend(backend, /)\n--\n\n"
+"Choose where SecureBuffers allocated from now on live: \"anon\" (the\n"
+"default: private anonymous memory), \"secretmem\" (memfd_secret(2):\n"
+"removed from the kernel's direct map, so /proc/PID/mem, process_vm_readv\n"
+"and ptrace cannot read it; allocations fail where the kernel lacks it) or\n"
+"\"auto\" (secretmem when available, else anon).  Existing buffers stay\n"
+"where they are; info() reports Protection.SECRETMEM.  The environment\n"
+"variable ZEROIZE_BACKEND sets the initial choice.  Other values raise\n"
+"ValueError.");
+
+static PyObject *set_backend(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "set_backend() expects a str, not '%.100s'",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (PyUnicode_CompareWithASCIIString(arg, backends[i].name) == 0) {
+            if (zz_set_backend(backends[i].value) != 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "unknown backend %R: expected \"anon\", \"secretmem\" or \"auto\"", arg);
+    return NULL;
+}
+
+PyDoc_STRVAR(get_backend_doc,
+"get_backend()\n--\n\n"
+"The backend chosen by set_backend() or ZEROIZE_BACKEND: \"anon\",\n"
+"\"secretmem\" or \"auto\".");
+
+static PyObject *get_backend(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    int b = zz_get_backend();
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i].value == b)
+            return PyUnicode_FromString(backends[i].name);
+    return PyLong_FromLong(b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1592,6 +1650,8 @@ static PyMethodDef module_methods[] = {
     {"stats", stats, METH_NOARGS, stats_doc},
     {"set_lock_policy", set_lock_policy, METH_O, set_lock_policy_doc},
     {"get_lock_policy", get_lock_policy, METH_NOARGS, get_lock_policy_doc},
+    {"set_backend", set_backend, METH_O, set_backend_doc},
+    {"get_backend", get_backend, METH_NOARGS, get_backend_doc},
     {"_read_secret_line", read_secret_line, METH_VARARGS, read_secret_line_doc},
     {"_volatile_loop_wipe", volatile_loop_wipe, METH_O, volatile_loop_wipe_doc},
     {"_wipe_c_loop", wipe_c_loop, METH_VARARGS, wipe_c_loop_doc},
