@@ -25,10 +25,27 @@ import statistics
 import sys
 import time
 
+import os
+
 import numpy as np
 
-import zeroize
-from zeroize import SecureBuffer, _zeroize, zeroize1
+
+def _import_zeroize():
+    """Import the installed package; with /usr/bin/python3, also look in
+    the virtual environment run_tests.sh builds ($ZZ_VENV, /tmp/zzvenv)."""
+    try:
+        import zeroize
+        return zeroize
+    except ImportError:
+        venv = os.environ.get("ZZ_VENV", "/tmp/zzvenv")
+        ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        sys.path.insert(0, os.path.join(venv, "lib", ver, "site-packages"))
+        import zeroize
+        return zeroize
+
+
+zeroize = _import_zeroize()
+from zeroize import SecureBuffer, _zeroize, zeroize1  # noqa: E402
 
 MIB = 1 << 20
 
@@ -76,7 +93,8 @@ def run(rounds):
     for _ in range(rounds):
         for name, (fn, number) in cases.items():
             samples[name].append(fn(number))
-    return {name: statistics.median(v) for name, v in samples.items()}, samples
+    return ({name: statistics.median(v) for name, v in samples.items()},
+            {name: min(v) for name, v in samples.items()}, samples)
 
 
 def fmt_time(seconds):
@@ -93,41 +111,49 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    med, samples = run(args.rounds)
+    med, best, samples = run(args.rounds)
     gib = MIB / (1 << 30)
-    ratios = [
+    def ratio(a, b, d=med):
+        return d[a] / d[b]
+
+    spec = [
         ("volatile loop / zeroize1 (bytearray)",
-         med["volatile loop bytearray 1 MiB"] / med["zeroize1 bytearray 1 MiB"], ">= 10", 10, True),
+         "volatile loop bytearray 1 MiB", "zeroize1 bytearray 1 MiB", ">= 10", 10, True),
         ("volatile loop / zeroize1 (numpy)",
-         med["volatile loop numpy 1 MiB"] / med["zeroize1 numpy 1 MiB"], ">= 10", 10, True),
+         "volatile loop numpy 1 MiB", "zeroize1 numpy 1 MiB", ">= 10", 10, True),
         ("zeroize1 (bytearray) / zz_wipe from C",
-         med["zeroize1 bytearray 1 MiB"] / med["zz_wipe from C 1 MiB"], "<= 1.2", 1.2, False),
+         "zeroize1 bytearray 1 MiB", "zz_wipe from C 1 MiB", "<= 1.2", 1.2, False),
         ("zeroize1 (numpy) / zz_wipe from C",
-         med["zeroize1 numpy 1 MiB"] / med["zz_wipe from C 1 MiB"], "<= 1.2", 1.2, False),
+         "zeroize1 numpy 1 MiB", "zz_wipe from C 1 MiB", "<= 1.2", 1.2, False),
         ("SecureBuffer(32)+close / bytearray(32)+zeroize1",
-         med["SecureBuffer(32)+close()"] / med["bytearray(32)+zeroize1()"], "<= 10", 10, False),
+         "SecureBuffer(32)+close()", "bytearray(32)+zeroize1()", "<= 10", 10, False),
     ]
+    ratios = [(name, ratio(a, b), ratio(a, b, best), target, bound, at_least)
+              for name, a, b, target, bound, at_least in spec]
 
     print(f"zeroize {zeroize.__version__} (libzeroize {_zeroize.LIBRARY_VERSION}), "
           f"Python {platform.python_version()}, {platform.machine()}, "
           f"median of {args.rounds} round-robin rounds\n")
-    print("| case | time per call | throughput |")
-    print("|---|---:|---:|")
+    print("| case | median per call | best per call | throughput (median) |")
+    print("|---|---:|---:|---:|")
     for name, t in med.items():
         thr = f"{gib / t:.1f} GiB/s" if "1 MiB" in name else ""
-        print(f"| {name} | {fmt_time(t)} | {thr} |")
-    print("\n| ratio | measured | target | met |")
-    print("|---|---:|---:|:---:|")
+        print(f"| {name} | {fmt_time(t)} | {fmt_time(best[name])} | {thr} |")
+    print("\n| ratio | medians | bests | target | met (medians) |")
+    print("|---|---:|---:|---:|:---:|")
     results = []
-    for name, value, target, bound, at_least in ratios:
+    for name, value, value_best, target, bound, at_least in ratios:
         met = value >= bound if at_least else value <= bound
-        results.append(dict(ratio=name, value=value, target=target, met=met))
-        print(f"| {name} | {value:.2f}x | {target} | {'yes' if met else 'NO'} |")
+        results.append(dict(ratio=name, value=value, value_best=value_best, target=target,
+                            met=met))
+        print(f"| {name} | {value:.2f}x | {value_best:.2f}x | {target} | "
+              f"{'yes' if met else 'NO'} |")
 
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(python=platform.python_version(), rounds=args.rounds,
-                           median_seconds=med, samples_seconds=samples, ratios=results),
+                           median_seconds=med, best_seconds=best, samples_seconds=samples,
+                           ratios=results),
                       f, indent=2)
     return 0
 
