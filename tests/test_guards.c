@@ -106,13 +106,15 @@ static void test_canary_before_block_detected(void **state)
     }
 }
 
-/* Guard pages must still be there in a forked child, for blocks that were
- * allocated before the fork and for blocks carved afterwards from memory the
- * library had mapped before the fork.  (The child's view of a
- * MADV_WIPEONFORK mapping is a fresh zero mapping: whatever the kernel kept
- * per page, such as MADV_GUARD_INSTALL markers, is not inherited unless the
- * library puts it back.)  The first child sets up the blocks; a grandchild
- * touches them and must die of SIGSEGV; the first child reports. */
+/* Guard pages in a forked child.  The kernel gives a child a fresh zero view
+ * of a MADV_WIPEONFORK mapping, without its MADV_GUARD_INSTALL markers (and
+ * without any mlock).  The library documents what follows: until the child
+ * allocates from a slab, blocks inherited there read as zeros and zz_info()
+ * does not claim ZZ_INFO_GUARDED (on the guard-install path) or
+ * ZZ_INFO_LOCKED; the first allocation from the slab puts guards and locks
+ * back, for new and inherited blocks alike.  The first child sets up the
+ * blocks; the grandchild checks the claim, allocates, then touches a guard
+ * and must die of SIGSEGV; the first child reports. */
 struct forked_touch {
     size_t n;
     int reuse;     /* 0: touch a block from before the fork; 1: a new block */
@@ -136,10 +138,17 @@ static void child_fork_then_touch(void *arg)
     child_check(pid >= 0);
     if (pid == 0) {
         unsigned char *p = old;
-        if (f->reuse) {
-            p = zz_alloc(f->n);
-            child_check(p != NULL);
-        }
+        child_check(zz_is_zero(old, f->n));
+        unsigned info = zz_info(old);
+        child_check(!(info & ZZ_INFO_LOCKED));
+        if (!tu_mprotect_mode())
+            child_check(!(info & ZZ_INFO_GUARDED));
+        unsigned char *fresh = zz_alloc(f->n); /* refreshes the slab */
+        child_check(fresh != NULL);
+        child_check((zz_info(old) & (ZZ_INFO_GUARDED | ZZ_INFO_LOCKED)) ==
+                    (ZZ_INFO_GUARDED | ZZ_INFO_LOCKED));
+        if (f->reuse)
+            p = fresh;
         unsigned char *at = f->before ? (unsigned char *)tu_page_of(p) - 1 : p + tu_round16(f->n);
         grandchild_touch(at);
         _exit(0);
