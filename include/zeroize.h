@@ -88,6 +88,13 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * Steady state makes no system call: freed blocks are wiped and kept, still
  * guarded and locked, in a bounded cache.
  *
+ * After fork(), in the child: blocks made before the fork read as zeros and
+ * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
+ * mappings) MADV_GUARD_INSTALL guards to a child, so until the child
+ * allocates from the same slab, zz_info() on those blocks lacks
+ * ZZ_INFO_LOCKED (and ZZ_INFO_GUARDED on the guard-install path); the first
+ * allocation puts both back for the whole slab.
+ *
  * Returns NULL and sets errno on failure:
  *   ENOMEM   n is too large, or the kernel refused memory or a mapping
  *            (vm.max_map_count)
