@@ -82,21 +82,25 @@ static int is_lock_errno(int err)
 }
 
 /* Raises exc_type(errno, message) where message is what the library says
- * about the failure, with the RLIMIT_MEMLOCK hint added when a lock limit can
- * be the cause and the library did not already say so. */
+ * about the failure; a LockError gets the RLIMIT_MEMLOCK hint when the
+ * library did not already give it. */
 static PyObject *raise_library_error(PyObject *exc_type, int err, const char *what)
 {
     const char *detail = zz_last_error();
     const char *hint = "";
-    if (is_lock_errno(err) && strstr(detail, "ulimit -l") == NULL)
+    if (exc_type == LockError && is_lock_errno(err) && strstr(detail, "ulimit -l") == NULL)
         hint = " (locked memory is limited by RLIMIT_MEMLOCK: raise it with "
                "`ulimit -l`, or grant CAP_IPC_LOCK)";
-    PyObject *msg = PyUnicode_FromFormat("%s: %s%s%s", what,
-                                         detail[0] ? detail : strerror(err),
-                                         hint, "");
+    PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what,
+                                         detail[0] ? detail : strerror(err), hint);
     if (msg == NULL)
         return NULL;
-    PyObject *exc = PyObject_CallFunction(exc_type, "iO", err, msg);
+    if (!PyObject_IsSubclass(exc_type, PyExc_OSError)) { /* MemoryError */
+        PyErr_SetObject(exc_type, msg);
+        Py_DECREF(msg);
+        return NULL;
+    }
+    PyObject *exc = PyObject_CallFunction(exc_type, "iO", err, msg); /* sets .errno */
     Py_DECREF(msg);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
