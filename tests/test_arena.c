@@ -178,44 +178,48 @@ static void test_fixed_arena_capacity_formula(void **state)
     assert_int_equal(failures, 0);
 }
 
-/* zeroize.h: a growable arena grows "in guarded, locked chunks (64 KiB first,
- * doubling up to 4 MiB)".  Watches mapped_bytes grow chunk by chunk. */
-static void test_growable_chunks_double(void **state)
+/* zeroize.h: a growable arena grows in chunks of "64 KiB first, then each new
+ * chunk a quarter of the arena's size so far (at least 64 KiB, at most
+ * 4 MiB)".  Watches mapped_bytes grow chunk by chunk (each chunk is mapped
+ * with a guard page on either side) up to 2 MiB of data. */
+static void test_growable_chunks_grow_by_a_quarter(void **state)
 {
     (void)state;
+    enum { MAX_BLOCKS = 60000 };
+    const size_t page = tu_page_size(), kib64 = (size_t)64 << 10, mib4 = (size_t)4 << 20;
     zz_stats s;
     zz_get_stats(&s);
-    size_t before = s.mapped_bytes, page = tu_page_size();
+    size_t last = s.mapped_bytes;
     zz_arena *a = zz_arena_create(0);
     assert_non_null(a);
     zz_get_stats(&s);
-    size_t chunk[8], nchunks = 0, last = s.mapped_bytes;
-    chunk[nchunks++] = last - before;
-    void **ptrs = calloc(40000, sizeof *ptrs);
+    size_t first = s.mapped_bytes - last - 2 * page, total = first, grown_beyond_min = 0;
+    last = s.mapped_bytes;
+    assert_int_equal(first, kib64);
+    int failures = 0;
+    void **ptrs = calloc(MAX_BLOCKS, sizeof *ptrs);
     assert_non_null(ptrs);
-    size_t count = 0;
-    while (nchunks < 5 && count < 40000) {
+    for (size_t count = 0; count < MAX_BLOCKS && total < ((size_t)2 << 20); count++) {
         ptrs[count] = zz_arena_alloc(a, 32);
         assert_non_null(ptrs[count]);
-        count++;
         zz_get_stats(&s);
-        if (s.mapped_bytes != last) {
-            chunk[nchunks++] = s.mapped_bytes - last;
-            last = s.mapped_bytes;
-        }
-    }
-    int failures = 0;
-    for (size_t k = 0; k < nchunks; k++) {
-        /* mapped = data + (at least) a guard page on each side */
-        size_t want = ((size_t)64 << 10) << k;
-        print_message("chunk %zu: %zu bytes mapped (%zu KiB of data expected)\n", k, chunk[k],
-                      want >> 10);
-        if (chunk[k] < want || chunk[k] > want + 2 * page)
+        if (s.mapped_bytes == last)
+            continue;
+        size_t chunk = s.mapped_bytes - last - 2 * page;
+        size_t want = total / 4 < kib64 ? kib64 : total / 4 > mib4 ? mib4 : total / 4;
+        print_message("arena of %zu KiB adds a chunk of %zu KiB (a quarter: %zu KiB)\n",
+                      total >> 10, chunk >> 10, want >> 10);
+        /* within one 16 KiB run of the rule */
+        if (chunk + RUN <= want || chunk >= want + RUN || chunk < kib64 || chunk > mib4)
             failures++;
+        grown_beyond_min += chunk > kib64;
+        total += chunk;
+        last = s.mapped_bytes;
     }
     zz_arena_destroy(a);
     free(ptrs);
     assert_int_equal(failures, 0);
+    assert_true(grown_beyond_min > 0);
 }
 
 static void test_arena_bad_arguments(void **state)
@@ -616,7 +620,7 @@ int main(void)
         cmocka_unit_test(test_fixed_arena_fills_then_refuses),
         cmocka_unit_test(test_fixed_arena_mixed_classes),
         cmocka_unit_test(test_fixed_arena_capacity_formula),
-        cmocka_unit_test(test_growable_chunks_double),
+        cmocka_unit_test(test_growable_chunks_grow_by_a_quarter),
         cmocka_unit_test(test_arena_bad_arguments),
         cmocka_unit_test(test_packing_32_byte_secrets),
         cmocka_unit_test(test_packing_16_byte_secrets),
