@@ -146,8 +146,16 @@ static OPTNONE void child_read_old_block(void *arg)
     memset(p, 0xC3, st->from);
     unsigned char *q = zz_realloc(p, st->to);
     child_check(q != NULL);
+#if defined(ZZ_TEST_HAVE_MEMCHECK_H)
+    VALGRIND_DISABLE_ERROR_REPORTING; /* the read after free is the point */
+#endif
+    unsigned char acc = 0;
     for (size_t i = 0; i < st->from; i++)
-        child_check(VREAD(p + i) == 0);
+        acc |= VREAD(p + i);
+#if defined(ZZ_TEST_HAVE_MEMCHECK_H)
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+    child_check(acc == 0);
 }
 
 static void test_realloc_wipes_old_block(void **state)
