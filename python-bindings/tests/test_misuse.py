@@ -121,6 +121,40 @@ cases = [
 for exc, fn, name in cases:
     expect(exc, fn, name)
 
+# An index whose __index__ closes the buffer or changes its mode must not
+# make the access that follows touch freed or protected memory.
+class Sneaky:
+    def __init__(self, action):
+        self.action = action
+    def __index__(self):
+        target = victims[-1]
+        if self.action == "close":
+            target.close()
+        else:
+            getattr(target, self.action)()
+        return 1
+victims = []
+def victim():
+    victims.append(SecureBuffer(b"victim!!"))
+    return victims[-1]
+sneaky_cases = [
+    (ValueError, lambda: victim()[Sneaky("close")], "get, index closes"),
+    (ValueError, lambda: victim()[Sneaky("noaccess")], "get, index makes noaccess"),
+    (ValueError, lambda: victim()[Sneaky("close"):4], "slice get, start closes"),
+    (ValueError, lambda: victim()[:Sneaky("noaccess")], "slice get, stop makes noaccess"),
+    (ValueError, lambda: assign(victim(), Sneaky("close"), 1), "set, index closes"),
+    (ValueError, lambda: assign(victim(), 0, Sneaky("close")), "set, value closes"),
+    (ValueError, lambda: assign(victim(), 0, Sneaky("noaccess")), "set, value makes noaccess"),
+    (TypeError, lambda: assign(victim(), Sneaky("readonly"), 1), "set, index makes readonly"),
+    (ValueError, lambda: assign(victim(), slice(Sneaky("close"), 3), b"xx"), "slice set closes"),
+    (TypeError, lambda: assign(victim(), slice(0, Sneaky("readonly")), b"x"), "slice set readonly"),
+]
+for exc, fn, name in sneaky_cases:
+    expect(exc, fn, name)
+for v in victims:
+    v.readwrite() if not v.closed else None
+    v.close()
+
 # Objects that die in odd states are cleaned up without complaint.
 a = SecureBuffer(b"dies in noaccess"); a.noaccess(); del a
 b = SecureBuffer(b"dies readonly"); b.readonly(); del b

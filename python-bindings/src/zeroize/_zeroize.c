@@ -952,14 +952,19 @@ static PyObject *sb_item(PyObject *op, Py_ssize_t i)
     return PyLong_FromLong(self->data[i]);
 }
 
+/* Converting an index or a slice may run Python code (__index__), which may
+ * close the buffer or change its mode: every function below converts its
+ * arguments first and checks the buffer's state last, right before it
+ * touches the memory. */
+
 static PyObject *sb_subscript(PyObject *op, PyObject *key)
 {
     SecureBufferObject *self = SB(op);
-    CHECK_USABLE(self, NULL);
     if (PyIndex_Check(key)) {
         Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
         if (i == -1 && PyErr_Occurred())
             return NULL;
+        CHECK_USABLE(self, NULL);
         if (sb_index(self, &i) < 0)
             return NULL;
         return PyLong_FromLong(self->data[i]);
@@ -968,6 +973,7 @@ static PyObject *sb_subscript(PyObject *op, PyObject *key)
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0)
             return NULL;
+        CHECK_USABLE(self, NULL);
         Py_ssize_t n = PySlice_AdjustIndices(self->size, &start, &stop, step);
         if (step == 1)
             return PyBytes_FromStringAndSize((const char *)self->data + start, n);
@@ -979,6 +985,7 @@ static PyObject *sb_subscript(PyObject *op, PyObject *key)
             dst[k] = (char)self->data[i];
         return out;
     }
+    CHECK_USABLE(self, NULL);
     PyErr_Format(PyExc_TypeError, "SecureBuffer indices must be integers or slices, not %.100s",
                  Py_TYPE(key)->tp_name);
     return NULL;
@@ -991,13 +998,10 @@ static int refuse_resize(void)
     return -1;
 }
 
-static int sb_set_index(SecureBufferObject *self, PyObject *key, PyObject *value)
+/* Converts value to a byte: 0..255 in *byte, or -1 there when it is an int
+ * outside that range (reported later, after the state checks). */
+static int byte_value(PyObject *value, long *byte)
 {
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred())
-        return -1;
-    if (sb_index(self, &i) < 0)
-        return -1;
     if (!PyIndex_Check(value)) {
         PyErr_Format(PyExc_TypeError, "an integer is required, not '%.100s'",
                      Py_TYPE(value)->tp_name);
@@ -1007,16 +1011,36 @@ static int sb_set_index(SecureBufferObject *self, PyObject *key, PyObject *value
     if (num == NULL)
         return -1;
     int overflow;
-    long byte = PyLong_AsLongAndOverflow(num, &overflow);
+    long v = PyLong_AsLongAndOverflow(num, &overflow);
     Py_DECREF(num);
-    if (byte == -1 && PyErr_Occurred())
+    if (v == -1 && PyErr_Occurred())
         return -1;
-    if (overflow || byte < 0 || byte > 255) {
+    *byte = (overflow || v < 0 || v > 255) ? -1 : v;
+    return 0;
+}
+
+static int sb_store_byte(SecureBufferObject *self, Py_ssize_t i, long byte)
+{
+    CHECK_WRITABLE(self, -1);
+    if (sb_index(self, &i) < 0)
+        return -1;
+    if (byte < 0) {
         PyErr_SetString(PyExc_ValueError, "byte must be in range(0, 256)");
         return -1;
     }
     self->data[i] = (unsigned char)byte;
     return 0;
+}
+
+static int sb_set_index(SecureBufferObject *self, PyObject *key, PyObject *value)
+{
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    long byte;
+    if (byte_value(value, &byte) < 0)
+        return -1;
+    return sb_store_byte(self, i, byte);
 }
 
 static int overlaps(const Py_buffer *v, const SecureBufferObject *self)
@@ -1033,8 +1057,8 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
     Py_ssize_t start, stop, step;
     if (PySlice_Unpack(key, &start, &stop, &step) < 0)
         return -1;
-    Py_ssize_t n = PySlice_AdjustIndices(self->size, &start, &stop, step);
     if (!PyObject_CheckBuffer(value)) {
+        CHECK_WRITABLE(self, -1);
         PyErr_Format(PyExc_TypeError,
                      "can assign only a bytes-like object to a SecureBuffer slice, "
                      "not '%.100s'", Py_TYPE(value)->tp_name);
@@ -1043,6 +1067,15 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
     Py_buffer src;
     if (PyObject_GetBuffer(value, &src, PyBUF_FULL_RO) < 0)
         return -1;
+    if (sb_unusable(self)) {
+        PyBuffer_Release(&src);
+        return -1;
+    }
+    if (self->mode == ZZ_READONLY) {
+        PyBuffer_Release(&src);
+        CHECK_WRITABLE(self, -1); /* raises the TypeError */
+    }
+    Py_ssize_t n = PySlice_AdjustIndices(self->size, &start, &stop, step);
     if (src.len != n) {
         PyErr_Format(PyExc_ValueError,
                      "SecureBuffer has a fixed size: slice assignment needs exactly "
@@ -1082,13 +1115,15 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
 static int sb_ass_subscript(PyObject *op, PyObject *key, PyObject *value)
 {
     SecureBufferObject *self = SB(op);
-    CHECK_WRITABLE(self, -1);
-    if (value == NULL)
+    if (value == NULL) {
+        CHECK_WRITABLE(self, -1);
         return refuse_resize();
+    }
     if (PyIndex_Check(key))
         return sb_set_index(self, key, value);
     if (PySlice_Check(key))
         return sb_set_slice(self, key, value);
+    CHECK_WRITABLE(self, -1);
     PyErr_Format(PyExc_TypeError, "SecureBuffer indices must be integers or slices, not %.100s",
                  Py_TYPE(key)->tp_name);
     return -1;
@@ -1097,15 +1132,16 @@ static int sb_ass_subscript(PyObject *op, PyObject *key, PyObject *value)
 static int sb_ass_item(PyObject *op, Py_ssize_t i, PyObject *value)
 {
     SecureBufferObject *self = SB(op);
-    CHECK_WRITABLE(self, -1);
-    if (value == NULL)
+    if (value == NULL) {
+        CHECK_WRITABLE(self, -1);
         return refuse_resize();
-    PyObject *key = PyLong_FromSsize_t(i);
-    if (key == NULL)
+    }
+    long byte;
+    if (byte_value(value, &byte) < 0)
         return -1;
-    int rc = sb_set_index(self, key, value);
-    Py_DECREF(key);
-    return rc;
+    if (i < 0)
+        i -= self->size; /* sq_ass_item got i + len; sb_index adds it back */
+    return sb_store_byte(self, i, byte);
 }
 
 /* ---- buffer protocol ---- */
@@ -1144,10 +1180,13 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
     SecureBufferObject *self = SB(a);
     if (!PyObject_CheckBuffer(b))
         Py_RETURN_NOTIMPLEMENTED;
-    CHECK_USABLE(self, NULL);
     Py_buffer other;
     if (PyObject_GetBuffer(b, &other, PyBUF_FULL_RO) < 0)
         return NULL;
+    if (sb_unusable(self)) { /* checked after anything that may run code */
+        PyBuffer_Release(&other);
+        return NULL;
+    }
     if (format_has_objects(other.format)) {
         PyBuffer_Release(&other);
         Py_RETURN_NOTIMPLEMENTED;
