@@ -1491,6 +1491,20 @@ static PyObject *sb_get_mode(PyObject *op, void *closure)
                                                             : "readwrite");
 }
 
+static PyObject *sb_refuse_resize(PyObject *op, PyObject *args)
+{
+    (void)op;
+    (void)args;
+    PyErr_SetString(PyExc_TypeError,
+                    "SecureBuffer has a fixed size: it cannot grow or shrink "
+                    "(make a new SecureBuffer of the size you need)");
+    return NULL;
+}
+
+#define REFUSED_RESIZE(name)                                                 \
+    {name, sb_refuse_resize, METH_VARARGS,                                   \
+     "Not supported: a SecureBuffer has a fixed size (raises TypeError)."}
+
 static PyMethodDef sb_methods[] = {
     {"close", sb_close, METH_NOARGS, sb_close_doc},
     {"copy", sb_copy, METH_NOARGS, sb_copy_doc},
@@ -1506,6 +1520,12 @@ static PyMethodDef sb_methods[] = {
     {"__reduce_ex__", sb_refuse_copy, METH_O, "Refused: raises TypeError."},
     {"__copy__", sb_refuse_copy, METH_NOARGS, "Refused: raises TypeError; use copy()."},
     {"__deepcopy__", sb_refuse_copy, METH_O, "Refused: raises TypeError; use copy()."},
+    REFUSED_RESIZE("append"),
+    REFUSED_RESIZE("extend"),
+    REFUSED_RESIZE("insert"),
+    REFUSED_RESIZE("pop"),
+    REFUSED_RESIZE("remove"),
+    REFUSED_RESIZE("clear"),
     {NULL, NULL, 0, NULL},
 };
 
