@@ -503,3 +503,24 @@ def test_stats_track_blocks():
     after = zeroize.stats()
     assert after["live_blocks"] == before["live_blocks"]
     assert after["live_bytes"] == before["live_bytes"]
+
+
+def test_forked_child_exiting_with_unclosed_buffers(py):
+    """A child that just exits, leaving inherited buffers in every mode to the
+    garbage collector, exits cleanly (no canary report, no crash)."""
+    proc = py('''
+import os, sys, zeroize
+bufs = [zeroize.SecureBuffer(b"parent secret %d" % i) for i in range(5)]
+bufs[1].readonly(); bufs[2].noaccess()
+pid = os.fork()
+if pid == 0:
+    ok = bufs[0] == bytes(len(bufs[0])) and bufs[1] == bytes(len(bufs[1]))
+    sys.exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print("child", os.WIFEXITED(status) and os.WEXITSTATUS(status))
+for b in bufs:
+    b.readwrite(); b.close()
+''')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["child", "0"]
+    assert "zeroize:" not in proc.stderr
