@@ -49,28 +49,74 @@ static inline int is_zero_word(uint64_t acc)
     return (int)(1 & (((acc | (0 - acc)) >> 63) ^ 1));
 }
 
+/* Both loops read 32 bytes per step into four independent accumulators, so
+ * the CPU overlaps the loads; the work is the same whatever the data. */
 ZZ_API int zz_equal(const void *a, const void *b, size_t n)
 {
     const unsigned char *x = a, *y = b;
-    uint64_t acc = 0;
+    uint64_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 |= load64(x + i) ^ load64(y + i);
+        acc1 |= load64(x + i + 8) ^ load64(y + i + 8);
+        acc2 |= load64(x + i + 16) ^ load64(y + i + 16);
+        acc3 |= load64(x + i + 24) ^ load64(y + i + 24);
+    }
     for (; i + 8 <= n; i += 8)
-        acc |= load64(x + i) ^ load64(y + i);
+        acc0 |= load64(x + i) ^ load64(y + i);
     for (; i < n; i++)
-        acc |= (uint64_t)(x[i] ^ y[i]);
-    return is_zero_word(acc);
+        acc1 |= (uint64_t)(x[i] ^ y[i]);
+    return is_zero_word(acc0 | acc1 | acc2 | acc3);
 }
 
-ZZ_API int zz_is_zero(const void *p, size_t n)
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+
+/* 128 bytes per step through four 256-bit accumulators: about the speed of
+ * memset on cached data, which matters because zz_alloc checks each slot it
+ * hands out (see block.c).  Same work whatever the data. */
+__attribute__((target("avx2"))) static int is_zero_avx2(const unsigned char *x, size_t n)
 {
-    const unsigned char *x = p;
-    uint64_t acc = 0;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        a0 = _mm256_or_si256(a0, _mm256_loadu_si256((const __m256i *)(const void *)(x + i)));
+        a1 = _mm256_or_si256(a1, _mm256_loadu_si256((const __m256i *)(const void *)(x + i + 32)));
+        a2 = _mm256_or_si256(a2, _mm256_loadu_si256((const __m256i *)(const void *)(x + i + 64)));
+        a3 = _mm256_or_si256(a3, _mm256_loadu_si256((const __m256i *)(const void *)(x + i + 96)));
+    }
+    __m256i a = _mm256_or_si256(_mm256_or_si256(a0, a1), _mm256_or_si256(a2, a3));
+    uint64_t acc = (uint64_t)_mm256_extract_epi64(a, 0) | (uint64_t)_mm256_extract_epi64(a, 1) |
+                   (uint64_t)_mm256_extract_epi64(a, 2) | (uint64_t)_mm256_extract_epi64(a, 3);
     for (; i + 8 <= n; i += 8)
         acc |= load64(x + i);
     for (; i < n; i++)
         acc |= x[i];
     return is_zero_word(acc);
+}
+#endif
+
+ZZ_API int zz_is_zero(const void *p, size_t n)
+{
+    const unsigned char *x = p;
+#ifdef HAVE_AVX2_PATH
+    if (n >= 256 && __builtin_cpu_supports("avx2"))
+        return is_zero_avx2(x, n);
+#endif
+    uint64_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 |= load64(x + i);
+        acc1 |= load64(x + i + 8);
+        acc2 |= load64(x + i + 16);
+        acc3 |= load64(x + i + 24);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 |= load64(x + i);
+    for (; i < n; i++)
+        acc1 |= x[i];
+    return is_zero_word(acc0 | acc1 | acc2 | acc3);
 }
 
 void zzi_copy_secret(void *dst, const void *src, size_t n)
