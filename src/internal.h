@@ -70,6 +70,7 @@ int zzi_os_raise_default(int sig);
 int zzi_os_set_core_limit_zero(void);
 int zzi_os_set_nondumpable(void);
 void zzi_os_yield(void);
+size_t zzi_os_physical_memory(void);
 
 #ifdef ZZ_FAULT_INJECTION
 /* Test-only: make the nth call (1-based) of the named OS operation fail with

@@ -296,6 +296,12 @@ int zzi_os_set_nondumpable(void)
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+size_t zzi_os_physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    return pages > 0 ? (size_t)pages * zzi_os_page_size() : SIZE_MAX;
+}
+
 void zzi_os_yield(void)
 {
     sched_yield();

@@ -176,7 +176,7 @@ int zzi_pages_map_slab(size_t slot_pages, size_t nslots, int backend, struct zzi
     }
     void *p = zzi_os_map(len);
     if (p == NULL) {
-        zzi_fail(ZZI_FAIL_MAPCOUNT);
+        zzi_fail(len > zzi_os_physical_memory() ? ZZI_FAIL_NOMEM : ZZI_FAIL_MAPCOUNT);
         return -1;
     }
     m.base = (uintptr_t)p;

@@ -126,7 +126,8 @@ ZZ_API const char *zz_last_error(void)
                "reached vm.max_map_count; raise it with `sysctl vm.max_map_count=262144`, "
                "or free secrets you no longer need";
     case ZZI_FAIL_NOMEM:
-        return "the requested size is too large to allocate";
+        return "the requested size is too large: more than this machine's memory, or than a "
+               "size can express";
     case ZZI_FAIL_ADVICE:
         return "the kernel does not support MADV_DONTDUMP or MADV_WIPEONFORK (Linux 4.14+ "
                "needed); use ZEROIZE_LOCK=best-effort to accept secrets without them";
