@@ -369,6 +369,9 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
 
     unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
     size_t span = class_span(cls);
+    ZZ_VG_DEFINED(p, span);
+    /* A free cell is all zeros (zz_arena_free wiped it): see block.c. */
+    ZZ_CHECK(zz_is_zero(p, span), "write after free (a freed block was modified)");
     ZZ_VG_UNDEFINED(p + n, span - n);
     zzi_canary_write(p + n, span - n);
     ZZ_VG_NOACCESS(p + n, span - n);
