@@ -338,7 +338,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
 ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
 {
     if (a == NULL || n > MAX_BLOCK) {
-        zzi_fail(a == NULL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_NOMEM);
+        zzi_fail(a == NULL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_ARENA_BLOCK);
         errno = a == NULL ? EINVAL : ENOMEM;
         return NULL;
     }

@@ -71,6 +71,8 @@ int zzi_os_set_core_limit_zero(void);
 int zzi_os_set_nondumpable(void);
 void zzi_os_yield(void);
 size_t zzi_os_physical_memory(void);
+size_t zzi_os_memlock_limit(void);
+size_t zzi_os_max_map_count(void);
 
 #ifdef ZZ_FAULT_INJECTION
 /* Test-only: make the nth call (1-based) of the named OS operation fail with
@@ -125,7 +127,8 @@ enum zzi_failure {
     ZZI_FAIL_ARGUMENT,  /* a bad argument                                     */
     ZZI_FAIL_ARENA_FULL, /* a fixed-capacity arena has no room                */
     ZZI_FAIL_SECRETMEM, /* memfd_secret refused                               */
-    ZZI_FAIL_RANDOM     /* getrandom failed: no canary key                    */
+    ZZI_FAIL_RANDOM,    /* getrandom failed: no canary key                    */
+    ZZI_FAIL_ARENA_BLOCK /* larger than an arena block may be                 */
 };
 /* Records why the calling thread's current call fails (for zz_last_error). */
 void zzi_fail(enum zzi_failure why);

@@ -296,6 +296,37 @@ int zzi_os_set_nondumpable(void)
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* The locked-memory limit that applies to this process: SIZE_MAX when there
+ * is none (RLIM_INFINITY, or CAP_IPC_LOCK in the effective set). */
+size_t zzi_os_memlock_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return SIZE_MAX;
+    struct { uint32_t version; int pid; } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    const unsigned cap_ipc_lock = 14;
+    if (syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective >> cap_ipc_lock) & 1)
+        return SIZE_MAX;
+    return rl.rlim_cur > SIZE_MAX ? SIZE_MAX : (size_t)rl.rlim_cur;
+}
+
+/* vm.max_map_count, or 65530 (the kernel's default) if it cannot be read. */
+size_t zzi_os_max_map_count(void)
+{
+    char buf[32];
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 65530;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 65530;
+    buf[n] = 0;
+    size_t v = (size_t)strtoull(buf, NULL, 10);
+    return v ? v : 65530;
+}
+
 size_t zzi_os_physical_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES);

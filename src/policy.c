@@ -141,6 +141,8 @@ ZZ_API const char *zz_last_error(void)
         return "the kernel's random generator (getrandom) failed, so no canary key could be "
                "made; it is tried again on the next call (early in boot, wait for the entropy "
                "pool; under seccomp, allow getrandom)";
+    case ZZI_FAIL_ARENA_BLOCK:
+        return "arena blocks are at most 16,336 bytes: allocate larger secrets with zz_alloc";
     case ZZI_FAIL_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";
