@@ -358,7 +358,7 @@ static OPTNONE void child_arena_overflow(void *arg)
     child_check(p != NULL);
     while (m->last_cell && (q = zz_arena_alloc(a, m->n)) != NULL)
         p = q > p ? q : p;
-    VWRITE(p + m->offset, 0x41);
+    VWRITE(p + m->offset, VREAD(p + m->offset) ^ 0x41); /* never the byte already there */
     zz_arena_free(a, p);
 }
 
@@ -395,7 +395,7 @@ static OPTNONE void child_overflow_then_destroy(void *arg)
     child_check(a != NULL);
     unsigned char *p = zz_arena_alloc(a, 24);
     child_check(p != NULL);
-    VWRITE(p + 24, 0x7F);
+    VWRITE(p + 24, VREAD(p + 24) ^ 0x7F); /* never the byte already there */
     zz_arena_destroy(a);
 }
 

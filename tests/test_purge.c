@@ -188,7 +188,7 @@ static OPTNONE void child_overflow_after_purge(void *arg)
     unsigned char *p = c->arena ? zz_arena_alloc(a, c->n) : zz_alloc(c->n);
     child_check(p != NULL);
     zz_purge();
-    VWRITE(p + c->offset, 0x41);
+    VWRITE(p + c->offset, VREAD(p + c->offset) ^ 0x41); /* never the byte already there */
     if (c->arena)
         zz_arena_free(a, p);
     else

@@ -228,11 +228,11 @@ static OPTNONE void child_realloc_misuse(void *arg)
         q = zz_realloc(ab, 80);
         break;
     case RM_OVERFLOW:
-        VWRITE(p + 40, 0x5A);
+        VWRITE(p + 40, VREAD(p + 40) ^ 0x5A); /* never the byte already there */
         q = zz_realloc(p, 80);
         break;
     case RM_UNDERFLOW:
-        VWRITE(p - 1, 0x5A);
+        VWRITE(p - 1, VREAD(p - 1) ^ 0x5A); /* never the byte already there */
         q = zz_realloc(p, 80);
         break;
     }
@@ -312,7 +312,7 @@ static OPTNONE void child_aligned_overflow(void *arg)
     const struct aligned_write *w = arg;
     unsigned char *p = zz_alloc_aligned(w->n, w->alignment);
     child_check(p != NULL);
-    VWRITE(p + w->offset, 0x77);
+    VWRITE(p + w->offset, VREAD(p + w->offset) ^ 0x77); /* never the byte already there */
     zz_free(p);
 }
 
@@ -342,7 +342,7 @@ static OPTNONE void child_aligned_past_padding(void *arg)
     const struct aligned_write *w = arg;
     unsigned char *p = zz_alloc_aligned(w->n, w->alignment);
     child_check(p != NULL);
-    VWRITE(p + w->offset, 0x77);
+    VWRITE(p + w->offset, VREAD(p + w->offset) ^ 0x77); /* never the byte already there */
 }
 
 static void test_aligned_guard_after_padding(void **state)

@@ -148,7 +148,7 @@ static OPTNONE void child_secret_overflow(void *arg)
     unsigned char *p = zz_alloc(w->n);
     child_check(p != NULL);
     child_check(zz_info(p) & ZZ_INFO_SECRETMEM);
-    VWRITE(p + w->offset, 0x42);
+    VWRITE(p + w->offset, VREAD(p + w->offset) ^ 0x42); /* never the byte already there */
     zz_free(p);
 }
 
