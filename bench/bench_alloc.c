@@ -50,6 +50,24 @@ static void release_zz(void *p, size_t n)
     zz_free(p);
 }
 
+static int init_secretmem(size_t max_size, size_t live_max, char *why, size_t whylen)
+{
+    (void)max_size;
+    (void)live_max;
+    void *probe = zz_alloc_backend(32, ZZ_BACKEND_SECRETMEM);
+    if (!probe) {
+        snprintf(why, whylen, "memfd_secret unavailable: %s (%s)", strerror(errno), zz_last_error());
+        return -1;
+    }
+    zz_free(probe);
+    return 0;
+}
+
+static void *alloc_secretmem(size_t n)
+{
+    return zz_alloc_backend(n, ZZ_BACKEND_SECRETMEM);
+}
+
 static zz_arena *shared_arena;
 
 static int init_arena(size_t max_size, size_t live_max, char *why, size_t whylen)
@@ -209,6 +227,9 @@ static const allocator allocators[] = {
     {"zz_alloc", "zz_alloc(n) + zz_free(p) from this library", NULL, alloc_zz, release_zz, 0},
     {"zz_arena", "zz_arena_alloc/zz_arena_free on one growable arena (zz_arena_create(0)) shared by all threads",
      init_arena, alloc_arena, release_arena, 0},
+    {"zz_secretmem", "zz_alloc_backend(n, ZZ_BACKEND_SECRETMEM) + zz_free: blocks in memfd_secret memory "
+                     "(left out where the kernel lacks it)",
+     init_secretmem, alloc_secretmem, release_zz, 0},
 #ifdef ZB_HAVE_SODIUM
     {"sodium_malloc", "libsodium sodium_malloc + sodium_free (after sodium_init)", init_sodium,
      alloc_sodium, release_sodium, 0},
