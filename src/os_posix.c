@@ -37,15 +37,15 @@
 #endif
 
 #ifdef ZZ_FAULT_INJECTION
-enum fault_op { F_MAP, F_PROTECT, F_GUARD, F_DONTDUMP, F_WIPEONFORK, F_LOCK, F_RANDOM, F_COUNT };
-static const char *const fault_names[F_COUNT] = {
+enum fault_op { FI_MAP, FI_PROTECT, FI_GUARD, FI_DONTDUMP, FI_WIPEONFORK, FI_LOCK, FI_RANDOM, FI_COUNT };
+static const char *const fault_names[FI_COUNT] = {
     "map", "protect", "guard", "dontdump", "wipeonfork", "lock", "random"};
-static _Atomic unsigned fault_countdown[F_COUNT];
-static _Atomic int fault_errno[F_COUNT];
+static _Atomic unsigned fault_countdown[FI_COUNT];
+static _Atomic int fault_errno[FI_COUNT];
 
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err)
 {
-    for (int i = 0; i < F_COUNT; i++) {
+    for (int i = 0; i < FI_COUNT; i++) {
         if (strcmp(op, fault_names[i]) == 0) {
             atomic_store(&fault_errno[i], err);
             atomic_store(&fault_countdown[i], nth);
@@ -89,7 +89,7 @@ size_t zzi_os_page_size(void)
 
 void *zzi_os_map(size_t len)
 {
-    if (FAULT(F_MAP))
+    if (FAULT(FI_MAP))
         return NULL;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
@@ -125,7 +125,7 @@ static int prot_of(int zz_mode)
 
 int zzi_os_protect(void *p, size_t len, int zz_mode)
 {
-    if (FAULT(F_PROTECT))
+    if (FAULT(FI_PROTECT))
         return -1;
     if (mprotect(p, len, prot_of(zz_mode)) != 0) {
         ZZ_CHECK(errno != EINVAL, "mprotect: invalid arguments");
@@ -141,14 +141,14 @@ static int advise(void *p, size_t len, int advice)
 
 int zzi_os_guard_install(void *p, size_t len)
 {
-    if (FAULT(F_GUARD))
+    if (FAULT(FI_GUARD))
         return -1;
     return advise(p, len, MADV_GUARD_INSTALL);
 }
 
 int zzi_os_dontdump(void *p, size_t len)
 {
-    if (FAULT(F_DONTDUMP))
+    if (FAULT(FI_DONTDUMP))
         return -1;
     return advise(p, len, MADV_DONTDUMP);
 }
@@ -160,7 +160,7 @@ int zzi_os_dodump(void *p, size_t len)
 
 int zzi_os_wipeonfork(void *p, size_t len)
 {
-    if (FAULT(F_WIPEONFORK))
+    if (FAULT(FI_WIPEONFORK))
         return -1;
     return advise(p, len, MADV_WIPEONFORK);
 }
@@ -174,7 +174,7 @@ static int raw_mlock(void *p, size_t len)
 
 int zzi_os_lock_onfault(void *p, size_t len)
 {
-    if (FAULT(F_LOCK))
+    if (FAULT(FI_LOCK))
         return -1;
     /* Before Linux 4.4, or under valgrind 3.19, there is no mlock2: plain
      * mlock then (it populates the pages, and cannot cover guard markers, so
@@ -192,7 +192,7 @@ int zzi_os_lock_onfault(void *p, size_t len)
 
 int zzi_os_lock(void *p, size_t len)
 {
-    if (FAULT(F_LOCK))
+    if (FAULT(FI_LOCK))
         return -1;
     return raw_mlock(p, len);
 }
@@ -204,7 +204,7 @@ int zzi_os_unlock(void *p, size_t len)
 
 int zzi_os_random(void *buf, size_t len)
 {
-    if (FAULT(F_RANDOM))
+    if (FAULT(FI_RANDOM))
         return -1;
     unsigned char *b = buf;
     while (len > 0) {
@@ -222,7 +222,7 @@ int zzi_os_random(void *buf, size_t len)
 
 void *zzi_os_map_secretmem(size_t len)
 {
-    if (FAULT(F_MAP))
+    if (FAULT(FI_MAP))
         return NULL;
 #ifdef SYS_memfd_secret
     int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);

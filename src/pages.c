@@ -228,7 +228,9 @@ int zzi_pages_refresh_slow(struct zzi_slab_map *m)
     unsigned gen = atomic_load(&zzi_fork_generation);
     size_t page = zzi_os_page_size(), stride = (m->slot_pages + 1) * page;
     int saved = errno;
-    m->fork_gen = gen;
+    /* A failed attempt leaves fork_gen stale, so the next allocation from
+     * this slab tries again (and fails again) instead of using it as is. */
+    atomic_fetch_sub(&zzi_counters.locked_bytes, m->locked_len);
     m->info &= ~ZZ_INFO_LOCKED;
     m->locked_len = 0;
     if (use_guard_install || m->remapped) {
@@ -247,6 +249,7 @@ int zzi_pages_refresh_slow(struct zzi_slab_map *m)
         errno = EAGAIN;
         return -1;
     }
+    m->fork_gen = gen;
     errno = saved;
     return 0;
 }
