@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All the tests: the C suite (cmocka via ctest, both guard paths), the Python
-# suite (pytest), the C suite under ASan+UBSan, the threaded tests under TSan
-# and the non-death tests under valgrind memcheck.
+# suite (pytest), the C suite under ASan+UBSan, the threaded tests under TSan,
+# the fault-injection build, a short libFuzzer run, and the non-death tests
+# under valgrind memcheck.
 #   --quick   only the plain C and Python suites
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,15 @@ if [ "$mode" != "--quick" ]; then
   # Purge stress races with allocation on purpose (label nosan).
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L threads \
     -LE 'nosan|reliability' || status=1
+
+  step "fault injection (every mmap/mprotect/madvise/mlock/getrandom failure path)"
+  cmake -S . -B build-faults -DCMAKE_BUILD_TYPE=Debug -DZZ_FAULT_INJECTION=ON \
+        -DZZ_BUILD_BENCH=OFF -DZZ_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build-faults -j"$jobs"
+  ctest --test-dir build-faults --output-on-failure -L faults || status=1
+
+  step "libFuzzer (clang, ASan+UBSan): a short run from the seed corpus"
+  ZZ_FUZZ_BUILD="$PWD/build-fuzz" sh tests/fuzz/run_fuzz.sh "${ZZ_FUZZ_SECONDS:-60}" || status=1
 
   step "valgrind memcheck (non-death tests)"
   # Left out: tests that crash on purpose (death, misuse in reliability/), run
