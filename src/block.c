@@ -51,9 +51,15 @@ struct slab {
 
 struct size_class {
     struct slab *avail;  /* slabs with at least one free slot */
-    size_t total_slots;
+    size_t total_slots;  /* in its slabs (retired ones excepted) */
+    size_t live_slots;   /* of those, handed out */
     size_t empty_slabs;
 };
+
+/* The free-slot cache of a class is kept up to the larger of this and the
+ * class's live bytes (so a burst that is freed and comes back finds its slots
+ * still mapped, guarded and locked); beyond it, empty slabs are unmapped. */
+#define CACHE_MIN_BYTES (1u << 20)
 
 /* One class table per backend, so a block asked for on secretmem never
  * lands in an anonymous slab. */
@@ -277,9 +283,20 @@ static void retire(struct size_class *c, struct slab *s)
     if (s->nfree == s->nslots)
         c->empty_slabs--;
     c->total_slots -= s->nslots;
+    c->live_slots -= s->nslots - s->nfree;
     s->retired = 1;
     if (s->nfree == s->nslots)
         slab_destroy(s);
+}
+
+/* May s hand out a block now?  Not if its secret memory was replaced by zero
+ * pages in a forked child, nor if it was mapped unlocked under
+ * ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED. */
+static int slab_fit_for_policy(const struct slab *s, int backend)
+{
+    if (s->region.map.backend != backend)
+        return 0;
+    return (s->region.map.info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required();
 }
 
 /* pre: global lock held.  Takes a free slot for a block of span bytes. */
@@ -289,15 +306,19 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
     struct slab *s;
     if (pages <= MAX_CLASS_PAGES) {
         struct size_class *c = &classes[backend][pages];
-        while ((s = class_slab_with_room((int)pages, backend)) != NULL &&
-               s->region.map.backend != backend)
-            retire(c, s); /* secretmem replaced by zero pages in a forked child */
-        if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
-            return NULL;
+        for (;;) {
+            s = class_slab_with_room((int)pages, backend);
+            if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
+                return NULL;
+            if (slab_fit_for_policy(s, backend))
+                break;
+            retire(c, s);
+        }
         if (s->nfree == s->nslots)
             c->empty_slabs--;
         if (s->nfree == 1)
             avail_remove(c, s);
+        c->live_slots++;
     } else {
         s = slab_create(pages, 1, 0, backend);
         if (s == NULL)
@@ -505,6 +526,16 @@ static void check_canaries(const struct slab *s, size_t i, const unsigned char *
     }
 }
 
+/* Would the class still cache at least its bound of free bytes without s? */
+static int cache_would_stay_full(const struct size_class *c, const struct slab *s)
+{
+    size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
+    size_t keep = c->live_slots * s->stride;
+    if (keep < CACHE_MIN_BYTES)
+        keep = CACHE_MIN_BYTES;
+    return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
+}
+
 /* pre: global lock held; slot i is now free and wiped; p was its block. */
 static void release_slot(struct slab *s, size_t i, uintptr_t p)
 {
@@ -517,9 +548,10 @@ static void release_slot(struct slab *s, size_t i, uintptr_t p)
     if (s->retired)
         return;
     struct size_class *c = &classes[s->table][s->cls];
+    c->live_slots--;
     if (s->nfree == 1)
         avail_push(c, s);
-    if (s->nfree == s->nslots && ++c->empty_slabs > 1) {
+    if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
         avail_remove(c, s);
         c->empty_slabs--;
         c->total_slots -= s->nslots;
