@@ -86,7 +86,8 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * guard page, so any access faults.
  *
  * Steady state makes no system call: freed blocks are wiped and kept, still
- * guarded and locked, in a bounded cache.
+ * guarded and locked, in a cache bounded per size class by the larger of
+ * 1 MiB and the class's live bytes.
  *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK

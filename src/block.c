@@ -18,9 +18,11 @@
  *   does not start on the first data byte (there the guard page does its job).
  *
  * A free slot is all zeros: zz_free wipes the block and both canaries, so the
- * next zz_alloc needs no memset.  Freed slots stay mapped, guarded and locked:
- * that is the cache that makes the steady state free of system calls.  Each
- * class keeps at most one wholly empty slab; more are unmapped.
+ * next zz_alloc checks it is still zero instead of clearing it.  Freed slots
+ * stay mapped, guarded and locked: that is the cache that makes the steady
+ * state free of system calls.  Each class caches free slots up to the larger
+ * of 1 MiB and its live bytes (see cache_would_stay_full); emptied slabs
+ * beyond that are unmapped.
  */
 #include <errno.h>
 #include <pthread.h>
