@@ -336,7 +336,7 @@ static struct slab *take_slot(size_t span, size_t *idx, int requested)
     int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
     if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
-        (errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == EACCES)) {
+        zzi_pages_secretmem_refused(errno)) {
         zzi_policy_secretmem_unavailable();
         s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
     }

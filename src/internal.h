@@ -187,6 +187,10 @@ static inline int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
         return 0;
     return zzi_pages_refresh_slow(m);
 }
+/* 1 if err from mapping secret memory means the kernel does not offer it
+ * (missing, or refused by seccomp or a security module), so AUTO may fall
+ * back to anonymous memory; 0 for resource errors (memlock, memory). */
+int zzi_pages_secretmem_refused(int err);
 /* Maps a slab on the backend zzi_policy_backend() picks, falling back from
  * secretmem to anon under ZZ_BACKEND_AUTO when the kernel lacks it. */
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);

@@ -161,13 +161,18 @@ fail:;
     return -1;
 }
 
+int zzi_pages_secretmem_refused(int err)
+{
+    return err == ENOSYS || err == EPERM || err == EINVAL || err == EACCES;
+}
+
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out)
 {
     int backend = zzi_policy_backend();
     if (zzi_pages_map_slab(slot_pages, nslots, backend, out) == 0)
         return 0;
-    int unavailable = errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == EACCES;
-    if (backend != ZZ_BACKEND_SECRETMEM || zz_get_backend() != ZZ_BACKEND_AUTO || !unavailable)
+    if (backend != ZZ_BACKEND_SECRETMEM || zz_get_backend() != ZZ_BACKEND_AUTO ||
+        !zzi_pages_secretmem_refused(errno))
         return -1;
     zzi_policy_secretmem_unavailable();
     return zzi_pages_map_slab(slot_pages, nslots, ZZ_BACKEND_ANON, out);
