@@ -699,6 +699,19 @@ static void measure_memory(const zb_options *opt, const allocator *a, size_t n)
 
 /* ---------------------------------------------------------------- report */
 
+/* A table with an "allocator" column and one column per block size. */
+static zb_table *new_size_table(const size_t *sizes, int nsizes)
+{
+    zb_table *tb = zb_table_new(nsizes + 1);
+    zb_table_header(tb, 0, "allocator");
+    for (int s = 0; s < nsizes; s++) {
+        char h[32];
+        zb_format_size(h, sizeof(h), sizes[s]);
+        zb_table_header(tb, s + 1, h);
+    }
+    return tb;
+}
+
 static void print_pair_tables(const allocator_set *set, const size_t *sizes, int nsizes)
 {
     for (size_t t = 0; t < ZB_ARRAY_LEN(thread_counts); t++) {
@@ -710,13 +723,7 @@ static void print_pair_tables(const allocator_set *set, const size_t *sizes, int
             printf("### alloc + touch + free, ns per pair in each of %d threads (in brackets: "
                    "wall time / all pairs)\n\n",
                    thread_counts[t]);
-        zb_table *tb = zb_table_new(nsizes + 1);
-        zb_table_header(tb, 0, "allocator");
-        for (int s = 0; s < nsizes; s++) {
-            char h[32];
-            zb_format_size(h, sizeof(h), sizes[s]);
-            zb_table_header(tb, s + 1, h);
-        }
+        zb_table *tb = new_size_table(sizes, nsizes);
         for (int i = 0; i < set->count; i++) {
             zb_table_cell(tb, i, 0, set->list[i]->name);
             for (int s = 0; s < nsizes; s++) {
@@ -748,13 +755,7 @@ static void print_batch_table(const zb_options *opt, const allocator_set *set, c
 {
     printf("### live batch: allocate and touch %zu blocks, then free them all; ns per block\n\n",
            opt->batch);
-    zb_table *tb = zb_table_new(nsizes + 1);
-    zb_table_header(tb, 0, "allocator");
-    for (int s = 0; s < nsizes; s++) {
-        char h[32];
-        zb_format_size(h, sizeof(h), sizes[s]);
-        zb_table_header(tb, s + 1, h);
-    }
+    zb_table *tb = new_size_table(sizes, nsizes);
     for (int i = 0; i < set->count; i++) {
         zb_table_cell(tb, i, 0, set->list[i]->name);
         for (int s = 0; s < nsizes; s++) {
