@@ -411,6 +411,52 @@ static void note_failure(const allocator *a, size_t n, const char *what, int err
             strncmp(a->name, "zz_", 3) == 0 ? zz_last_error() : "");
 }
 
+/* The comparisons the targets make: mine's cost over other's. */
+static const struct {
+    const char *mine, *other;
+} compared[] = {
+    {"zz_alloc", "sodium_malloc"}, {"zz_alloc", "openssl_secure"}, {"zz_alloc", "malloc_bzero"},
+    {"zz_arena", "openssl_secure"}, {"zz_arena", "malloc"},
+};
+
+static int allocator_index(const allocator_set *set, const char *name)
+{
+    for (int i = 0; i < set->count; i++)
+        if (strcmp(set->list[i]->name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Records mine/other per repetition ("cost_vs_<other>"): each ratio comes
+ * from two figures measured moments apart, so drift in the machine's speed
+ * cancels out, which a ratio of two medians would not do. */
+static void record_paired_ratios(const allocator_set *set, size_t n, const double *per,
+                                 const int *ok_pairs, int reps)
+{
+    int nt = (int)ZB_ARRAY_LEN(thread_counts);
+    double *ratio = calloc((size_t)reps, sizeof(double));
+    if (!ratio)
+        abort();
+    char row[32], table[48], metric[64];
+    zb_format_size(row, sizeof(row), n);
+    for (size_t c = 0; c < ZB_ARRAY_LEN(compared); c++) {
+        int m = allocator_index(set, compared[c].mine), o = allocator_index(set, compared[c].other);
+        if (m < 0 || o < 0)
+            continue;
+        for (int t = 0; t < nt; t++) {
+            if (!ok_pairs[m * nt + t] || !ok_pairs[o * nt + t])
+                continue;
+            for (int r = 0; r < reps; r++)
+                ratio[r] = per[(m * nt + t) * reps + r] / per[(o * nt + t) * reps + r];
+            table_name_pairs(table, sizeof(table), thread_counts[t]);
+            snprintf(metric, sizeof(metric), "cost_vs_%s", compared[c].other);
+            zb_record("alloc", table, row, (double)n, compared[c].mine, metric, "x",
+                      zb_summarize(ratio, reps));
+        }
+    }
+    free(ratio);
+}
+
 /* Measures one size for every allocator, round robin. */
 static void measure_size(const zb_options *opt, allocator_set *set, size_t n, void **ptrs)
 {
@@ -448,14 +494,15 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
         batch_reps[i] = (uint64_t)(opt->min_time_ms * 1e6 / one) + 1;
         ok_batch[i] = 1;
     }
+    /* Each repetition measures one thread count for every allocator back to
+     * back, so a figure and the one it is compared with are taken a few
+     * milliseconds apart (this VM's speed drifts over seconds). */
     for (int r = 0; r < reps; r++) {
-        for (int k = 0; k < na; k++) {
-            int i = (k + r) % na;
-            if (!iters[i])
-                continue;
-            for (int t = 0; t < nt; t++) {
+        for (int t = 0; t < nt; t++) {
+            for (int k = 0; k < na; k++) {
+                int i = (k + r) % na;
                 int idx = (i * nt + t) * reps + r;
-                if (ok_pairs[i * nt + t] &&
+                if (iters[i] && ok_pairs[i * nt + t] &&
                     threaded_pairs(set->list[i], n, iters[i], thread_counts[t], &per[idx], &agg[idx]) != 0) {
                     char what[48];
                     snprintf(what, sizeof(what), "pairs in %d threads", thread_counts[t]);
@@ -463,7 +510,10 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
                     ok_pairs[i * nt + t] = 0;
                 }
             }
-            if (!ok_batch[i])
+        }
+        for (int k = 0; k < na; k++) {
+            int i = (k + r) % na;
+            if (!iters[i] || !ok_batch[i])
                 continue;
             uint64_t t0 = zb_clock_ns();
             for (uint64_t b = 0; b < batch_reps[i]; b++) {
@@ -493,6 +543,7 @@ static void measure_size(const zb_options *opt, allocator_set *set, size_t n, vo
             zb_record("alloc", "live batch", row, (double)n, set->list[i]->name, "ns_per_block", "ns",
                       zb_summarize(&bat[i * reps], reps));
     }
+    record_paired_ratios(set, n, per, ok_pairs, reps);
     free(per);
     free(agg);
     free(bat);
@@ -819,15 +870,18 @@ static void print_resource_table(const zb_options *opt, const allocator_set *set
 
 /* Cost ratio other/mine (how many times cheaper "mine" is), with the most
  * favourable ratio the interquartile ranges allow. */
+/* other's cost over mine's: the median of the per-repetition ratios, and
+ * (best) the most favourable end of their interquartile range. */
 static int cost_ratio(const char *table, const char *row, const char *mine, const char *other,
                       double *ratio, double *best)
 {
-    const zb_summary *m = zb_lookup("alloc", table, row, mine, "ns_per_pair");
-    const zb_summary *o = zb_lookup("alloc", table, row, other, "ns_per_pair");
-    if (!m || !o || m->median <= 0 || m->q1 <= 0)
+    char metric[64];
+    snprintf(metric, sizeof(metric), "cost_vs_%s", other);
+    const zb_summary *c = zb_lookup("alloc", table, row, mine, metric);
+    if (!c || c->median <= 0 || c->q1 <= 0)
         return -1;
-    *ratio = o->median / m->median;
-    *best = o->q3 / m->q1;
+    *ratio = 1.0 / c->median;
+    *best = 1.0 / c->q1;
     return 0;
 }
 

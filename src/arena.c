@@ -1,10 +1,12 @@
 /*
  * arena.c - zz_arena_*: many small secrets packed into a few guarded, locked
  * chunks.  All metadata (free lists, sizes) is kept outside the chunks, so a
- * write out of bounds can never redirect the allocator.
+ * write out of bounds can never redirect the allocator.  This file owns
+ * chunks, runs and cells and the arena's lock; arena_cache.c keeps the
+ * per-thread caches of free cells that let growable arenas skip the lock.
  *
  * A chunk is one slab of pages.c (a single slot between guard pages), cut
- * into runs of RUN_BYTES; each run serves one size class and is a row of
+ * into runs of ZZA_RUN_BYTES; each run serves one size class and is a row of
  * cells, every cell a head canary followed by the block:
  *
  *   guard | run: [canary|block][canary|block] ... [canary|block][canary] | run ... | guard
@@ -14,87 +16,25 @@
  * canary); an underflow meets its own head canary.  Head canaries are written
  * once, when the run is set up, and stay in place while cells come and go;
  * only [p, p+span) is wiped on free.  A 32-byte secret thus costs 48 bytes.
+ *
+ * A free cell is all zeros, so handing one out only checks that it still is
+ * (a write after free otherwise).  Freeing needs no lock: the cell is found
+ * from the address through an immutable index of chunks, and one atomic
+ * exchange of its size both claims it and catches a second free.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "arena.h"
 
-#define RUN_BYTES (16u << 10)
-/* Size classes: spans of 16..1024 bytes in steps of 16 (exact: a 32-byte
- * secret costs 48 bytes), then steps of 64 to 4 KiB and of 256 beyond, so no
- * class wastes more than 1/16 of a block. */
-#define SMALL_CLASSES 64u  /* 16 .. 1024 */
-#define MEDIUM_CLASSES 48u /* 1088 .. 4096 */
-#define LARGE_CLASSES 48u  /* 4352 .. 16384, the last one capped at MAX_BLOCK */
-#define NCLASSES (SMALL_CLASSES + MEDIUM_CLASSES + LARGE_CLASSES)
-#define MAX_BLOCK (RUN_BYTES - 3 * ZZ_CANARY_LEN)
 #define FIRST_CHUNK_RUNS 4u
 #define MAX_CHUNK_RUNS 256u
 
-struct chunk;
-
-struct run {
-    struct chunk *chunk;
-    struct run *prev, *next;  /* the class's runs with a free cell */
-    unsigned char *start;
-    unsigned cls, cell, ncells, nfree;
-    unsigned fork_gen;        /* zzi_fork_generation when canaries were written */
-    uint16_t *free_stack;
-    _Atomic uint32_t *size_plus1; /* per cell; 0 when free */
-    unsigned *epoch;
-};
-
-struct chunk {
-    struct zzi_region region;
-    struct zz_arena *arena;
-    unsigned char *data;
-    size_t nruns;
-    _Atomic size_t runs_used; /* runs[0..runs_used) are set up; purge reads it */
-    struct run **runs;
-};
-
-struct zz_arena {
-    zzi_lock_t lock;
-    struct zz_arena *list_prev, *list_next;
-    int growable;
-    int backend;              /* of its first chunk; later chunks follow it */
-    size_t total_runs;        /* in all chunks */
-    struct chunk **chunks;    /* sorted by address */
-    size_t nchunks;
-    _Atomic size_t live_blocks, live_bytes; /* written under lock */
-    struct run *avail[NCLASSES];
-    size_t runs_in_class[NCLASSES];
-};
-
-static pthread_mutex_t arenas_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct zz_arena *arenas;
-
-/* ---- size classes ------------------------------------------------------- */
-
-static unsigned class_of(size_t n)
-{
-    size_t span = n == 0 ? 16 : (n + 15) & ~(size_t)15;
-    if (span <= 1024)
-        return (unsigned)(span / 16 - 1);
-    if (span <= 4096)
-        return SMALL_CLASSES + (unsigned)((span - 1024 + 63) / 64) - 1;
-    return SMALL_CLASSES + MEDIUM_CLASSES + (unsigned)((span - 4096 + 255) / 256) - 1;
-}
-
-static size_t class_span(unsigned c)
-{
-    size_t span;
-    if (c < SMALL_CLASSES)
-        span = (c + 1) * 16u;
-    else if (c < SMALL_CLASSES + MEDIUM_CLASSES)
-        span = 1024 + (c - SMALL_CLASSES + 1) * 64u;
-    else
-        span = 4096 + (c - SMALL_CLASSES - MEDIUM_CLASSES + 1) * 256u;
-    return span > MAX_BLOCK ? MAX_BLOCK : span;
-}
+pthread_mutex_t zzi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
+static zz_arena *arenas; /* under zzi_arenas_lock */
+static uint64_t last_arena_id;
 
 /* ---- runs --------------------------------------------------------------- */
 
@@ -103,34 +43,38 @@ static void write_run_canaries(struct run *r)
     for (unsigned i = 0; i < r->ncells; i++)
         zzi_canary_write(r->start + (size_t)i * r->cell, ZZ_CANARY_LEN);
     unsigned char *tail = r->start + (size_t)r->ncells * r->cell;
-    zzi_canary_write(tail, (size_t)(r->start + RUN_BYTES - tail));
-    r->fork_gen = atomic_load(&zzi_fork_generation);
+    zzi_canary_write(tail, (size_t)(r->start + ZZA_RUN_BYTES - tail));
 }
 
-/* In a forked child WIPEONFORK zeroed the run, canaries and all: write them
- * again (and the partial-tail canaries of live blocks) before use. */
+static int is_live(uint32_t size_plus1)
+{
+    return size_plus1 != ZZA_CELL_FREE && size_plus1 != ZZA_CELL_FREEING;
+}
+
+/* pre: a->lock held.  In a forked child WIPEONFORK zeroed the run, canaries
+ * and all: writes them again (and the partial-tail canaries of live blocks)
+ * before the run is used. */
 static void refresh_after_fork(struct run *r)
 {
-    if (zz_likely(r->fork_gen == atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed)))
+    unsigned now = atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
+    if (zz_likely(atomic_load_explicit(&r->fork_gen, memory_order_relaxed) == now))
         return;
     ZZ_VG_QUIET_BEGIN();
     write_run_canaries(r);
-    size_t span = class_span(r->cls);
     for (unsigned i = 0; i < r->ncells; i++) {
         uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-        if (sp1 != 0) {
-            unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
-            zzi_canary_write(p + sp1 - 1, span - (sp1 - 1));
-        }
+        if (is_live(sp1))
+            zzi_canary_write(zza_cell_block(r, i) + sp1 - 1, r->span - (sp1 - 1));
     }
     ZZ_VG_QUIET_END();
+    atomic_store_explicit(&r->fork_gen, now, memory_order_release);
 }
 
 static struct run *run_new(unsigned char *start, unsigned cls)
 {
-    size_t span = class_span(cls);
+    size_t span = zza_class_span(cls);
     unsigned cell = (unsigned)(span + ZZ_CANARY_LEN);
-    unsigned ncells = (unsigned)((RUN_BYTES - ZZ_CANARY_LEN) / cell);
+    unsigned ncells = (unsigned)((ZZA_RUN_BYTES - ZZ_CANARY_LEN) / cell);
     struct run *r = calloc(1, sizeof *r + ncells * (sizeof(uint16_t) + sizeof(uint32_t) + sizeof(unsigned)));
     if (r == NULL)
         return NULL;
@@ -140,12 +84,15 @@ static struct run *run_new(unsigned char *start, unsigned cls)
     r->start = start;
     r->cls = cls;
     r->cell = cell;
+    r->span = (uint32_t)span;
+    r->reciprocal = (uint32_t)((UINT64_C(1) << 32) / cell + 1);
     r->ncells = r->nfree = ncells;
     for (unsigned i = 0; i < ncells; i++)
         r->free_stack[i] = (uint16_t)(ncells - 1 - i);
-    ZZ_VG_UNDEFINED(start, RUN_BYTES);
+    ZZ_VG_UNDEFINED(start, ZZA_RUN_BYTES);
     write_run_canaries(r);
-    ZZ_VG_NOACCESS(start, RUN_BYTES);
+    ZZ_VG_NOACCESS(start, ZZA_RUN_BYTES);
+    atomic_store_explicit(&r->fork_gen, atomic_load(&zzi_fork_generation), memory_order_relaxed);
     return r;
 }
 
@@ -182,9 +129,10 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->runs = (struct run **)(c + 1);
     c->nruns = nruns;
     c->arena = a;
-    size_t pages = nruns * RUN_BYTES / zzi_page();
-    int rc = a->nchunks == 0 ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
-                             : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
+    size_t pages = nruns * ZZA_RUN_BYTES / zzi_page();
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    int rc = ix == NULL ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
+                        : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
     if (rc != 0) {
         int e = errno;
         free(c);
@@ -219,19 +167,28 @@ static size_t growth_runs(size_t total_runs)
     return n > MAX_CHUNK_RUNS ? MAX_CHUNK_RUNS : n;
 }
 
+/* pre: a->lock held (or a not yet shared).  Publishes an index with c added
+ * in address order.  Returns 0, or -1 (no memory: nothing changed). */
 static int chunk_insert(zz_arena *a, struct chunk *c)
 {
-    struct chunk **n = realloc(a->chunks, (a->nchunks + 1) * sizeof *n);
-    if (n == NULL)
+    struct chunk_index *old = atomic_load_explicit(&a->index, memory_order_relaxed);
+    size_t n = old ? old->n : 0;
+    struct chunk_index *ix = malloc(sizeof *ix + (n + 1) * sizeof(struct chunk *));
+    if (ix == NULL)
         return -1;
-    a->chunks = n;
-    size_t at = a->nchunks;
-    while (at > 0 && a->chunks[at - 1]->data > c->data) {
-        a->chunks[at] = a->chunks[at - 1];
-        at--;
+    ix->retired_next = NULL;
+    ix->n = n + 1;
+    size_t at = 0;
+    for (; at < n && old->chunks[at]->data < c->data; at++)
+        ix->chunks[at] = old->chunks[at];
+    ix->chunks[at] = c;
+    for (; at < n; at++)
+        ix->chunks[at + 1] = old->chunks[at];
+    atomic_store_explicit(&a->index, ix, memory_order_release);
+    if (old) {
+        old->retired_next = a->retired;
+        a->retired = old;
     }
-    a->chunks[at] = c;
-    a->nchunks++;
     a->total_runs += c->nruns;
     return 0;
 }
@@ -241,8 +198,8 @@ static void chunk_destroy(struct chunk *c)
 {
     for (size_t i = 0; i < c->runs_used; i++)
         free(c->runs[i]);
-    ZZ_VG_UNDEFINED(c->data, c->nruns * RUN_BYTES);
-    zz_wipe(c->data, c->nruns * RUN_BYTES);
+    ZZ_VG_UNDEFINED(c->data, c->nruns * ZZA_RUN_BYTES);
+    zz_wipe(c->data, c->nruns * ZZA_RUN_BYTES);
     zzi_global_lock();
     zzi_registry_remove(&c->region);
     zzi_global_unlock();
@@ -250,40 +207,249 @@ static void chunk_destroy(struct chunk *c)
     free(c);
 }
 
-/* pre: a->lock held.  A run for class cls from a chunk with room, growing
- * the arena when it may. */
-static struct run *arena_new_run(zz_arena *a, unsigned cls)
+/* pre: a->lock held.  A chunk with room for another run, or NULL. */
+static struct chunk *chunk_with_room(const zz_arena *a)
 {
-    struct chunk *c = NULL;
-    for (size_t i = 0; i < a->nchunks && c == NULL; i++)
-        if (a->chunks[i]->runs_used < a->chunks[i]->nruns)
-            c = a->chunks[i];
-    if (c == NULL) {
-        if (!a->growable || a->nchunks == 0) {
-            zzi_fail(ZZI_FAIL_ARENA_FULL);
-            errno = ENOMEM;
-            return NULL;
-        }
-        c = chunk_new(a, growth_runs(a->total_runs));
-        if (c == NULL)
-            return NULL;
-        if (chunk_insert(a, c) != 0) {
-            chunk_destroy(c);
-            errno = ENOMEM;
-            return NULL;
-        }
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    for (size_t i = 0; i < ix->n; i++)
+        if (ix->chunks[i]->runs_used < ix->chunks[i]->nruns)
+            return ix->chunks[i];
+    return NULL;
+}
+
+/* pre: a->lock held.  Adds a chunk to a growable arena. */
+static struct chunk *arena_grow(zz_arena *a)
+{
+    if (!a->growable) {
+        zzi_fail(ZZI_FAIL_ARENA_FULL);
+        errno = ENOMEM;
+        return NULL;
     }
-    struct run *r = run_new(c->data + c->runs_used * RUN_BYTES, cls);
+    struct chunk *c = chunk_new(a, growth_runs(a->total_runs));
+    if (c != NULL && chunk_insert(a, c) != 0) {
+        chunk_destroy(c);
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return c;
+}
+
+/* pre: a->lock held.  Sets up a new run for class cls in chunk c. */
+static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
+{
+    struct run *r = run_new(c->data + c->runs_used * ZZA_RUN_BYTES, cls);
     if (r == NULL) {
+        zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
     r->chunk = c;
     c->runs[c->runs_used] = r;
     atomic_store_explicit(&c->runs_used, c->runs_used + 1, memory_order_release);
-    a->runs_in_class[cls]++;
     avail_push(a, r);
     return r;
+}
+
+/* ---- taking and returning free cells (under the arena's lock) ----------- */
+
+/* How far down a class's list of runs with free cells a thread looks for
+ * one it may call its own before it sets up a new one. */
+#define OWNER_SCAN 8
+
+/* pre: a->lock held.  A run with a free cell of class cls for owner: its
+ * home run, else one of its own or nobody's, else a new one (growing the
+ * arena if need be: a run per thread and class costs 16 KiB, sharing one
+ * costs every access a contended cache line), else, when the arena cannot
+ * grow, the first run with a free cell.  NULL with errno when none. */
+static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct run *home)
+{
+    if (home != NULL && home->owner == owner && home->nfree > 0)
+        return home;
+    struct run *first = a->avail[cls];
+    unsigned k = 0;
+    for (struct run *r = first; r != NULL && k < OWNER_SCAN; r = r->next, k++)
+        if (r->owner == owner || r->owner == NULL)
+            return r;
+    struct chunk *c = chunk_with_room(a);
+    if (c == NULL) {
+        int e = errno;
+        c = arena_grow(a);
+        if (c == NULL && first != NULL) {
+            errno = e;
+            return first;
+        }
+        if (c == NULL)
+            return NULL;
+    }
+    return arena_new_run(a, c, cls);
+}
+
+static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
+                                  const void *owner, struct run **home)
+{
+    struct run *r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
+    if (r == NULL || zzi_pages_refresh_after_fork(&r->chunk->region.map) != 0)
+        return 0;
+    refresh_after_fork(r);
+    if (r->owner == NULL)
+        r->owner = owner;
+    if (home != NULL && r->owner == owner)
+        *home = r;
+    unsigned got = 0;
+    while (got < want && r->nfree > 0)
+        out[got++] = (struct zza_cell){r, r->free_stack[--r->nfree]};
+    if (r->nfree == 0)
+        avail_remove(a, r);
+    return got;
+}
+
+unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
+                        const void *owner, struct run **home)
+{
+    zzi_lock(&a->lock);
+    unsigned got = take_cells_locked(a, cls, out, want, owner, home);
+    int e = errno;
+    zzi_unlock(&a->lock);
+    errno = e;
+    return got;
+}
+
+void zza_disown(zz_arena *a, const void *owner)
+{
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    for (size_t k = 0; k < ix->n; k++)
+        for (size_t ri = 0; ri < ix->chunks[k]->runs_used; ri++)
+            if (ix->chunks[k]->runs[ri]->owner == owner)
+                ix->chunks[k]->runs[ri]->owner = NULL;
+}
+
+void zza_return_cell(zz_arena *a, struct run *r, unsigned i)
+{
+    r->free_stack[r->nfree++] = (uint16_t)i;
+    if (r->nfree == 1)
+        avail_push(a, r);
+}
+
+void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)
+{
+    if (with_lock)
+        zzi_lock(&a->lock);
+    zzi_count(&a->live_blocks, blocks);
+    zzi_count(&a->live_bytes, bytes);
+    if (with_lock)
+        zzi_unlock(&a->lock);
+}
+
+/* ---- cells ---------------------------------------------------------------- */
+
+/* Hands out free cell i of run r (taken off the free lists by the caller) as
+ * a block of n bytes. */
+static void *cell_hand_out(struct run *r, unsigned i, size_t n)
+{
+    unsigned char *p = zza_cell_block(r, i);
+    size_t span = r->span;
+    r->epoch[i] = zzi_epoch_stable();
+    atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
+    ZZ_VG_DEFINED(p, span);
+#ifndef EXP_NOZERO
+    ZZ_CHECK(zzi_is_zero_small(p, span), "write after free (a freed block was modified)");
+#endif
+    if (n < span) { /* span - n < 16: the canary bytes share one aligned chunk */
+        ZZ_VG_UNDEFINED(p + n, span - n);
+        zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span));
+        ZZ_VG_NOACCESS(p + n, span - n);
+    }
+    ZZ_VG_MALLOCLIKE(p, n);
+    return p;
+}
+
+/* The run and cell of block p of arena a, without the lock; fatal when p is
+ * not the start of a cell's block. */
+static struct run *find_cell(zz_arena *a, const unsigned char *p, unsigned *cell)
+{
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_acquire);
+    size_t lo = 0, hi = ix->n;
+    while (lo < hi) { /* the last chunk whose data starts at or before p */
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->chunks[mid]->data <= p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    ZZ_CHECK(lo > 0, "invalid pointer");
+    struct chunk *c = ix->chunks[lo - 1];
+    size_t off = (size_t)(p - c->data), ri = off / ZZA_RUN_BYTES;
+    ZZ_CHECK(ri < atomic_load_explicit(&c->runs_used, memory_order_acquire), "invalid pointer");
+    struct run *r = c->runs[ri];
+    uint64_t x = off % ZZA_RUN_BYTES - ZZ_CANARY_LEN; /* huge when in_run < 16 */
+    uint64_t q = (x * r->reciprocal) >> 32;          /* x / cell, exact for x < 2^32 / cell */
+    ZZ_CHECK(x < ZZA_RUN_BYTES && q * r->cell == x && q < r->ncells, "invalid pointer");
+    *cell = (unsigned)q;
+    return r;
+}
+
+/* 1 if the n bytes at p are the canary, or (when a purge or a fork may have
+ * zeroed them since the block was made) canary or zero byte by byte. */
+static int tail_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
+{
+    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
+}
+
+/* Checks the canaries around cell i of r (block p, n bytes) again and
+ * again until no purge ran meanwhile, then reports what it found. */
+__attribute__((noinline)) static void check_cell_slow(const struct run *r, unsigned i, const unsigned char *p, size_t n)
+{
+    size_t span = r->span;
+    for (;;) {
+        unsigned e = zzi_epoch_stable();
+        int head_ok = zzi_canary16_intact(p - ZZ_CANARY_LEN);
+        int tail_ok = zzi_canary16_intact(p + span) &&
+                      (n == span || tail_acceptable(p + n, span - n, r->epoch[i], e));
+        if (!zzi_epoch_unchanged(e))
+            continue;
+        ZZ_CHECK(head_ok, "canary corrupted (before block)");
+        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
+        return;
+    }
+}
+
+/* The canaries around cell i of r (block p, n bytes).  Intact canaries need
+ * no more: a purge only ever zeroes bytes.  Anything else is looked at again
+ * in the light of purges (check_cell_slow). */
+static inline void check_cell(const struct run *r, unsigned i, const unsigned char *p, size_t n)
+{
+    size_t span = r->span;
+    if (zz_likely(zzi_canary16_intact(p - ZZ_CANARY_LEN) && zzi_canary16_intact(p + span) &&
+                  (n == span || zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span)))))
+        return;
+    check_cell_slow(r, i, p, n);
+}
+
+/* Takes back live cell i of r, block p: claims it (a second free is fatal
+ * from here on), checks its canaries, wipes it and marks it free.  Until the
+ * wipe is done the cell still counts as live, so a zz_purge from a signal
+ * that interrupts this wipes it too.  Returns the block's size. */
+static size_t cell_take_back(struct run *r, unsigned i, unsigned char *p)
+{
+#ifdef EXP_NOXCHG
+    uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
+    atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_relaxed);
+#else
+    uint32_t sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_acq_rel);
+#endif
+    ZZ_CHECK(is_live(sp1), "double free");
+    size_t n = sp1 - 1, span = r->span;
+    ZZ_VG_FREELIKE(p);
+    ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
+#ifndef EXP_NOCANARY
+    check_cell(r, i, p, n);
+#endif
+    memset(p, 0, span);
+    zzi_barrier(p);
+    ZZ_VG_NOACCESS(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
+    atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREE, memory_order_release);
+    return n;
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -294,8 +460,19 @@ static struct run *arena_new_run(zz_arena *a, unsigned cls)
  * that straddles run boundaries needs one more: 9/8 and two runs cover it. */
 static size_t fixed_arena_runs(size_t capacity)
 {
-    size_t usable = RUN_BYTES - ZZ_CANARY_LEN;
+    size_t usable = ZZA_RUN_BYTES - ZZ_CANARY_LEN;
     return (capacity / 8 * 9 + capacity % 8 * 2 + usable - 1) / usable + 2;
+}
+
+static void free_indexes(zz_arena *a)
+{
+    struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    free(ix);
+    while (a->retired) {
+        ix = a->retired;
+        a->retired = ix->retired_next;
+        free(ix);
+    }
 }
 
 ZZ_API zz_arena *zz_arena_create(size_t capacity)
@@ -326,106 +503,46 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         errno = e;
         return NULL;
     }
-    pthread_mutex_lock(&arenas_lock);
+    pthread_mutex_lock(&zzi_arenas_lock);
+    a->id = ++last_arena_id;
     a->list_next = arenas;
     if (arenas)
         arenas->list_prev = a;
     arenas = a;
-    pthread_mutex_unlock(&arenas_lock);
+    pthread_mutex_unlock(&zzi_arenas_lock);
     return a;
+}
+
+/* A fixed arena takes the lock for every block, so that every byte of its
+ * capacity stays available to every thread (no cell sits in a thread's
+ * cache while another thread is told the arena is full). */
+static int take_fixed(zz_arena *a, unsigned cls, size_t n, struct zza_cell *out)
+{
+    zzi_lock(&a->lock);
+    unsigned got = take_cells_locked(a, cls, out, 1, NULL, NULL);
+    int e = errno;
+    if (got == 1) {
+        zzi_count(&a->live_blocks, 1);
+        zzi_count(&a->live_bytes, n);
+    }
+    zzi_unlock(&a->lock);
+    errno = e;
+    return got == 1 ? 0 : -1;
 }
 
 ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
 {
-    if (a == NULL || n > MAX_BLOCK) {
+    if (zz_unlikely(a == NULL || n > ZZA_MAX_BLOCK)) {
         zzi_fail(a == NULL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_ARENA_BLOCK);
         errno = a == NULL ? EINVAL : ENOMEM;
         return NULL;
     }
-    unsigned cls = class_of(n);
-    zzi_lock(&a->lock);
-    struct run *r = a->avail[cls];
-    if (r == NULL && (r = arena_new_run(a, cls)) == NULL) {
-        int e = errno;
-        zzi_unlock(&a->lock);
-        errno = e;
+    unsigned cls = zza_class_of(n);
+    struct zza_cell c;
+    int rc = a->growable ? zzi_arena_cache_take(a, cls, n, &c) : take_fixed(a, cls, n, &c);
+    if (rc != 0)
         return NULL;
-    }
-    if (zzi_pages_refresh_after_fork(&r->chunk->region.map) != 0) {
-        int e = errno;
-        zzi_unlock(&a->lock);
-        errno = e;
-        return NULL;
-    }
-    refresh_after_fork(r);
-    unsigned i = r->free_stack[--r->nfree];
-    if (r->nfree == 0)
-        avail_remove(a, r);
-    r->epoch[i] = zzi_epoch_stable();
-    atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
-    zzi_count(&a->live_blocks, 1);
-    zzi_count(&a->live_bytes, n);
-    zzi_unlock(&a->lock);
-
-    unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
-    size_t span = class_span(cls);
-    ZZ_VG_DEFINED(p, span);
-    /* A free cell is all zeros (zz_arena_free wiped it): see block.c. */
-    ZZ_CHECK(zz_is_zero(p, span), "write after free (a freed block was modified)");
-    ZZ_VG_UNDEFINED(p + n, span - n);
-    zzi_canary_write(p + n, span - n);
-    ZZ_VG_NOACCESS(p + n, span - n);
-    ZZ_VG_MALLOCLIKE(p, n);
-    return p;
-}
-
-/* pre: a->lock held.  The run and cell of live block p of arena a; fatal
- * when p is not one. */
-static struct run *find_cell(zz_arena *a, const unsigned char *p, unsigned *cell)
-{
-    size_t lo = 0, hi = a->nchunks;
-    while (lo < hi) { /* last chunk whose data starts at or before p */
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->chunks[mid]->data <= p)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    ZZ_CHECK(lo > 0, "invalid pointer");
-    struct chunk *c = a->chunks[lo - 1];
-    size_t off = (size_t)(p - c->data), ri = off / RUN_BYTES;
-    ZZ_CHECK(ri < c->runs_used, "invalid pointer");
-    struct run *r = c->runs[ri];
-    size_t in_run = off % RUN_BYTES;
-    ZZ_CHECK(in_run >= ZZ_CANARY_LEN && (in_run - ZZ_CANARY_LEN) % r->cell == 0 &&
-                 (in_run - ZZ_CANARY_LEN) / r->cell < r->ncells,
-             "invalid pointer");
-    *cell = (unsigned)((in_run - ZZ_CANARY_LEN) / r->cell);
-    ZZ_CHECK(atomic_load_explicit(&r->size_plus1[*cell], memory_order_relaxed) != 0,
-             "double free");
-    return r;
-}
-
-static int bytes_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
-{
-    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
-}
-
-/* pre: a->lock held.  Checks the canaries around live cell i. */
-static void check_cell(struct run *r, unsigned i, const unsigned char *p, size_t n)
-{
-    size_t span = class_span(r->cls);
-    for (;;) {
-        unsigned e = zzi_epoch_stable();
-        int head_ok = zzi_canary_intact(p - ZZ_CANARY_LEN, ZZ_CANARY_LEN);
-        int tail_ok = bytes_acceptable(p + n, span - n, r->epoch[i], e) &&
-                      zzi_canary_intact(p + span, ZZ_CANARY_LEN);
-        if (!zzi_epoch_unchanged(e))
-            continue;
-        ZZ_CHECK(head_ok, "canary corrupted (before block)");
-        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
-        return;
-    }
+    return cell_hand_out(c.run, c.index, n);
 }
 
 ZZ_API void zz_arena_free(zz_arena *a, void *p)
@@ -433,67 +550,69 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     if (p == NULL)
         return;
     ZZ_CHECK(a != NULL, "invalid pointer");
-    int saved = errno;
-    unsigned char *b = p;
-    unsigned i;
-    zzi_lock(&a->lock);
-    struct run *r = find_cell(a, b, &i);
-    refresh_after_fork(r);
-    size_t n = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed) - 1;
-    size_t span = class_span(r->cls);
-    ZZ_VG_FREELIKE(b);
-    ZZ_VG_DEFINED(b - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
-    check_cell(r, i, b, n);
-    zz_wipe(b, span);
-    ZZ_VG_NOACCESS(b - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
-    atomic_store_explicit(&r->size_plus1[i], 0, memory_order_release);
-    r->free_stack[r->nfree++] = (uint16_t)i;
-    if (r->nfree == 1)
-        avail_push(a, r);
-    zzi_count(&a->live_blocks, (size_t)-1);
-    zzi_count(&a->live_bytes, 0 - n);
-    zzi_unlock(&a->lock);
-    errno = saved;
+    unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
+    struct run *r = find_cell(a, p, &i);
+    if (zz_unlikely(atomic_load_explicit(&r->fork_gen, memory_order_acquire) !=
+                    atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed))) {
+        zzi_lock(&a->lock);
+        refresh_after_fork(r);
+        zzi_unlock(&a->lock);
+    }
+    size_t n = cell_take_back(r, i, p);
+    if (a->growable) {
+        zzi_arena_cache_put(a, r, i, n);
+    } else {
+        zzi_lock(&a->lock);
+        zza_return_cell(a, r, i);
+        zzi_count(&a->live_blocks, (size_t)-1);
+        zzi_count(&a->live_bytes, 0 - n);
+        zzi_unlock(&a->lock);
+    }
+}
+
+/* Checks every cell's canaries (live ones fully) before the chunks go. */
+static void check_all_cells(struct chunk *c)
+{
+    for (size_t ri = 0; ri < c->runs_used; ri++) {
+        struct run *r = c->runs[ri];
+        refresh_after_fork(r);
+        for (unsigned i = 0; i < r->ncells; i++) {
+            uint32_t sp1 = atomic_load(&r->size_plus1[i]);
+            unsigned char *p = zza_cell_block(r, i);
+            ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, r->span + 2 * ZZ_CANARY_LEN);
+            if (is_live(sp1)) {
+                check_cell(r, i, p, sp1 - 1);
+                ZZ_VG_FREELIKE(p);
+            } else {
+                ZZ_CHECK(zzi_canary16_intact(p - ZZ_CANARY_LEN), "canary corrupted (before block)");
+            }
+        }
+    }
 }
 
 ZZ_API void zz_arena_destroy(zz_arena *a)
 {
     if (a == NULL)
         return;
-    pthread_mutex_lock(&arenas_lock);
+    pthread_mutex_lock(&zzi_arenas_lock);
     if (a->list_prev)
         a->list_prev->list_next = a->list_next;
     else
         arenas = a->list_next;
     if (a->list_next)
         a->list_next->list_prev = a->list_prev;
-    pthread_mutex_unlock(&arenas_lock);
+    pthread_mutex_unlock(&zzi_arenas_lock);
 
-    for (size_t k = 0; k < a->nchunks; k++) {
-        struct chunk *c = a->chunks[k];
-        for (size_t ri = 0; ri < c->runs_used; ri++) {
-            struct run *r = c->runs[ri];
-            refresh_after_fork(r);
-            for (unsigned i = 0; i < r->ncells; i++) {
-                uint32_t sp1 = atomic_load(&r->size_plus1[i]);
-                unsigned char *p = r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
-                ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, class_span(r->cls) + 2 * ZZ_CANARY_LEN);
-                if (sp1 != 0) {
-                    check_cell(r, i, p, sp1 - 1);
-                    ZZ_VG_FREELIKE(p);
-                } else {
-                    ZZ_CHECK(zzi_canary_intact(p - ZZ_CANARY_LEN, ZZ_CANARY_LEN),
-                             "canary corrupted (before block)");
-                }
-            }
-        }
-        chunk_destroy(c);
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    for (size_t k = 0; k < ix->n; k++) {
+        check_all_cells(ix->chunks[k]);
+        chunk_destroy(ix->chunks[k]);
     }
-    free(a->chunks);
+    free_indexes(a);
     free(a);
 }
 
-/* ---- purge, info, fork ---------------------------------------------------------- */
+/* ---- purge, info, stats, fork ----------------------------------------------- */
 
 void zzi_arena_purge_region(struct zzi_region *reg)
 {
@@ -501,10 +620,9 @@ void zzi_arena_purge_region(struct zzi_region *reg)
     size_t used = atomic_load_explicit(&c->runs_used, memory_order_acquire);
     for (size_t ri = 0; ri < used; ri++) {
         struct run *r = c->runs[ri];
-        size_t span = class_span(r->cls);
         for (unsigned i = 0; i < r->ncells; i++)
-            if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != 0)
-                zz_wipe(r->start + (size_t)i * r->cell + ZZ_CANARY_LEN, span);
+            if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != ZZA_CELL_FREE)
+                zz_wipe(zza_cell_block(r, i), r->span);
     }
 }
 
@@ -512,30 +630,39 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
 {
     struct chunk *c = reg->owner;
     uintptr_t data = (uintptr_t)c->data;
-    ZZ_CHECK(addr >= data && addr < data + c->runs_used * RUN_BYTES, "invalid pointer");
-    struct run *r = c->runs[(addr - data) / RUN_BYTES];
-    size_t in_run = (addr - data) % RUN_BYTES;
+    ZZ_CHECK(addr >= data && addr < data + c->runs_used * ZZA_RUN_BYTES, "invalid pointer");
+    struct run *r = c->runs[(addr - data) / ZZA_RUN_BYTES];
+    size_t in_run = (addr - data) % ZZA_RUN_BYTES;
     ZZ_CHECK(in_run >= ZZ_CANARY_LEN && (in_run - ZZ_CANARY_LEN) % r->cell == 0 &&
                  (in_run - ZZ_CANARY_LEN) / r->cell < r->ncells,
              "invalid pointer");
-    ZZ_CHECK(atomic_load(&r->size_plus1[(in_run - ZZ_CANARY_LEN) / r->cell]) != 0,
+    ZZ_CHECK(is_live(atomic_load(&r->size_plus1[(in_run - ZZ_CANARY_LEN) / r->cell])),
              "invalid pointer");
     return reg->map.info | ZZ_INFO_CANARY;
 }
 
+int zza_is_live(const zz_arena *a, uint64_t id)
+{
+    for (const zz_arena *x = arenas; x != NULL; x = x->list_next)
+        if (x == a && x->id == id)
+            return 1;
+    return 0;
+}
+
 void zzi_arena_count_live(size_t *blocks, size_t *bytes)
 {
-    pthread_mutex_lock(&arenas_lock);
+    pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
         *blocks += atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
         *bytes += atomic_load_explicit(&a->live_bytes, memory_order_relaxed);
+        zzi_arena_cache_count(a, blocks, bytes);
     }
-    pthread_mutex_unlock(&arenas_lock);
+    pthread_mutex_unlock(&zzi_arenas_lock);
 }
 
 void zzi_arena_lock_all(void)
 {
-    pthread_mutex_lock(&arenas_lock);
+    pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_lock(&a->lock);
 }
@@ -544,5 +671,10 @@ void zzi_arena_unlock_all(void)
 {
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_unlock(&a->lock);
-    pthread_mutex_unlock(&arenas_lock);
+    pthread_mutex_unlock(&zzi_arenas_lock);
+}
+
+void zzi_arena_after_fork_child(void)
+{
+    zzi_arena_cache_after_fork_child();
 }

@@ -8,30 +8,19 @@
 
 #include "internal.h"
 
-static uint64_t key[2];
+uint64_t zzi_canary_key[2];
 
 int zzi_canary_init(void)
 {
-    return zzi_os_random(key, sizeof key);
-}
-
-/* Sets every zero byte of w to 1: a canary byte is never zero, so a canary
- * and zeroed memory (after zz_purge, or a fork with WIPEONFORK) can never be
- * mistaken for each other. */
-static inline uint64_t no_zero_bytes(uint64_t w)
-{
-    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Fu;
-    uint64_t zero_high_bit = ~(((w & low7) + low7) | w | low7); /* 0x80 where a byte is 0 */
-    return w | (zero_high_bit >> 7);
+    return zzi_os_random(zzi_canary_key, sizeof zzi_canary_key);
 }
 
 /* The 16 canary bytes of the 16-byte-aligned chunk that holds address a. */
 static inline void chunk_pattern(uintptr_t a, unsigned char out[16])
 {
-    uint64_t c = (uint64_t)(a >> 4);
-    uint64_t w[2] = {no_zero_bytes(key[0] ^ (c * 0x9E3779B97F4A7C15u)),
-                     no_zero_bytes(key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu))};
-    memcpy(out, w, 16);
+    struct zzi_words w = zzi_canary_chunk(a);
+    memcpy(out, &w.lo, 8);
+    memcpy(out + 8, &w.hi, 8);
 }
 
 /* Calls fn on each piece of [p, p+n) that lies in one 16-byte chunk, with
@@ -67,14 +56,8 @@ void zzi_canary_write(unsigned char *p, size_t n)
 
 int zzi_canary_intact(const unsigned char *p, size_t n)
 {
-    if (n == 16 && ((uintptr_t)p & 15) == 0) {
-        unsigned char pat[16];
-        uint64_t a[2], b[2];
-        chunk_pattern((uintptr_t)p, pat);
-        memcpy(a, p, 16);
-        memcpy(b, pat, 16);
-        return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
-    }
+    if (n == 16 && ((uintptr_t)p & 15) == 0)
+        return zzi_canary16_intact(p);
     const unsigned char *src = p;
     int ok = 1;
     FOR_EACH_PIECE(p, n, pat, off, len, {

@@ -148,6 +148,35 @@ static inline void zzi_barrier(const void *p)
     __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
+/* 1 if the n bytes at p (16-byte aligned, n a multiple of 16) are all zero.
+ * For checking that a free cell is still zero: it reads no secret, so it
+ * need not be constant-time, and it is inline for the arena's fast path
+ * (four 16-byte accumulators: a quarter of the instructions of word loads). */
+typedef uint64_t zzi_v2u64 __attribute__((vector_size(16)));
+static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
+{
+    zzi_v2u64 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0;
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        zzi_v2u64 v0, v1, v2, v3;
+        __builtin_memcpy(&v0, p + k, 16);
+        __builtin_memcpy(&v1, p + k + 16, 16);
+        __builtin_memcpy(&v2, p + k + 32, 16);
+        __builtin_memcpy(&v3, p + k + 48, 16);
+        a0 |= v0;
+        a1 |= v1;
+        a2 |= v2;
+        a3 |= v3;
+    }
+    for (; k < n; k += 16) {
+        zzi_v2u64 v;
+        __builtin_memcpy(&v, p + k, 16);
+        a0 |= v;
+    }
+    a0 |= a1 | a2 | a3;
+    return (a0[0] | a0[1]) == 0;
+}
+
 /* Copies n bytes through general-purpose registers only.  memcpy moves data
  * through vector registers, which nothing else overwrites for a long time:
  * a secret copied that way turns up in core dumps (register notes) and on
@@ -245,10 +274,19 @@ extern _Atomic unsigned zzi_wipe_epoch;
 extern _Atomic unsigned zzi_purgers;
 /* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
 extern _Atomic unsigned zzi_fork_generation;
-/* The epoch, once no purge is running (spins while one is). */
-unsigned zzi_epoch_stable(void);
+/* The epoch, once no purge is running (yields while one is).  Inline: the
+ * allocation fast paths read it on every call. */
+static inline unsigned zzi_epoch_stable(void)
+{
+    while (zz_unlikely(atomic_load(&zzi_purgers) != 0))
+        zzi_os_yield();
+    return atomic_load(&zzi_wipe_epoch);
+}
 /* 1 if no purge ran or started since zzi_epoch_stable() returned e. */
-int zzi_epoch_unchanged(unsigned e);
+static inline int zzi_epoch_unchanged(unsigned e)
+{
+    return atomic_load(&zzi_purgers) == 0 && atomic_load(&zzi_wipe_epoch) == e;
+}
 
 /* ---- block.c ----------------------------------------------------------- */
 void zzi_block_init(void);
@@ -262,6 +300,82 @@ int zzi_canary_init(void);
 void zzi_canary_write(unsigned char *p, size_t n);
 /* 1 if [p, p+n) holds the canary pattern for address p. */
 int zzi_canary_intact(const unsigned char *p, size_t n);
+/* The per-process key and the pattern of one 16-byte-aligned chunk, inline
+ * for the arena's fast path (a cell's head and trailing canaries are one
+ * aligned chunk each). */
+extern uint64_t zzi_canary_key[2];
+/* Sets the low bit of every byte of w: a canary byte is never zero, so a
+ * canary and zeroed memory (after zz_purge, or a fork with WIPEONFORK) can
+ * never be mistaken for each other.  56 of each word's 64 bits stay secret. */
+static inline uint64_t zzi_canary_no_zero_bytes(uint64_t w)
+{
+    return w | UINT64_C(0x0101010101010101);
+}
+/* 16 bytes as two little-endian words (a struct, not an array: arrays in the
+ * fast paths would make them pay for -fstack-protector-strong). */
+struct zzi_words {
+    uint64_t lo, hi;
+};
+static inline struct zzi_words zzi_load16(const unsigned char *p)
+{
+    struct zzi_words v;
+    __builtin_memcpy(&v.lo, p, 8);
+    __builtin_memcpy(&v.hi, p + 8, 8);
+    return v;
+}
+/* The 16 canary bytes of the aligned chunk that holds address a. */
+static inline struct zzi_words zzi_canary_chunk(uintptr_t a)
+{
+    uint64_t c = (uint64_t)(a >> 4);
+    struct zzi_words w = {
+        zzi_canary_no_zero_bytes(zzi_canary_key[0] ^ (c * 0x9E3779B97F4A7C15u)),
+        zzi_canary_no_zero_bytes(zzi_canary_key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu)),
+    };
+    return w;
+}
+/* zzi_canary_intact(p, 16) for 16-byte-aligned p. */
+static inline int zzi_canary16_intact(const unsigned char *p)
+{
+    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p);
+    return ((v.lo ^ w.lo) | (v.hi ^ w.hi)) == 0;
+}
+/* For a block whose end is not 16-byte aligned: its tail canary is the bytes
+ * [k, 16) of the aligned chunk at p (0 <= k < 16), one pattern, handled with
+ * word masks instead of a byte loop. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline struct zzi_words zzi_canary_tail_mask(unsigned k)
+{
+    struct zzi_words m = {
+        k >= 8 ? 0 : ~UINT64_C(0) << (8 * k),
+        k <= 8 ? ~UINT64_C(0) : ~UINT64_C(0) << (8 * (k - 8)),
+    };
+    return m;
+}
+/* zzi_canary_intact(p + k, 16 - k). */
+static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k)
+{
+    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p), m = zzi_canary_tail_mask(k);
+    return (((v.lo ^ w.lo) & m.lo) | ((v.hi ^ w.hi) & m.hi)) == 0;
+}
+/* zzi_canary_write(p + k, 16 - k), leaving [p, p+k) as it was. */
+static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k)
+{
+    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p), m = zzi_canary_tail_mask(k);
+    v.lo = (v.lo & ~m.lo) | (w.lo & m.lo);
+    v.hi = (v.hi & ~m.hi) | (w.hi & m.hi);
+    __builtin_memcpy(p, &v.lo, 8);
+    __builtin_memcpy(p + 8, &v.hi, 8);
+}
+#else
+static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k)
+{
+    return zzi_canary_intact(p + k, 16 - k);
+}
+static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k)
+{
+    zzi_canary_write(p + k, 16 - k);
+}
+#endif
 /* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks
  * like after a purge that may have raced with its writing (canary bytes are
  * never zero, so a byte is unambiguously one or the other). */
@@ -276,6 +390,9 @@ void zzi_arena_purge_region(struct zzi_region *r);
 unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
 void zzi_arena_lock_all(void);   /* atfork: before the global lock */
 void zzi_arena_unlock_all(void);
+/* Fork child, pre: zzi_arena_lock_all() held: takes back the cells that the
+ * threads' caches held (the other threads do not exist in the child). */
+void zzi_arena_after_fork_child(void);
 
 /* ---- lockref.c ---------------------------------------------------------- */
 void zzi_lockref_lock_all(void);  /* atfork */
@@ -302,23 +419,26 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes);
 /* ---- valgrind ------------------------------------------------------------ */
 #ifdef ZZ_VALGRIND
 #include <valgrind/memcheck.h>
-/* Client requests cost a dozen instructions each even outside valgrind;
- * the fast paths make six, so they are skipped unless valgrind is there. */
+/* Client requests cost a dozen instructions and a stack array each even
+ * outside valgrind (and the array makes a function pay for the stack
+ * protector): the fast paths test a flag and call out of line (memcheck.c)
+ * only when valgrind is there. */
 extern int zzi_on_valgrind;
-#define ZZ_VG(req) ((void)(zz_unlikely(zzi_on_valgrind) ? (req) : 0))
-#define ZZ_VG_NOACCESS(p, n) ZZ_VG(VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
-#define ZZ_VG_UNDEFINED(p, n) ZZ_VG(VALGRIND_MAKE_MEM_UNDEFINED((p), (n)))
-#define ZZ_VG_DEFINED(p, n) ZZ_VG(VALGRIND_MAKE_MEM_DEFINED((p), (n)))
-#define ZZ_VG_MALLOCLIKE(p, n)                                                    \
+void zzi_vg_noaccess(const void *p, size_t n);
+void zzi_vg_undefined(const void *p, size_t n);
+void zzi_vg_defined(const void *p, size_t n);
+void zzi_vg_malloclike(const void *p, size_t n);
+void zzi_vg_freelike(const void *p);
+#define ZZ_VG(call)                                                               \
     do {                                                                          \
         if (zz_unlikely(zzi_on_valgrind))                                         \
-            VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 1);                            \
+            call;                                                                 \
     } while (0)
-#define ZZ_VG_FREELIKE(p)                                                         \
-    do {                                                                          \
-        if (zz_unlikely(zzi_on_valgrind))                                         \
-            VALGRIND_FREELIKE_BLOCK((p), 0);                                      \
-    } while (0)
+#define ZZ_VG_NOACCESS(p, n) ZZ_VG(zzi_vg_noaccess((p), (n)))
+#define ZZ_VG_UNDEFINED(p, n) ZZ_VG(zzi_vg_undefined((p), (n)))
+#define ZZ_VG_DEFINED(p, n) ZZ_VG(zzi_vg_defined((p), (n)))
+#define ZZ_VG_MALLOCLIKE(p, n) ZZ_VG(zzi_vg_malloclike((p), (n)))
+#define ZZ_VG_FREELIKE(p) ZZ_VG(zzi_vg_freelike(p))
 #define ZZ_VG_QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
 #define ZZ_VG_QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
 #define ZZ_VG_DETECT() (zzi_on_valgrind = RUNNING_ON_VALGRIND != 0)

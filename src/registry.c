@@ -145,18 +145,6 @@ void zzi_registry_purge_all(int nested)
     }
 }
 
-unsigned zzi_epoch_stable(void)
-{
-    while (atomic_load(&zzi_purgers) != 0)
-        zzi_os_yield();
-    return atomic_load(&zzi_wipe_epoch);
-}
-
-int zzi_epoch_unchanged(unsigned e)
-{
-    return atomic_load(&zzi_purgers) == 0 && atomic_load(&zzi_wipe_epoch) == e;
-}
-
 /* ---- fork ----------------------------------------------------------------- */
 
 /* Lock order everywhere: arena list, each arena, lockref, global. */
@@ -199,6 +187,7 @@ static void after_fork_child(void)
     atomic_fetch_add(&zzi_fork_generation, 1);
     forget_inherited_protections();
     zzi_lockref_forget_after_fork();
+    zzi_arena_after_fork_child();
     zzi_global_unlock();
     zzi_lockref_unlock_all();
     zzi_arena_unlock_all();

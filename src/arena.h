@@ -1,0 +1,150 @@
+/*
+ * arena.h - what arena.c (runs, chunks, the locked paths, the public API)
+ * shares with arena_cache.c (the per-thread caches of free cells).  Internal
+ * to those two files; the layout diagram is at the top of arena.c.
+ */
+#ifndef ZZ_ARENA_H
+#define ZZ_ARENA_H
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define ZZA_RUN_BYTES (16u << 10)
+/* Size classes: spans of 16..1024 bytes in steps of 16 (exact: a 32-byte
+ * secret costs 48 bytes), then steps of 64 to 4 KiB and of 256 beyond, so no
+ * class wastes more than 1/16 of a block. */
+#define ZZA_SMALL_CLASSES 64u  /* 16 .. 1024 */
+#define ZZA_MEDIUM_CLASSES 48u /* 1088 .. 4096 */
+#define ZZA_LARGE_CLASSES 48u  /* 4352 .. 16384, the last one capped at ZZA_MAX_BLOCK */
+#define ZZA_NCLASSES (ZZA_SMALL_CLASSES + ZZA_MEDIUM_CLASSES + ZZA_LARGE_CLASSES)
+#define ZZA_MAX_BLOCK (ZZA_RUN_BYTES - 3 * ZZ_CANARY_LEN)
+
+/* A cell's state in run.size_plus1: free, being freed (wiped but not yet
+ * back on a free list: still wiped by zz_purge, refused by a second free),
+ * or live with n bytes (n + 1). */
+#define ZZA_CELL_FREE 0u
+#define ZZA_CELL_FREEING UINT32_MAX
+
+struct chunk;
+
+/* One run of cells of one size class.  The first block of fields never
+ * changes after the run is published (lock-free readers use them). */
+struct run {
+    unsigned char *start;
+    uint32_t cell, span, ncells;
+    uint32_t reciprocal;           /* floor(2^32 / cell) + 1: offset / cell by a multiply */
+    unsigned cls;
+    struct chunk *chunk;
+    _Atomic uint32_t *size_plus1;  /* per cell: ZZA_CELL_FREE, ZZA_CELL_FREEING or n + 1 */
+    unsigned *epoch;               /* per cell: zzi_wipe_epoch when it was handed out */
+    _Atomic unsigned fork_gen;     /* zzi_fork_generation when canaries were written */
+    /* Under the arena's lock, and on other cache lines than the fields the
+     * lock-free paths read, so refills do not slow down other threads: */
+    char pad[64];
+    struct run *prev, *next;       /* the class's runs with a free cell */
+    const void *owner;             /* the thread cache that refills from it, or NULL */
+    unsigned nfree;
+    uint16_t *free_stack;
+};
+
+struct chunk {
+    struct zzi_region region;
+    struct zz_arena *arena;
+    unsigned char *data;
+    size_t nruns;
+    _Atomic size_t runs_used; /* runs[0..runs_used) are set up; lock-free readers use it */
+    struct run **runs;
+};
+
+/* The arena's chunks sorted by address, immutable once published: a lookup
+ * reads it without the lock.  Adding a chunk publishes a new one; the old
+ * ones are kept (a reader may still hold one) until the arena is destroyed. */
+struct chunk_index {
+    struct chunk_index *retired_next;
+    size_t n;
+    struct chunk *chunks[];
+};
+
+struct zz_arena {
+    zzi_lock_t lock;
+    int growable;
+    uint64_t id;              /* unique for the process's lifetime */
+    _Atomic(struct chunk_index *) index;
+    struct chunk_index *retired;
+    struct zz_arena *list_prev, *list_next; /* under zzi_arenas_lock */
+    int backend;              /* of its first chunk; later chunks follow it */
+    size_t total_runs;        /* in all chunks */
+    _Atomic size_t live_blocks, live_bytes; /* written under lock */
+    struct run *avail[ZZA_NCLASSES];
+};
+
+/* A free cell, taken off its run's free stack. */
+struct zza_cell {
+    struct run *run;
+    unsigned index;
+};
+
+/* Guards the list of arenas and arena_cache.c's list of thread caches. */
+extern pthread_mutex_t zzi_arenas_lock;
+
+static inline unsigned zza_class_of(size_t n)
+{
+    size_t span = n == 0 ? 16 : (n + 15) & ~(size_t)15;
+    if (span <= 1024)
+        return (unsigned)(span / 16 - 1);
+    if (span <= 4096)
+        return ZZA_SMALL_CLASSES + (unsigned)((span - 1024 + 63) / 64) - 1;
+    return ZZA_SMALL_CLASSES + ZZA_MEDIUM_CLASSES + (unsigned)((span - 4096 + 255) / 256) - 1;
+}
+
+/* The block bytes of class c's cells (the last class is capped). */
+static inline size_t zza_class_span(unsigned c)
+{
+    size_t span;
+    if (c < ZZA_SMALL_CLASSES)
+        span = (c + 1) * 16u;
+    else if (c < ZZA_SMALL_CLASSES + ZZA_MEDIUM_CLASSES)
+        span = 1024 + (c - ZZA_SMALL_CLASSES + 1) * 64u;
+    else
+        span = 4096 + (c - ZZA_SMALL_CLASSES - ZZA_MEDIUM_CLASSES + 1) * 256u;
+    return span > ZZA_MAX_BLOCK ? ZZA_MAX_BLOCK : span;
+}
+
+static inline unsigned char *zza_cell_block(const struct run *r, unsigned i)
+{
+    return r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
+}
+
+/* ---- arena.c ---------------------------------------------------------- */
+/* Takes up to want (>= 1) free cells of class cls, all from one run, under
+ * the arena's lock, adding a run (and growing the arena) when needed.  owner
+ * (a thread cache, or NULL) gets runs of its own where it can: threads that
+ * share a run share cache lines (neighbouring cells and their metadata).
+ * *home (if home is not NULL) is the owner's run to try first, and is set
+ * to the run used when that is the owner's.  Returns how many, or 0 with
+ * errno (ENOMEM: full, or no memory). */
+unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
+                        const void *owner, struct run **home);
+/* pre: the arena's lock held.  Forgets owner's claim on its runs. */
+void zza_disown(zz_arena *a, const void *owner);
+/* pre: the arena's lock held.  Puts wiped free cell i of r back on its run. */
+void zza_return_cell(zz_arena *a, struct run *r, unsigned i);
+/* Adds to the arena's live counters (deltas may be "negative"); takes the lock. */
+void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock);
+
+/* ---- arena_cache.c: per-thread caches of free cells, growable arenas only */
+/* A free cell of class cls for the calling thread, counted as live with n
+ * bytes.  Returns 0, or -1 with errno. */
+int zzi_arena_cache_take(zz_arena *a, unsigned cls, size_t n, struct zza_cell *out);
+/* Gives back cell i of r (wiped, ZZA_CELL_FREE) that held n bytes. */
+void zzi_arena_cache_put(zz_arena *a, struct run *r, unsigned i, size_t n);
+/* pre: zzi_arenas_lock held.  Adds the live counts the threads hold for a. */
+void zzi_arena_cache_count(const zz_arena *a, size_t *blocks, size_t *bytes);
+/* Fork child, pre: zzi_arenas_lock and every arena's lock held: gives every
+ * cached cell back to its arena and drops the other threads' caches. */
+void zzi_arena_cache_after_fork_child(void);
+/* pre: zzi_arenas_lock held.  1 if a is a live arena with this id. */
+int zza_is_live(const zz_arena *a, uint64_t id);
+
+#endif /* ZZ_ARENA_H */
