@@ -206,8 +206,20 @@ typedef struct zz_arena zz_arena;
  * bytes), may use more; about 12% more plus two runs is reserved for that.
  * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
  * first, then each new chunk a quarter of the arena's size so far (at least
- * 64 KiB, at most 4 MiB), so growth never leaves more than a quarter unused.  Blocks may be up to 16,336 bytes; larger
- * secrets belong in zz_alloc.  Same lock policy and backend as zz_alloc.
+ * 64 KiB, at most 4 MiB), so growth never leaves more than a quarter unused.
+ * Blocks may be up to 16,336 bytes; larger secrets belong in zz_alloc.  Same
+ * lock policy and backend as zz_alloc.
+ *
+ * Threads: a fixed arena takes its lock on every alloc and free, so all of
+ * its capacity is available to every thread.  A growable arena keeps, per
+ * thread, a small cache of wiped free cells (about 4 KiB per size class the
+ * thread uses, at most 32 cells; for up to 4 arenas per thread) and gives
+ * each thread runs of its own, so threads neither wait for each other nor
+ * share cache lines: a thread that starts on a size class takes a run nobody
+ * uses, or a new one (16 KiB; the arena grows if it has no room), rather
+ * than share another thread's.  A thread's cache goes back to the arena when
+ * the thread exits.  In both kinds zz_arena_free finds, claims and checks
+ * the block without a lock.
  * Returns NULL with errno on failure (ENOMEM, or the lock failure's errno).
  * In a forked child, an arena made before the fork keeps working (its blocks
  * read as zeros there). */

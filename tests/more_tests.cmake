@@ -28,6 +28,7 @@ endfunction()
 # Death tests (forked children that must abort with one exact line) carry the
 # "death" label, so `ctest -T memcheck -LE 'death|slow'` leaves them out.
 zz_add_test(test_arena LABELS death threads)
+zz_add_test(test_arena_threads LABELS death threads)
 zz_add_test(test_realloc LABELS death)
 zz_add_test(test_purge LABELS death)
 zz_add_test(test_signals LABELS death)

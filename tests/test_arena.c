@@ -376,6 +376,19 @@ static void test_overflow_and_underflow_detected(void **state)
             failures++;
         }
     }
+    /* Every length of partial tail (the fast path checks them with word
+     * masks): its first and its last byte; and a block of 0 bytes. */
+    for (size_t n = 0; n < 32; n++) {
+        size_t span = n == 0 ? 16 : tu_round16(n);
+        if (n == span)
+            continue;
+        struct misuse first = { n, (ptrdiff_t)n, 0 }, last = { n, (ptrdiff_t)span - 1, 0 };
+        if (!fatal_ok(child_arena_overflow, &first, "zeroize: canary corrupted (after block)") ||
+            !fatal_ok(child_arena_overflow, &last, "zeroize: canary corrupted (after block)")) {
+            print_error("  ^ n=%zu\n", n);
+            failures++;
+        }
+    }
     static struct misuse before[] = { { 32, -1, 0 }, { 20, -16, 0 }, { 32, -1, 1 } };
     for (size_t i = 0; i < sizeof before / sizeof before[0]; i++) {
         if (!fatal_ok(child_arena_overflow, &before[i],
