@@ -355,9 +355,12 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
 #ifndef EXP_NOZERO
     ZZ_CHECK(zzi_is_zero_small(p, span), "write after free (a freed block was modified)");
 #endif
-    if (n < span) { /* span - n < 16: the canary bytes share one aligned chunk */
+    if (n < span) {
         ZZ_VG_UNDEFINED(p + n, span - n);
-        zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span));
+        if (span - n <= 16) /* the usual case: one aligned chunk, word masks */
+            zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span));
+        else /* classes above 1 KiB step by 64 or 256 bytes */
+            zzi_canary_write(p + n, span - n);
         ZZ_VG_NOACCESS(p + n, span - n);
     }
     ZZ_VG_MALLOCLIKE(p, n);
@@ -420,8 +423,10 @@ __attribute__((noinline)) static void check_cell_slow(const struct run *r, unsig
 static inline void check_cell(const struct run *r, unsigned i, const unsigned char *p, size_t n)
 {
     size_t span = r->span;
-    if (zz_likely(zzi_canary16_intact(p - ZZ_CANARY_LEN) && zzi_canary16_intact(p + span) &&
-                  (n == span || zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span)))))
+    int tail_ok = n == span ||
+                  (span - n <= 16 ? zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span))
+                                  : zzi_canary_intact(p + n, span - n));
+    if (zz_likely(tail_ok && zzi_canary16_intact(p - ZZ_CANARY_LEN) && zzi_canary16_intact(p + span)))
         return;
     check_cell_slow(r, i, p, n);
 }

@@ -376,10 +376,15 @@ static void test_overflow_and_underflow_detected(void **state)
             failures++;
         }
     }
-    /* Every length of partial tail (the fast path checks them with word
-     * masks): its first and its last byte; and a block of 0 bytes. */
-    for (size_t n = 0; n < 32; n++) {
-        size_t span = n == 0 ? 16 : tu_round16(n);
+    /* Every length of partial tail up to 16 bytes (the fast path checks them
+     * with word masks), and longer ones in the classes above 1 KiB (steps of
+     * 64 and 256 bytes): its first and its last byte; a block of 0 bytes. */
+    static const size_t sizes[] = { 0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,   11,   12,
+                                    13, 14, 15, 17, 23, 24, 25, 31, 1025, 2000, 4100, 9000 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        size_t step = n <= 1024 ? 16 : n <= 4096 ? 64 : 256;
+        size_t span = n == 0 ? 16 : (n + step - 1) / step * step;
         if (n == span)
             continue;
         struct misuse first = { n, (ptrdiff_t)n, 0 }, last = { n, (ptrdiff_t)span - 1, 0 };
