@@ -352,9 +352,7 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
     r->epoch[i] = zzi_epoch_stable();
     atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
     ZZ_VG_DEFINED(p, span);
-#ifndef EXP_NOZERO
     ZZ_CHECK(zzi_is_zero_small(p, span), "write after free (a freed block was modified)");
-#endif
     if (n < span) {
         ZZ_VG_UNDEFINED(p + n, span - n);
         if (span - n <= 16) /* the usual case: one aligned chunk, word masks */
@@ -434,22 +432,24 @@ static inline void check_cell(const struct run *r, unsigned i, const unsigned ch
 /* Takes back live cell i of r, block p: claims it (a second free is fatal
  * from here on), checks its canaries, wipes it and marks it free.  Until the
  * wipe is done the cell still counts as live, so a zz_purge from a signal
- * that interrupts this wipes it too.  Returns the block's size. */
-static size_t cell_take_back(struct run *r, unsigned i, unsigned char *p)
+ * that interrupts this wipes it too.  under_lock: the caller holds the
+ * arena's lock, as every free of a fixed arena does, so a plain load and
+ * store claim the cell; otherwise one atomic exchange does.  Returns the
+ * block's size. */
+static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p, int under_lock)
 {
-#ifdef EXP_NOXCHG
-    uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-    atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_relaxed);
-#else
-    uint32_t sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_acq_rel);
-#endif
+    uint32_t sp1;
+    if (under_lock) {
+        sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
+        atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_relaxed);
+    } else {
+        sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_acq_rel);
+    }
     ZZ_CHECK(is_live(sp1), "double free");
     size_t n = sp1 - 1, span = r->span;
     ZZ_VG_FREELIKE(p);
     ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
-#ifndef EXP_NOCANARY
     check_cell(r, i, p, n);
-#endif
     memset(p, 0, span);
     zzi_barrier(p);
     ZZ_VG_NOACCESS(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
@@ -550,6 +550,12 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
     return cell_hand_out(c.run, c.index, n);
 }
 
+static inline int run_is_stale(const struct run *r)
+{
+    return atomic_load_explicit(&r->fork_gen, memory_order_acquire) !=
+           atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
+}
+
 ZZ_API void zz_arena_free(zz_arena *a, void *p)
 {
     if (p == NULL)
@@ -557,22 +563,23 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     ZZ_CHECK(a != NULL, "invalid pointer");
     unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
     struct run *r = find_cell(a, p, &i);
-    if (zz_unlikely(atomic_load_explicit(&r->fork_gen, memory_order_acquire) !=
-                    atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed))) {
+    if (!a->growable) {
         zzi_lock(&a->lock);
         refresh_after_fork(r);
-        zzi_unlock(&a->lock);
-    }
-    size_t n = cell_take_back(r, i, p);
-    if (a->growable) {
-        zzi_arena_cache_put(a, r, i, n);
-    } else {
-        zzi_lock(&a->lock);
+        size_t n = cell_take_back(r, i, p, 1);
         zza_return_cell(a, r, i);
         zzi_count(&a->live_blocks, (size_t)-1);
         zzi_count(&a->live_bytes, 0 - n);
         zzi_unlock(&a->lock);
+        return;
     }
+    if (zz_unlikely(run_is_stale(r))) {
+        zzi_lock(&a->lock);
+        refresh_after_fork(r);
+        zzi_unlock(&a->lock);
+    }
+    size_t n = cell_take_back(r, i, p, 0);
+    zzi_arena_cache_put(a, r, i, n);
 }
 
 /* Checks every cell's canaries (live ones fully) before the chunks go. */

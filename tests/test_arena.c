@@ -424,7 +424,7 @@ static void test_overflow_detected_on_destroy(void **state)
 }
 
 enum bad_free { DOUBLE_FREE, OTHER_ARENA, INTERIOR, MALLOCED, ZZ_ALLOCED, ARENA_TO_ZZ_FREE,
-                NULL_ARENA };
+                NULL_ARENA, FIXED_DOUBLE_FREE, FIXED_OTHER_ARENA };
 
 static void child_bad_free(void *arg)
 {
@@ -458,6 +458,16 @@ static void child_bad_free(void *arg)
     case NULL_ARENA:
         zz_arena_free(NULL, p);
         break;
+    case FIXED_DOUBLE_FREE: /* a fixed arena claims the cell under its lock instead */
+    case FIXED_OTHER_ARENA: {
+        zz_arena *f = zz_arena_create(RUN);
+        child_check(f != NULL);
+        unsigned char *r = zz_arena_alloc(f, 32);
+        child_check(r != NULL);
+        zz_arena_free(f, kind == FIXED_DOUBLE_FREE ? r : p);
+        zz_arena_free(f, r);
+        break;
+    }
     }
 }
 
@@ -475,6 +485,8 @@ static void test_bad_frees_abort(void **state)
         { ZZ_ALLOCED, "zeroize: invalid pointer" },
         { ARENA_TO_ZZ_FREE, "zeroize: invalid pointer" },
         { NULL_ARENA, "zeroize: invalid pointer" },
+        { FIXED_DOUBLE_FREE, "zeroize: double free" },
+        { FIXED_OTHER_ARENA, "zeroize: invalid pointer" },
     };
     int failures = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
