@@ -11,7 +11,10 @@
  *     call) is skipped; and a purge
  *     run by a signal that interrupted a purge on the same thread wipes only
  *     the ZZ_READWRITE blocks, leaving the rest to the interrupted one);
- *   - a block allocated or freed meanwhile may or may not be wiped;
+ *   - a block allocated or freed meanwhile may or may not be wiped (a block
+ *     being freed counts as live until its own wipe is done, so a purge from
+ *     a signal that interrupts zz_free or zz_arena_free still wipes it); free
+ *     cells, those in threads' arena caches included, are zero already;
  *   - no lock is taken, so a thread interrupted while holding the allocator's
  *     lock cannot deadlock it; no memory outside the library's slots is ever
  *     written; a canary zeroed by the purge is not reported as corruption
