@@ -100,6 +100,7 @@ static void release_arena(void *p, size_t n)
  * shows what that costs.  Sized for four live batches of the largest size an
  * arena block may have (runs, once given to a size, keep it). */
 static zz_arena *fixed_arena;
+static size_t fixed_arena_capacity;
 
 static int init_fixed_arena(size_t max_size, size_t live_max, char *why, size_t whylen)
 {
@@ -108,6 +109,7 @@ static int init_fixed_arena(size_t max_size, size_t live_max, char *why, size_t 
     size_t n = max_size > 4096 ? 4096 : max_size;
     size_t capacity = 4 * (live_max + 64) * (((n + 15) & ~(size_t)15) + 16);
     fixed_arena = zz_arena_create(capacity);
+    fixed_arena_capacity = capacity;
     if (!fixed_arena) {
         snprintf(why, whylen, "zz_arena_create(%zu) failed: %s (%s)", capacity, strerror(errno),
                  zz_last_error());
@@ -1051,8 +1053,12 @@ int zb_run_alloc(const zb_options *opt)
                          "gcry_free wipes secure blocks before freeing.",
                 pool_size_for(max_size, opt->batch) / ZB_MIB);
 #endif
-    zb_note("alloc", "zz_arena: one arena shared by all threads; the other allocators are likewise "
-                     "process-wide (glibc malloc uses per-thread arenas internally).");
+    if (fixed_arena)
+        zb_note("alloc", "zz_arena_fixed: one fixed arena of %zu KiB, locked at creation (not counted per "
+                         "block).",
+                fixed_arena_capacity / 1024);
+    zb_note("alloc", "zz_arena, zz_arena_fixed: one arena each, shared by all threads; the other allocators "
+                     "are likewise process-wide (glibc malloc uses per-thread arenas internally).");
 
     printf("## alloc\n\n");
     printf("Each cell: median of %d repetitions (each at least %.0f ms), ± as in the wipe tables. "
