@@ -28,7 +28,7 @@ endfunction()
 # Death tests (forked children that must abort with one exact line) carry the
 # "death" label, so `ctest -T memcheck -LE 'death|slow'` leaves them out.
 zz_add_test(test_arena LABELS death threads)
-zz_add_test(test_arena_threads LABELS death threads)
+zz_add_test(test_arena_threads LABELS threads)
 zz_add_test(test_realloc LABELS death)
 zz_add_test(test_purge LABELS death)
 zz_add_test(test_signals LABELS death)
@@ -40,6 +40,10 @@ zz_add_test(test_secretmem LABELS death)
 # documented behaviour, so the thread sanitizer's reports about it are
 # expected ("nosan").
 zz_add_test_group(test_purge stress LABELS threads nosan TIMEOUT 300)
+
+# Two threads freeing one arena block at once (a death test, kept apart so
+# that memcheck runs the rest of test_arena_threads).
+zz_add_test_group(test_arena_threads misuse LABELS death threads)
 
 # 100,000 live secretmem blocks (arena) and as many zz_alloc secretmem blocks
 # as vm.max_map_count allows.

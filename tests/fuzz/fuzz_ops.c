@@ -51,7 +51,7 @@
 int zzi_pages_uses_guard_install(void);
 
 #define MAX_BLOCKS 32
-#define MAX_ARENAS 4
+#define MAX_ARENAS 6 /* more than a thread cache has slots (4): slots get reused */
 #define MAX_ARENA_BLOCKS 48
 #define MAX_LOCKS 32
 #define POOL_PAGES 8
