@@ -230,7 +230,8 @@ ZZ_EXPORT zz_arena *zz_arena_create(size_t capacity);
  * and separated by canaries; metadata is kept outside the arena's memory.
  * Returns NULL with ENOMEM when a fixed arena is full or n > 16,336: never
  * memory from anywhere else.  EINVAL for a NULL arena.  Threads may share an
- * arena. */
+ * arena.  Not async-signal-safe (nor is zz_arena_free): from a signal
+ * handler, call zz_purge only. */
 ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_arena_alloc(zz_arena *a, size_t n);
 
 /* Wipes and frees an arena block.  NULL p is a no-op.  Fatal: "zeroize: double
