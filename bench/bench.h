@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #define ZB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -47,6 +48,17 @@ uint64_t zb_now_ns(void);
 uint64_t zb_clock_ns(void);
 void zb_clock_from_env(void);
 int zb_clock_is_cpu(void);
+
+/* Pins the calling (main) thread to the CPU it runs on, so that the figures
+ * a single-thread table compares are measured on the same core (the vCPUs of
+ * a shared VM can differ in speed by 2x).  Returns that CPU, or -1 if the
+ * thread could not be pinned (then nothing changed). */
+int zb_pin_main_thread(void);
+/* The CPU zb_pin_main_thread pinned to, or -1. */
+int zb_pinned_cpu(void);
+/* Sets attr so that a new thread may run on every CPU the process could use
+ * before pinning (multi-thread runs must not share the main thread's CPU). */
+void zb_unpinned_thread_attr(pthread_attr_t *attr);
 
 /* Tells the compiler that memory at p may be read: stores before it cannot be
  * removed as dead.  This is the "memset + compiler barrier" idiom. */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -63,6 +64,36 @@ uint64_t zb_clock_ns(void)
     struct timespec ts;
     clock_gettime(clock_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ CPU pinning */
+
+static cpu_set_t cpus_before_pinning;
+static int pinned_cpu = -1;
+
+int zb_pin_main_thread(void)
+{
+    int cpu = sched_getcpu();
+    if (cpu < 0 || sched_getaffinity(0, sizeof cpus_before_pinning, &cpus_before_pinning) != 0)
+        return -1;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0)
+        return -1;
+    pinned_cpu = cpu;
+    return cpu;
+}
+
+int zb_pinned_cpu(void)
+{
+    return pinned_cpu;
+}
+
+void zb_unpinned_thread_attr(pthread_attr_t *attr)
+{
+    if (pinned_cpu >= 0)
+        pthread_attr_setaffinity_np(attr, sizeof cpus_before_pinning, &cpus_before_pinning);
 }
 
 /* -------------------------------------------------------------- statistics */

@@ -182,6 +182,10 @@ void zb_machine_print(FILE *out)
             or_absent(zb_gcrypt_version()), or_absent(m.rust_zeroize));
     fprintf(out, "- RLIMIT_MEMLOCK: %s; vm.max_map_count: %ld\n", m.rlimit_memlock,
             m.max_map_count);
+    if (zb_pinned_cpu() >= 0)
+        fprintf(out, "- single-thread figures: main thread pinned to CPU %d (the threads of 2- and 4-thread "
+                     "runs may use every CPU)\n",
+                zb_pinned_cpu());
     fprintf(out, "- load average at start (1, 5, 15 min; runnable/total; last pid): %s\n\n",
             m.loadavg);
 }

@@ -226,6 +226,7 @@ int main(int argc, char **argv)
     if ((opt.json_path && make_parent_dirs(opt.json_path) != 0) ||
         (opt.plot_path && make_parent_dirs(opt.plot_path) != 0))
         return 2;
+    zb_pin_main_thread();
     printf("# zz-bench %s%s\n\n", command, opt.quick ? " --quick" : "");
     zb_machine_print(stdout);
     fflush(stdout);

@@ -118,7 +118,9 @@ static void avail_remove(zz_arena *a, struct run *r)
 
 /* ---- chunks -------------------------------------------------------------- */
 
-static struct chunk *chunk_new(zz_arena *a, size_t nruns)
+/* Maps a chunk of nruns runs for a (without a's lock: it only reads the
+ * backend, fixed by the first chunk) and registers it. */
+static struct chunk *chunk_new(zz_arena *a, size_t nruns, int first)
 {
     struct chunk *c = calloc(1, sizeof *c + nruns * sizeof(struct run *));
     if (c == NULL) {
@@ -130,9 +132,8 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->nruns = nruns;
     c->arena = a;
     size_t pages = nruns * ZZA_RUN_BYTES / zzi_page();
-    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
-    int rc = ix == NULL ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
-                        : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
+    int rc = first ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
+                   : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
     if (rc != 0) {
         int e = errno;
         free(c);
@@ -142,7 +143,8 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns)
     c->region.kind = ZZI_REGION_ARENA;
     c->region.owner = c;
     c->data = (unsigned char *)c->region.map.base + zzi_page();
-    a->backend = c->region.map.backend;
+    if (first)
+        a->backend = c->region.map.backend;
     zzi_global_lock();
     rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
@@ -217,7 +219,12 @@ static struct chunk *chunk_with_room(const zz_arena *a)
     return NULL;
 }
 
-/* pre: a->lock held.  Adds a chunk to a growable arena. */
+/* pre: a->lock held, and held again on return.  Adds a chunk to a growable
+ * arena, letting the lock go while the chunk is mapped, guarded and locked
+ * (system calls that take tens of microseconds: other threads' refills need
+ * not wait for them).  One thread grows an arena at a time; another that
+ * needs room meanwhile waits for it.  Returns a chunk with room for a run,
+ * or NULL with errno. */
 static struct chunk *arena_grow(zz_arena *a)
 {
     if (!a->growable) {
@@ -225,7 +232,22 @@ static struct chunk *arena_grow(zz_arena *a)
         errno = ENOMEM;
         return NULL;
     }
-    struct chunk *c = chunk_new(a, growth_runs(a->total_runs));
+    while (a->growing) {
+        zzi_unlock(&a->lock);
+        zzi_os_yield();
+        zzi_lock(&a->lock);
+        struct chunk *room = chunk_with_room(a);
+        if (room != NULL)
+            return room;
+    }
+    a->growing = 1;
+    size_t nruns = growth_runs(a->total_runs);
+    zzi_unlock(&a->lock);
+    struct chunk *c = chunk_new(a, nruns, 0);
+    int e = errno;
+    zzi_lock(&a->lock);
+    a->growing = 0;
+    errno = e;
     if (c != NULL && chunk_insert(a, c) != 0) {
         chunk_destroy(c);
         zzi_fail(ZZI_FAIL_NOMEM);
@@ -272,10 +294,12 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
         if (r->owner == owner || r->owner == NULL)
             return r;
     struct chunk *c = chunk_with_room(a);
+    if (c == NULL && first != NULL && a->growing)
+        return first; /* another thread is growing the arena: share meanwhile */
     if (c == NULL) {
         int e = errno;
-        c = arena_grow(a);
-        if (c == NULL && first != NULL) {
+        c = arena_grow(a); /* lets the lock go: the lists may have changed */
+        if (c == NULL && (first = a->avail[cls]) != NULL) {
             errno = e;
             return first;
         }
@@ -499,7 +523,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         return NULL;
     }
     a->growable = capacity == 0;
-    struct chunk *c = chunk_new(a, nruns);
+    struct chunk *c = chunk_new(a, nruns, 1);
     if (c == NULL || chunk_insert(a, c) != 0) {
         int e = c ? ENOMEM : errno;
         if (c)
@@ -688,5 +712,8 @@ void zzi_arena_unlock_all(void)
 
 void zzi_arena_after_fork_child(void)
 {
+    /* a thread of the parent that was growing an arena does not exist here */
+    for (zz_arena *a = arenas; a != NULL; a = a->list_next)
+        a->growing = 0;
     zzi_arena_cache_after_fork_child();
 }

@@ -69,6 +69,7 @@ struct chunk_index {
 struct zz_arena {
     zzi_lock_t lock;
     int growable;
+    int growing;              /* a thread is adding a chunk (lock let go meanwhile) */
     uint64_t id;              /* unique for the process's lifetime */
     _Atomic(struct chunk_index *) index;
     struct chunk_index *retired;
