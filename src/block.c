@@ -538,6 +538,26 @@ static int cache_would_stay_full(const struct size_class *c, const struct slab *
     return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
 }
 
+/* pre: global lock held; the class has no live block left.  Unmaps its empty
+ * slabs beyond the cache bound now, in the free that emptied the class, not
+ * one by one in later unrelated calls: slabs emptied early in a long run of
+ * frees were kept while many blocks were still live, and unmapping a big
+ * slab can take milliseconds (secretmem pages go back into the kernel's
+ * direct map, one TLB flush each). */
+static void trim_idle_class(struct size_class *c)
+{
+    struct slab *next;
+    for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
+        next = t->next;
+        if (t->nfree != t->nslots || !cache_would_stay_full(c, t))
+            continue;
+        avail_remove(c, t);
+        c->empty_slabs--;
+        c->total_slots -= t->nslots;
+        slab_destroy(t);
+    }
+}
+
 /* pre: global lock held; slot i is now free and wiped; p was its block. */
 static void release_slot(struct slab *s, size_t i, uintptr_t p)
 {
@@ -560,6 +580,8 @@ static void release_slot(struct slab *s, size_t i, uintptr_t p)
         remember_unmapped_block(p);
         slab_destroy(s);
     }
+    if (c->live_slots == 0 && c->empty_slabs > 1)
+        trim_idle_class(c);
 }
 
 ZZ_API void zz_free(void *p)

@@ -98,6 +98,31 @@ static void test_stats_failed_alloc_changes_nothing(void **state)
     assert_memory_equal(&s0, &s1, sizeof s0);
 }
 
+/* When the last live block of a size goes, the memory cached for that size
+ * shrinks to its bound (1 MiB, or one slab of at most 2 MiB) in that very
+ * free, not over later calls (whose latency it would spoil: unmapping a big
+ * secretmem slab takes milliseconds). */
+static void test_stats_free_all_trims_cache_at_once(void **state)
+{
+    (void)state;
+    enum { N = 1000 }; /* about 8 MiB of slots and guards */
+    static void *p[N];
+    zz_stats s0, s1, s2;
+    zz_get_stats(&s0);
+    for (size_t i = 0; i < N; i++)
+        assert_non_null(p[i] = zz_alloc(32));
+    zz_get_stats(&s1);
+    assert_true(s1.mapped_bytes - s0.mapped_bytes >= (size_t)N * 4096);
+    for (size_t i = 0; i < N; i++)
+        zz_free(p[i]);
+    zz_get_stats(&s2);
+    assert_int_equal(s2.live_blocks, s0.live_blocks);
+    size_t kept = s2.mapped_bytes > s0.mapped_bytes ? s2.mapped_bytes - s0.mapped_bytes : 0;
+    print_message("mapped: +%zu KiB with %d live blocks, +%zu KiB once all are freed\n",
+                  (s1.mapped_bytes - s0.mapped_bytes) >> 10, N, kept >> 10);
+    assert_true(kept <= (3u << 20) + (64u << 10));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_stats_locked_bytes_match_kernel),
         cmocka_unit_test(test_stats_realloc_counts_once),
         cmocka_unit_test(test_stats_failed_alloc_changes_nothing),
+        cmocka_unit_test(test_stats_free_all_trims_cache_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
