@@ -30,6 +30,7 @@ typedef struct {
     int count_syscalls;    /* alloc: count system calls with strace           */
     size_t scale_cap;      /* scale: stop after this many live blocks         */
     size_t batch;          /* alloc: live blocks per batch                    */
+    int cpu;               /* --cpu N: pin the main thread there; -1: where it starts */
 } zb_options;
 
 /* True when --columns is unset or names this column. */
@@ -52,8 +53,8 @@ int zb_clock_is_cpu(void);
 /* Pins the calling (main) thread to the CPU it runs on, so that the figures
  * a single-thread table compares are measured on the same core (the vCPUs of
  * a shared VM can differ in speed by 2x).  Returns that CPU, or -1 if the
- * thread could not be pinned (then nothing changed). */
-int zb_pin_main_thread(void);
+ * thread could not be pinned (then nothing changed, errno set). */
+int zb_pin_main_thread(int cpu); /* cpu < 0: the CPU it runs on now */
 /* The CPU zb_pin_main_thread pinned to, or -1. */
 int zb_pinned_cpu(void);
 /* Sets attr so that a new thread may run on every CPU the process could use

@@ -71,11 +71,17 @@ uint64_t zb_clock_ns(void)
 static cpu_set_t cpus_before_pinning;
 static int pinned_cpu = -1;
 
-int zb_pin_main_thread(void)
+int zb_pin_main_thread(int cpu)
 {
-    int cpu = sched_getcpu();
-    if (cpu < 0 || sched_getaffinity(0, sizeof cpus_before_pinning, &cpus_before_pinning) != 0)
+    if (cpu < 0)
+        cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE ||
+        sched_getaffinity(0, sizeof cpus_before_pinning, &cpus_before_pinning) != 0)
         return -1;
+    if (!CPU_ISSET(cpu, &cpus_before_pinning)) {
+        errno = EINVAL;
+        return -1;
+    }
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);

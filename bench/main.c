@@ -34,6 +34,8 @@ static void usage(FILE *out)
             "  --clock cpu|wall  single-thread timings in the thread's CPU time (default: time\n"
             "                    spent descheduled by other load does not count) or wall time;\n"
             "                    multi-thread timings are always wall time\n"
+            "  --cpu N           pin the main thread (single-thread figures) to CPU N (default:\n"
+            "                    the CPU it starts on; threads of 2/4-thread runs are never pinned)\n"
             "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"
             "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"
             "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"
@@ -135,6 +137,8 @@ static int parse_options(int argc, char **argv, int first, zb_options *opt)
             setenv("ZZ_BENCH_CLOCK", val, 1);
             zb_clock_from_env();
             i++;
+        } else if (strcmp(a, "--cpu") == 0 && (parse_positive(val, &d) == 0 || strcmp(val, "0") == 0)) {
+            opt->cpu = strcmp(val, "0") == 0 ? 0 : (int)d, i++;
         } else if (strcmp(a, "--columns") == 0) {
             opt->columns = val, i++;
         } else if (strcmp(a, "--sizes") == 0 && parse_sizes(val, opt) == 0) {
@@ -200,7 +204,7 @@ int main(int argc, char **argv)
         return zb_scale_child_main(argc - 1, argv + 1);
 
     zb_options opt = {.reps = 7, .min_time_ms = 10, .count_syscalls = 1, .scale_cap = 200000,
-                      .batch = 1000};
+                      .batch = 1000, .cpu = -1};
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -226,7 +230,10 @@ int main(int argc, char **argv)
     if ((opt.json_path && make_parent_dirs(opt.json_path) != 0) ||
         (opt.plot_path && make_parent_dirs(opt.plot_path) != 0))
         return 2;
-    zb_pin_main_thread();
+    if (zb_pin_main_thread(opt.cpu) < 0 && opt.cpu >= 0) {
+        fprintf(stderr, "zz-bench: --cpu %d: cannot run there: %s\n", opt.cpu, strerror(errno));
+        return 2;
+    }
     printf("# zz-bench %s%s\n\n", command, opt.quick ? " --quick" : "");
     zb_machine_print(stdout);
     fflush(stdout);
