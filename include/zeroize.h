@@ -217,8 +217,10 @@ typedef struct zz_arena zz_arena;
  * each thread runs of its own, so threads neither wait for each other nor
  * share cache lines: a thread that starts on a size class takes a run nobody
  * uses, or a new one (16 KiB; the arena grows if it has no room), rather
- * than share another thread's.  A thread's cache goes back to the arena when
- * the thread exits.  In both kinds zz_arena_free finds, claims and checks
+ * than share another thread's.  Under a finite RLIMIT_MEMLOCK (no
+ * CAP_IPC_LOCK) locked memory comes first: caches hold 2 cells and the arena
+ * grows only when no run has a free cell.  A thread's cache goes back to the
+ * arena when the thread exits.  In both kinds zz_arena_free finds, claims and checks
  * the block without a lock.
  * Returns NULL with errno on failure (ENOMEM, or the lock failure's errno).
  * In a forked child, an arena made before the fork keeps working (its blocks

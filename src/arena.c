@@ -244,6 +244,8 @@ static struct chunk *arena_grow(zz_arena *a)
     size_t nruns = growth_runs(a->total_runs);
     zzi_unlock(&a->lock);
     struct chunk *c = chunk_new(a, nruns, 0);
+    if (c == NULL && zzi_block_drop_caches(errno)) /* zz_alloc's cached slabs were in the way */
+        c = chunk_new(a, nruns, 0);
     int e = errno;
     zzi_lock(&a->lock);
     a->growing = 0;
@@ -275,15 +277,24 @@ static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
 
 /* ---- taking and returning free cells (under the arena's lock) ----------- */
 
+/* Growing the arena for a run of one's own spends locked memory to spare
+ * threads shared cache lines: worth it only when locked memory is not
+ * rationed (no finite RLIMIT_MEMLOCK, or CAP_IPC_LOCK).  Asked only when the
+ * arena would grow, which is rare: it costs two system calls. */
+int zza_lock_budget_unlimited(void)
+{
+    return zzi_os_memlock_limit() == SIZE_MAX;
+}
+
 /* How far down a class's list of runs with free cells a thread looks for
  * one it may call its own before it sets up a new one. */
 #define OWNER_SCAN 8
 
 /* pre: a->lock held.  A run with a free cell of class cls for owner: its
  * home run, else one of its own or nobody's, else a new one (growing the
- * arena if need be: a run per thread and class costs 16 KiB, sharing one
- * costs every access a contended cache line), else, when the arena cannot
- * grow, the first run with a free cell.  NULL with errno when none. */
+ * arena if need be and locked memory is not rationed: a run per thread and
+ * class costs 16 KiB, sharing one costs every access a contended cache
+ * line), else the first run with a free cell.  NULL with errno when none. */
 static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct run *home)
 {
     if (home != NULL && home->owner == owner && home->nfree > 0)
@@ -294,8 +305,8 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
         if (r->owner == owner || r->owner == NULL)
             return r;
     struct chunk *c = chunk_with_room(a);
-    if (c == NULL && first != NULL && a->growing)
-        return first; /* another thread is growing the arena: share meanwhile */
+    if (c == NULL && first != NULL && (a->growing || !zza_lock_budget_unlimited()))
+        return first; /* share rather than wait for, or spend rationed memory on, growth */
     if (c == NULL) {
         int e = errno;
         c = arena_grow(a); /* lets the lock go: the lists may have changed */

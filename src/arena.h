@@ -127,6 +127,10 @@ static inline unsigned char *zza_cell_block(const struct run *r, unsigned i)
  * errno (ENOMEM: full, or no memory). */
 unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
                         const void *owner, struct run **home);
+/* 1 when locked memory is not rationed (no finite RLIMIT_MEMLOCK, or
+ * CAP_IPC_LOCK): then a thread may grow the arena for a run of its own, and
+ * its caches hold more.  Two system calls: ask rarely. */
+int zza_lock_budget_unlimited(void);
 /* pre: the arena's lock held.  Forgets owner's claim on its runs. */
 void zza_disown(zz_arena *a, const void *owner);
 /* pre: the arena's lock held.  Puts wiped free cell i of r back on its run. */

@@ -11,7 +11,8 @@
  * cells they are.
  *
  * Bounds: per thread, SLOTS arenas; per arena and size class, a bin of about
- * BIN_BYTES of cells (2 to BIN_MAX).  A bin is refilled with half its size
+ * BIN_BYTES of cells (2 to BIN_MAX; 2 when RLIMIT_MEMLOCK rations locked
+ * memory).  A bin is refilled with half its size
  * under the arena's lock when empty and gives half back when full.
  *
  * Lifetimes: a slot names its arena by address and id, so a slot left by a
@@ -197,9 +198,13 @@ static inline struct slot *slot_for(zz_arena *a)
 
 /* ---- bins ----------------------------------------------------------------- */
 
+/* Under a finite RLIMIT_MEMLOCK a bin holds 2 cells: cells one thread keeps
+ * are cells another thread must grow the arena (and lock memory) for. */
 static unsigned bin_capacity(unsigned cls)
 {
     size_t cap = BIN_BYTES / (zza_class_span(cls) + ZZ_CANARY_LEN);
+    if (cap > 2 && !zza_lock_budget_unlimited())
+        cap = 2;
     return cap < 2 ? 2 : cap > BIN_MAX ? BIN_MAX : (unsigned)cap;
 }
 

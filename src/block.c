@@ -243,9 +243,64 @@ static void avail_remove(struct size_class *c, struct slab *s)
     s->prev = s->next = NULL;
 }
 
+/* 1 if err from mapping or locking could be cured by giving memory back (the
+ * lock limit, the map count, memory): not for a missing or refused feature. */
+static int short_of_memory(int err)
+{
+    return err == ENOMEM || err == EAGAIN;
+}
+
+/* pre: global lock held.  Unmaps every empty slab of every class, giving the
+ * caches' locked memory back.  Called when a new mapping cannot be made or
+ * locked: memory cached for one size must never make an allocation of
+ * another size fail.  Returns 1 if anything was unmapped. */
+static int drop_cached_slabs(void)
+{
+    int dropped = 0;
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            struct size_class *c = &classes[t][k];
+            struct slab *next;
+            for (struct slab *s = c->avail; s != NULL; s = next) {
+                next = s->next;
+                if (s->nfree != s->nslots)
+                    continue;
+                avail_remove(c, s);
+                c->empty_slabs--;
+                c->total_slots -= s->nslots;
+                slab_destroy(s);
+                dropped = 1;
+            }
+        }
+    }
+    return dropped;
+}
+
+int zzi_block_drop_caches(int err)
+{
+    if (!short_of_memory(err))
+        return 0;
+    int e = errno;
+    zzi_global_lock();
+    int dropped = drop_cached_slabs();
+    zzi_global_unlock();
+    errno = e;
+    return dropped;
+}
+
+#ifdef ZZ_FAULT_INJECTION
+/* Test-only: lets a fault test start with no cached slab, so that a failure
+ * it injects is not retried after dropping caches. */
+ZZ_API void zzi_fault_drop_caches(void)
+{
+    zzi_block_drop_caches(ENOMEM);
+}
+#endif
+
 /* pre: global lock held.  A slab of class cls with a free slot, growing the
- * class geometrically; halves the new slab while the kernel refuses (so an
- * unprivileged process uses all of its RLIMIT_MEMLOCK). */
+ * class geometrically; when the kernel refuses, drops the caches of empty
+ * slabs and tries again, then halves the new slab (so an unprivileged process
+ * uses all of its RLIMIT_MEMLOCK). */
 static struct slab *class_slab_with_room(int cls, int backend)
 {
     struct size_class *c = &classes[backend][cls];
@@ -262,6 +317,11 @@ static struct slab *class_slab_with_room(int cls, int backend)
             c->empty_slabs++;
             avail_push(c, s);
             return s;
+        }
+        int e = errno;
+        if (short_of_memory(e) && drop_cached_slabs()) {
+            errno = e;
+            continue;
         }
         if (nslots == 1)
             return NULL;
@@ -323,6 +383,8 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         c->live_slots++;
     } else {
         s = slab_create(pages, 1, 0, backend);
+        if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
+            s = slab_create(pages, 1, 0, backend);
         if (s == NULL)
             return NULL;
     }

@@ -79,6 +79,8 @@ size_t zzi_os_max_map_count(void);
  * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
  * "lock", "random".  nth == 0 clears. */
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
+/* Test-only: unmaps zz_alloc's cached empty slabs (block.c). */
+ZZ_API void zzi_fault_drop_caches(void);
 #endif
 
 /* ---- locks ----------------------------------------------------------------
@@ -290,6 +292,11 @@ static inline int zzi_epoch_unchanged(unsigned e)
 
 /* ---- block.c ----------------------------------------------------------- */
 void zzi_block_init(void);
+/* When err (from mapping or locking) means memory is short, unmaps the empty
+ * slabs that zz_alloc keeps cached, giving their locked memory back (an arena
+ * that cannot grow tries this before failing).  Takes the global lock;
+ * preserves errno.  Returns 1 if anything was unmapped. */
+int zzi_block_drop_caches(int err);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
 void zzi_block_purge_region(struct zzi_region *r, int nested);
 

@@ -24,6 +24,7 @@
 
 /* Test-only, exported by a ZZ_FAULT_INJECTION build (src/internal.h). */
 void zzi_fault_inject(const char *op, unsigned nth, int err);
+void zzi_fault_drop_caches(void);
 
 #define LARGE (20 * 4096 + 100) /* more than 16 pages: a mapping of its own */
 #define SENTINEL_ARENA_BLOCKS 3
@@ -98,11 +99,15 @@ static int teardown(void **state)
     return st.live_blocks == 0 && st.live_bytes == 0 ? 0 : -1;
 }
 
-/* Each test starts and ends without a pending fault and with the default
- * policy. */
+/* Each test starts and ends without a pending fault, with the default
+ * policy, and with no cached empty slab (a failure to map or lock a new slab
+ * is retried once after dropping cached ones: the tests that inject one
+ * failure expect it to stand, and test_faults_cached_slabs_give_way tests
+ * the retry). */
 static int clear_faults(void **state)
 {
     (void)state;
+    zzi_fault_drop_caches();
     static const char *const ops[] = {"map", "protect", "guard", "dontdump",
                                       "wipeonfork", "lock", "random"};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
@@ -313,6 +318,32 @@ static void test_faults_alloc_class_slab_retries_smaller(void **state)
         zz_free(q[i]);
     }
     zz_free(p);
+    check_live_blocks();
+}
+
+/* A new slab that cannot be mapped for lack of memory is tried again once the
+ * empty slabs cached for other sizes are unmapped: memory cached for one size
+ * never makes an allocation of another size fail (64 threads under a small
+ * RLIMIT_MEMLOCK once left every lockable byte in caches). */
+static void test_faults_cached_slabs_give_way(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    static void *p[N];
+    for (size_t i = 0; i < N; i++)
+        assert_non_null(p[i] = zz_alloc(32));
+    for (size_t i = 0; i < N; i++)
+        zz_free(p[i]);
+    struct snapshot cached = snap(); /* one-page slots, cached */
+    size_t n = 13 * tu_page_size() - 300; /* class 13: used by no other test here */
+    zzi_fault_inject("map", 1, ENOMEM);
+    unsigned char *q = zz_alloc(n);
+    assert_non_null(q);
+    assert_true(zz_info(q) & ZZ_INFO_LOCKED);
+    zz_free(q);
+    struct snapshot after = snap();
+    assert_true(after.st.mapped_bytes < cached.st.mapped_bytes); /* the cache gave way */
+    assert_true(after.st.locked_bytes < cached.st.locked_bytes);
     check_live_blocks();
 }
 
@@ -587,6 +618,7 @@ static void secretmem_fails(const char *op, int err, int want_errno, const char 
 {
     if (!have_secretmem())
         skip();
+    zzi_fault_drop_caches(); /* have_secretmem's slab: see clear_faults */
     struct snapshot before = snap();
     zzi_fault_inject(op, 1, err);
     errno = 0;
@@ -869,6 +901,7 @@ int main(int argc, char **argv)
         T(test_faults_alloc_dontdump_unsupported_best_effort),
         T(test_faults_alloc_wipeonfork_unsupported_best_effort),
         T(test_faults_alloc_class_slab_retries_smaller),
+        T(test_faults_cached_slabs_give_way),
         T(test_faults_realloc_failure_keeps_block),
         T(test_faults_protect_fails_mode_unchanged),
         T(test_faults_free_protect_fails_fatal),
