@@ -243,6 +243,16 @@ static void avail_remove(struct size_class *c, struct slab *s)
     s->prev = s->next = NULL;
 }
 
+/* pre: global lock held; s is an empty slab of class c.  Takes it out of the
+ * class and unmaps it. */
+static void unmap_empty_slab(struct size_class *c, struct slab *s)
+{
+    avail_remove(c, s);
+    c->empty_slabs--;
+    c->total_slots -= s->nslots;
+    slab_destroy(s);
+}
+
 /* 1 if err from mapping or locking could be cured by giving memory back (the
  * lock limit, the map count, memory): not for a missing or refused feature. */
 static int short_of_memory(int err)
@@ -265,10 +275,7 @@ static int drop_cached_slabs(void)
                 next = s->next;
                 if (s->nfree != s->nslots)
                     continue;
-                avail_remove(c, s);
-                c->empty_slabs--;
-                c->total_slots -= s->nslots;
-                slab_destroy(s);
+                unmap_empty_slab(c, s);
                 dropped = 1;
             }
         }
@@ -611,12 +618,8 @@ static void trim_idle_class(struct size_class *c)
     struct slab *next;
     for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
         next = t->next;
-        if (t->nfree != t->nslots || !cache_would_stay_full(c, t))
-            continue;
-        avail_remove(c, t);
-        c->empty_slabs--;
-        c->total_slots -= t->nslots;
-        slab_destroy(t);
+        if (t->nfree == t->nslots && cache_would_stay_full(c, t))
+            unmap_empty_slab(c, t);
     }
 }
 
@@ -636,11 +639,8 @@ static void release_slot(struct slab *s, size_t i, uintptr_t p)
     if (s->nfree == 1)
         avail_push(c, s);
     if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
-        avail_remove(c, s);
-        c->empty_slabs--;
-        c->total_slots -= s->nslots;
         remember_unmapped_block(p);
-        slab_destroy(s);
+        unmap_empty_slab(c, s);
     }
     if (c->live_slots == 0 && c->empty_slabs > 1)
         trim_idle_class(c);
