@@ -195,16 +195,18 @@ static int chunk_insert(zz_arena *a, struct chunk *c)
     return 0;
 }
 
-/* Wipes a chunk whole (canaries too) and unmaps it. */
+/* Wipes a chunk whole (canaries too) and unmaps it.  The chunk leaves the
+ * registry first, which waits until no zz_purge can still be walking it: only
+ * then may its runs be freed (a purge reads them). */
 static void chunk_destroy(struct chunk *c)
 {
+    zzi_global_lock();
+    zzi_registry_remove(&c->region);
+    zzi_global_unlock();
     for (size_t i = 0; i < c->runs_used; i++)
         free(c->runs[i]);
     ZZ_VG_UNDEFINED(c->data, c->nruns * ZZA_RUN_BYTES);
     zz_wipe(c->data, c->nruns * ZZA_RUN_BYTES);
-    zzi_global_lock();
-    zzi_registry_remove(&c->region);
-    zzi_global_unlock();
     zzi_pages_unmap_slab(&c->region.map);
     free(c);
 }

@@ -45,11 +45,22 @@ struct slab {
     int retired;      /* hands out no new blocks; unmapped once empty */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     size_t *free_stack;
-    _Atomic size_t *size_plus1;  /* 0 when the slot is free */
+    _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, or n + 1 */
     _Atomic size_t *span;        /* the block ends span bytes before data end */
     _Atomic unsigned char *prot; /* ZZ_NOACCESS / ZZ_READONLY / ZZ_READWRITE */
+    unsigned char *align_shift;  /* log2 of the alignment the block was asked with */
     unsigned *epoch;             /* zzi_wipe_epoch when the block was made */
 };
+
+/* A slot's state in size_plus1: never handed out, freed, or live with n
+ * bytes (n + 1: n is at most SIZE_MAX - 3 pages, see alloc_impl), so that a
+ * fatal message can tell a double free from a pointer never returned. */
+#define SLOT_UNUSED ((size_t)0)
+#define SLOT_FREED SIZE_MAX
+static inline int slot_live(size_t size_plus1)
+{
+    return size_plus1 != SLOT_UNUSED && size_plus1 != SLOT_FREED;
+}
 
 struct size_class {
     struct slab *avail;  /* slabs with at least one free slot */
@@ -70,23 +81,18 @@ struct zzi_counters zzi_counters;
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
 
 /* Blocks whose slab was unmapped when they were freed (big blocks, emptied
- * slabs): so a second zz_free of such a pointer is reported as the double
- * free it is, not as a foreign pointer.  Entries leave when the address range
- * is mapped again. */
-#define FREED_RING 64
+ * slabs), the last FREED_RING of them: so a second zz_free of such a pointer
+ * is reported as the double free it is, not as a foreign pointer.  Only the
+ * fatal path searches it (linearly: its cost does not matter there); an
+ * entry is never wrong, since an address in it was freed by this library and
+ * is consulted only when no region of ours covers it now. */
+#define FREED_RING 4096
 static uintptr_t freed_ring[FREED_RING];
 static unsigned freed_ring_next;
 
 static void remember_unmapped_block(uintptr_t p)
 {
     freed_ring[freed_ring_next++ % FREED_RING] = p;
-}
-
-static void forget_unmapped_blocks_in(uintptr_t base, size_t len)
-{
-    for (unsigned i = 0; i < FREED_RING; i++)
-        if (freed_ring[i] - base < len)
-            freed_ring[i] = 0;
 }
 
 static int was_unmapped_block(uintptr_t p)
@@ -163,17 +169,25 @@ static inline size_t head_len(const struct slab *s, size_t span)
 
 /* ---- slabs ------------------------------------------------------------------ */
 
+/* The slab and its per-slot arrays in one allocation, widest first. */
 static struct slab *slab_struct_new(size_t nslots)
 {
-    size_t bytes = sizeof(struct slab) + nslots * (sizeof(size_t) * 3 + sizeof(unsigned) + 1);
+    size_t bytes = sizeof(struct slab) + nslots * (sizeof(size_t) * 3 + sizeof(unsigned) + 2);
     struct slab *s = calloc(1, bytes);
     if (s == NULL)
         return NULL;
-    s->free_stack = (size_t *)(s + 1);
-    s->size_plus1 = (_Atomic size_t *)(s->free_stack + nslots);
-    s->span = s->size_plus1 + nslots;
-    s->epoch = (unsigned *)(void *)((char *)(void *)(s->free_stack + nslots) + 2 * nslots * sizeof(size_t));
-    s->prot = (_Atomic unsigned char *)(s->epoch + nslots);
+    char *at = (char *)(s + 1);
+    s->free_stack = (size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->size_plus1 = (_Atomic size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->span = (_Atomic size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->epoch = (unsigned *)(void *)at;
+    at += nslots * sizeof(unsigned);
+    s->prot = (_Atomic unsigned char *)(void *)at;
+    at += nslots;
+    s->align_shift = (unsigned char *)at;
     return s;
 }
 
@@ -195,7 +209,6 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     }
     s->region.kind = ZZI_REGION_SLAB;
     s->region.owner = s;
-    forget_unmapped_blocks_in(s->region.map.base, s->region.map.len);
     s->data_len = slot_pages * zzi_page();
     s->stride = s->data_len + zzi_page();
     s->nslots = s->nfree = nslots;
@@ -431,6 +444,7 @@ static void *alloc_impl(size_t n, size_t align, int backend)
         return NULL;
     }
     atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
+    s->align_shift[i] = (unsigned char)__builtin_ctzl(align);
     atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
     zzi_count(&live_blocks, 1);
     zzi_count(&live_bytes, n);
@@ -482,23 +496,28 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 
 /* ---- finding a block ---------------------------------------------------------- */
 
+/* What the caller does with the block, for the message when it was freed. */
+#define FREEING "double free"
+#define USING "use after free (the block was already freed)"
+
 /* pre: global lock held.  The slab and slot of live block p; fatal when p is
- * not a live block's start. */
-static struct slab *find_live(const void *p, size_t *idx)
+ * not a live block's start: freed_msg when it is a freed one. */
+static struct slab *find_live(const void *p, size_t *idx, const char *freed_msg)
 {
     uintptr_t a = (uintptr_t)p;
     struct zzi_region *r = zzi_registry_find(a);
-    ZZ_CHECK(r != NULL || !was_unmapped_block(a), "double free");
+    ZZ_CHECK(r != NULL || !was_unmapped_block(a), freed_msg);
     ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
     struct slab *s = r->owner;
     size_t page = zzi_page(), off = a - s->region.map.base;
     ZZ_CHECK(off >= page, "invalid pointer");
     size_t i = (off - page) / s->stride;
     ZZ_CHECK(i < s->nslots, "invalid pointer");
+    size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+    ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     ZZ_CHECK(a == (uintptr_t)block_at(s, i, span), "invalid pointer");
-    ZZ_CHECK(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) != 0,
-             "double free");
+    ZZ_CHECK(state != SLOT_FREED, freed_msg);
     *idx = i;
     return s;
 }
@@ -653,7 +672,7 @@ ZZ_API void zz_free(void *p)
     int saved = errno;
     zzi_global_lock();
     size_t i;
-    struct slab *s = find_live(p, &i);
+    struct slab *s = find_live(p, &i, FREEING);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
@@ -666,7 +685,7 @@ ZZ_API void zz_free(void *p)
     check_canaries(s, i, b, n, span);
     zz_wipe(b - head, head + span);
     ZZ_VG_NOACCESS(b - head, head + span);
-    atomic_store_explicit(&s->size_plus1[i], 0, memory_order_release);
+    atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
     release_slot(s, i, (uintptr_t)p);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
@@ -682,7 +701,7 @@ ZZ_API size_t zz_size(const void *p)
         return 0;
     size_t i;
     zzi_global_lock();
-    struct slab *s = find_live(p, &i);
+    struct slab *s = find_live(p, &i, USING);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     zzi_global_unlock();
     return n;
@@ -699,7 +718,7 @@ ZZ_API unsigned zz_info(const void *p)
         info = zzi_arena_info(r, (uintptr_t)p);
     } else {
         size_t i;
-        struct slab *s = find_live(p, &i);
+        struct slab *s = find_live(p, &i, USING);
         info = s->region.map.info | ZZ_INFO_CANARY;
     }
     zzi_global_unlock();
@@ -722,7 +741,7 @@ ZZ_API int zz_protect(void *p, int mode)
         return -1;
     }
     size_t i;
-    struct slab *s = find_live(p, &i);
+    struct slab *s = find_live(p, &i, USING);
     int rc = change_protection(s, i, mode);
     if (rc != 0)
         zzi_fail(ZZI_FAIL_MAPCOUNT);
@@ -732,22 +751,28 @@ ZZ_API int zz_protect(void *p, int mode)
     return rc;
 }
 
+/* The new block keeps the old one's backend (the table it was asked from: a
+ * secretmem block stays in secretmem whatever the process-wide choice) and
+ * alignment. */
 ZZ_API void *zz_realloc(void *p, size_t n)
 {
     if (p == NULL)
         return zz_alloc(n);
-    size_t i, old_n;
+    size_t i, old_n, align;
+    int backend;
     zzi_global_lock();
-    struct slab *s = find_live(p, &i);
+    struct slab *s = find_live(p, &i, FREEING); /* realloc frees p */
     old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     int readable = atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_NOACCESS;
+    backend = s->table;
+    align = (size_t)1 << s->align_shift[i];
     zzi_global_unlock();
     if (!readable) {
         zzi_fail(ZZI_FAIL_ARGUMENT);
         errno = EACCES;
         return NULL;
     }
-    void *q = zz_alloc(n);
+    void *q = alloc_impl(n, align, backend);
     if (q == NULL)
         return NULL;
     zzi_copy_secret(q, p, old_n < n ? old_n : n);
@@ -761,7 +786,7 @@ void zzi_block_purge_region(struct zzi_region *r, int nested)
 {
     struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
-        if (atomic_load_explicit(&s->size_plus1[i], memory_order_acquire) == 0)
+        if (!slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_acquire)))
             continue;
         size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
         if (span > s->data_len)

@@ -70,6 +70,20 @@ int zzi_os_raise_default(int sig);
 int zzi_os_set_core_limit_zero(void);
 int zzi_os_set_nondumpable(void);
 void zzi_os_yield(void);
+/* One mapping of the calling process, as /proc/self/smaps describes it. */
+#define ZZI_VMA_LOCKED 0x1u   /* VmFlags "lo": mlock'ed (mlock, mlock2, mlockall) */
+#define ZZI_VMA_DONTDUMP 0x2u /* VmFlags "dd": left out of core dumps            */
+struct zzi_vma {
+    uintptr_t start, end;
+    unsigned flags;
+};
+/* Calls fn for each mapping that intersects [start, end), in address order,
+ * until fn returns non-zero (which is returned).  Reads /proc/self/smaps and
+ * stops at the first mapping past end: slow (the kernel counts each
+ * mapping's resident pages), for the rare paths only.  Returns 0, or -1
+ * with errno when smaps cannot be read. */
+int zzi_os_each_vma(uintptr_t start, uintptr_t end,
+                    int (*fn)(const struct zzi_vma *v, void *ctx), void *ctx);
 size_t zzi_os_physical_memory(void);
 size_t zzi_os_memlock_limit(void);
 size_t zzi_os_max_map_count(void);
@@ -130,10 +144,14 @@ enum zzi_failure {
     ZZI_FAIL_ARENA_FULL, /* a fixed-capacity arena has no room                */
     ZZI_FAIL_SECRETMEM, /* memfd_secret refused                               */
     ZZI_FAIL_RANDOM,    /* getrandom failed: no canary key                    */
-    ZZI_FAIL_ARENA_BLOCK /* larger than an arena block may be                 */
+    ZZI_FAIL_ARENA_BLOCK, /* larger than an arena block may be                */
+    ZZI_FAIL_UNMAPPED,  /* zz_lock of memory that is not mapped               */
+    ZZI_FAIL_SECRETMEM_LIMIT /* memfd_secret refused for RLIMIT_MEMLOCK        */
 };
 /* Records why the calling thread's current call fails (for zz_last_error). */
 void zzi_fail(enum zzi_failure why);
+/* ZZI_FAIL_UNMAPPED, naming the first unmapped range [start, end). */
+void zzi_fail_unmapped(uintptr_t start, uintptr_t end);
 int zzi_policy_lock_required(void);
 /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:
  * secretmem if the kernel has it). */
@@ -246,6 +264,9 @@ struct zzi_region {
  * one): it wipes the blocks in ZZ_READWRITE mode and leaves the others.
  * pre: the caller has announced itself in zzi_purgers. */
 void zzi_registry_purge_all(int nested);
+
+/* purge.c, fork child: forgets the purge another thread was running. */
+void zzi_purge_after_fork_child(void);
 
 /* Thread-local storage read from signal handlers must not be allocated
  * lazily (__tls_get_addr may call malloc): initial-exec. */

@@ -3,6 +3,15 @@
  * per page: mlock(2) does not nest, so without the counts unlocking one
  * buffer would unlock every other buffer that shares a page with it.  The
  * counts live in an open-addressing hash table keyed by page address.
+ *
+ * zz_unlock undoes only what zz_lock did.  When a page's count goes from 0
+ * to 1, zz_lock reads the page's mapping in /proc/self/smaps: a page that
+ * was already locked (by the caller, another allocator, mlockall) or already
+ * left out of core dumps is recorded as such, and the last zz_unlock leaves
+ * that state alone.  The limit of this: the state is sampled when the count
+ * goes from 0 to 1; someone who locks the page (or sets MADV_DONTDUMP) after
+ * that, while our count is held, sees it undone by our last zz_unlock, since
+ * the kernel keeps one flag per page, not a count.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -10,9 +19,14 @@
 
 #include "internal.h"
 
+/* What zz_lock changed on a page, so that zz_unlock changes only that. */
+#define WE_LOCKED 0x1u
+#define WE_DONTDUMP 0x2u
+
 struct entry {
     uintptr_t page; /* 0: empty slot */
     size_t count;
+    unsigned ours;  /* WE_LOCKED | WE_DONTDUMP */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,13 +52,13 @@ static struct entry *lookup(uintptr_t page)
     }
 }
 
-static void insert_entry(struct entry *t, size_t cap, uintptr_t page, size_t count)
+static struct entry *insert_entry(struct entry *t, size_t cap, const struct entry *e)
 {
-    size_t i = slot_of(page, cap);
+    size_t i = slot_of(e->page, cap);
     while (t[i].page != 0)
         i = (i + 1) & (cap - 1);
-    t[i].page = page;
-    t[i].count = count;
+    t[i] = *e;
+    return &t[i];
 }
 
 /* Rebuilds the table with room for `need` live entries (dropping the pages
@@ -60,7 +74,7 @@ static int rehash(size_t need)
     size_t used = 0;
     for (size_t i = 0; i < table_cap; i++) {
         if (table[i].page != 0 && table[i].count != 0) {
-            insert_entry(t, cap, table[i].page, table[i].count);
+            insert_entry(t, cap, &table[i]);
             used++;
         }
     }
@@ -84,92 +98,193 @@ static size_t count_of(uintptr_t page)
     return e ? e->count : 0;
 }
 
-static void add_count(uintptr_t page, long delta)
+/* pre: reserve() made room.  The page's entry, made (count 0) if missing. */
+static struct entry *entry_for(uintptr_t page)
 {
     struct entry *e = lookup(page);
     if (e == NULL) {
-        insert_entry(table, table_cap, page, 0);
+        struct entry fresh = {page, 0, 0};
+        e = insert_entry(table, table_cap, &fresh);
         table_used++;
-        e = lookup(page);
     }
-    e->count = (size_t)((long)e->count + delta);
+    return e;
 }
 
-/* Locks (or unlocks) every maximal run of pages in [first, last] whose count
- * is zero.  On a lock failure, undoes the runs it locked and returns -1. */
-static int apply_to_uncounted(uintptr_t first, uintptr_t last, int do_lock)
-{
-    size_t page = zzi_os_page_size();
-    uintptr_t run = 0;
-    int rc = 0;
-    for (uintptr_t pg = first;; pg += page) {
-        /* Pages of this library's own blocks are locked already, and must
-         * stay locked whatever the caller's zz_unlock does: never touch them. */
-        int boundary = pg > last || count_of(pg) != 0 || zzi_registry_owns(pg);
-        if (boundary && run != 0) {
-            size_t len = pg - run;
-            if (do_lock) {
-                if (zzi_os_lock((void *)run, len) != 0 || zzi_os_dontdump((void *)run, len) != 0) {
-                    int e = errno;
-                    zzi_os_unlock((void *)run, len);
-                    if (run > first)
-                        apply_to_uncounted(first, run - page, 0);
-                    errno = e;
-                    return -1;
-                }
-            } else {
-                /* Each call separately: a failure of one still lets the other run. */
-                if (zzi_os_unlock((void *)run, len) != 0)
-                    rc = -1;
-                if (zzi_os_dodump((void *)run, len) != 0)
-                    rc = -1;
-            }
-            run = 0;
-        } else if (!boundary && run == 0) {
-            run = pg;
-        }
-        if (pg > last)
-            break;
-    }
-    return rc;
-}
+/* ---- ranges ---------------------------------------------------------------- */
 
-/* The pages spanning [p, p+n), or -1 with EINVAL if p + n overflows. */
-static int page_span(const void *p, size_t n, uintptr_t *first, uintptr_t *last)
+/* The pages spanning [p, p+n): the first one and how many.  EINVAL when
+ * p is NULL or the range's end wraps past the top of the address space. */
+static int page_span(const void *p, size_t n, uintptr_t *first, size_t *npages)
 {
-    uintptr_t a = (uintptr_t)p, end;
-    if (__builtin_add_overflow(a, n - 1, &end) || a == 0) {
+    uintptr_t a = (uintptr_t)p, end, page = zzi_os_page_size();
+    if (a == 0 || __builtin_add_overflow(a, n, &end) || end > UINTPTR_MAX - (page - 1)) {
         zzi_fail(ZZI_FAIL_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
-    size_t page = zzi_os_page_size();
     *first = a & ~(page - 1);
-    *last = end & ~(page - 1);
+    *npages = ((end + page - 1) & ~(page - 1)) / page - *first / page;
     return 0;
+}
+
+/* A page this call must lock: nobody counts it yet, and it is not one of the
+ * library's own (those are locked already and must stay so whatever the
+ * caller's zz_unlock does). */
+static int page_is_new(uintptr_t pg)
+{
+    return count_of(pg) == 0 && !zzi_registry_owns(pg);
+}
+
+/* ---- reading what the kernel has on the new pages ---------------------------- */
+
+struct survey {
+    uintptr_t first, next; /* next: the first new page not yet described */
+    size_t npages;
+    uintptr_t gap_start, gap_end; /* an unmapped range among the new pages */
+};
+
+/* Advances s->next through [v->start, v->end), recording on each new page's
+ * entry what the caller had already set there. */
+static int survey_vma(const struct zzi_vma *v, void *ctx)
+{
+    struct survey *s = ctx;
+    uintptr_t page = zzi_os_page_size(), end = s->first + s->npages * page;
+    for (; s->next < end && s->next < v->end; s->next += page) {
+        if (!page_is_new(s->next))
+            continue;
+        if (s->next < v->start) { /* a new page no mapping covers */
+            s->gap_start = s->next;
+            s->gap_end = v->start < end ? v->start : end;
+            return 1;
+        }
+        struct entry *e = entry_for(s->next);
+        e->ours = (v->flags & ZZI_VMA_LOCKED ? 0 : WE_LOCKED) |
+                  (v->flags & ZZI_VMA_DONTDUMP ? 0 : WE_DONTDUMP);
+    }
+    return 0;
+}
+
+/* pre: lock held, reserve(npages) done.  Records, on the entry of each new
+ * page, what zz_lock will have to change there.  Returns 0, or -1 with errno
+ * (ENOMEM and zz_last_error naming the range when a page is not mapped). */
+static int survey_new_pages(uintptr_t first, size_t npages)
+{
+    uintptr_t page = zzi_os_page_size();
+    struct survey s = {first, first, npages, 0, 0};
+    size_t k = 0;
+    while (k < npages && !page_is_new(first + k * page))
+        k++;
+    if (k == npages)
+        return 0; /* nothing new: no need to read smaps */
+    s.next = first + k * page;
+    int rc = zzi_os_each_vma(s.next, first + npages * page, survey_vma, &s);
+    if (rc < 0) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        return -1;
+    }
+    if (rc == 0) { /* past the last mapping: any new page left is unmapped */
+        for (; s.next < first + npages * page; s.next += page)
+            if (page_is_new(s.next)) {
+                s.gap_start = s.next;
+                s.gap_end = first + npages * page;
+                break;
+            }
+    }
+    if (s.gap_end != 0) {
+        zzi_fail_unmapped(s.gap_start, s.gap_end);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- applying and undoing ------------------------------------------------------ */
+
+enum change { DO_LOCK, UNDO_LOCK };
+
+/* Calls mlock+MADV_DONTDUMP (DO_LOCK) or munlock+MADV_DODUMP (UNDO_LOCK) on
+ * each maximal run of pages in [first, first + npages*page) selected by
+ * want(page) whose entry has the matching "ours" bit.  DO_LOCK stops at the
+ * first failure; UNDO_LOCK goes on and reports any. */
+static int apply(uintptr_t first, size_t npages, enum change how, int (*want)(uintptr_t))
+{
+    uintptr_t page = zzi_os_page_size();
+    int rc = 0;
+    for (unsigned bit = WE_LOCKED; bit <= WE_DONTDUMP; bit <<= 1) {
+        uintptr_t run = 0;
+        for (size_t k = 0; k <= npages; k++) {
+            uintptr_t pg = first + k * page;
+            int in = 0;
+            if (k < npages && want(pg)) {
+                const struct entry *e = lookup(pg);
+                in = e != NULL && (e->ours & bit);
+            }
+            if (in && run == 0)
+                run = pg;
+            if (in || run == 0)
+                continue;
+            void *p = (void *)run;
+            size_t len = pg - run;
+            int r;
+            if (how == DO_LOCK)
+                r = bit == WE_LOCKED ? zzi_os_lock(p, len) : zzi_os_dontdump(p, len);
+            else /* each call separately: a failure of one still lets the other run */
+                r = bit == WE_LOCKED ? zzi_os_unlock(p, len) : zzi_os_dodump(p, len);
+            if (r != 0 && how == DO_LOCK)
+                return -1;
+            if (r != 0)
+                rc = -1;
+            run = 0;
+        }
+    }
+    return rc;
+}
+
+static int is_new_page(uintptr_t pg)
+{
+    return page_is_new(pg);
+}
+
+/* After a failed zz_lock: takes back whatever it changed on the new pages
+ * (undoing a change it never made is harmless: those pages did not have
+ * that state before), and clears their marks. */
+static void forget_new_pages(uintptr_t first, size_t npages, int changed)
+{
+    int e = errno;
+    if (changed)
+        apply(first, npages, UNDO_LOCK, is_new_page);
+    for (size_t k = 0; k < npages; k++) {
+        struct entry *en = lookup(first + k * zzi_os_page_size());
+        if (en != NULL && en->count == 0)
+            en->ours = 0;
+    }
+    errno = e;
 }
 
 ZZ_API int zz_lock(void *p, size_t n)
 {
-    uintptr_t first, last;
+    uintptr_t first, page = zzi_os_page_size();
+    size_t npages;
     if (n == 0)
         return 0;
-    if (page_span(p, n, &first, &last) != 0)
+    if (page_span(p, n, &first, &npages) != 0)
         return -1;
-    size_t page = zzi_os_page_size(), npages = (last - first) / page + 1;
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     int rc = reserve(npages);
-    if (rc == 0 && (rc = apply_to_uncounted(first, last, 1)) != 0) {
-        zzi_fail(errno == EINVAL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_MEMLOCK);
-    } else if (rc == 0) {
-        for (uintptr_t pg = first; pg <= last; pg += page) {
-            if (count_of(pg) == 0)
-                locked_pages++;
-            add_count(pg, +1);
-        }
-    } else {
+    if (rc != 0) {
         zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
+    } else if ((rc = survey_new_pages(first, npages)) != 0) {
+        forget_new_pages(first, npages, 0);
+    } else if ((rc = apply(first, npages, DO_LOCK, is_new_page)) != 0) {
+        zzi_fail(errno == EINVAL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_MEMLOCK);
+        forget_new_pages(first, npages, 1);
+    } else {
+        for (size_t k = 0; k < npages; k++) {
+            struct entry *e = entry_for(first + k * page);
+            if (e->count++ == 0)
+                locked_pages++;
+        }
     }
     int e = errno;
     pthread_mutex_unlock(&lock);
@@ -177,48 +292,37 @@ ZZ_API int zz_lock(void *p, size_t n)
     return rc;
 }
 
-/* Unlocks [run, run+len): munlock and MADV_DODUMP, each checked. */
-static int release_run(uintptr_t run, size_t len)
+/* A page whose count the current zz_unlock is taking to zero, marked by
+ * count == 0 with its entry still present (released below). */
+static int released_now(uintptr_t pg)
 {
-    int rc = 0;
-    if (zzi_os_unlock((void *)run, len) != 0)
-        rc = -1;
-    if (zzi_os_dodump((void *)run, len) != 0)
-        rc = -1;
-    return rc;
+    const struct entry *e = lookup(pg);
+    return e != NULL && e->count == 0 && e->ours != 0 && !zzi_registry_owns(pg);
 }
 
 static int unlock_impl(void *p, size_t n, int wipe)
 {
-    uintptr_t first, last;
+    uintptr_t first, page = zzi_os_page_size();
+    size_t npages;
     if (n == 0)
         return 0;
-    if (page_span(p, n, &first, &last) != 0)
+    if (page_span(p, n, &first, &npages) != 0)
         return -1;
     if (wipe)
         zz_wipe(p, n);
-    size_t page = zzi_os_page_size();
-    int rc = 0;
-    uintptr_t run = 0;
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
-    for (uintptr_t pg = first;; pg += page) {
-        /* Only pages whose count this call takes to zero are unlocked; pages
-         * zz_lock never counted are left as they are. */
-        size_t c = pg <= last ? count_of(pg) : 0;
-        if (c != 0) {
-            add_count(pg, -1);
-            if (c == 1)
-                locked_pages--;
-        }
-        int release = c == 1 && !zzi_registry_owns(pg);
-        if (release && run == 0) {
-            run = pg;
-        } else if (!release && run != 0) {
-            rc |= release_run(run, pg - run);
-            run = 0;
-        }
-        if (pg >= last && run == 0)
-            break;
+    for (size_t k = 0; k < npages; k++) {
+        struct entry *e = lookup(first + k * page);
+        if (e == NULL || e->count == 0)
+            continue; /* zz_lock never counted it: only wiped */
+        if (--e->count == 0)
+            locked_pages--; /* released below (released_now) */
+    }
+    int rc = apply(first, npages, UNDO_LOCK, released_now);
+    for (size_t k = 0; k < npages; k++) {
+        struct entry *e = lookup(first + k * page);
+        if (e != NULL && e->count == 0)
+            e->ours = 0;
     }
     if (locked_pages * 4 < table_used && table_used > 64)
         rehash(locked_pages);

@@ -327,6 +327,114 @@ size_t zzi_os_max_map_count(void)
     return v ? v : 65530;
 }
 
+/* Parses "start-end perms ..." (a mapping's first line in smaps). */
+static int parse_vma_header(const char *line, struct zzi_vma *v)
+{
+    char *rest;
+    unsigned long long a = strtoull(line, &rest, 16);
+    if (*rest != '-')
+        return -1;
+    unsigned long long b = strtoull(rest + 1, &rest, 16);
+    if (*rest != ' ')
+        return -1;
+    v->start = (uintptr_t)a;
+    v->end = (uintptr_t)b;
+    v->flags = 0;
+    return 0;
+}
+
+/* The two-letter flags we care about in "VmFlags: rd wr mr ... lo dd". */
+static unsigned parse_vm_flags(const char *s)
+{
+    unsigned flags = 0;
+    for (; *s != '\0'; s++) {
+        if (s[0] == ' ' && s[1] != '\0' && s[2] != '\0' && (s[3] == ' ' || s[3] == '\0')) {
+            if (s[1] == 'l' && s[2] == 'o')
+                flags |= ZZI_VMA_LOCKED;
+            else if (s[1] == 'd' && s[2] == 'd')
+                flags |= ZZI_VMA_DONTDUMP;
+        }
+    }
+    return flags;
+}
+
+/* One line of smaps: a mapping's header starts with a hex digit, every
+ * other line with a capitalised key ("Size:", "VmFlags:"). */
+struct vma_walk {
+    uintptr_t start, end;
+    struct zzi_vma cur;
+    int in_range;
+};
+
+/* 1 when the walk is over (past end), else 0. */
+static int vma_line(struct vma_walk *w, const char *line)
+{
+    if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) {
+        struct zzi_vma v;
+        if (parse_vma_header(line, &v) != 0)
+            return 0;
+        if (v.start >= w->end)
+            return 1; /* in address order: nothing further intersects */
+        w->in_range = v.end > w->start;
+        w->cur = v;
+    } else if (w->in_range && strncmp(line, "VmFlags:", 8) == 0) {
+        w->cur.flags = parse_vm_flags(line + 8);
+        w->in_range = 2; /* complete: hand it to the caller */
+    }
+    return 0;
+}
+
+int zzi_os_each_vma(uintptr_t start, uintptr_t end,
+                    int (*fn)(const struct zzi_vma *v, void *ctx), void *ctx)
+{
+    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct vma_walk w = {.start = start, .end = end};
+    char buf[4096];
+    size_t have = 0;
+    int rc = 0, skipping = 0; /* skipping: the rest of an over-long line */
+    for (;;) {
+        ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -1 : 0;
+            break;
+        }
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        int done = 0;
+        while (!done && (nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
+            *nl = '\0';
+            if (!skipping && vma_line(&w, line))
+                done = 1;
+            skipping = 0;
+            if (!done && w.in_range == 2) {
+                w.in_range = 0;
+                if ((rc = fn(&w.cur, ctx)) != 0)
+                    done = 1;
+            }
+            line = nl + 1;
+        }
+        if (done)
+            break;
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1) { /* a line longer than the buffer (a long path): */
+            if (!skipping && vma_line(&w, buf)) /* its start holds what we parse */
+                break;
+            have = 0;
+            skipping = 1;
+        }
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 size_t zzi_os_physical_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES);

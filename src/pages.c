@@ -136,7 +136,7 @@ static int map_secretmem(struct zzi_slab_map *m, size_t stride, size_t page)
 {
     void *p = zzi_os_map_secretmem(m->len);
     if (p == NULL) {
-        zzi_fail(errno == EAGAIN || errno == ENOMEM ? ZZI_FAIL_MEMLOCK : ZZI_FAIL_SECRETMEM);
+        zzi_fail(errno == EAGAIN || errno == ENOMEM ? ZZI_FAIL_SECRETMEM_LIMIT : ZZI_FAIL_SECRETMEM);
         return -1;
     }
     m->base = (uintptr_t)p;

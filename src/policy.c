@@ -4,6 +4,7 @@
  * last failure that zz_last_error() returns.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -105,10 +106,20 @@ void zzi_policy_secretmem_unavailable(void)
 }
 
 static _Thread_local enum zzi_failure last_failure;
+static _Thread_local char unmapped_text[200];
 
 void zzi_fail(enum zzi_failure why)
 {
     last_failure = why;
+}
+
+void zzi_fail_unmapped(uintptr_t start, uintptr_t end)
+{
+    snprintf(unmapped_text, sizeof unmapped_text,
+             "zz_lock: the range 0x%lx-0x%lx is not mapped in this process (freed or unmapped "
+             "memory?): lock only memory that is mapped for as long as it stays locked",
+             (unsigned long)start, (unsigned long)end);
+    last_failure = ZZI_FAIL_UNMAPPED;
 }
 
 ZZ_API const char *zz_last_error(void)
@@ -143,6 +154,14 @@ ZZ_API const char *zz_last_error(void)
                "pool; under seccomp, allow getrandom)";
     case ZZI_FAIL_ARENA_BLOCK:
         return "arena blocks are at most 16,336 bytes: allocate larger secrets with zz_alloc";
+    case ZZI_FAIL_UNMAPPED:
+        return unmapped_text;
+    case ZZI_FAIL_SECRETMEM_LIMIT:
+        return "the kernel refused secret memory (memfd_secret): its pages are always locked and "
+               "count against RLIMIT_MEMLOCK, which is reached; raise it with `ulimit -l` (or "
+               "LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf), grant "
+               "CAP_IPC_LOCK, free secrets you no longer need, or use ZEROIZE_BACKEND=anon "
+               "(ZEROIZE_LOCK=best-effort cannot help: secret memory is never unlocked)";
     case ZZI_FAIL_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";

@@ -35,6 +35,14 @@
 static _Atomic int purge_running;
 static ZZ_TLS_SIGNAL_SAFE int purging_here;
 
+/* Fork child: a purge that another thread of the parent was running (or
+ * waiting to run) does not exist here; the forking thread was in none. */
+void zzi_purge_after_fork_child(void)
+{
+    atomic_store(&purge_running, 0);
+    purging_here = 0;
+}
+
 ZZ_API void zz_purge(void)
 {
     int saved = errno;

@@ -183,6 +183,7 @@ static void forget_inherited_protections(void)
 static void after_fork_child(void)
 {
     atomic_store(&zzi_purgers, 0);
+    zzi_purge_after_fork_child();
     atomic_fetch_add(&zzi_wipe_epoch, 2);
     atomic_fetch_add(&zzi_fork_generation, 1);
     forget_inherited_protections();

@@ -538,12 +538,15 @@ static void op_realloc(struct input *in)
     CHECK(q != NULL, "zz_realloc(%p, %zu) failed: errno %d, %s", (void *)b->p, n, errno,
           zz_last_error());
     check_no_overlap(q, n, b);
-    CHECK(((uintptr_t)q & 15) == 0, "zz_realloc result %p not 16-byte aligned", (void *)q);
+    /* realloc keeps the block's alignment and backend */
+    CHECK(((uintptr_t)q & (b->align - 1)) == 0, "zz_realloc result %p not %zu-byte aligned",
+          (void *)q, b->align);
     check_stale(b->p, b->n, b->secret, "realloc'd old block");
     unsigned char *s = shadow_new(n);
     memcpy(s, b->shadow, b->n < n ? b->n : n);
     free(b->shadow);
-    *b = (struct block){.p = q, .n = n, .align = 16, .mode = ZZ_READWRITE, .shadow = s};
+    *b = (struct block){.p = q, .n = n, .align = b->align, .secret = b->secret,
+                        .mode = ZZ_READWRITE, .shadow = s};
 }
 
 static void op_protect(struct input *in)
