@@ -64,6 +64,7 @@ int zzi_os_dontfork(void *p, size_t len);
 int zzi_os_remap_zero(void *p, size_t len);          /* fresh anon pages, MAP_FIXED */
 const char *zzi_os_getenv(const char *name);         /* secure_getenv */
 int zzi_os_sigaction(int sig, const void *act, void *old);
+int zzi_os_sigmask(int how, const void *set, void *old); /* pthread_sigmask */
 /* Delivers sig with its default action (the process dies if that is what
  * the default does), leaving the disposition SIG_DFL. */
 int zzi_os_raise_default(int sig);

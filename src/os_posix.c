@@ -263,6 +263,16 @@ int zzi_os_sigaction(int sig, const void *act, void *old)
     return sigaction(sig, (const struct sigaction *)act, (struct sigaction *)old);
 }
 
+int zzi_os_sigmask(int how, const void *set, void *old)
+{
+    int rc = pthread_sigmask(how, (const sigset_t *)set, (sigset_t *)old);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
 int zzi_os_raise_default(int sig)
 {
     struct sigaction dfl;

@@ -1,8 +1,8 @@
 /*
  * purge.c - the emergency brake: zz_purge wipes every live secret at once,
- * from anywhere, including a signal handler; zz_purge_on_signals wires it to
- * signals; zz_harden_process is the only place the library changes
- * process-wide settings, and only when asked.
+ * from anywhere, including a signal handler (signals.c wires it to signals);
+ * zz_harden_process is the only place the library changes process-wide
+ * settings, and only when asked.
  *
  * Guarantee (what zz_purge promises while other threads keep working):
  *   - every block live from before zz_purge starts until after it returns
@@ -62,79 +62,6 @@ ZZ_API void zz_purge(void)
     if (!nested)
         atomic_store(&purge_running, 0);
     errno = saved;
-}
-
-/* Dispositions found when zz_purge_on_signals installed its handler. */
-static struct sigaction previous[NSIG];
-
-static int is_ignored_by_default(int sig)
-{
-    return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
-}
-
-static void purge_handler(int sig, siginfo_t *info, void *uctx)
-{
-    zz_purge();
-    const struct sigaction *old = &previous[sig];
-    if (old->sa_flags & SA_SIGINFO) {
-        if (old->sa_sigaction != NULL)
-            old->sa_sigaction(sig, info, uctx);
-    } else if (old->sa_handler == SIG_IGN) {
-        return;
-    } else if (old->sa_handler == SIG_DFL) {
-        if (is_ignored_by_default(sig))
-            return;
-        /* Dies here for terminating signals (with a core when the default
-         * dumps); for stop signals, continues after SIGCONT: re-arm. */
-        int e = errno;
-        zzi_os_raise_default(sig);
-        struct sigaction again;
-        memset(&again, 0, sizeof again);
-        again.sa_sigaction = purge_handler;
-        again.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigemptyset(&again.sa_mask);
-        zzi_os_sigaction(sig, &again, NULL);
-        errno = e;
-    } else {
-        old->sa_handler(sig);
-    }
-}
-
-static int catchable(int sig)
-{
-    return sig > 0 && sig < NSIG && sig != SIGKILL && sig != SIGSTOP;
-}
-
-ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
-{
-    if (count > 0 && signals == NULL) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
-        errno = EINVAL;
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (!catchable(signals[i])) {
-            zzi_fail(ZZI_FAIL_ARGUMENT);
-            errno = EINVAL;
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < count; i++) {
-        int sig = signals[i];
-        struct sigaction act, old;
-        memset(&act, 0, sizeof act);
-        act.sa_sigaction = purge_handler;
-        act.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigemptyset(&act.sa_mask);
-        if (zzi_os_sigaction(sig, NULL, &old) != 0)
-            return -1;
-        if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == purge_handler)
-            continue; /* already installed: keep the handler we chain to */
-        previous[sig] = old;
-        if (zzi_os_sigaction(sig, &act, NULL) != 0)
-            return -1;
-    }
-    return 0;
 }
 
 ZZ_API int zz_harden_process(unsigned flags)

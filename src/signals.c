@@ -1,0 +1,162 @@
+/*
+ * signals.c - zz_purge_on_signals: a handler that wipes every secret, then
+ * hands the signal on to whatever was installed before, as if that had run
+ * alone: with its own flags (SA_ONSTACK, SA_RESTART, SA_RESETHAND,
+ * SA_NODEFER, ...), its own mask and its own form (sa_handler or
+ * sa_sigaction); or, when nothing was, to the default action, so the process
+ * still dies of the same signal and dumps core if it would have.
+ *
+ * The handler copies its chain entry from a table that zz_purge_on_signals
+ * may rewrite while signals arrive (the caller installed a handler of its
+ * own over ours, then calls us again).  Each signal has two entries: a
+ * rewrite fills the one not published, after waiting until no handler is
+ * still copying it, then publishes it with one atomic store, so a handler
+ * never sees a half-written entry.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct chain {
+    struct sigaction before; /* what was installed before ours */
+    struct sigaction ours;   /* how ours was installed (to re-arm it) */
+};
+
+static struct chain chains[NSIG][2];
+static _Atomic unsigned char published[NSIG];  /* which of the two is in use */
+static _Atomic unsigned copying[NSIG][2];      /* handlers copying an entry now */
+static pthread_mutex_t rewrite_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int is_ignored_by_default(int sig)
+{
+    return sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH;
+}
+
+static void purge_handler(int sig, siginfo_t *info, void *uctx);
+
+/* The earlier disposition, as a handler function or SIG_DFL / SIG_IGN (the
+ * sa_handler / sa_sigaction union holds either). */
+static int is_disposition(const struct sigaction *a, void (*which)(int))
+{
+    return a->sa_handler == which;
+}
+
+/* The default action, from inside our handler: the process dies here for a
+ * terminating signal (with a core when the default dumps); after a stop and
+ * SIGCONT it goes on, and our handler is put back. */
+static void chain_to_default(int sig, const struct sigaction *ours)
+{
+    if (is_ignored_by_default(sig))
+        return;
+    zzi_os_raise_default(sig);
+    zzi_os_sigaction(sig, ours, NULL);
+}
+
+static void purge_handler(int sig, siginfo_t *info, void *uctx)
+{
+    int e = errno;
+    zz_purge();
+    unsigned k = atomic_load(&published[sig]);
+    atomic_fetch_add(&copying[sig][k], 1);
+    struct chain c = chains[sig][k];
+    atomic_fetch_sub(&copying[sig][k], 1);
+    /* The mask and flags in force are the earlier handler's own: ours was
+     * installed with them (SA_RESETHAND included: the kernel has already put
+     * the default back, as it would have for the earlier handler). */
+    if (is_disposition(&c.before, SIG_IGN)) {
+        /* nothing */
+    } else if (is_disposition(&c.before, SIG_DFL)) {
+        chain_to_default(sig, &c.ours);
+    } else if (c.before.sa_flags & SA_SIGINFO) {
+        c.before.sa_sigaction(sig, info, uctx);
+    } else {
+        c.before.sa_handler(sig);
+    }
+    errno = e;
+}
+
+/* Our handler installed in place of `before`: with its mask and flags, so
+ * the earlier handler runs under the same conditions as if it had been
+ * called by the kernel; on the alternate stack when it ran there, and always
+ * when there was no handler (a SIGSEGV from a stack overflow can then still
+ * purge, if the thread has an alternate stack). */
+static struct sigaction ours_for(const struct sigaction *before)
+{
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_sigaction = purge_handler;
+    if (is_disposition(before, SIG_DFL) || is_disposition(before, SIG_IGN)) {
+        sigemptyset(&act.sa_mask);
+        act.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    } else {
+        act.sa_mask = before->sa_mask;
+        act.sa_flags = before->sa_flags | SA_SIGINFO;
+    }
+    return act;
+}
+
+/* pre: rewrite_lock held, sig blocked in this thread (so no handler of ours
+ * on this thread is copying).  Publishes a new entry for sig. */
+static void publish(int sig, const struct chain *c)
+{
+    unsigned next = !atomic_load(&published[sig]);
+    while (atomic_load(&copying[sig][next]) != 0) /* a handler is still copying it */
+        zzi_os_yield();
+    chains[sig][next] = *c;
+    atomic_store(&published[sig], (unsigned char)next);
+}
+
+static int catchable(int sig)
+{
+    return sig > 0 && sig < NSIG && sig != SIGKILL && sig != SIGSTOP;
+}
+
+/* pre: rewrite_lock held.  Installs ours for sig unless it is there already
+ * (then the handler we chain to stays the one found the first time). */
+static int install_one(int sig)
+{
+    struct sigaction before;
+    if (zzi_os_sigaction(sig, NULL, &before) != 0)
+        return -1;
+    if ((before.sa_flags & SA_SIGINFO) && before.sa_sigaction == purge_handler)
+        return 0;
+    struct chain c = {before, ours_for(&before)};
+    sigset_t one, saved;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    if (zzi_os_sigmask(SIG_BLOCK, &one, &saved) != 0)
+        return -1;
+    publish(sig, &c);
+    int rc = zzi_os_sigaction(sig, &c.ours, NULL);
+    int e = errno;
+    zzi_os_sigmask(SIG_SETMASK, &saved, NULL);
+    errno = e;
+    return rc;
+}
+
+ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
+{
+    if (count > 0 && signals == NULL) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!catchable(signals[i])) {
+            zzi_fail(ZZI_FAIL_ARGUMENT);
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    int rc = 0;
+    pthread_mutex_lock(&rewrite_lock);
+    for (size_t i = 0; i < count && rc == 0; i++)
+        rc = install_one(signals[i]);
+    int e = errno;
+    pthread_mutex_unlock(&rewrite_lock);
+    errno = e;
+    return rc;
+}
