@@ -142,6 +142,7 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns, int first)
     }
     c->region.kind = ZZI_REGION_ARENA;
     c->region.owner = c;
+    atomic_init(&c->checked_gen, atomic_load(&zzi_checks_gen));
     c->data = (unsigned char *)c->region.map.base + zzi_page();
     if (first)
         a->backend = c->region.map.backend;
@@ -216,7 +217,7 @@ static struct chunk *chunk_with_room(const zz_arena *a)
 {
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
     for (size_t i = 0; i < ix->n; i++)
-        if (ix->chunks[i]->runs_used < ix->chunks[i]->nruns)
+        if (!ix->chunks[i]->retired && ix->chunks[i]->runs_used < ix->chunks[i]->nruns)
             return ix->chunks[i];
     return NULL;
 }
@@ -230,7 +231,7 @@ static struct chunk *chunk_with_room(const zz_arena *a)
 static struct chunk *arena_grow(zz_arena *a)
 {
     if (!a->growable) {
-        zzi_fail(ZZI_FAIL_ARENA_FULL);
+        zzi_fail(a->has_retired ? ZZI_FAIL_ARENA_UNFIT : ZZI_FAIL_ARENA_FULL);
         errno = ENOMEM;
         return NULL;
     }
@@ -299,7 +300,7 @@ int zza_lock_budget_unlimited(void)
  * line), else the first run with a free cell.  NULL with errno when none. */
 static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct run *home)
 {
-    if (home != NULL && home->owner == owner && home->nfree > 0)
+    if (home != NULL && home->owner == owner && home->nfree > 0 && !home->chunk->retired)
         return home;
     struct run *first = a->avail[cls];
     unsigned k = 0;
@@ -322,12 +323,52 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
     return arena_new_run(a, c, cls);
 }
 
+/* pre: a->lock held.  Takes chunk c out of service: its runs hand out no
+ * more cells (their live blocks stay valid and can be freed). */
+static void chunk_retire(zz_arena *a, struct chunk *c)
+{
+    c->retired = 1;
+    a->has_retired = 1;
+    for (size_t i = 0; i < c->runs_used; i++)
+        if (c->runs[i]->nfree > 0)
+            avail_remove(a, c->runs[i]);
+}
+
+/* pre: a->lock held.  1 if chunk c may hand out cells now: refreshed after a
+ * fork (locks and guards made again), still on the arena's backend (a
+ * forked child's secret memory is replaced by anonymous zero pages), and
+ * locked if the policy requires it (locking it now if it was mapped under
+ * ZZ_LOCK_BEST_EFFORT).  Otherwise retires it and returns 0. */
+static int chunk_fit(zz_arena *a, struct chunk *c)
+{
+    unsigned gen = atomic_load(&zzi_checks_gen);
+    if (c->retired)
+        return 0;
+    if (atomic_load_explicit(&c->checked_gen, memory_order_relaxed) == gen)
+        return 1;
+    struct zzi_slab_map *m = &c->region.map;
+    int e = errno;
+    int fit = zzi_pages_refresh_after_fork(m) == 0 && m->backend == a->backend &&
+              ((m->info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required() ||
+               zzi_pages_try_lock(m) == 0);
+    errno = e;
+    if (!fit) {
+        chunk_retire(a, c);
+        return 0;
+    }
+    atomic_store_explicit(&c->checked_gen, gen, memory_order_release);
+    return 1;
+}
+
 static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
                                   const void *owner, struct run **home)
 {
-    struct run *r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
-    if (r == NULL || zzi_pages_refresh_after_fork(&r->chunk->region.map) != 0)
-        return 0;
+    struct run *r;
+    do { /* a chunk found unfit is retired: its runs leave the lists */
+        r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
+        if (r == NULL)
+            return 0;
+    } while (!chunk_fit(a, r->chunk));
     refresh_after_fork(r);
     if (r->owner == NULL)
         r->owner = owner;
@@ -364,8 +405,22 @@ void zza_disown(zz_arena *a, const void *owner)
 void zza_return_cell(zz_arena *a, struct run *r, unsigned i)
 {
     r->free_stack[r->nfree++] = (uint16_t)i;
-    if (r->nfree == 1)
+    if (r->nfree == 1 && !r->chunk->retired)
         avail_push(a, r);
+}
+
+int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home)
+{
+    zzi_lock(&a->lock);
+    int ok = chunk_fit(a, cell->run->chunk);
+    if (!ok) {
+        zza_return_cell(a, cell->run, cell->index);
+        ok = take_cells_locked(a, cell->run->cls, cell, 1, owner, home) == 1;
+    }
+    int e = errno;
+    zzi_unlock(&a->lock);
+    errno = e;
+    return ok ? 0 : -1;
 }
 
 void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)

@@ -50,6 +50,8 @@ struct run {
 
 struct chunk {
     struct zzi_region region;
+    _Atomic unsigned checked_gen; /* zzi_checks_gen when last found fit (zza_chunk_fit) */
+    int retired;                  /* hands out no cells: unfit for the arena's promises */
     struct zz_arena *arena;
     unsigned char *data;
     size_t nruns;
@@ -75,6 +77,7 @@ struct zz_arena {
     struct chunk_index *retired;
     struct zz_arena *list_prev, *list_next; /* under zzi_arenas_lock */
     int backend;              /* of its first chunk; later chunks follow it */
+    int has_retired;          /* a chunk was retired (zza_chunk_fit) */
     size_t total_runs;        /* in all chunks */
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
     struct run *avail[ZZA_NCLASSES];
@@ -117,7 +120,21 @@ static inline unsigned char *zza_cell_block(const struct run *r, unsigned i)
     return r->start + (size_t)i * r->cell + ZZ_CANARY_LEN;
 }
 
+/* 1 when the chunk of run r was found fit since the last event that calls
+ * for a new look (fork, the lock policy becoming required): the per-thread
+ * caches hand out their cells only then, else they ask zza_recheck_cell. */
+static inline int zza_run_checked(const struct run *r)
+{
+    return atomic_load_explicit(&r->chunk->checked_gen, memory_order_acquire) ==
+           atomic_load_explicit(&zzi_checks_gen, memory_order_relaxed);
+}
+
 /* ---- arena.c ---------------------------------------------------------- */
+/* For a cell a thread cache is about to hand out whose chunk was not checked
+ * since a fork or a policy change: keeps it if the chunk is fit, else gives
+ * it back and takes another cell under the lock (owner's runs first).
+ * Returns 0, or -1 with errno. */
+int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home);
 /* Takes up to want (>= 1) free cells of class cls, all from one run, under
  * the arena's lock, adding a run (and growing the arena) when needed.  owner
  * (a thread cache, or NULL) gets runs of its own where it can: threads that

@@ -265,6 +265,10 @@ int zzi_arena_cache_take(zz_arena *a, unsigned cls, size_t n, struct zza_cell *o
         b->count--;
         out->run = b->run[b->count];
         out->index = b->index[b->count];
+        /* after a fork or a policy change, the cell's chunk must be found
+         * fit again before it hands out anything */
+        if (zz_unlikely(!zza_run_checked(out->run)) && zza_recheck_cell(a, out, mine, &b->home) != 0)
+            return -1;
     } else if (zza_take_cells(a, cls, out, 1, NULL, NULL) == 0) {
         return -1;
     }

@@ -147,7 +147,8 @@ enum zzi_failure {
     ZZI_FAIL_RANDOM,    /* getrandom failed: no canary key                    */
     ZZI_FAIL_ARENA_BLOCK, /* larger than an arena block may be                */
     ZZI_FAIL_UNMAPPED,  /* zz_lock of memory that is not mapped               */
-    ZZI_FAIL_SECRETMEM_LIMIT /* memfd_secret refused for RLIMIT_MEMLOCK        */
+    ZZI_FAIL_SECRETMEM_LIMIT, /* memfd_secret refused for RLIMIT_MEMLOCK       */
+    ZZI_FAIL_ARENA_UNFIT /* a fixed arena's memory no longer meets its promises */
 };
 /* Records why the calling thread's current call fails (for zz_last_error). */
 void zzi_fail(enum zzi_failure why);
@@ -237,6 +238,13 @@ static inline int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
         return 0;
     return zzi_pages_refresh_slow(m);
 }
+/* Locks a slab mapped unlocked (under ZZ_LOCK_BEST_EFFORT) now that the
+ * policy requires it.  pre: the caller serialises calls for m.  Returns 0,
+ * or -1 with errno. */
+int zzi_pages_try_lock(struct zzi_slab_map *m);
+/* Changes whenever every region must be checked again before it hands out
+ * memory: in a forked child, and when the lock policy becomes required. */
+extern _Atomic unsigned zzi_checks_gen;
 /* 1 if err from mapping secret memory means the kernel does not offer it
  * (missing, or refused by seccomp or a security module), so AUTO may fall
  * back to anonymous memory; 0 for resource errors (memlock, memory). */

@@ -228,6 +228,22 @@ fail:;
     return -1;
 }
 
+_Atomic unsigned zzi_checks_gen;
+
+int zzi_pages_try_lock(struct zzi_slab_map *m)
+{
+    size_t page = zzi_os_page_size(), stride = (m->slot_pages + 1) * page;
+    if (m->info & ZZ_INFO_LOCKED)
+        return 0;
+    if (lock_data(m, stride, m->nslots, page) != 0) {
+        zzi_fail(ZZI_FAIL_MEMLOCK);
+        return -1;
+    }
+    m->info |= ZZ_INFO_LOCKED;
+    atomic_fetch_add(&zzi_counters.locked_bytes, m->locked_len);
+    return 0;
+}
+
 int zzi_pages_refresh_slow(struct zzi_slab_map *m)
 {
     unsigned gen = atomic_load(&zzi_fork_generation);

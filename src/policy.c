@@ -42,7 +42,9 @@ ZZ_API int zz_set_lock_policy(int policy)
         errno = EINVAL;
         return -1;
     }
-    atomic_store(&lock_policy, policy);
+    int was = atomic_exchange(&lock_policy, policy);
+    if (policy == ZZ_LOCK_REQUIRED && was != ZZ_LOCK_REQUIRED)
+        atomic_fetch_add(&zzi_checks_gen, 1); /* arenas look at their chunks again */
     return 0;
 }
 
@@ -162,6 +164,11 @@ ZZ_API const char *zz_last_error(void)
                "LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf), grant "
                "CAP_IPC_LOCK, free secrets you no longer need, or use ZEROIZE_BACKEND=anon "
                "(ZEROIZE_LOCK=best-effort cannot help: secret memory is never unlocked)";
+    case ZZI_FAIL_ARENA_UNFIT:
+        return "the fixed arena's memory no longer meets its promises (it was mapped unlocked "
+               "under ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED, or, in a forked "
+               "child, its secret memory was replaced by zero pages) and a fixed arena cannot "
+               "grow: create a new arena";
     case ZZI_FAIL_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";

@@ -186,6 +186,7 @@ static void after_fork_child(void)
     zzi_purge_after_fork_child();
     atomic_fetch_add(&zzi_wipe_epoch, 2);
     atomic_fetch_add(&zzi_fork_generation, 1);
+    atomic_fetch_add(&zzi_checks_gen, 1);
     forget_inherited_protections();
     zzi_lockref_forget_after_fork();
     zzi_arena_after_fork_child();
