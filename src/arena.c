@@ -576,6 +576,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
 {
     if (zzi_init() != 0)
         return NULL;
+    zzi_check_fork();
     size_t nruns = FIRST_CHUNK_RUNS;
     if (capacity > 0) {
         if (capacity > SIZE_MAX / 16) {
@@ -634,6 +635,7 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
         errno = a == NULL ? EINVAL : ENOMEM;
         return NULL;
     }
+    zzi_check_fork();
     unsigned cls = zza_class_of(n);
     struct zza_cell c;
     int rc = a->growable ? zzi_arena_cache_take(a, cls, n, &c) : take_fixed(a, cls, n, &c);
@@ -653,6 +655,7 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     if (p == NULL)
         return;
     ZZ_CHECK(a != NULL, "invalid pointer");
+    zzi_check_fork();
     unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
     struct run *r = find_cell(a, p, &i);
     if (!a->growable) {
@@ -698,6 +701,7 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
 {
     if (a == NULL)
         return;
+    zzi_check_fork();
     pthread_mutex_lock(&zzi_arenas_lock);
     if (a->list_prev)
         a->list_prev->list_next = a->list_next;
@@ -776,6 +780,14 @@ void zzi_arena_unlock_all(void)
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_unlock(&a->lock);
     pthread_mutex_unlock(&zzi_arenas_lock);
+}
+
+void zzi_arena_reset_locks(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    zzi_arenas_lock = fresh;
+    for (zz_arena *a = arenas; a != NULL; a = a->list_next)
+        zzi_unlock(&a->lock);
 }
 
 void zzi_arena_after_fork_child(void)

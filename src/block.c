@@ -429,6 +429,7 @@ static void *alloc_impl(size_t n, size_t align, int backend)
 {
     if (zzi_init() != 0)
         return NULL;
+    zzi_check_fork();
     if (n > SIZE_MAX - align - 2 * zzi_page()) {
         zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
@@ -670,6 +671,7 @@ ZZ_API void zz_free(void *p)
     if (p == NULL)
         return;
     int saved = errno;
+    zzi_check_fork();
     zzi_global_lock();
     size_t i;
     struct slab *s = find_live(p, &i, FREEING);
@@ -700,6 +702,7 @@ ZZ_API size_t zz_size(const void *p)
     if (p == NULL)
         return 0;
     size_t i;
+    zzi_check_fork();
     zzi_global_lock();
     struct slab *s = find_live(p, &i, USING);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
@@ -711,6 +714,7 @@ ZZ_API unsigned zz_info(const void *p)
 {
     if (p == NULL)
         return 0;
+    zzi_check_fork();
     zzi_global_lock();
     struct zzi_region *r = zzi_registry_find((uintptr_t)p);
     unsigned info;
@@ -732,6 +736,7 @@ ZZ_API int zz_protect(void *p, int mode)
         errno = EINVAL;
         return -1;
     }
+    zzi_check_fork();
     zzi_global_lock();
     struct zzi_region *r = zzi_registry_find((uintptr_t)p);
     if (r != NULL && r->kind == ZZI_REGION_ARENA) {
@@ -760,6 +765,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
         return zz_alloc(n);
     size_t i, old_n, align;
     int backend;
+    zzi_check_fork();
     zzi_global_lock();
     struct slab *s = find_live(p, &i, FREEING); /* realloc frees p */
     old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
@@ -809,6 +815,7 @@ void zzi_block_purge_region(struct zzi_region *r, int nested)
 
 ZZ_API void zz_get_stats(zz_stats *out)
 {
+    zzi_check_fork();
     out->live_blocks = atomic_load_explicit(&live_blocks, memory_order_relaxed);
     out->live_bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
     zzi_arena_count_live(&out->live_blocks, &out->live_bytes);

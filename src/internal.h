@@ -283,6 +283,24 @@ void zzi_purge_after_fork_child(void);
 /* Registers the fork handlers; called once, from library initialisation. */
 void zzi_registry_init_fork_handlers(void);
 
+/* A fork that ran no atfork handler (_Fork(), a raw clone): the fork
+ * sentinel is a byte on a MADV_WIPEONFORK page that reads zero in any
+ * child, so every entry point notices such a fork with one load and does in
+ * the child what the handler would have done.  NULL when the kernel lacks
+ * WIPEONFORK (then only real fork() is handled). */
+extern const volatile unsigned char *zzi_fork_sentinel;
+void zzi_recover_missed_fork(void);
+static inline int zzi_fork_missed(void)
+{
+    const volatile unsigned char *s = zzi_fork_sentinel;
+    return zz_unlikely(s != NULL && *s == 0);
+}
+static inline void zzi_check_fork(void)
+{
+    if (zzi_fork_missed())
+        zzi_recover_missed_fork();
+}
+
 /* 1 if addr lies in memory this library mapped.  Takes the global lock. */
 int zzi_registry_owns(uintptr_t addr);
 
@@ -430,11 +448,15 @@ void zzi_arena_unlock_all(void);
 /* Fork child, pre: zzi_arena_lock_all() held: takes back the cells that the
  * threads' caches held (the other threads do not exist in the child). */
 void zzi_arena_after_fork_child(void);
+/* After a fork that ran no handler: makes every arena lock free again (the
+ * threads that may have held them do not exist in the child). */
+void zzi_arena_reset_locks(void);
 
 /* ---- lockref.c ---------------------------------------------------------- */
 void zzi_lockref_lock_all(void);  /* atfork */
 void zzi_lockref_unlock_all(void);
 void zzi_lockref_forget_after_fork(void); /* pre: lockref lock held */
+void zzi_lockref_reset_lock(void);        /* after a fork that ran no handler */
 size_t zzi_lockref_locked_bytes(void);
 
 /* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */

@@ -267,8 +267,9 @@ ZZ_API int zz_lock(void *p, size_t n)
     size_t npages;
     if (n == 0)
         return 0;
-    if (page_span(p, n, &first, &npages) != 0)
+    if (page_span(p, n, &first, &npages) != 0 || zzi_init() != 0)
         return -1;
+    zzi_check_fork();
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     int rc = reserve(npages);
     if (rc != 0) {
@@ -310,6 +311,7 @@ static int unlock_impl(void *p, size_t n, int wipe)
         return -1;
     if (wipe)
         zz_wipe(p, n);
+    zzi_check_fork();
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     for (size_t k = 0; k < npages; k++) {
         struct entry *e = lookup(first + k * page);
@@ -355,6 +357,12 @@ void zzi_lockref_forget_after_fork(void)
     table = NULL;
     table_cap = table_used = 0;
     atomic_store(&locked_pages, 0);
+}
+
+void zzi_lockref_reset_lock(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    lock = fresh;
 }
 
 void zzi_lockref_lock_all(void)

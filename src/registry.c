@@ -136,8 +136,14 @@ int zzi_registry_owns(uintptr_t addr)
 
 void zzi_registry_purge_all(int nested)
 {
+    /* After a fork that ran no handler, secret memory is not mapped here
+     * (MADV_DONTFORK) and the rest reads zero (WIPEONFORK): skip it, since
+     * recovering is not async-signal-safe. */
+    int missed = zzi_fork_missed();
     for (struct zzi_region *r = atomic_load(&purge_list); r != NULL;
          r = atomic_load(&r->next)) {
+        if (missed && r->map.backend == ZZ_BACKEND_SECRETMEM)
+            continue;
         if (r->kind == ZZI_REGION_SLAB)
             zzi_block_purge_region(r, nested);
         else
@@ -176,12 +182,33 @@ static void forget_inherited_protections(void)
     atomic_store(&zzi_counters.locked_bytes, 0);
 }
 
+static unsigned char *sentinel_page;
+const volatile unsigned char *zzi_fork_sentinel;
+
+/* Maps the fork sentinel (see internal.h); without WIPEONFORK there is none. */
+static void arm_fork_sentinel(void)
+{
+    size_t page = zzi_os_page_size();
+    unsigned char *p = zzi_os_map(page);
+    if (p == NULL)
+        return;
+    if (zzi_os_wipeonfork(p, page) != 0) {
+        zzi_os_unmap(p, page);
+        return;
+    }
+    p[0] = 1;
+    sentinel_page = p;
+    zzi_fork_sentinel = p;
+}
+
 /* The child has one thread.  WIPEONFORK zeroed every block, canaries
  * included: the new epoch tells zz_free to accept zeroed canaries on blocks
  * allocated before the fork.  A purge that was running in another thread of
  * the parent will never finish here, so it is forgotten. */
 static void after_fork_child(void)
 {
+    if (sentinel_page != NULL)
+        sentinel_page[0] = 1; /* zeroed by WIPEONFORK: this fork is handled */
     atomic_store(&zzi_purgers, 0);
     zzi_purge_after_fork_child();
     atomic_fetch_add(&zzi_wipe_epoch, 2);
@@ -199,4 +226,28 @@ void zzi_registry_init_fork_handlers(void)
 {
     ZZ_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0,
              "cannot register fork handlers");
+    arm_fork_sentinel();
+}
+
+/* In a child made by a fork that ran no handler: the library's locks may be
+ * held by threads that do not exist here, secret memory was not inherited,
+ * locks were not, and WIPEONFORK zeroed the blocks.  Does what the fork
+ * handlers would have done, once (two threads the child started may notice
+ * together). */
+void zzi_recover_missed_fork(void)
+{
+    static zzi_lock_t recovering = ZZI_LOCK_INIT;
+    if (sentinel_page == NULL)
+        return;
+    zzi_lock(&recovering);
+    if (sentinel_page[0] == 0) {
+        int e = errno;
+        zzi_unlock(&global_lock);
+        zzi_lockref_reset_lock();
+        zzi_arena_reset_locks();
+        before_fork();
+        after_fork_child();
+        errno = e;
+    }
+    zzi_unlock(&recovering);
 }
