@@ -41,9 +41,23 @@ static uint64_t last_arena_id;
 static void write_run_canaries(struct run *r)
 {
     for (unsigned i = 0; i < r->ncells; i++)
-        zzi_canary_write(r->start + (size_t)i * r->cell, ZZ_CANARY_LEN);
+        zzi_canary16_write(r->start + (size_t)i * r->cell, r->canary[2 * i]);
     unsigned char *tail = r->start + (size_t)r->ncells * r->cell;
-    zzi_canary_write(tail, (size_t)(r->start + ZZA_RUN_BYTES - tail));
+    zzi_canary_fill(tail, (size_t)(r->start + ZZA_RUN_BYTES - tail), r->canary[2 * r->ncells]);
+}
+
+/* Writes the tail canary of cell i, block p of n bytes: the bytes [n, span)
+ * left over by the size class.  A zero-size block has none: its bytes stay
+ * zero (and are checked to be), so it shows no canary to whoever holds it. */
+static inline void write_tail_canary(const struct run *r, unsigned i, unsigned char *p, size_t n)
+{
+    size_t span = r->span;
+    if (n == 0 || n == span)
+        return;
+    if (span - n <= 16) /* the usual case: one aligned chunk, word masks */
+        zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), r->canary[2 * i + 1]);
+    else /* classes above 1 KiB step by 64 or 256 bytes */
+        zzi_canary_fill(p + n, span - n, r->canary[2 * i + 1]);
 }
 
 static int is_live(uint32_t size_plus1)
@@ -64,7 +78,7 @@ static void refresh_after_fork(struct run *r)
     for (unsigned i = 0; i < r->ncells; i++) {
         uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
         if (is_live(sp1))
-            zzi_canary_write(zza_cell_block(r, i) + sp1 - 1, r->span - (sp1 - 1));
+            write_tail_canary(r, i, zza_cell_block(r, i), sp1 - 1);
     }
     ZZ_VG_QUIET_END();
     atomic_store_explicit(&r->fork_gen, now, memory_order_release);
@@ -75,10 +89,23 @@ static struct run *run_new(unsigned char *start, unsigned cls)
     size_t span = zza_class_span(cls);
     unsigned cell = (unsigned)(span + ZZ_CANARY_LEN);
     unsigned ncells = (unsigned)((ZZA_RUN_BYTES - ZZ_CANARY_LEN) / cell);
-    struct run *r = calloc(1, sizeof *r + ncells * (sizeof(uint16_t) + sizeof(uint32_t) + sizeof(unsigned)));
-    if (r == NULL)
+    size_t words = 2 * (size_t)ncells + 1;
+    struct run *r = calloc(1, sizeof *r + words * sizeof(uint64_t) +
+                                  ncells * (sizeof(uint16_t) + sizeof(uint32_t) + sizeof(unsigned)));
+    if (r == NULL) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
         return NULL;
-    r->epoch = (unsigned *)(r + 1);
+    }
+    uint64_t *canary = (uint64_t *)(void *)(r + 1);
+    if (zzi_canary_draw(canary, words) != 0) {
+        int e = errno;
+        free(r);
+        errno = e;
+        return NULL;
+    }
+    r->canary = canary;
+    r->epoch = (unsigned *)(void *)(canary + words);
     r->size_plus1 = (_Atomic uint32_t *)(r->epoch + ncells);
     r->free_stack = (uint16_t *)(void *)(r->epoch + 2 * (size_t)ncells);
     r->start = start;
@@ -266,11 +293,8 @@ static struct chunk *arena_grow(zz_arena *a)
 static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
 {
     struct run *r = run_new(c->data + c->runs_used * ZZA_RUN_BYTES, cls);
-    if (r == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
-        errno = ENOMEM;
+    if (r == NULL)
         return NULL;
-    }
     r->chunk = c;
     c->runs[c->runs_used] = r;
     atomic_store_explicit(&c->runs_used, c->runs_used + 1, memory_order_release);
@@ -447,10 +471,7 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
     ZZ_CHECK(zzi_is_zero_small(p, span), "write after free (a freed block was modified)");
     if (n < span) {
         ZZ_VG_UNDEFINED(p + n, span - n);
-        if (span - n <= 16) /* the usual case: one aligned chunk, word masks */
-            zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span));
-        else /* classes above 1 KiB step by 64 or 256 bytes */
-            zzi_canary_write(p + n, span - n);
+        write_tail_canary(r, i, p, n);
         ZZ_VG_NOACCESS(p + n, span - n);
     }
     ZZ_VG_MALLOCLIKE(p, n);
@@ -482,11 +503,26 @@ static struct run *find_cell(zz_arena *a, const unsigned char *p, unsigned *cell
     return r;
 }
 
-/* 1 if the n bytes at p are the canary, or (when a purge or a fork may have
- * zeroed them since the block was made) canary or zero byte by byte. */
-static int tail_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
+/* 1 if the n bytes at p are canary word w, or (when a purge or a fork may
+ * have zeroed them since the block was made) canary or zero byte by byte. */
+static int tail_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
+                           unsigned now)
 {
-    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
+    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
+}
+
+/* The tail of a block of n bytes in cell i: its canary, or for a zero-size
+ * block, zeros. */
+static inline int tail_intact(const struct run *r, unsigned i, const unsigned char *p, size_t n)
+{
+    size_t span = r->span;
+    if (n == span)
+        return 1;
+    if (n == 0)
+        return zzi_is_zero_small(p, span);
+    if (span - n <= 16)
+        return zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span), r->canary[2 * i + 1]);
+    return zzi_canary_check(p + n, span - n, r->canary[2 * i + 1]);
 }
 
 /* Checks the canaries around cell i of r (block p, n bytes) again and
@@ -496,9 +532,10 @@ __attribute__((noinline)) static void check_cell_slow(const struct run *r, unsig
     size_t span = r->span;
     for (;;) {
         unsigned e = zzi_epoch_stable();
-        int head_ok = zzi_canary16_intact(p - ZZ_CANARY_LEN);
-        int tail_ok = zzi_canary16_intact(p + span) &&
-                      (n == span || tail_acceptable(p + n, span - n, r->epoch[i], e));
+        int head_ok = zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]);
+        int tail_ok = zzi_canary16_intact(p + span, r->canary[2 * i + 2]) &&
+                      (n == span || (n == 0 && zzi_is_zero_small(p, span)) ||
+                       (n > 0 && tail_acceptable(p + n, span - n, r->canary[2 * i + 1], r->epoch[i], e)));
         if (!zzi_epoch_unchanged(e))
             continue;
         ZZ_CHECK(head_ok, "canary corrupted (before block)");
@@ -512,11 +549,8 @@ __attribute__((noinline)) static void check_cell_slow(const struct run *r, unsig
  * in the light of purges (check_cell_slow). */
 static inline void check_cell(const struct run *r, unsigned i, const unsigned char *p, size_t n)
 {
-    size_t span = r->span;
-    int tail_ok = n == span ||
-                  (span - n <= 16 ? zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span))
-                                  : zzi_canary_intact(p + n, span - n));
-    if (zz_likely(tail_ok && zzi_canary16_intact(p - ZZ_CANARY_LEN) && zzi_canary16_intact(p + span)))
+    if (zz_likely(tail_intact(r, i, p, n) && zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]) &&
+                  zzi_canary16_intact(p + r->span, r->canary[2 * i + 2])))
         return;
     check_cell_slow(r, i, p, n);
 }
@@ -691,7 +725,8 @@ static void check_all_cells(struct chunk *c)
                 check_cell(r, i, p, sp1 - 1);
                 ZZ_VG_FREELIKE(p);
             } else {
-                ZZ_CHECK(zzi_canary16_intact(p - ZZ_CANARY_LEN), "canary corrupted (before block)");
+                ZZ_CHECK(zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]),
+                         "canary corrupted (before block)");
             }
         }
     }

@@ -36,6 +36,9 @@ struct run {
     uint32_t reciprocal;           /* floor(2^32 / cell) + 1: offset / cell by a multiply */
     unsigned cls;
     struct chunk *chunk;
+    /* Canary words (canary.c): cell i's head 2i and tail 2i+1, the run's
+     * trailing canary 2*ncells (so cell i's block is followed by word 2i+2). */
+    const uint64_t *canary;
     _Atomic uint32_t *size_plus1;  /* per cell: ZZA_CELL_FREE, ZZA_CELL_FREEING or n + 1 */
     unsigned *epoch;               /* per cell: zzi_wipe_epoch when it was handed out */
     _Atomic unsigned fork_gen;     /* zzi_fork_generation when canaries were written */

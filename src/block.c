@@ -44,6 +44,7 @@ struct slab {
     int table;        /* the backend whose class table holds it */
     int retired;      /* hands out no new blocks; unmapped once empty */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
+    uint64_t *canary;            /* per slot: head canary word, tail canary word */
     size_t *free_stack;
     _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, or n + 1 */
     _Atomic size_t *span;        /* the block ends span bytes before data end */
@@ -115,7 +116,8 @@ int zzi_on_valgrind;
 static int init_library(void)
 {
     static int fork_handlers_registered;
-    if (zzi_canary_init() != 0) {
+    uint64_t probe; /* the canaries need the kernel's generator: fail early if it does not work */
+    if (zzi_canary_draw(&probe, 1) != 0) {
         if (errno == 0)
             errno = EAGAIN;
         return -1;
@@ -172,11 +174,14 @@ static inline size_t head_len(const struct slab *s, size_t span)
 /* The slab and its per-slot arrays in one allocation, widest first. */
 static struct slab *slab_struct_new(size_t nslots)
 {
-    size_t bytes = sizeof(struct slab) + nslots * (sizeof(size_t) * 3 + sizeof(unsigned) + 2);
+    size_t bytes = sizeof(struct slab) +
+                   nslots * (2 * sizeof(uint64_t) + sizeof(size_t) * 3 + sizeof(unsigned) + 2);
     struct slab *s = calloc(1, bytes);
     if (s == NULL)
         return NULL;
     char *at = (char *)(s + 1);
+    s->canary = (uint64_t *)(void *)at;
+    at += 2 * nslots * sizeof(uint64_t);
     s->free_stack = (size_t *)(void *)at;
     at += nslots * sizeof(size_t);
     s->size_plus1 = (_Atomic size_t *)(void *)at;
@@ -199,6 +204,12 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     if (s == NULL) {
         zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
+        return NULL;
+    }
+    if (zzi_canary_draw(s->canary, 2 * nslots) != 0) {
+        int e = errno;
+        free(s);
+        errno = e;
         return NULL;
     }
     if (zzi_pages_map_slab(slot_pages, nslots, backend, &s->region.map) != 0) {
@@ -461,8 +472,12 @@ static void *alloc_impl(size_t n, size_t align, int backend)
      * through a stale pointer, and handing it out would break both the
      * zero-fill promise and the secrecy of whatever was written. */
     ZZ_CHECK(zz_is_zero(p - head, head + span), "write after free (a freed block was modified)");
-    zzi_canary_write(p - head, head);
-    zzi_canary_write(p + n, span - n);
+    if (head != 0) /* p is 16-byte aligned: the head canary is one aligned chunk */
+        zzi_canary16_write(p - head, s->canary[2 * i]);
+    if (n < span && span - n <= 16) /* the usual tail: inside the last aligned chunk */
+        zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
+    else
+        zzi_canary_fill(p + n, span - n, s->canary[2 * i + 1]);
     ZZ_VG_NOACCESS(p - head, head + span);
     ZZ_VG_MALLOCLIKE(p, n);
     return p;
@@ -593,12 +608,13 @@ static int mode_for_purge(const struct slab *s, size_t i, int *unsure)
 
 /* ---- freeing ------------------------------------------------------------------- */
 
-/* 1 if the canary bytes at [p, p+n) are intact, or were zeroed (wholly or,
+/* 1 if the canary bytes at [p, p+n) are word w, or were zeroed (wholly or,
  * when the purge raced with their writing, in part) by a purge or a fork that
  * happened since the block was made (block_epoch != now). */
-static int canary_acceptable(const unsigned char *p, size_t n, unsigned block_epoch, unsigned now)
+static int canary_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
+                             unsigned now)
 {
-    return zzi_canary_intact(p, n) || (block_epoch != now && zzi_canary_intact_or_zero(p, n));
+    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
 }
 
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
@@ -607,8 +623,8 @@ static void check_canaries(const struct slab *s, size_t i, const unsigned char *
     size_t head = head_len(s, span);
     for (;;) {
         unsigned e = zzi_epoch_stable();
-        int head_ok = canary_acceptable(p - head, head, s->epoch[i], e);
-        int tail_ok = canary_acceptable(p + n, span - n, s->epoch[i], e);
+        int head_ok = canary_acceptable(p - head, head, s->canary[2 * i], s->epoch[i], e);
+        int tail_ok = canary_acceptable(p + n, span - n, s->canary[2 * i + 1], s->epoch[i], e);
         if (!zzi_epoch_unchanged(e))
             continue; /* a purge ran while we looked: look again */
         ZZ_CHECK(head_ok, "canary corrupted (before block)");

@@ -1,80 +1,71 @@
 /*
  * canary.c - the bytes placed before and after every block to catch writes
- * that miss the guard pages.  The pattern depends on a per-process random key
- * and on each byte's address, so a canary copied from one block does not fit
- * another and an attacker who cannot read memory cannot forge one.
+ * that miss the guard pages.  Each canary is its own random word, drawn from
+ * the kernel's CSPRNG when its slot or run is set up and kept out of band
+ * (in the slab's or run's metadata, never next to the block): reading any
+ * number of canaries tells nothing about any other, so a program that can
+ * read one canary (an over-read, a zero-size block) cannot forge the next.
+ *
+ * A word w covers a range byte by byte: the byte at address x is byte x % 8
+ * of w, so an 8-byte-aligned word of the range is w itself and a partial
+ * range needs no shifting.  Every byte of a canary word has its low bit set,
+ * so a canary is never mistaken for zeroed memory (after zz_purge, or in a
+ * forked child with WIPEONFORK) and vice versa.
  */
 #include <string.h>
 
 #include "internal.h"
 
-uint64_t zzi_canary_key[2];
-
-int zzi_canary_init(void)
+int zzi_canary_draw(uint64_t *out, size_t n)
 {
-    return zzi_os_random(zzi_canary_key, sizeof zzi_canary_key);
-}
-
-/* The 16 canary bytes of the 16-byte-aligned chunk that holds address a. */
-static inline void chunk_pattern(uintptr_t a, unsigned char out[16])
-{
-    struct zzi_words w = zzi_canary_chunk(a);
-    memcpy(out, &w.lo, 8);
-    memcpy(out + 8, &w.hi, 8);
-}
-
-/* Calls fn on each piece of [p, p+n) that lies in one 16-byte chunk, with
- * that chunk's pattern: most canaries are one piece, so one pattern. */
-#define FOR_EACH_PIECE(p, n, pat, off, len, body)                                \
-    do {                                                                     \
-        uintptr_t a_ = (uintptr_t)(p), end_ = a_ + (n);                      \
-        while (a_ < end_) {                                                  \
-            unsigned char pat[16];                                           \
-            chunk_pattern(a_, pat);                                          \
-            size_t off = a_ & 15, len = 16 - off;                            \
-            if (len > end_ - a_)                                             \
-                len = end_ - a_;                                             \
-            body;                                                            \
-            a_ += len;                                                       \
-        }                                                                    \
-    } while (0)
-
-void zzi_canary_write(unsigned char *p, size_t n)
-{
-    if (n == 16 && ((uintptr_t)p & 15) == 0) { /* a head canary: one chunk */
-        unsigned char pat[16];
-        chunk_pattern((uintptr_t)p, pat);
-        memcpy(p, pat, 16);
-        return;
+    if (zzi_os_random(out, n * sizeof *out) != 0) {
+        zzi_fail(ZZI_FAIL_RANDOM);
+        return -1;
     }
-    unsigned char *dst = p;
-    FOR_EACH_PIECE(p, n, pat, off, len, {
-        memcpy(dst, pat + off, len);
-        dst += len;
-    });
+    for (size_t i = 0; i < n; i++)
+        out[i] = zzi_canary_no_zero_bytes(out[i]);
+    return 0;
 }
 
-int zzi_canary_intact(const unsigned char *p, size_t n)
+static inline unsigned char byte_at(uintptr_t x, uint64_t w)
 {
-    if (n == 16 && ((uintptr_t)p & 15) == 0)
-        return zzi_canary16_intact(p);
-    const unsigned char *src = p;
-    int ok = 1;
-    FOR_EACH_PIECE(p, n, pat, off, len, {
-        ok &= memcmp(src, pat + off, len) == 0;
-        src += len;
-    });
-    return ok;
+    unsigned char b[8];
+    memcpy(b, &w, 8); /* memory order, as the 8-byte stores of the fast paths lay it out */
+    return b[x & 7];
 }
 
-int zzi_canary_intact_or_zero(const unsigned char *p, size_t n)
+/* Bytes up to the next 8-byte boundary, then whole words, then the rest. */
+void zzi_canary_fill(unsigned char *p, size_t n, uint64_t w)
 {
-    const unsigned char *src = p;
+    unsigned char *end = p + n;
+    for (; p < end && ((uintptr_t)p & 7) != 0; p++)
+        *p = byte_at((uintptr_t)p, w);
+    for (; end - p >= 8; p += 8)
+        memcpy(p, &w, 8);
+    for (; p < end; p++)
+        *p = byte_at((uintptr_t)p, w);
+}
+
+int zzi_canary_check(const unsigned char *p, size_t n, uint64_t w)
+{
+    const unsigned char *end = p + n;
+    uint64_t diff = 0;
+    for (; p < end && ((uintptr_t)p & 7) != 0; p++)
+        diff |= (unsigned char)(*p ^ byte_at((uintptr_t)p, w));
+    for (; end - p >= 8; p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        diff |= v ^ w;
+    }
+    for (; p < end; p++)
+        diff |= (unsigned char)(*p ^ byte_at((uintptr_t)p, w));
+    return diff == 0;
+}
+
+int zzi_canary_check_or_zero(const unsigned char *p, size_t n, uint64_t w)
+{
     int ok = 1;
-    FOR_EACH_PIECE(p, n, pat, off, len, {
-        for (size_t k = 0; k < len; k++)
-            ok &= src[k] == pat[off + k] || src[k] == 0;
-        src += len;
-    });
+    for (size_t k = 0; k < n; k++)
+        ok &= p[k] == byte_at((uintptr_t)(p + k), w) || p[k] == 0;
     return ok;
 }

@@ -349,16 +349,6 @@ int zzi_block_drop_caches(int err);
 void zzi_block_purge_region(struct zzi_region *r, int nested);
 
 /* ---- canary.c (used by block.c and arena.c) ------------------------------ */
-/* Draws the per-process canary key.  Returns 0, or -1 with errno. */
-int zzi_canary_init(void);
-/* Fills [p, p+n) with the canary pattern for address p. */
-void zzi_canary_write(unsigned char *p, size_t n);
-/* 1 if [p, p+n) holds the canary pattern for address p. */
-int zzi_canary_intact(const unsigned char *p, size_t n);
-/* The per-process key and the pattern of one 16-byte-aligned chunk, inline
- * for the arena's fast path (a cell's head and trailing canaries are one
- * aligned chunk each). */
-extern uint64_t zzi_canary_key[2];
 /* Sets the low bit of every byte of w: a canary byte is never zero, so a
  * canary and zeroed memory (after zz_purge, or a fork with WIPEONFORK) can
  * never be mistaken for each other.  56 of each word's 64 bits stay secret. */
@@ -366,6 +356,17 @@ static inline uint64_t zzi_canary_no_zero_bytes(uint64_t w)
 {
     return w | UINT64_C(0x0101010101010101);
 }
+/* Fills out[0..n) with fresh canary words from getrandom.  Returns 0, or -1
+ * with errno (zz_last_error says the generator failed). */
+int zzi_canary_draw(uint64_t *out, size_t n);
+/* Writes canary word w over [p, p+n) (the byte at x is byte x % 8 of w). */
+void zzi_canary_fill(unsigned char *p, size_t n, uint64_t w);
+/* 1 if [p, p+n) holds canary word w. */
+int zzi_canary_check(const unsigned char *p, size_t n, uint64_t w);
+/* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks
+ * like after a purge that may have raced with its writing. */
+int zzi_canary_check_or_zero(const unsigned char *p, size_t n, uint64_t w);
+
 /* 16 bytes as two little-endian words (a struct, not an array: arrays in the
  * fast paths would make them pay for -fstack-protector-strong). */
 struct zzi_words {
@@ -378,25 +379,22 @@ static inline struct zzi_words zzi_load16(const unsigned char *p)
     __builtin_memcpy(&v.hi, p + 8, 8);
     return v;
 }
-/* The 16 canary bytes of the aligned chunk that holds address a. */
-static inline struct zzi_words zzi_canary_chunk(uintptr_t a)
+/* zzi_canary_fill(p, 16, w) and zzi_canary_check(p, 16, w) for 16-byte-aligned
+ * p, inline for the arena's fast path (a cell's head and trailing canaries
+ * are one aligned chunk each). */
+static inline void zzi_canary16_write(unsigned char *p, uint64_t w)
 {
-    uint64_t c = (uint64_t)(a >> 4);
-    struct zzi_words w = {
-        zzi_canary_no_zero_bytes(zzi_canary_key[0] ^ (c * 0x9E3779B97F4A7C15u)),
-        zzi_canary_no_zero_bytes(zzi_canary_key[1] ^ ((c + 1) * 0xC2B2AE3D27D4EB4Fu)),
-    };
-    return w;
+    __builtin_memcpy(p, &w, 8);
+    __builtin_memcpy(p + 8, &w, 8);
 }
-/* zzi_canary_intact(p, 16) for 16-byte-aligned p. */
-static inline int zzi_canary16_intact(const unsigned char *p)
+static inline int zzi_canary16_intact(const unsigned char *p, uint64_t w)
 {
-    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p);
-    return ((v.lo ^ w.lo) | (v.hi ^ w.hi)) == 0;
+    struct zzi_words v = zzi_load16(p);
+    return ((v.lo ^ w) | (v.hi ^ w)) == 0;
 }
 /* For a block whose end is not 16-byte aligned: its tail canary is the bytes
- * [k, 16) of the aligned chunk at p (0 <= k < 16), one pattern, handled with
- * word masks instead of a byte loop. */
+ * [k, 16) of the aligned chunk at p (0 <= k < 16), handled with word masks
+ * instead of a byte loop. */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 static inline struct zzi_words zzi_canary_tail_mask(unsigned k)
 {
@@ -406,35 +404,31 @@ static inline struct zzi_words zzi_canary_tail_mask(unsigned k)
     };
     return m;
 }
-/* zzi_canary_intact(p + k, 16 - k). */
-static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k)
+/* zzi_canary_check(p + k, 16 - k, w). */
+static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k, uint64_t w)
 {
-    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p), m = zzi_canary_tail_mask(k);
-    return (((v.lo ^ w.lo) & m.lo) | ((v.hi ^ w.hi) & m.hi)) == 0;
+    struct zzi_words v = zzi_load16(p), m = zzi_canary_tail_mask(k);
+    return (((v.lo ^ w) & m.lo) | ((v.hi ^ w) & m.hi)) == 0;
 }
-/* zzi_canary_write(p + k, 16 - k), leaving [p, p+k) as it was. */
-static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k)
+/* zzi_canary_fill(p + k, 16 - k, w), leaving [p, p+k) as it was. */
+static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k, uint64_t w)
 {
-    struct zzi_words w = zzi_canary_chunk((uintptr_t)p), v = zzi_load16(p), m = zzi_canary_tail_mask(k);
-    v.lo = (v.lo & ~m.lo) | (w.lo & m.lo);
-    v.hi = (v.hi & ~m.hi) | (w.hi & m.hi);
+    struct zzi_words v = zzi_load16(p), m = zzi_canary_tail_mask(k);
+    v.lo = (v.lo & ~m.lo) | (w & m.lo);
+    v.hi = (v.hi & ~m.hi) | (w & m.hi);
     __builtin_memcpy(p, &v.lo, 8);
     __builtin_memcpy(p + 8, &v.hi, 8);
 }
 #else
-static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k)
+static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k, uint64_t w)
 {
-    return zzi_canary_intact(p + k, 16 - k);
+    return zzi_canary_check(p + k, 16 - k, w);
 }
-static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k)
+static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k, uint64_t w)
 {
-    zzi_canary_write(p + k, 16 - k);
+    zzi_canary_fill(p + k, 16 - k, w);
 }
 #endif
-/* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks
- * like after a purge that may have raced with its writing (canary bytes are
- * never zero, so a byte is unambiguously one or the other). */
-int zzi_canary_intact_or_zero(const unsigned char *p, size_t n);
 
 /* ---- init (block.c) ------------------------------------------------------ */
 /* Initialises the library once.  Returns 0, or -1 with errno. */
