@@ -2,12 +2,15 @@
 
 The C library is not installed first: its sources (../src/*.c, found from
 this file's own location, so the build works from any current directory)
-are compiled straight into the extension module.
+are compiled straight into the extension module.  RECIPES.md is installed
+inside the package too (help(zeroize) points to it).
 """
 import glob
 import os
+import shutil
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -27,9 +30,27 @@ define_macros = [("_GNU_SOURCE", "1")]
 if os.path.exists("/usr/include/valgrind/memcheck.h"):
     define_macros.append(("ZZ_VALGRIND", "1"))
 
+# The extension's own files: the module, SecureBuffer, Arena, buffer helpers.
+extension_sources = sorted(glob.glob(os.path.join("src", "zeroize", "_*.c")))
+SHIPPED_DOCS = ["RECIPES.md"]  # copied next to __init__.py at build time
+
+
+class build_py_with_docs(build_py):
+    """build_py that also puts SHIPPED_DOCS into the built package, so the
+    file help(zeroize) names exists wherever the package is installed."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "zeroize")
+        self.mkpath(target)
+        for name in SHIPPED_DOCS:
+            shutil.copyfile(os.path.join(HERE, name), os.path.join(target, name))
+
+
 extension = Extension(
     "zeroize._zeroize",
-    sources=[os.path.join("src", "zeroize", "_zeroize.c")] + library_sources,
+    sources=extension_sources + library_sources,
+    depends=[os.path.join("src", "zeroize", "_zeroize.h")],
     include_dirs=[LIB_INCLUDE, LIB_SRC],
     define_macros=define_macros,
     extra_compile_args=[
@@ -41,4 +62,4 @@ extension = Extension(
     ],
 )
 
-setup(ext_modules=[extension])
+setup(ext_modules=[extension], cmdclass={"build_py": build_py_with_docs})

@@ -50,12 +50,30 @@ def test_copy_from_bytes_like(src):
         assert bytes(b) == b"abc"
 
 
-def test_copies_numpy_array_even_if_it_has_index():
-    a = np.array(5, dtype=np.int64)          # 0-d: has __index__ and a buffer
-    assert hasattr(a, "__index__")
+def test_objects_with_index_are_sizes_as_in_bytearray():
+    """numpy.int64(32) has __index__ and also exports its 8 bytes: like
+    bytearray, SecureBuffer takes it as a size (the first version copied
+    the 8 bytes of the integer)."""
+    for size in (np.int64(32), np.uint8(3), np.array(5, dtype=np.int64), np.int32(0)):
+        assert hasattr(size, "__index__")
+        with SecureBuffer(size) as b:
+            assert len(b) == len(bytearray(size)) == int(size)
+            assert b == bytes(int(size))
+    with pytest.raises(ValueError):
+        SecureBuffer(np.int64(-1))
+    with pytest.raises(TypeError):
+        SecureBuffer(np.int64(4), wipe_source=True)      # a size has no source to wipe
+
+
+def test_arrays_whose_index_refuses_are_copied_as_in_bytearray():
+    """numpy arrays of several items (and float arrays) have an __index__
+    slot that raises TypeError: then, as in bytearray, the buffer is copied."""
+    a = np.arange(3, dtype=np.int64)
     with SecureBuffer(a) as b:
-        assert len(b) == 8
-        assert b == a.tobytes()
+        assert b == bytearray(a) == a.tobytes()
+    f = np.array(1.5)                                     # 0-d float: a buffer
+    with SecureBuffer(f) as b:
+        assert b == bytearray(f) == f.tobytes()
     m = np.arange(6, dtype=np.uint16).reshape(2, 3)[:, ::-1]   # strided source
     with SecureBuffer(m) as b:
         assert b == np.ascontiguousarray(m).tobytes()

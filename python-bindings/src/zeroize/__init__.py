@@ -12,14 +12,20 @@ A drop-in replacement for the ``zeroize`` package (``zeroize1`` and
   wipe-on-fork pages, behaves like a fixed-size bytearray, exports its
   memory to memoryview/numpy/hashlib/cryptography without copies, compares
   in constant time and is wiped by ``close()``.
+* ``Arena()`` packs many small secrets together (a 32-byte secret costs 48
+  bytes of locked memory instead of a page): ``arena.buffer(n)`` and
+  ``arena.random(n)`` return SecureBuffers separated by canaries rather
+  than guard pages.
 * ``getpass()`` reads a password from the terminal straight into a
   SecureBuffer; ``SecureBuffer.from_file()`` and ``SecureBuffer.random()``
   fill one from a key file or the OS CSPRNG without an intermediate bytes.
 
 Python itself copies freely: any ``bytes`` or ``str`` you make from a
 secret (``bytes(sb)``, ``sb[a:b]``, ``.decode()``, f-strings) is a copy
-this package cannot wipe.  RECIPES.md shows the copy-free way to use common
-libraries.
+this package cannot wipe.  RECIPES.md, installed with this package at
+{recipes}
+shows the copy-free way to use hashlib, hmac, sockets, files, numpy and
+python3-cryptography.
 """
 
 import enum as _enum
@@ -28,6 +34,7 @@ import warnings as _warnings
 
 from . import _zeroize
 from ._zeroize import (
+    Arena,
     LockError,
     SecureBuffer,
     get_backend,
@@ -41,7 +48,12 @@ from ._zeroize import (
     zeroize_np,
 )
 
+#: Where RECIPES.md is installed (copy-free use of common libraries).
+RECIPES = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "RECIPES.md")
+__doc__ = __doc__.replace("{recipes}", RECIPES)
+
 __all__ = [
+    "Arena",
     "LockError",
     "Protection",
     "SecureBuffer",
@@ -78,6 +90,9 @@ class Protection(_enum.Flag):
     SECRETMEM = _zeroize.INFO_SECRETMEM
     #: canaries around the block, checked when it is freed
     CANARY = _zeroize.INFO_CANARY
+    #: packed in an Arena: canaries, not guard pages, between it and its
+    #: neighbours (never reported together with GUARDED)
+    PACKED = _zeroize.INFO_PACKED
 
 
 _zeroize._register_protection_type(Protection)
@@ -128,6 +143,14 @@ def getpass(prompt: str = "Password: ", *, max_length: int = 4096) -> SecureBuff
     """
     import termios
 
+    if not isinstance(prompt, str):
+        raise TypeError(f"getpass() prompt must be a str, not {type(prompt).__name__!r}")
+    if not hasattr(type(max_length), "__index__"):
+        raise TypeError(f"getpass() max_length must be an int, not "
+                        f"{type(max_length).__name__!r}")
+    max_length = max_length.__index__()
+    if max_length < 0:
+        raise ValueError(f"getpass() max_length must be >= 0, not {max_length}")
     fd, close_fd = _open_terminal()
     try:
         if not _os.isatty(fd):

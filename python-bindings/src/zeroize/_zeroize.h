@@ -1,0 +1,118 @@
+/*
+ * _zeroize.h - what the extension's C files share: the two object types,
+ * the error helpers, and the buffer helpers of _views.c.  The files are
+ * compiled into one module (zeroize._zeroize) together with libzeroize;
+ * names shared between them start with zpy_ (the library's are zz_/zzi_).
+ */
+#ifndef ZEROIZE_PY_H
+#define ZEROIZE_PY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "zeroize.h"
+
+/* Wipes at least this large release the GIL: below it the GIL round trip
+ * costs more than it gives back to other threads. */
+#define RELEASE_GIL_FROM ((Py_ssize_t)64 * 1024)
+
+/* A Protection bit of the Python layer only (not a ZZ_INFO_* flag, and far
+ * above them so the library can add flags): the buffer is packed in an
+ * Arena, with canaries rather than guard pages between it and its
+ * neighbours. */
+#define INFO_PACKED (1u << 16)
+
+typedef struct ArenaObject ArenaObject;
+
+typedef struct SecureBufferObject {
+    PyObject_HEAD
+    unsigned char *data; /* the block; NULL once closed (or its arena closed) */
+    Py_ssize_t size;     /* bytes in the block (kept after close for len/repr) */
+    Py_ssize_t exports;  /* live buffer exports (memoryview, numpy, ...) */
+    int mode;            /* ZZ_READWRITE, ZZ_READONLY or ZZ_NOACCESS */
+    /* Packed buffers only (NULL/unused for zz_alloc blocks): the Arena the
+     * block belongs to (a strong reference, held while the block is open),
+     * and the links of that arena's list of its open buffers. */
+    ArenaObject *arena;
+    struct SecureBufferObject *prev, *next;
+} SecureBufferObject;
+
+struct ArenaObject {
+    PyObject_HEAD
+    zz_arena *arena;          /* NULL once closed */
+    Py_ssize_t capacity;      /* as given: 0 for a growable arena */
+    Py_ssize_t live;          /* open buffers in `buffers` */
+    Py_ssize_t live_bytes;    /* and the sum of their sizes */
+    Py_ssize_t exports;       /* live exports of all those buffers together */
+    Py_ssize_t busy;          /* calls writing into a block without the GIL */
+    SecureBufferObject *buffers; /* open buffers (borrowed: each owns itself) */
+};
+
+extern PyTypeObject zpy_SecureBufferType;
+extern PyTypeObject zpy_ArenaType;
+extern PyObject *zpy_LockError;          /* zeroize.LockError(OSError, TypeError) */
+extern PyObject *zpy_protection_type;    /* zeroize.Protection, set by __init__.py */
+extern PyObject *zpy_UnsupportedOperation; /* io.UnsupportedOperation */
+
+#define SB(o) ((SecureBufferObject *)(o))
+#define ARENA(o) ((ArenaObject *)(o))
+
+/* ---- errors (_zeroize.c) ------------------------------------------------ */
+/* Raises exc_type(errno, "<what>: <zz_last_error()>"), adding the
+ * RLIMIT_MEMLOCK hint to a LockError.  Returns NULL. */
+PyObject *zpy_raise_library_error(PyObject *exc_type, int err, const char *what);
+/* An allocation failed with err: LockError, MemoryError or OSError.  NULL. */
+PyObject *zpy_raise_alloc_error(int err);
+
+/* ---- arguments (_zeroize.c) ----------------------------------------------- */
+/* Parses (obj, /, *, <flag>=False).  Returns 0, or -1 with an exception. */
+int zpy_parse_obj_and_flag(PyObject *args, PyObject *kwds, const char *fname,
+                           const char *flag_name, PyObject **obj, int *flag);
+/* A size: an int or any object with __index__, >= 0.  Returns it, or -1 with
+ * TypeError / ValueError / OverflowError set ("<who>() ..."). */
+Py_ssize_t zpy_size_arg(PyObject *arg, const char *who);
+
+/* ---- buffers (_views.c) ----------------------------------------------------- */
+/* PyObject_GetBuffer for reading or writing, never with suboffsets: flags
+ * must not include PyBUF_INDIRECT.  A PIL-style exporter (one that needs
+ * suboffsets) is refused with TypeError, whether it refuses the request or
+ * ignores it.  who names the operation in messages ("SecureBuffer()").
+ * Returns 0, or -1 with an exception. */
+int zpy_get_view(PyObject *obj, Py_buffer *view, int flags, const char *who);
+/* A writable strided view of obj for wiping or locking, or TypeError for
+ * anything that cannot be written (bytes, str, read-only buffers, object
+ * arrays, suboffsets).  who is the function ("zeroize1"), verb what it
+ * does ("wipe"), for messages. */
+int zpy_get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who, const char *verb);
+/* 1 if a struct-module format describes Python objects ('O'). */
+int zpy_format_has_objects(const char *fmt);
+/* Wipes exactly the bytes the view covers, releasing the GIL for big ones.
+ * pre: the view is held (an export), so its memory cannot go away. */
+void zpy_wipe_view(const Py_buffer *v);
+/* The address range [*lo, *lo + *extent) spanning every byte of the view. */
+void zpy_view_extent(const Py_buffer *v, char **lo, size_t *extent);
+/* Copies the view's items in logical C order to dst (v->len bytes) with
+ * zpy_copy_secret, without any temporary buffer. */
+void zpy_gather_view(const Py_buffer *v, unsigned char *dst);
+/* memmove through general-purpose registers only (volatile 8-byte words):
+ * nothing of the bytes is left in vector registers, which memcpy would use
+ * and which a core dump's register notes, or the XSAVE area lazy binding
+ * puts on the stack, would then hold.  Overlap-safe. */
+void zpy_copy_secret(void *dst, const void *src, size_t n);
+
+/* ---- SecureBuffer (_securebuffer.c) ------------------------------------------ */
+/* A new zz_alloc block of size bytes, or NULL with the exception set. */
+unsigned char *zpy_secure_alloc(Py_ssize_t size);
+/* A new SecureBuffer that owns data (size bytes from zz_alloc); on failure
+ * the block is freed. */
+PyObject *zpy_sb_wrap(PyTypeObject *type, unsigned char *data, Py_ssize_t size);
+
+/* ---- Arena (_arena.c) -------------------------------------------------------- */
+/* A new packed SecureBuffer of n zero bytes from a (ValueError when a is
+ * closed).  Returns NULL with an exception on failure. */
+SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
+/* Wipes and frees a packed buffer's block and forgets the buffer.
+ * pre: sb->data != NULL, sb->arena != NULL, no exports. */
+void zpy_arena_free_buffer(SecureBufferObject *sb);
+
+#endif /* ZEROIZE_PY_H */
