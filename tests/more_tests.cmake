@@ -48,3 +48,14 @@ zz_add_test_group(test_arena_threads misuse LABELS death threads)
 # 100,000 live secretmem blocks (arena) and as many zz_alloc secretmem blocks
 # as vm.max_map_count allows.
 zz_add_test_group(test_secretmem scale LABELS slow TIMEOUT 600)
+
+# Regression tests of issue 11 that have no older home.  test_canary reads
+# canaries on purpose (an attacker's out-of-bounds read), which memcheck would
+# report: it carries "death" like the other misuse programs.
+zz_add_test(test_canary LABELS death)
+zz_add_test(test_fatal LABELS death)
+
+# zz_purge (from a thread, and from a 100 us SIGALRM on the same thread)
+# racing zz_arena_destroy (issue 11, defect 1).  No "death": memcheck reports
+# a read of freed run metadata as clearly as ASan does.
+zz_add_test_group(test_purge teardown LABELS threads TIMEOUT 300)

@@ -8,6 +8,7 @@
  * purge writes into blocks that other threads use at that moment; that race
  * is the documented behaviour, so ctest labels this group "nosan". */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/time.h>
 #include <time.h>
@@ -221,6 +222,149 @@ static void test_overflow_after_purge_detected(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* ---- purge racing teardown (issue 11, defect 1) --------------------------- */
+/* zz_purge, from another thread or from a signal handler on the same thread,
+ * must never touch memory that zz_arena_destroy has released.  On 53bd339 a
+ * chunk's runs were freed before the chunk left the purge list: ASan reports
+ * a heap-use-after-free in the arena purge, a release build segfaults now and
+ * then.  Each round makes a fixed arena of 1 MiB holding one block of every
+ * size 16..16336 (step 256), and a growable arena likewise, then destroys
+ * them. */
+
+enum { TEARDOWN_MAX_ROUNDS = 400 };
+#define TEARDOWN_SECONDS 3.0
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* One round: returns how many blocks were handed out. */
+static size_t fill_and_destroy(size_t capacity)
+{
+    zz_arena *a = zz_arena_create(capacity);
+    child_check(a != NULL);
+    size_t got = 0;
+    for (size_t n = 16; n <= 16336; n += 256) {
+        unsigned char *p = zz_arena_alloc(a, n);
+        if (p == NULL)
+            continue;
+        memset(p, 0x5A, n);
+        got++;
+    }
+    zz_arena_destroy(a);
+    return got;
+}
+
+static void teardown_rounds(unsigned long *rounds, size_t *blocks)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    *rounds = 0;
+    *blocks = 0;
+    while (*rounds < TEARDOWN_MAX_ROUNDS && seconds_since(&start) < TEARDOWN_SECONDS) {
+        *blocks += fill_and_destroy((size_t)1 << 20);
+        *blocks += fill_and_destroy(0);
+        ++*rounds;
+    }
+}
+
+static atomic_int purger_stop;
+static atomic_ulong purger_rounds;
+
+/* Purges until told to stop; with arg != NULL, yields the CPU after each
+ * purge (so the other thread, also on a loaded machine, gets through many
+ * rounds while purges keep starting). */
+static void *purge_forever(void *arg)
+{
+    while (!atomic_load(&purger_stop)) {
+        zz_purge();
+        atomic_fetch_add(&purger_rounds, 1);
+        if (arg != NULL)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static void child_purge_thread_vs_destroy(void *arg)
+{
+    (void)arg;
+    alarm(60);
+    atomic_store(&purger_stop, 0);
+    atomic_store(&purger_rounds, 0);
+    pthread_t t;
+    child_check(pthread_create(&t, NULL, purge_forever, arg) == 0);
+    unsigned long rounds;
+    size_t blocks;
+    teardown_rounds(&rounds, &blocks);
+    atomic_store(&purger_stop, 1);
+    child_check(pthread_join(t, NULL) == 0);
+    fprintf(stderr, "%lu rounds of create/fill/destroy (%zu blocks), %lu purges meanwhile\n",
+            rounds, blocks, atomic_load(&purger_rounds));
+    child_check(rounds > 0 && blocks > 0);
+    child_check(atomic_load(&purger_rounds) > 0);
+}
+
+static void expect_survives(tu_child_fn fn, void *arg)
+{
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(fn, arg, &r), 0);
+    print_message("%s", r.err);
+    if (!r.exited || r.exit_code != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        fail();
+    }
+}
+
+static void test_purge_thread_races_arena_destroy(void **state)
+{
+    (void)state;
+    static int yielding = 1;
+    expect_survives(child_purge_thread_vs_destroy, &yielding);
+}
+
+static volatile sig_atomic_t chained_alarms;
+
+static void count_chained_alarm(int sig)
+{
+    (void)sig;
+    chained_alarms++;
+}
+
+/* The same on one thread: a 100 us timer whose SIGALRM purges (through
+ * zz_purge_on_signals, chained to a handler that only counts). */
+static void child_purge_signal_vs_destroy(void *arg)
+{
+    (void)arg;
+    child_check(tu_child_watchdog(60) == 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_chained_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    child_check(sigaction(SIGALRM, &sa, NULL) == 0);
+    const int sigs[] = { SIGALRM };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    struct itimerval every = { { 0, 100 }, { 0, 100 } }, off = { { 0, 0 }, { 0, 0 } };
+    child_check(setitimer(ITIMER_REAL, &every, NULL) == 0);
+    unsigned long rounds;
+    size_t blocks;
+    teardown_rounds(&rounds, &blocks);
+    child_check(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    fprintf(stderr, "%lu rounds of create/fill/destroy (%zu blocks), %ld purges from SIGALRM\n",
+            rounds, blocks, (long)chained_alarms);
+    child_check(rounds > 0 && blocks > 0);
+    child_check(chained_alarms > 0);
+}
+
+static void test_purge_signal_during_arena_destroy(void **state)
+{
+    (void)state;
+    expect_survives(child_purge_signal_vs_destroy, NULL);
+}
+
 /* ---- stress: purge from SIGALRM while threads work ------------------------ */
 
 static atomic_uint purges;
@@ -396,10 +540,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_purge_removes_secret_from_memory),
         cmocka_unit_test(test_overflow_after_purge_detected),
     };
+    const struct CMUnitTest teardown[] = {
+        cmocka_unit_test(test_purge_thread_races_arena_destroy),
+        cmocka_unit_test(test_purge_signal_during_arena_destroy),
+    };
     const struct CMUnitTest stress[] = {
         cmocka_unit_test(test_purge_from_sigalrm_while_threads_allocate),
         cmocka_unit_test(test_purge_from_sigalrm_while_modes_change),
     };
+    if (argc > 1 && strcmp(argv[1], "teardown") == 0)
+        return cmocka_run_group_tests_name("purge_teardown", teardown, NULL, NULL);
     if (argc > 1 && strcmp(argv[1], "stress") == 0)
         return cmocka_run_group_tests_name("purge_stress", stress, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

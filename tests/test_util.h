@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "zeroize.h"
 
@@ -322,6 +324,37 @@ static TU_UNUSED void tu_expect_child_ok(tu_child_fn fn, void *arg, const char *
             tu_child_exit((__LINE__ & 0x7f) | 0x80);                                               \
         }                                                                                          \
     } while (0)
+
+/* A child that must not hang: tu_child_watchdog(s) starts a thread (every
+ * signal blocked in it, so process-directed signals still reach the test's
+ * own threads) that ends the child with status 124 and a line on stderr
+ * once s seconds have passed.  For children that use SIGALRM themselves;
+ * others can simply call alarm(). */
+static TU_UNUSED void *tu_watchdog_thread(void *arg)
+{
+    unsigned s = (unsigned)(uintptr_t)arg;
+    struct timespec t = { (time_t)s, 0 };
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+    static const char msg[] = "watchdog: the child was still running, it hangs\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0)
+        _exit(125);
+    _exit(124);
+}
+
+static TU_UNUSED int tu_child_watchdog(unsigned seconds)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, tu_watchdog_thread, (void *)(uintptr_t)seconds);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -1;
+    pthread_detach(t);
+    return 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* /proc/self/smaps and /proc/self/status                                   */
