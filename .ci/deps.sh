@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(cmake make gcc clang pkg-config libcmocka-dev valgrind strace util-linux
       libsodium-dev libssl-dev libgcrypt20-dev librust-zeroize-dev gnuplot-nox
       python3-dev python3-setuptools python3-pip python3-venv python3-numpy
-      python3-pytest python3-hypothesis python3-cryptography)
+      python3-pytest python3-hypothesis python3-cryptography python3-mypy)
 command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] || pkgs+=(cargo)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,10 @@
 # Build the zeroize Python package from source into a fresh virtual
 # environment (Debian's /usr/bin/python3 with its numpy, pytest, hypothesis
 # and cryptography visible), check that `pip install --target` works too,
-# and run the test suite.  Exits non-zero on any failure.
+# type-check the stubs with Debian's mypy (python3-mypy), and run the test
+# suite (which also type-checks every Python example of the docs and checks
+# that the stubs report misuse: tests/test_docs.py).  Exits non-zero on any
+# failure.
 #
 #   python-bindings/run_tests.sh [extra pytest arguments]
 #
@@ -37,8 +40,22 @@ import zeroize, sys
 assert zeroize.__file__.startswith(sys.argv[1]), zeroize.__file__
 with zeroize.SecureBuffer(b"target install") as sb:
     assert sb == b"target install"
+import os
+assert os.path.exists(zeroize.RECIPES), zeroize.RECIPES   # help(zeroize) names it
 print("--target install OK:", zeroize.__file__)
 ' "$target")
+
+echo "== mypy --strict on the installed stubs (Debian's python3-mypy)"
+if ! "$python" -c 'import mypy' 2>/dev/null; then
+    echo "mypy is missing: apt-get install python3-mypy" >&2
+    exit 1
+fi
+site=$("$venv/bin/python" -c 'import os, zeroize; print(os.path.dirname(zeroize.__file__))')
+mypy_cache=$(mktemp -d /tmp/zzmypy.XXXXXX)
+trap 'rm -rf "$target" "$mypy_cache"' EXIT
+(cd / && "$python" -m mypy --strict --no-error-summary --cache-dir "$mypy_cache" \
+    --python-executable "$venv/bin/python" "$site/__init__.pyi")
+echo "stubs OK"
 
 echo "== pytest"
 cd "$here"
