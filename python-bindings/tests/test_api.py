@@ -16,12 +16,14 @@ SB_METHODS = ["close", "copy", "readonly", "noaccess", "readwrite", "info", "ran
 
 
 def test_names_exist_and_are_exported():
-    for name in PUBLIC_FUNCTIONS + ["SecureBuffer", "LockError", "Protection", "GetPassWarning"]:
+    for name in PUBLIC_FUNCTIONS + ["SecureBuffer", "Arena", "LockError", "Protection",
+                                    "GetPassWarning"]:
         assert hasattr(zeroize, name), name
         assert name in zeroize.__all__, name
     assert zeroize._zeroize is _zeroize
     assert _zeroize.__name__ == "zeroize._zeroize"
     assert zeroize.SecureBuffer.__module__ == "zeroize"
+    assert zeroize.Arena.__module__ == "zeroize"
     assert zeroize.LockError.__module__ == "zeroize"
     assert callable(_zeroize._volatile_loop_wipe) and callable(_zeroize._wipe_c_loop)
 
@@ -34,6 +36,9 @@ def test_protection_flag_members():
                                             "SECRETMEM", "CANARY"]
     assert P.LOCKED.value == _zeroize.INFO_LOCKED == 1
     assert P.CANARY.value == 0x20
+    assert P.PACKED.value == _zeroize.INFO_PACKED and not P.PACKED & (P.LOCKED | P.DONTDUMP |
+                                                                       P.WIPEONFORK | P.GUARDED |
+                                                                       P.SECRETMEM | P.CANARY)
 
 
 def test_docstrings_everywhere():
@@ -45,6 +50,9 @@ def test_docstrings_everywhere():
         assert getattr(zeroize.SecureBuffer, name).__doc__, name
     assert zeroize.SecureBuffer.__doc__ and "wipe_source" in zeroize.SecureBuffer.__doc__
     assert zeroize.SecureBuffer.closed.__doc__
+    for name in ["buffer", "random", "close", "stats", "__enter__", "__exit__"]:
+        assert getattr(zeroize.Arena, name).__doc__, name
+    assert zeroize.Arena.__doc__ and "capacity" in zeroize.Arena.__doc__
     assert zeroize.LockError.__doc__ and "ulimit -l" in zeroize.LockError.__doc__
 
 
@@ -68,7 +76,8 @@ def test_typing_files_installed():
     assert os.path.exists(stub)
     with open(stub) as f:
         text = f.read()
-    for name in PUBLIC_FUNCTIONS + ["class SecureBuffer", "class LockError", "class Protection"]:
+    for name in PUBLIC_FUNCTIONS + ["class SecureBuffer", "class Arena", "class LockError",
+                                    "class Protection"]:
         assert name in text, name
     compile(text, stub, "exec")                      # the stub is valid Python
 

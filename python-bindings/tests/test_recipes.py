@@ -184,3 +184,65 @@ def test_aesgcm_after_close_raises_not_crashes():
     k.close()
     with pytest.raises(ValueError):
         aead.encrypt(b"\x00" * 12, b"x", None)
+
+
+ED25519_CHILD = r'''
+import gc, os, sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import zeroize
+seed = zeroize.SecureBuffer.random(32)
+os.write(1, seed)                                   # in place: no copy in this process
+def step(name):
+    os.write(1, name.encode().ljust(16))
+    sys.stdin.readline()
+step("seed")
+key = Ed25519PrivateKey.from_private_bytes(seed)
+key.sign(b"message")
+step("loaded")
+if sys.argv[1] == "raw":
+    raw = key.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption())
+    step("raw")
+    del raw; gc.collect()
+    step("raw deleted")
+del key; gc.collect()
+step("key deleted")
+seed.close()
+step("seed closed")
+'''
+
+
+def ed25519_copy_counts(variant):
+    """Runs ED25519_CHILD and scans its memory after each step: {step: copies}."""
+    import subprocess
+    import sys
+    from test_memory import scan_process
+    proc = subprocess.Popen([sys.executable, "-c", ED25519_CHILD, variant], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        needle = proc.stdout.read(32)
+        counts = {}
+        while True:
+            name = proc.stdout.read(16)
+            if not name:
+                break
+            counts[name.decode().strip()] = scan_process(proc.pid, needle)
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+        return counts
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ed25519_copies_as_documented():
+    """The figures of RECIPES.md's Ed25519 section: from_private_bytes keeps
+    one copy while the key lives (wiped when it is freed); private_bytes(Raw)
+    adds three that survive del and close(); without it nothing is left."""
+    raw = ed25519_copy_counts("raw")
+    assert raw == {"seed": 1, "loaded": 2, "raw": 5, "raw deleted": 5, "key deleted": 4,
+                   "seed closed": 3}, raw
+    least = ed25519_copy_counts("least")
+    assert least == {"seed": 1, "loaded": 2, "key deleted": 1, "seed closed": 0}, least
