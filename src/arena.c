@@ -1,26 +1,31 @@
 /*
  * arena.c - zz_arena_*: many small secrets packed into a few guarded, locked
- * chunks.  All metadata (free lists, sizes) is kept outside the chunks, so a
- * write out of bounds can never redirect the allocator.  This file owns
- * chunks, runs and cells and the arena's lock; arena_cache.c keeps the
- * per-thread caches of free cells that let growable arenas skip the lock.
+ * chunks.  All metadata (free lists, sizes, canary words) is kept outside the
+ * chunks, so a write out of bounds can never redirect the allocator.  This
+ * file owns cells, runs' canaries, chunks and the public API; arena_grow.c
+ * lays out growable arenas (a grid of 16 KiB runs, growth, large blocks),
+ * arena_fixed.c fixed ones (a heap of runs of any length), and arena_cache.c
+ * keeps the per-thread caches of free cells that let growable arenas skip
+ * the lock.
  *
- * A chunk is one slab of pages.c (a single slot between guard pages), cut
- * into runs of ZZA_RUN_BYTES; each run serves one size class and is a row of
- * cells, every cell a head canary followed by the block:
+ * A run is a row of cells of one span, every cell a head canary followed by
+ * the block, then a trailing canary:
  *
  *   guard | run: [canary|block][canary|block] ... [canary|block][canary] | run ... | guard
  *                 16     span                                   trailing
  *
  * A block's overflow meets the next cell's head canary (or the run's trailing
- * canary); an underflow meets its own head canary.  Head canaries are written
- * once, when the run is set up, and stay in place while cells come and go;
- * only [p, p+span) is wiped on free.  A 32-byte secret thus costs 48 bytes.
+ * canary); an underflow meets its own head canary; bytes between the end of
+ * a block and the end of its span hold its tail canary.  Head canaries are
+ * written once, when the run is set up, and stay in place while cells come
+ * and go; only [p, p+span) is wiped on free.  A 32-byte secret thus costs 48
+ * bytes.
  *
  * A free cell is all zeros, so handing one out only checks that it still is
- * (a write after free otherwise).  Freeing needs no lock: the cell is found
- * from the address through an immutable index of chunks, and one atomic
- * exchange of its size both claims it and catches a second free.
+ * (a write after free otherwise).  Freeing a growable arena's block needs no
+ * lock: the cell is found from the address through an immutable index of
+ * chunks, and one atomic exchange of its size both claims it and catches a
+ * second free.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,9 +33,6 @@
 #include <string.h>
 
 #include "arena.h"
-
-#define FIRST_CHUNK_RUNS 4u
-#define MAX_CHUNK_RUNS 256u
 
 pthread_mutex_t zzi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
 static zz_arena *arenas; /* under zzi_arenas_lock */
@@ -43,12 +45,12 @@ static void write_run_canaries(struct run *r)
     for (unsigned i = 0; i < r->ncells; i++)
         zzi_canary16_write(r->start + (size_t)i * r->cell, r->canary[2 * i]);
     unsigned char *tail = r->start + (size_t)r->ncells * r->cell;
-    zzi_canary_fill(tail, (size_t)(r->start + ZZA_RUN_BYTES - tail), r->canary[2 * r->ncells]);
+    zzi_canary_fill(tail, (size_t)(r->start + r->length - tail), r->canary[2 * r->ncells]);
 }
 
 /* Writes the tail canary of cell i, block p of n bytes: the bytes [n, span)
- * left over by the size class.  A zero-size block has none: its bytes stay
- * zero (and are checked to be), so it shows no canary to whoever holds it. */
+ * left over by the span.  A zero-size block has none: its bytes stay zero
+ * (and are checked to be), so it shows no canary to whoever holds it. */
 static inline void write_tail_canary(const struct run *r, unsigned i, unsigned char *p, size_t n)
 {
     size_t span = r->span;
@@ -56,19 +58,11 @@ static inline void write_tail_canary(const struct run *r, unsigned i, unsigned c
         return;
     if (span - n <= 16) /* the usual case: one aligned chunk, word masks */
         zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), r->canary[2 * i + 1]);
-    else /* classes above 1 KiB step by 64 or 256 bytes */
+    else /* growable classes above 1 KiB step by 64 or 256 bytes */
         zzi_canary_fill(p + n, span - n, r->canary[2 * i + 1]);
 }
 
-static int is_live(uint32_t size_plus1)
-{
-    return size_plus1 != ZZA_CELL_FREE && size_plus1 != ZZA_CELL_FREEING;
-}
-
-/* pre: a->lock held.  In a forked child WIPEONFORK zeroed the run, canaries
- * and all: writes them again (and the partial-tail canaries of live blocks)
- * before the run is used. */
-static void refresh_after_fork(struct run *r)
+void zza_run_refresh(struct run *r)
 {
     unsigned now = atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
     if (zz_likely(atomic_load_explicit(&r->fork_gen, memory_order_relaxed) == now))
@@ -77,19 +71,17 @@ static void refresh_after_fork(struct run *r)
     write_run_canaries(r);
     for (unsigned i = 0; i < r->ncells; i++) {
         uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-        if (is_live(sp1))
+        if (zza_cell_live(sp1))
             write_tail_canary(r, i, zza_cell_block(r, i), sp1 - 1);
     }
     ZZ_VG_QUIET_END();
     atomic_store_explicit(&r->fork_gen, now, memory_order_release);
 }
 
-static struct run *run_new(unsigned char *start, unsigned cls)
+struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size_t length,
+                        unsigned cls)
 {
-    size_t span = zza_class_span(cls);
-    unsigned cell = (unsigned)(span + ZZ_CANARY_LEN);
-    unsigned ncells = (unsigned)((ZZA_RUN_BYTES - ZZ_CANARY_LEN) / cell);
-    size_t words = 2 * (size_t)ncells + 1;
+    size_t words = 2 * (size_t)ncells + 1, cell = span + ZZ_CANARY_LEN;
     struct run *r = calloc(1, sizeof *r + words * sizeof(uint64_t) +
                                   ncells * (sizeof(uint16_t) + sizeof(uint32_t) + sizeof(unsigned)));
     if (r == NULL) {
@@ -109,56 +101,34 @@ static struct run *run_new(unsigned char *start, unsigned cls)
     r->size_plus1 = (_Atomic uint32_t *)(r->epoch + ncells);
     r->free_stack = (uint16_t *)(void *)(r->epoch + 2 * (size_t)ncells);
     r->start = start;
+    r->length = length;
     r->cls = cls;
-    r->cell = cell;
+    r->cell = (uint32_t)cell;
     r->span = (uint32_t)span;
-    r->reciprocal = (uint32_t)((UINT64_C(1) << 32) / cell + 1);
+    r->reciprocal = cell < (UINT64_C(1) << 32) ? (uint32_t)((UINT64_C(1) << 32) / cell + 1) : 0;
     r->ncells = r->nfree = ncells;
     for (unsigned i = 0; i < ncells; i++)
         r->free_stack[i] = (uint16_t)(ncells - 1 - i);
-    ZZ_VG_UNDEFINED(start, ZZA_RUN_BYTES);
+    ZZ_VG_UNDEFINED(start, length);
     write_run_canaries(r);
-    ZZ_VG_NOACCESS(start, ZZA_RUN_BYTES);
+    ZZ_VG_NOACCESS(start, length);
     atomic_store_explicit(&r->fork_gen, atomic_load(&zzi_fork_generation), memory_order_relaxed);
     return r;
 }
 
-static void avail_push(zz_arena *a, struct run *r)
-{
-    r->prev = NULL;
-    r->next = a->avail[r->cls];
-    if (r->next)
-        r->next->prev = r;
-    a->avail[r->cls] = r;
-}
-
-static void avail_remove(zz_arena *a, struct run *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        a->avail[r->cls] = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
 /* ---- chunks -------------------------------------------------------------- */
 
-/* Maps a chunk of nruns runs for a (without a's lock: it only reads the
- * backend, fixed by the first chunk) and registers it. */
-static struct chunk *chunk_new(zz_arena *a, size_t nruns, int first)
+struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first)
 {
-    struct chunk *c = calloc(1, sizeof *c + nruns * sizeof(struct run *));
+    struct chunk *c = calloc(1, sizeof *c);
     if (c == NULL) {
         zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
-    c->runs = (struct run **)(c + 1);
-    c->nruns = nruns;
     c->arena = a;
-    size_t pages = nruns * ZZA_RUN_BYTES / zzi_page();
+    c->bytes = bytes;
+    size_t pages = bytes / zzi_page();
     int rc = first ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
                    : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
     if (rc != 0) {
@@ -186,165 +156,22 @@ static struct chunk *chunk_new(zz_arena *a, size_t nruns, int first)
     return c;
 }
 
-/* A growable arena adds a quarter of its size (at least the first chunk's,
- * at most MAX_CHUNK_RUNS): few chunks, and never more than a quarter of its
- * locked memory unused by growth. */
-static size_t growth_runs(size_t total_runs)
-{
-    size_t n = total_runs / 4;
-    if (n < FIRST_CHUNK_RUNS)
-        n = FIRST_CHUNK_RUNS;
-    return n > MAX_CHUNK_RUNS ? MAX_CHUNK_RUNS : n;
-}
-
-/* pre: a->lock held (or a not yet shared).  Publishes an index with c added
- * in address order.  Returns 0, or -1 (no memory: nothing changed). */
-static int chunk_insert(zz_arena *a, struct chunk *c)
-{
-    struct chunk_index *old = atomic_load_explicit(&a->index, memory_order_relaxed);
-    size_t n = old ? old->n : 0;
-    struct chunk_index *ix = malloc(sizeof *ix + (n + 1) * sizeof(struct chunk *));
-    if (ix == NULL)
-        return -1;
-    ix->retired_next = NULL;
-    ix->n = n + 1;
-    size_t at = 0;
-    for (; at < n && old->chunks[at]->data < c->data; at++)
-        ix->chunks[at] = old->chunks[at];
-    ix->chunks[at] = c;
-    for (; at < n; at++)
-        ix->chunks[at + 1] = old->chunks[at];
-    atomic_store_explicit(&a->index, ix, memory_order_release);
-    if (old) {
-        old->retired_next = a->retired;
-        a->retired = old;
-    }
-    a->total_runs += c->nruns;
-    return 0;
-}
-
-/* Wipes a chunk whole (canaries too) and unmaps it.  The chunk leaves the
- * registry first, which waits until no zz_purge can still be walking it: only
- * then may its runs be freed (a purge reads them). */
-static void chunk_destroy(struct chunk *c)
+/* The chunk leaves the registry first, which waits until no zz_purge can
+ * still be walking it: only then may its runs be freed (a purge reads
+ * them). */
+void zza_chunk_destroy(struct chunk *c)
 {
     zzi_global_lock();
     zzi_registry_remove(&c->region);
     zzi_global_unlock();
     for (size_t i = 0; i < c->runs_used; i++)
         free(c->runs[i]);
-    ZZ_VG_UNDEFINED(c->data, c->nruns * ZZA_RUN_BYTES);
-    zz_wipe(c->data, c->nruns * ZZA_RUN_BYTES);
+    free(c->runs);
+    zza_fixed_free(c);
+    ZZ_VG_UNDEFINED(c->data, c->bytes);
+    zz_wipe(c->data, c->bytes);
     zzi_pages_unmap_slab(&c->region.map);
     free(c);
-}
-
-/* pre: a->lock held.  A chunk with room for another run, or NULL. */
-static struct chunk *chunk_with_room(const zz_arena *a)
-{
-    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
-    for (size_t i = 0; i < ix->n; i++)
-        if (!ix->chunks[i]->retired && ix->chunks[i]->runs_used < ix->chunks[i]->nruns)
-            return ix->chunks[i];
-    return NULL;
-}
-
-/* pre: a->lock held, and held again on return.  Adds a chunk to a growable
- * arena, letting the lock go while the chunk is mapped, guarded and locked
- * (system calls that take tens of microseconds: other threads' refills need
- * not wait for them).  One thread grows an arena at a time; another that
- * needs room meanwhile waits for it.  Returns a chunk with room for a run,
- * or NULL with errno. */
-static struct chunk *arena_grow(zz_arena *a)
-{
-    if (!a->growable) {
-        zzi_fail(a->has_retired ? ZZI_FAIL_ARENA_UNFIT : ZZI_FAIL_ARENA_FULL);
-        errno = ENOMEM;
-        return NULL;
-    }
-    while (a->growing) {
-        zzi_unlock(&a->lock);
-        zzi_os_yield();
-        zzi_lock(&a->lock);
-        struct chunk *room = chunk_with_room(a);
-        if (room != NULL)
-            return room;
-    }
-    a->growing = 1;
-    size_t nruns = growth_runs(a->total_runs);
-    zzi_unlock(&a->lock);
-    struct chunk *c = chunk_new(a, nruns, 0);
-    if (c == NULL && zzi_block_drop_caches(errno)) /* zz_alloc's cached slabs were in the way */
-        c = chunk_new(a, nruns, 0);
-    int e = errno;
-    zzi_lock(&a->lock);
-    a->growing = 0;
-    errno = e;
-    if (c != NULL && chunk_insert(a, c) != 0) {
-        chunk_destroy(c);
-        zzi_fail(ZZI_FAIL_NOMEM);
-        errno = ENOMEM;
-        return NULL;
-    }
-    return c;
-}
-
-/* pre: a->lock held.  Sets up a new run for class cls in chunk c. */
-static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
-{
-    struct run *r = run_new(c->data + c->runs_used * ZZA_RUN_BYTES, cls);
-    if (r == NULL)
-        return NULL;
-    r->chunk = c;
-    c->runs[c->runs_used] = r;
-    atomic_store_explicit(&c->runs_used, c->runs_used + 1, memory_order_release);
-    avail_push(a, r);
-    return r;
-}
-
-/* ---- taking and returning free cells (under the arena's lock) ----------- */
-
-/* Growing the arena for a run of one's own spends locked memory to spare
- * threads shared cache lines: worth it only when locked memory is not
- * rationed (no finite RLIMIT_MEMLOCK, or CAP_IPC_LOCK).  Asked only when the
- * arena would grow, which is rare: it costs two system calls. */
-int zza_lock_budget_unlimited(void)
-{
-    return zzi_os_memlock_limit() == SIZE_MAX;
-}
-
-/* How far down a class's list of runs with free cells a thread looks for
- * one it may call its own before it sets up a new one. */
-#define OWNER_SCAN 8
-
-/* pre: a->lock held.  A run with a free cell of class cls for owner: its
- * home run, else one of its own or nobody's, else a new one (growing the
- * arena if need be and locked memory is not rationed: a run per thread and
- * class costs 16 KiB, sharing one costs every access a contended cache
- * line), else the first run with a free cell.  NULL with errno when none. */
-static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct run *home)
-{
-    if (home != NULL && home->owner == owner && home->nfree > 0 && !home->chunk->retired)
-        return home;
-    struct run *first = a->avail[cls];
-    unsigned k = 0;
-    for (struct run *r = first; r != NULL && k < OWNER_SCAN; r = r->next, k++)
-        if (r->owner == owner || r->owner == NULL)
-            return r;
-    struct chunk *c = chunk_with_room(a);
-    if (c == NULL && first != NULL && (a->growing || !zza_lock_budget_unlimited()))
-        return first; /* share rather than wait for, or spend rationed memory on, growth */
-    if (c == NULL) {
-        int e = errno;
-        c = arena_grow(a); /* lets the lock go: the lists may have changed */
-        if (c == NULL && (first = a->avail[cls]) != NULL) {
-            errno = e;
-            return first;
-        }
-        if (c == NULL)
-            return NULL;
-    }
-    return arena_new_run(a, c, cls);
 }
 
 /* pre: a->lock held.  Takes chunk c out of service: its runs hand out no
@@ -353,17 +180,18 @@ static void chunk_retire(zz_arena *a, struct chunk *c)
 {
     c->retired = 1;
     a->has_retired = 1;
-    for (size_t i = 0; i < c->runs_used; i++)
-        if (c->runs[i]->nfree > 0)
-            avail_remove(a, c->runs[i]);
+    if (c->heap != NULL)
+        zza_fixed_retire_runs(c);
+    else
+        zza_grow_retire_runs(a, c);
 }
 
-/* pre: a->lock held.  1 if chunk c may hand out cells now: refreshed after a
- * fork (locks and guards made again), still on the arena's backend (a
- * forked child's secret memory is replaced by anonymous zero pages), and
- * locked if the policy requires it (locking it now if it was mapped under
- * ZZ_LOCK_BEST_EFFORT).  Otherwise retires it and returns 0. */
-static int chunk_fit(zz_arena *a, struct chunk *c)
+/* May chunk c hand out cells now?  Only if refreshed after a fork (locks
+ * and guards made again), still on the arena's backend (a forked child's
+ * secret memory is replaced by anonymous zero pages), and locked if the
+ * policy requires it (locking it now if it was mapped under
+ * ZZ_LOCK_BEST_EFFORT). */
+int zza_chunk_fit(zz_arena *a, struct chunk *c)
 {
     unsigned gen = atomic_load(&zzi_checks_gen);
     if (c->retired)
@@ -382,69 +210,6 @@ static int chunk_fit(zz_arena *a, struct chunk *c)
     }
     atomic_store_explicit(&c->checked_gen, gen, memory_order_release);
     return 1;
-}
-
-static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
-                                  const void *owner, struct run **home)
-{
-    struct run *r;
-    do { /* a chunk found unfit is retired: its runs leave the lists */
-        r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
-        if (r == NULL)
-            return 0;
-    } while (!chunk_fit(a, r->chunk));
-    refresh_after_fork(r);
-    if (r->owner == NULL)
-        r->owner = owner;
-    if (home != NULL && r->owner == owner)
-        *home = r;
-    unsigned got = 0;
-    while (got < want && r->nfree > 0)
-        out[got++] = (struct zza_cell){r, r->free_stack[--r->nfree]};
-    if (r->nfree == 0)
-        avail_remove(a, r);
-    return got;
-}
-
-unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
-                        const void *owner, struct run **home)
-{
-    zzi_lock(&a->lock);
-    unsigned got = take_cells_locked(a, cls, out, want, owner, home);
-    int e = errno;
-    zzi_unlock(&a->lock);
-    errno = e;
-    return got;
-}
-
-void zza_disown(zz_arena *a, const void *owner)
-{
-    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
-    for (size_t k = 0; k < ix->n; k++)
-        for (size_t ri = 0; ri < ix->chunks[k]->runs_used; ri++)
-            if (ix->chunks[k]->runs[ri]->owner == owner)
-                ix->chunks[k]->runs[ri]->owner = NULL;
-}
-
-void zza_return_cell(zz_arena *a, struct run *r, unsigned i)
-{
-    r->free_stack[r->nfree++] = (uint16_t)i;
-    if (r->nfree == 1 && !r->chunk->retired)
-        avail_push(a, r);
-}
-
-int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home)
-{
-    zzi_lock(&a->lock);
-    int ok = chunk_fit(a, cell->run->chunk);
-    if (!ok) {
-        zza_return_cell(a, cell->run, cell->index);
-        ok = take_cells_locked(a, cell->run->cls, cell, 1, owner, home) == 1;
-    }
-    int e = errno;
-    zzi_unlock(&a->lock);
-    errno = e;
-    return ok ? 0 : -1;
 }
 
 void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)
@@ -476,31 +241,6 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
     }
     ZZ_VG_MALLOCLIKE(p, n);
     return p;
-}
-
-/* The run and cell of block p of arena a, without the lock; fatal when p is
- * not the start of a cell's block. */
-static struct run *find_cell(zz_arena *a, const unsigned char *p, unsigned *cell)
-{
-    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_acquire);
-    size_t lo = 0, hi = ix->n;
-    while (lo < hi) { /* the last chunk whose data starts at or before p */
-        size_t mid = lo + (hi - lo) / 2;
-        if (ix->chunks[mid]->data <= p)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    ZZ_CHECK(lo > 0, "invalid pointer");
-    struct chunk *c = ix->chunks[lo - 1];
-    size_t off = (size_t)(p - c->data), ri = off / ZZA_RUN_BYTES;
-    ZZ_CHECK(ri < atomic_load_explicit(&c->runs_used, memory_order_acquire), "invalid pointer");
-    struct run *r = c->runs[ri];
-    uint64_t x = off % ZZA_RUN_BYTES - ZZ_CANARY_LEN; /* huge when in_run < 16 */
-    uint64_t q = (x * r->reciprocal) >> 32;          /* x / cell, exact for x < 2^32 / cell */
-    ZZ_CHECK(x < ZZA_RUN_BYTES && q * r->cell == x && q < r->ncells, "invalid pointer");
-    *cell = (unsigned)q;
-    return r;
 }
 
 /* 1 if the n bytes at p are canary word w, or (when a purge or a fork may
@@ -571,7 +311,7 @@ static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p,
     } else {
         sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_acq_rel);
     }
-    ZZ_CHECK(is_live(sp1), "double free");
+    ZZ_CHECK(zza_cell_live(sp1), "double free");
     size_t n = sp1 - 1, span = r->span;
     ZZ_VG_FREELIKE(p);
     ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
@@ -585,16 +325,6 @@ static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p,
 
 /* ---- public API ------------------------------------------------------------ */
 
-/* Runs for a fixed arena of `capacity` bytes, counting round_up(n,16) + 16
- * per block: each run loses its 16-byte trailing canary and up to one cell
- * at its end (at most 1/16 of it for blocks up to 1 KiB), and a block size
- * that straddles run boundaries needs one more: 9/8 and two runs cover it. */
-static size_t fixed_arena_runs(size_t capacity)
-{
-    size_t usable = ZZA_RUN_BYTES - ZZ_CANARY_LEN;
-    return (capacity / 8 * 9 + capacity % 8 * 2 + usable - 1) / usable + 2;
-}
-
 static void free_indexes(zz_arena *a)
 {
     struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
@@ -606,31 +336,50 @@ static void free_indexes(zz_arena *a)
     }
 }
 
+/* A fixed arena's one chunk, set up as an empty heap, in a's index. */
+static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
+{
+    size_t bytes = zza_fixed_bytes(capacity);
+    struct chunk_index *ix = malloc(sizeof *ix + sizeof(struct chunk *));
+    if (bytes == 0 || ix == NULL) {
+        free(ix);
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct chunk *c = zza_chunk_new(a, bytes, 1);
+    if (c != NULL && zza_fixed_init(c) != 0) {
+        int e = errno;
+        zza_chunk_destroy(c);
+        errno = e;
+        c = NULL;
+    }
+    if (c == NULL) {
+        free(ix);
+        return NULL;
+    }
+    ix->retired_next = NULL;
+    ix->n = 1;
+    ix->chunks[0] = c;
+    atomic_store(&a->index, ix);
+    return c;
+}
+
 ZZ_API zz_arena *zz_arena_create(size_t capacity)
 {
     if (zzi_init() != 0)
         return NULL;
     zzi_check_fork();
-    size_t nruns = FIRST_CHUNK_RUNS;
-    if (capacity > 0) {
-        if (capacity > SIZE_MAX / 16) {
-            zzi_fail(ZZI_FAIL_NOMEM);
-            errno = ENOMEM;
-            return NULL;
-        }
-        nruns = fixed_arena_runs(capacity);
-    }
     zz_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
+        zzi_fail(ZZI_FAIL_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
     a->growable = capacity == 0;
-    struct chunk *c = chunk_new(a, nruns, 1);
-    if (c == NULL || chunk_insert(a, c) != 0) {
-        int e = c ? ENOMEM : errno;
-        if (c)
-            chunk_destroy(c);
+    struct chunk *c = a->growable ? zza_grow_first_chunk(a) : fixed_chunk_new(a, capacity);
+    if (c == NULL) {
+        int e = errno;
         free(a);
         errno = e;
         return NULL;
@@ -645,36 +394,32 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     return a;
 }
 
-/* A fixed arena takes the lock for every block, so that every byte of its
- * capacity stays available to every thread (no cell sits in a thread's
- * cache while another thread is told the arena is full). */
-static int take_fixed(zz_arena *a, unsigned cls, size_t n, struct zza_cell *out)
-{
-    zzi_lock(&a->lock);
-    unsigned got = take_cells_locked(a, cls, out, 1, NULL, NULL);
-    int e = errno;
-    if (got == 1) {
-        zzi_count(&a->live_blocks, 1);
-        zzi_count(&a->live_bytes, n);
-    }
-    zzi_unlock(&a->lock);
-    errno = e;
-    return got == 1 ? 0 : -1;
-}
-
 ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
 {
-    if (zz_unlikely(a == NULL || n > ZZA_MAX_BLOCK)) {
-        zzi_fail(a == NULL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_ARENA_BLOCK);
-        errno = a == NULL ? EINVAL : ENOMEM;
+    if (zz_unlikely(a == NULL)) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
         return NULL;
     }
     zzi_check_fork();
-    unsigned cls = zza_class_of(n);
     struct zza_cell c;
-    int rc = a->growable ? zzi_arena_cache_take(a, cls, n, &c) : take_fixed(a, cls, n, &c);
-    if (rc != 0)
-        return NULL;
+    if (a->growable) {
+        if (zz_unlikely(n > ZZA_MAX_BLOCK))
+            return zza_grow_alloc_large(a, n);
+        if (zzi_arena_cache_take(a, zza_class_of(n), n, &c) != 0)
+            return NULL;
+    } else {
+        if (zz_unlikely(n > ZZA_FIXED_MAX_BLOCK)) {
+            zzi_fail(ZZI_FAIL_ARENA_BLOCK);
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* under the lock for every block, so that all of a fixed arena's
+         * capacity stays available to every thread (no cell sits in one
+         * thread's cache while another is told the arena is full) */
+        if (zza_fixed_take(a, n, &c) != 0)
+            return NULL;
+    }
     return cell_hand_out(c.run, c.index, n);
 }
 
@@ -684,27 +429,41 @@ static inline int run_is_stale(const struct run *r)
            atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
 }
 
+static void fixed_free(zz_arena *a, unsigned char *p)
+{
+    unsigned i;
+    zzi_lock(&a->lock);
+    struct chunk *c = atomic_load_explicit(&a->index, memory_order_relaxed)->chunks[0];
+    struct run *r = zza_fixed_find(c, p, &i);
+    zza_run_refresh(r);
+    size_t n = cell_take_back(r, i, p, 1);
+    zzi_count(&a->live_blocks, (size_t)-1);
+    zzi_count(&a->live_bytes, 0 - n);
+    zza_fixed_return_cell(a, r, i);
+    zzi_unlock(&a->lock);
+}
+
 ZZ_API void zz_arena_free(zz_arena *a, void *p)
 {
     if (p == NULL)
         return;
     ZZ_CHECK(a != NULL, "invalid pointer");
     zzi_check_fork();
-    unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
-    struct run *r = find_cell(a, p, &i);
     if (!a->growable) {
-        zzi_lock(&a->lock);
-        refresh_after_fork(r);
-        size_t n = cell_take_back(r, i, p, 1);
-        zza_return_cell(a, r, i);
-        zzi_count(&a->live_blocks, (size_t)-1);
-        zzi_count(&a->live_bytes, 0 - n);
-        zzi_unlock(&a->lock);
+        int saved = errno;
+        fixed_free(a, p);
+        errno = saved;
+        return;
+    }
+    unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
+    struct run *r = zza_grow_find(a, p, &i);
+    if (zz_unlikely(r == NULL)) { /* not in a chunk: a large block, or not a's */
+        zza_grow_free_large(a, p);
         return;
     }
     if (zz_unlikely(run_is_stale(r))) {
         zzi_lock(&a->lock);
-        refresh_after_fork(r);
+        zza_run_refresh(r);
         zzi_unlock(&a->lock);
     }
     size_t n = cell_take_back(r, i, p, 0);
@@ -712,24 +471,32 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
 }
 
 /* Checks every cell's canaries (live ones fully) before the chunks go. */
-static void check_all_cells(struct chunk *c)
+static void check_run_cells(struct run *r)
 {
-    for (size_t ri = 0; ri < c->runs_used; ri++) {
-        struct run *r = c->runs[ri];
-        refresh_after_fork(r);
-        for (unsigned i = 0; i < r->ncells; i++) {
-            uint32_t sp1 = atomic_load(&r->size_plus1[i]);
-            unsigned char *p = zza_cell_block(r, i);
-            ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, r->span + 2 * ZZ_CANARY_LEN);
-            if (is_live(sp1)) {
-                check_cell(r, i, p, sp1 - 1);
-                ZZ_VG_FREELIKE(p);
-            } else {
-                ZZ_CHECK(zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]),
-                         "canary corrupted (before block)");
-            }
+    zza_run_refresh(r);
+    for (unsigned i = 0; i < r->ncells; i++) {
+        uint32_t sp1 = atomic_load(&r->size_plus1[i]);
+        unsigned char *p = zza_cell_block(r, i);
+        ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, r->span + 2 * ZZ_CANARY_LEN);
+        if (zza_cell_live(sp1)) {
+            check_cell(r, i, p, sp1 - 1);
+            ZZ_VG_FREELIKE(p);
+        } else {
+            ZZ_CHECK(zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]),
+                     "canary corrupted (before block)");
         }
     }
+}
+
+static void each_run(struct chunk *c, void (*fn)(struct run *r))
+{
+    if (c->heap != NULL) {
+        zza_fixed_each_run(c, fn);
+        return;
+    }
+    size_t used = atomic_load_explicit(&c->runs_used, memory_order_acquire);
+    for (size_t ri = 0; ri < used; ri++)
+        fn(c->runs[ri]);
 }
 
 ZZ_API void zz_arena_destroy(zz_arena *a)
@@ -746,10 +513,12 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         a->list_next->list_prev = a->list_prev;
     pthread_mutex_unlock(&zzi_arenas_lock);
 
+    if (atomic_load(&a->large_live) != 0)
+        zzi_block_free_all_for_arena(a);
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
     for (size_t k = 0; k < ix->n; k++) {
-        check_all_cells(ix->chunks[k]);
-        chunk_destroy(ix->chunks[k]);
+        each_run(ix->chunks[k], check_run_cells);
+        zza_chunk_destroy(ix->chunks[k]);
     }
     free_indexes(a);
     free(a);
@@ -757,30 +526,33 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
 
 /* ---- purge, info, stats, fork ----------------------------------------------- */
 
+static void purge_run(struct run *r)
+{
+    for (unsigned i = 0; i < r->ncells; i++)
+        if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != ZZA_CELL_FREE)
+            zz_wipe(zza_cell_block(r, i), r->span);
+}
+
 void zzi_arena_purge_region(struct zzi_region *reg)
 {
-    struct chunk *c = reg->owner;
-    size_t used = atomic_load_explicit(&c->runs_used, memory_order_acquire);
-    for (size_t ri = 0; ri < used; ri++) {
-        struct run *r = c->runs[ri];
-        for (unsigned i = 0; i < r->ncells; i++)
-            if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != ZZA_CELL_FREE)
-                zz_wipe(zza_cell_block(r, i), r->span);
-    }
+    each_run(reg->owner, purge_run);
 }
 
 unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
 {
     struct chunk *c = reg->owner;
-    uintptr_t data = (uintptr_t)c->data;
-    ZZ_CHECK(addr >= data && addr < data + c->runs_used * ZZA_RUN_BYTES, "invalid pointer");
-    struct run *r = c->runs[(addr - data) / ZZA_RUN_BYTES];
-    size_t in_run = (addr - data) % ZZA_RUN_BYTES;
-    ZZ_CHECK(in_run >= ZZ_CANARY_LEN && (in_run - ZZ_CANARY_LEN) % r->cell == 0 &&
-                 (in_run - ZZ_CANARY_LEN) / r->cell < r->ncells,
-             "invalid pointer");
-    ZZ_CHECK(is_live(atomic_load(&r->size_plus1[(in_run - ZZ_CANARY_LEN) / r->cell])),
-             "invalid pointer");
+    const unsigned char *p = (const unsigned char *)addr;
+    unsigned i;
+    struct run *r;
+    if (c->heap != NULL) {
+        zzi_lock(&c->arena->lock);
+        r = zza_fixed_find(c, p, &i);
+        zzi_unlock(&c->arena->lock);
+    } else {
+        r = zza_grow_find(c->arena, p, &i);
+        ZZ_CHECK(r != NULL, "invalid pointer");
+    }
+    ZZ_CHECK(zza_cell_live(atomic_load(&r->size_plus1[i])), "use after free (the block was already freed)");
     return reg->map.info | ZZ_INFO_CANARY;
 }
 

@@ -1,7 +1,11 @@
 /*
- * arena.h - what arena.c (runs, chunks, the locked paths, the public API)
- * shares with arena_cache.c (the per-thread caches of free cells).  Internal
- * to those two files; the layout diagram is at the top of arena.c.
+ * arena.h - what the arena files share, and nothing else: arena.c (the
+ * public API, cells and their canaries, purge, info, stats, fork),
+ * arena_grow.c (growable arenas: chunks cut into runs of 16 KiB, growth,
+ * large blocks), arena_fixed.c (fixed arenas: one chunk used as a heap of
+ * runs of any length) and arena_cache.c (per-thread caches of free cells for
+ * growable arenas).  The layout diagrams are at the top of arena.c and
+ * arena_fixed.c.
  */
 #ifndef ZZ_ARENA_H
 #define ZZ_ARENA_H
@@ -11,14 +15,18 @@
 #include "internal.h"
 
 #define ZZA_RUN_BYTES (16u << 10)
-/* Size classes: spans of 16..1024 bytes in steps of 16 (exact: a 32-byte
- * secret costs 48 bytes), then steps of 64 to 4 KiB and of 256 beyond, so no
- * class wastes more than 1/16 of a block. */
+/* Growable arenas' size classes: spans of 16..1024 bytes in steps of 16
+ * (exact: a 32-byte secret costs 48 bytes), then steps of 64 to 4 KiB and of
+ * 256 beyond, so no class wastes more than 1/16 of a block. */
 #define ZZA_SMALL_CLASSES 64u  /* 16 .. 1024 */
 #define ZZA_MEDIUM_CLASSES 48u /* 1088 .. 4096 */
 #define ZZA_LARGE_CLASSES 48u  /* 4352 .. 16384, the last one capped at ZZA_MAX_BLOCK */
 #define ZZA_NCLASSES (ZZA_SMALL_CLASSES + ZZA_MEDIUM_CLASSES + ZZA_LARGE_CLASSES)
+/* The largest block a run of a growable arena holds; larger ones are
+ * zz_alloc blocks owned by the arena (arena_grow.c). */
 #define ZZA_MAX_BLOCK (ZZA_RUN_BYTES - 3 * ZZ_CANARY_LEN)
+/* The largest block of a fixed arena (a cell's size is 32 bits). */
+#define ZZA_FIXED_MAX_BLOCK ((size_t)UINT32_MAX - 4096u)
 
 /* A cell's state in run.size_plus1: free, being freed (wiped but not yet
  * back on a free list: still wiped by zz_purge, refused by a second free),
@@ -26,15 +34,22 @@
 #define ZZA_CELL_FREE 0u
 #define ZZA_CELL_FREEING UINT32_MAX
 
+static inline int zza_cell_live(uint32_t size_plus1)
+{
+    return size_plus1 != ZZA_CELL_FREE && size_plus1 != ZZA_CELL_FREEING;
+}
+
 struct chunk;
 
-/* One run of cells of one size class.  The first block of fields never
- * changes after the run is published (lock-free readers use them). */
+/* A run: ncells cells of one span, each a 16-byte head canary and the block,
+ * then a trailing canary up to the run's end.  The first block of fields
+ * never changes after the run is published (lock-free readers use them). */
 struct run {
     unsigned char *start;
+    size_t length;                 /* bytes, trailing canary included */
     uint32_t cell, span, ncells;
     uint32_t reciprocal;           /* floor(2^32 / cell) + 1: offset / cell by a multiply */
-    unsigned cls;
+    unsigned cls;                  /* growable: size class; fixed: see arena_fixed.c */
     struct chunk *chunk;
     /* Canary words (canary.c): cell i's head 2i and tail 2i+1, the run's
      * trailing canary 2*ncells (so cell i's block is followed by word 2i+2). */
@@ -48,8 +63,11 @@ struct run {
     struct run *prev, *next;       /* the class's runs with a free cell */
     const void *owner;             /* the thread cache that refills from it, or NULL */
     unsigned nfree;
+    unsigned slot;                 /* fixed arenas: its index in the heap's run table */
     uint16_t *free_stack;
 };
+
+struct zza_heap;
 
 struct chunk {
     struct zzi_region region;
@@ -57,9 +75,13 @@ struct chunk {
     int retired;                  /* hands out no cells: unfit for the arena's promises */
     struct zz_arena *arena;
     unsigned char *data;
+    size_t bytes;                 /* of data, between the guard pages */
+    /* growable arenas: a grid of runs of ZZA_RUN_BYTES */
     size_t nruns;
     _Atomic size_t runs_used; /* runs[0..runs_used) are set up; lock-free readers use it */
     struct run **runs;
+    /* fixed arenas: runs of any length, anywhere (arena_fixed.c) */
+    struct zza_heap *heap;
 };
 
 /* The arena's chunks sorted by address, immutable once published: a lookup
@@ -81,9 +103,10 @@ struct zz_arena {
     struct zz_arena *list_prev, *list_next; /* under zzi_arenas_lock */
     int backend;              /* of its first chunk; later chunks follow it */
     int has_retired;          /* a chunk was retired (zza_chunk_fit) */
-    size_t total_runs;        /* in all chunks */
+    size_t total_runs;        /* in all chunks (growable) */
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
-    struct run *avail[ZZA_NCLASSES];
+    _Atomic size_t large_live; /* growable: live zz_alloc blocks it owns */
+    struct run *avail[ZZA_NCLASSES]; /* growable: runs with a free cell, per class */
 };
 
 /* A free cell, taken off its run's free stack. */
@@ -133,11 +156,28 @@ static inline int zza_run_checked(const struct run *r)
 }
 
 /* ---- arena.c ---------------------------------------------------------- */
-/* For a cell a thread cache is about to hand out whose chunk was not checked
- * since a fork or a policy change: keeps it if the chunk is fit, else gives
- * it back and takes another cell under the lock (owner's runs first).
- * Returns 0, or -1 with errno. */
-int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home);
+/* A run of ncells cells of `span` bytes at start, `length` bytes long, its
+ * canaries drawn and written.  NULL with errno. */
+struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size_t length,
+                        unsigned cls);
+/* pre: the arena's lock held.  In a forked child WIPEONFORK zeroed the run,
+ * canaries and all: writes them again before the run is used. */
+void zza_run_refresh(struct run *r);
+/* Maps a chunk of `bytes` for a (the first on the process-wide backend,
+ * later ones on a's) and registers it.  NULL with errno. */
+struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first);
+/* Takes the chunk out of the registry (waiting out any zz_purge), frees its
+ * runs, wipes it whole and unmaps it. */
+void zza_chunk_destroy(struct chunk *c);
+/* pre: a->lock held.  1 if chunk c may hand out cells now (see arena.c);
+ * otherwise retires it (calling retire_runs) and returns 0. */
+int zza_chunk_fit(zz_arena *a, struct chunk *c);
+/* Adds to the arena's live counters (deltas may be "negative"); with_lock:
+ * takes the lock (else the caller holds it). */
+void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock);
+
+/* ---- arena_grow.c: growable arenas ---------------------------------- */
+struct chunk *zza_grow_first_chunk(zz_arena *a);
 /* Takes up to want (>= 1) free cells of class cls, all from one run, under
  * the arena's lock, adding a run (and growing the arena) when needed.  owner
  * (a thread cache, or NULL) gets runs of its own where it can: threads that
@@ -147,6 +187,11 @@ int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, stru
  * errno (ENOMEM: full, or no memory). */
 unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
                         const void *owner, struct run **home);
+/* For a cell a thread cache is about to hand out whose chunk was not checked
+ * since a fork or a policy change: keeps it if the chunk is fit, else gives
+ * it back and takes another cell under the lock (owner's runs first).
+ * Returns 0, or -1 with errno. */
+int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home);
 /* 1 when locked memory is not rationed (no finite RLIMIT_MEMLOCK, or
  * CAP_IPC_LOCK): then a thread may grow the arena for a run of its own, and
  * its caches hold more.  Two system calls: ask rarely. */
@@ -155,8 +200,39 @@ int zza_lock_budget_unlimited(void);
 void zza_disown(zz_arena *a, const void *owner);
 /* pre: the arena's lock held.  Puts wiped free cell i of r back on its run. */
 void zza_return_cell(zz_arena *a, struct run *r, unsigned i);
-/* Adds to the arena's live counters (deltas may be "negative"); takes the lock. */
-void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock);
+/* pre: the arena's lock held.  Takes chunk c's runs off the free lists. */
+void zza_grow_retire_runs(zz_arena *a, struct chunk *c);
+/* The run and cell of block p, without the lock; NULL when p lies outside
+ * every chunk (a large block, or foreign); fatal when p is inside a chunk
+ * but not the start of a cell's block. */
+struct run *zza_grow_find(zz_arena *a, const unsigned char *p, unsigned *cell);
+/* Blocks above ZZA_MAX_BLOCK: zz_alloc blocks the arena owns. */
+void *zza_grow_alloc_large(zz_arena *a, size_t n);
+void zza_grow_free_large(zz_arena *a, void *p);
+
+/* ---- arena_fixed.c: fixed arenas ------------------------------------- */
+/* Bytes to map for a fixed arena that promises `capacity` (see the header:
+ * count * (round_up(n, 16) + 16) holds count blocks of n bytes). */
+size_t zza_fixed_bytes(size_t capacity);
+/* Sets up chunk c (all of a fixed arena's memory) as an empty heap.
+ * Returns 0, or -1 with errno. */
+int zza_fixed_init(struct chunk *c);
+/* A free cell for a block of n bytes, under the arena's lock; counted live.
+ * Returns 0, or -1 with errno (ENOMEM: full). */
+int zza_fixed_take(zz_arena *a, size_t n, struct zza_cell *out);
+/* pre: the arena's lock held.  The run and cell of block p; fatal when p is
+ * not the start of a cell's block. */
+struct run *zza_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell);
+/* pre: the arena's lock held.  Puts wiped free cell i of r back; a run left
+ * empty may go back to the heap. */
+void zza_fixed_return_cell(zz_arena *a, struct run *r, unsigned i);
+/* pre: the arena's lock held.  Takes c's runs off the free lists. */
+void zza_fixed_retire_runs(struct chunk *c);
+/* Calls fn on every run of c: lock-free, for zz_purge (runs are freed only
+ * once no purge can be reading them). */
+void zza_fixed_each_run(struct chunk *c, void (*fn)(struct run *r));
+/* Frees the heap's runs and bookkeeping (the chunk left the registry). */
+void zza_fixed_free(struct chunk *c);
 
 /* ---- arena_cache.c: per-thread caches of free cells, growable arenas only */
 /* A free cell of class cls for the calling thread, counted as live with n

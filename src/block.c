@@ -45,6 +45,7 @@ struct slab {
     int retired;      /* hands out no new blocks; unmapped once empty */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     uint64_t *canary;            /* per slot: head canary word, tail canary word */
+    zz_arena **owner;            /* per slot: the growable arena of a large arena block */
     size_t *free_stack;
     _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, or n + 1 */
     _Atomic size_t *span;        /* the block ends span bytes before data end */
@@ -175,13 +176,16 @@ static inline size_t head_len(const struct slab *s, size_t span)
 static struct slab *slab_struct_new(size_t nslots)
 {
     size_t bytes = sizeof(struct slab) +
-                   nslots * (2 * sizeof(uint64_t) + sizeof(size_t) * 3 + sizeof(unsigned) + 2);
+                   nslots * (2 * sizeof(uint64_t) + sizeof(zz_arena *) + sizeof(size_t) * 3 +
+                             sizeof(unsigned) + 2);
     struct slab *s = calloc(1, bytes);
     if (s == NULL)
         return NULL;
     char *at = (char *)(s + 1);
     s->canary = (uint64_t *)(void *)at;
     at += 2 * nslots * sizeof(uint64_t);
+    s->owner = (zz_arena **)(void *)at;
+    at += nslots * sizeof(zz_arena *);
     s->free_stack = (size_t *)(void *)at;
     at += nslots * sizeof(size_t);
     s->size_plus1 = (_Atomic size_t *)(void *)at;
@@ -392,12 +396,14 @@ static int slab_fit_for_policy(const struct slab *s, int backend)
     return (s->region.map.info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required();
 }
 
-/* pre: global lock held.  Takes a free slot for a block of span bytes. */
-static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
+/* pre: global lock held.  Takes a free slot for a block of span bytes;
+ * own_mapping: in a slab of its own (an arena's large block, so that the
+ * arena's teardown gives all of its memory back). */
+static struct slab *take_slot_on(size_t span, size_t *idx, int backend, int own_mapping)
 {
     size_t pages = pages_for(span);
     struct slab *s;
-    if (pages <= MAX_CLASS_PAGES) {
+    if (pages <= MAX_CLASS_PAGES && !own_mapping) {
         struct size_class *c = &classes[backend][pages];
         for (;;) {
             s = class_slab_with_room((int)pages, backend);
@@ -424,19 +430,19 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 }
 
 /* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
-static struct slab *take_slot(size_t span, size_t *idx, int requested)
+static struct slab *take_slot(size_t span, size_t *idx, int requested, int own_mapping)
 {
     int backend = zzi_policy_resolve(requested);
-    struct slab *s = take_slot_on(span, idx, backend);
+    struct slab *s = take_slot_on(span, idx, backend, own_mapping);
     if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
         zzi_pages_secretmem_refused(errno)) {
         zzi_policy_secretmem_unavailable();
-        s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
+        s = take_slot_on(span, idx, ZZ_BACKEND_ANON, own_mapping);
     }
     return s;
 }
 
-static void *alloc_impl(size_t n, size_t align, int backend)
+static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
 {
     if (zzi_init() != 0)
         return NULL;
@@ -448,7 +454,7 @@ static void *alloc_impl(size_t n, size_t align, int backend)
     }
     size_t span = (n + align - 1) & ~(align - 1), i;
     zzi_global_lock();
-    struct slab *s = take_slot(span, &i, backend);
+    struct slab *s = take_slot(span, &i, backend, owner != NULL);
     if (s == NULL) {
         int e = errno;
         zzi_global_unlock();
@@ -457,6 +463,7 @@ static void *alloc_impl(size_t n, size_t align, int backend)
     }
     atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
     s->align_shift[i] = (unsigned char)__builtin_ctzl(align);
+    s->owner[i] = owner;
     atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
     zzi_count(&live_blocks, 1);
     zzi_count(&live_bytes, n);
@@ -485,7 +492,12 @@ static void *alloc_impl(size_t n, size_t align, int backend)
 
 ZZ_API void *zz_alloc(size_t n)
 {
-    return alloc_impl(n, ZZ_ALIGN, zz_get_backend());
+    return alloc_impl(n, ZZ_ALIGN, zz_get_backend(), NULL);
+}
+
+void *zzi_block_alloc_for_arena(size_t n, int backend, zz_arena *owner)
+{
+    return alloc_impl(n, ZZ_ALIGN, backend, owner);
 }
 
 ZZ_API void *zz_alloc_backend(size_t n, int backend)
@@ -496,7 +508,7 @@ ZZ_API void *zz_alloc_backend(size_t n, int backend)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_impl(n, ZZ_ALIGN, backend);
+    return alloc_impl(n, ZZ_ALIGN, backend, NULL);
 }
 
 ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
@@ -507,7 +519,7 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zz_get_backend());
+    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zz_get_backend(), NULL);
 }
 
 /* ---- finding a block ---------------------------------------------------------- */
@@ -516,9 +528,15 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 #define FREEING "double free"
 #define USING "use after free (the block was already freed)"
 
-/* pre: global lock held.  The slab and slot of live block p; fatal when p is
- * not a live block's start: freed_msg when it is a freed one. */
-static struct slab *find_live(const void *p, size_t *idx, const char *freed_msg)
+/* Any owner (zz_size, zz_info), or exactly this one (NULL: a zz_alloc block). */
+#define ANY_OWNER ((const zz_arena *)1)
+
+/* pre: global lock held.  The slab and slot of live block p, a block of
+ * `owner`; fatal when p is not a live block's start (freed_msg when it is a
+ * freed one) or belongs to another owner (an arena block given to zz_free,
+ * or the other way round: "invalid pointer"). */
+static struct slab *find_live(const void *p, size_t *idx, const char *freed_msg,
+                              const zz_arena *owner)
 {
     uintptr_t a = (uintptr_t)p;
     struct zzi_region *r = zzi_registry_find(a);
@@ -534,6 +552,7 @@ static struct slab *find_live(const void *p, size_t *idx, const char *freed_msg)
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     ZZ_CHECK(a == (uintptr_t)block_at(s, i, span), "invalid pointer");
     ZZ_CHECK(state != SLOT_FREED, freed_msg);
+    ZZ_CHECK(owner == ANY_OWNER || s->owner[i] == owner, "invalid pointer");
     *idx = i;
     return s;
 }
@@ -682,15 +701,13 @@ static void release_slot(struct slab *s, size_t i, uintptr_t p)
         trim_idle_class(c);
 }
 
-ZZ_API void zz_free(void *p)
+static void free_impl(void *p, const zz_arena *owner)
 {
-    if (p == NULL)
-        return;
     int saved = errno;
     zzi_check_fork();
     zzi_global_lock();
     size_t i;
-    struct slab *s = find_live(p, &i, FREEING);
+    struct slab *s = find_live(p, &i, FREEING, owner);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
@@ -704,11 +721,59 @@ ZZ_API void zz_free(void *p)
     zz_wipe(b - head, head + span);
     ZZ_VG_NOACCESS(b - head, head + span);
     atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
+    s->owner[i] = NULL;
     release_slot(s, i, (uintptr_t)p);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();
     errno = saved;
+}
+
+ZZ_API void zz_free(void *p)
+{
+    if (p != NULL)
+        free_impl(p, NULL);
+}
+
+void zzi_block_free_for_arena(void *p, zz_arena *owner)
+{
+    free_impl(p, owner);
+}
+
+struct owned_walk {
+    const zz_arena *owner;
+    void *found;
+};
+
+static int find_one_owned(struct zzi_region *r, void *ctx)
+{
+    struct owned_walk *w = ctx;
+    if (r->kind != ZZI_REGION_SLAB)
+        return 0;
+    const struct slab *s = r->owner;
+    for (size_t i = 0; i < s->nslots; i++) {
+        if (s->owner[i] == w->owner &&
+            slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
+            w->found = block_at(s, i, atomic_load_explicit(&s->span[i], memory_order_relaxed));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Arena teardown is rare and an arena's large blocks few: one registry walk
+ * per block keeps this free of allocation. */
+void zzi_block_free_all_for_arena(zz_arena *owner)
+{
+    for (;;) {
+        struct owned_walk w = {owner, NULL};
+        zzi_global_lock();
+        zzi_registry_each(find_one_owned, &w);
+        zzi_global_unlock();
+        if (w.found == NULL)
+            return;
+        free_impl(w.found, owner);
+    }
 }
 
 /* ---- queries and modes ---------------------------------------------------------- */
@@ -720,7 +785,7 @@ ZZ_API size_t zz_size(const void *p)
     size_t i;
     zzi_check_fork();
     zzi_global_lock();
-    struct slab *s = find_live(p, &i, USING);
+    struct slab *s = find_live(p, &i, USING, ANY_OWNER);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     zzi_global_unlock();
     return n;
@@ -733,14 +798,13 @@ ZZ_API unsigned zz_info(const void *p)
     zzi_check_fork();
     zzi_global_lock();
     struct zzi_region *r = zzi_registry_find((uintptr_t)p);
-    unsigned info;
     if (r != NULL && r->kind == ZZI_REGION_ARENA) {
-        info = zzi_arena_info(r, (uintptr_t)p);
-    } else {
-        size_t i;
-        struct slab *s = find_live(p, &i, USING);
-        info = s->region.map.info | ZZ_INFO_CANARY;
+        zzi_global_unlock(); /* a fixed arena's lookup takes its lock, which comes first */
+        return zzi_arena_info(r, (uintptr_t)p);
     }
+    size_t i;
+    struct slab *s = find_live(p, &i, USING, ANY_OWNER);
+    unsigned info = s->region.map.info | ZZ_INFO_CANARY;
     zzi_global_unlock();
     return info;
 }
@@ -762,7 +826,13 @@ ZZ_API int zz_protect(void *p, int mode)
         return -1;
     }
     size_t i;
-    struct slab *s = find_live(p, &i, USING);
+    struct slab *s = find_live(p, &i, USING, ANY_OWNER);
+    if (s->owner[i] != NULL) { /* an arena's large block: arena blocks keep their mode */
+        zzi_global_unlock();
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
     int rc = change_protection(s, i, mode);
     if (rc != 0)
         zzi_fail(ZZI_FAIL_MAPCOUNT);
@@ -783,7 +853,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     int backend;
     zzi_check_fork();
     zzi_global_lock();
-    struct slab *s = find_live(p, &i, FREEING); /* realloc frees p */
+    struct slab *s = find_live(p, &i, FREEING, NULL); /* realloc frees p */
     old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     int readable = atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_NOACCESS;
     backend = s->table;
@@ -794,7 +864,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
         errno = EACCES;
         return NULL;
     }
-    void *q = alloc_impl(n, align, backend);
+    void *q = alloc_impl(n, align, backend, NULL);
     if (q == NULL)
         return NULL;
     zzi_copy_secret(q, p, old_n < n ? old_n : n);

@@ -301,6 +301,10 @@ static inline void zzi_check_fork(void)
         zzi_recover_missed_fork();
 }
 
+/* pre: global lock held.  Calls fn on every region in address order until
+ * it returns non-zero (returned).  fn must not add or remove regions. */
+int zzi_registry_each(int (*fn)(struct zzi_region *r, void *ctx), void *ctx);
+
 /* 1 if addr lies in memory this library mapped.  Takes the global lock. */
 int zzi_registry_owns(uintptr_t addr);
 
@@ -345,6 +349,13 @@ void zzi_block_init(void);
  * that cannot grow tries this before failing).  Takes the global lock;
  * preserves errno.  Returns 1 if anything was unmapped. */
 int zzi_block_drop_caches(int err);
+/* A growable arena's blocks above its runs' largest cell are zz_alloc blocks
+ * owned by the arena: zz_free refuses them ("invalid pointer"), and
+ * zzi_block_free_for_arena refuses anything else. */
+void *zzi_block_alloc_for_arena(size_t n, int backend, zz_arena *owner);
+void zzi_block_free_for_arena(void *p, zz_arena *owner);
+/* Frees every live block of owner (arena teardown). */
+void zzi_block_free_all_for_arena(zz_arena *owner);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
 void zzi_block_purge_region(struct zzi_region *r, int nested);
 
@@ -436,6 +447,8 @@ int zzi_init(void);
 
 /* ---- arena.c ------------------------------------------------------------ */
 void zzi_arena_purge_region(struct zzi_region *r);
+/* ZZ_INFO_* of arena block addr in region r (fatal when addr is not a live
+ * block).  pre: the global lock NOT held (a fixed arena takes its own). */
 unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
 void zzi_arena_lock_all(void);   /* atfork: before the global lock */
 void zzi_arena_unlock_all(void);

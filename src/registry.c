@@ -124,6 +124,16 @@ struct zzi_region *zzi_registry_find(uintptr_t addr)
     return addr - r->map.base < r->map.len ? r : NULL;
 }
 
+int zzi_registry_each(int (*fn)(struct zzi_region *r, void *ctx), void *ctx)
+{
+    for (size_t i = 0; i < index_len; i++) {
+        int rc = fn(index_items[i], ctx);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int zzi_registry_owns(uintptr_t addr)
 {
     zzi_global_lock();
