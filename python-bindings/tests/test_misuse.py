@@ -27,6 +27,9 @@ closed = SecureBuffer(b"gone"); closed.close()
 noacc = SecureBuffer(b"hidden"); noacc.noaccess()
 ro = SecureBuffer(b"readonly"); ro.readonly()
 exported = SecureBuffer(8); held = memoryview(exported)
+arena = zeroize.Arena(); packed = arena.buffer(8); held_packed = memoryview(packed)
+dead_arena = zeroize.Arena(); orphan = dead_arena.random(8); dead_arena.close()
+full = zeroize.Arena(capacity=4800)
 def assign(obj, key, value): obj[key] = value
 def delete(obj, key): del obj[key]
 
@@ -117,6 +120,27 @@ cases = [
     (ValueError, lambda: zeroize._zeroize._read_secret_line(0, -1), "read negative max"),
     (ValueError, lambda: zeroize._zeroize._wipe_c_loop(-1, 1), "bench negative"),
     (BufferError, lambda: zeroize._zeroize._volatile_loop_wipe(b"ro"), "bench readonly"),
+    # arenas
+    (ValueError, lambda: zeroize.Arena(-1), "arena negative capacity"),
+    (TypeError, lambda: zeroize.Arena(1.5), "arena float capacity"),
+    (TypeError, lambda: zeroize.Arena(1, 2), "arena two args"),
+    (ValueError, lambda: arena.buffer(-1), "arena negative size"),
+    (TypeError, lambda: arena.buffer("32"), "arena str size"),
+    (OverflowError, lambda: arena.random(2**80), "arena huge size"),
+    (ValueError, lambda: packed.readonly(), "packed readonly"),
+    (ValueError, lambda: packed.noaccess(), "packed noaccess"),
+    (BufferError, lambda: arena.close(), "arena close exported"),
+    (ValueError, lambda: dead_arena.buffer(1), "buffer of closed arena"),
+    (ValueError, lambda: dead_arena.random(1), "random of closed arena"),
+    (ValueError, lambda: dead_arena.__enter__(), "enter closed arena"),
+    (ValueError, lambda: orphan[0], "read buffer of closed arena"),
+    (ValueError, lambda: memoryview(orphan), "export buffer of closed arena"),
+    (ValueError, lambda: orphan == b"x", "compare buffer of closed arena"),
+    (ValueError, lambda: orphan.copy(), "copy buffer of closed arena"),
+    (ValueError, lambda: orphan.info(), "info buffer of closed arena"),
+    (ValueError, lambda: zeroize1(orphan), "zeroize1 buffer of closed arena"),
+    (TypeError, lambda: __import__("pickle").dumps(arena), "pickle arena"),
+    (MemoryError, lambda: [full.buffer(32) for _ in range(10_000)], "fixed arena full"),
 ]
 for exc, fn, name in cases:
     expect(exc, fn, name)
@@ -165,6 +189,7 @@ gc.collect()
 
 held.release()
 exported.close(); ro.close(); noacc.close(); noacc.close()
+held_packed.release(); arena.close(); full.close(); orphan.close()
 assert zeroize.stats()["live_blocks"] == 0, zeroize.stats()
 print("ALL", len(results), "MISUSES RAISED")
 '''
