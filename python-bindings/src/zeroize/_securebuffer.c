@@ -100,7 +100,7 @@ static PyObject *sb_from_buffer(PyTypeObject *type, PyObject *src, int wipe_sour
         if (zpy_get_wipeable_view(src, &view, "SecureBuffer", "wipe") < 0)
             return NULL;
     } else {
-        if (zpy_get_view(src, &view, PyBUF_RECORDS_RO, "SecureBuffer()") < 0)
+        if (zpy_get_view(src, &view, PyBUF_RECORDS_RO, "SecureBuffer") < 0)
             return NULL;
         if (zpy_format_has_objects(view.format)) {
             PyBuffer_Release(&view);
@@ -492,7 +492,7 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
     if (!PyObject_CheckBuffer(b))
         Py_RETURN_NOTIMPLEMENTED;
     Py_buffer other;
-    if (zpy_get_view(b, &other, PyBUF_RECORDS_RO, "SecureBuffer.__eq__()") < 0)
+    if (zpy_get_view(b, &other, PyBUF_RECORDS_RO, "SecureBuffer ==") < 0)
         return NULL;
     if (sb_unusable(self)) { /* checked after anything that may run code */
         PyBuffer_Release(&other);

@@ -59,7 +59,7 @@ static int has_suboffsets(const Py_buffer *v)
 static int refuse_suboffsets(PyObject *obj, const char *who)
 {
     PyErr_Format(PyExc_TypeError,
-                 "%s cannot use a buffer with suboffsets ('%.100s' exports a PIL-style "
+                 "%s: cannot use a buffer with suboffsets ('%.100s' exports a PIL-style "
                  "array of pointers to its rows): pass a contiguous or strided buffer "
                  "(bytes, bytearray, memoryview, numpy array, SecureBuffer)",
                  who, Py_TYPE(obj)->tp_name);
@@ -127,9 +127,7 @@ static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, const char *who
     Py_DECREF(itemsize);
     if (opaque == NULL)
         return -1;
-    char call[64];
-    PyOS_snprintf(call, sizeof call, "%s()", who);
-    int rc = zpy_get_view(opaque, view, PyBUF_RECORDS, call);
+    int rc = zpy_get_view(opaque, view, PyBUF_RECORDS, who);
     if (rc < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) { /* "writeable" is False */
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s() cannot %s a read-only buffer ('%.100s')", who,
@@ -141,9 +139,7 @@ static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, const char *who
 
 int zpy_get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who, const char *verb)
 {
-    char call[64];
-    PyOS_snprintf(call, sizeof call, "%s()", who);
-    if (zpy_get_view(obj, view, PyBUF_RECORDS, call) == 0) {
+    if (zpy_get_view(obj, view, PyBUF_RECORDS, who) == 0) {
         if (zpy_format_has_objects(view->format)) {
             PyBuffer_Release(view);
             PyErr_Format(PyExc_TypeError,

@@ -76,7 +76,7 @@ Py_ssize_t zpy_size_arg(PyObject *arg, const char *who);
 /* PyObject_GetBuffer for reading or writing, never with suboffsets: flags
  * must not include PyBUF_INDIRECT.  A PIL-style exporter (one that needs
  * suboffsets) is refused with TypeError, whether it refuses the request or
- * ignores it.  who names the operation in messages ("SecureBuffer()").
+ * ignores it.  who names the operation in messages ("SecureBuffer").
  * Returns 0, or -1 with an exception. */
 int zpy_get_view(PyObject *obj, Py_buffer *view, int flags, const char *who);
 /* A writable strided view of obj for wiping or locking, or TypeError for
