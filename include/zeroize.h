@@ -94,7 +94,10 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * mappings) MADV_GUARD_INSTALL guards to a child, so until the child
  * allocates from the same slab, zz_info() on those blocks lacks
  * ZZ_INFO_LOCKED (and ZZ_INFO_GUARDED on the guard-install path); the first
- * allocation puts both back for the whole slab.
+ * allocation puts both back for the whole slab.  A fork that runs no atfork
+ * handler (_Fork(), a raw clone() without CLONE_VM) is noticed by the next
+ * call into the library in the child, which then does the same (a byte on a
+ * MADV_WIPEONFORK page reads zero in any child: one load per call).
  *
  * Returns NULL and sets errno on failure:
  *   ENOMEM   n is too large, or the kernel refused memory or a mapping
@@ -120,25 +123,38 @@ ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc_aligned(size_t n, size_t alignment);
  *   "zeroize: double free"                       p was already freed
  *   "zeroize: invalid pointer"                   p was never returned by
  *                                                zz_alloc (inside a block, a
- *                                                malloc'd pointer, ...)
+ *                                                malloc'd pointer, an arena
+ *                                                block, ...)
  *   "zeroize: canary corrupted (before block)"   an underflow was written
  *   "zeroize: canary corrupted (after block)"    an overflow was written
  *
  * A double free is always detected while the slot has not been handed out
- * again; once a later zz_alloc reuses the address, freeing the stale pointer
- * frees the new block (no allocator that reuses addresses can tell them
- * apart).  Freed slots are reused last-in, first-out. */
+ * again (for a block whose mapping was unmapped, among the last 4,096 such
+ * blocks); once a later zz_alloc reuses the address, freeing the stale
+ * pointer frees the new block (no allocator that reuses addresses can tell
+ * them apart).  Freed slots are reused last-in, first-out.
+ *
+ * Canaries: every slot's (and every arena cell's) canaries are random words
+ * of their own, drawn from getrandom when the slab or run is set up and kept
+ * out of band: reading some canaries (an over-read) tells nothing about any
+ * other, so they cannot be forged elsewhere. */
 ZZ_EXPORT void zz_free(void *p);
 
 /* Changes the size of a block: a new guarded block of n bytes receives the
- * first min(n, old size) bytes, then the old block is wiped and freed.
- * p == NULL acts as zz_alloc(n).  On failure returns NULL with errno, and p
- * is untouched and still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse
- * of p is fatal as in zz_free.  The new block is in ZZ_READWRITE mode. */
+ * first min(n, old size) bytes (copied through general-purpose registers
+ * only, so no copy is left in vector registers or on the stack), then the
+ * old block is wiped and freed.  The new block keeps the old one's backend
+ * (a zz_alloc_backend(.., ZZ_BACKEND_SECRETMEM) block stays in secret
+ * memory whatever zz_set_backend says) and its alignment (a
+ * zz_alloc_aligned block stays aligned as asked).  p == NULL acts as
+ * zz_alloc(n).  On failure returns NULL with errno, and p is untouched and
+ * still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse of p is fatal as
+ * in zz_free.  The new block is in ZZ_READWRITE mode. */
 ZZ_EXPORT void *zz_realloc(void *p, size_t n);
 
 /* The n given to zz_alloc (or zz_realloc) for this block.  zz_size(NULL) is
- * 0.  A pointer this library did not return is fatal ("invalid pointer"). */
+ * 0.  A pointer this library did not return is fatal ("invalid pointer"), a
+ * freed one too ("use after free (the block was already freed)"). */
 ZZ_EXPORT size_t zz_size(const void *p);
 
 /* Protection modes for zz_protect. */
@@ -163,7 +179,8 @@ ZZ_EXPORT int zz_protect(void *p, int mode);
 #define ZZ_INFO_CANARY     0x20u /* canaries checked on free                 */
 
 /* The ZZ_INFO_* flags in force for a block (zz_alloc or arena).
- * zz_info(NULL) is 0.  A foreign pointer is fatal ("invalid pointer"). */
+ * zz_info(NULL) is 0.  A foreign pointer is fatal ("invalid pointer"), a
+ * freed one too ("use after free (the block was already freed)"). */
 ZZ_EXPORT unsigned zz_info(const void *p);
 
 /* ------------------------------------------------------------------------ */
@@ -176,16 +193,32 @@ ZZ_EXPORT unsigned zz_info(const void *p);
  * so unlocking one buffer never unlocks a neighbour that shares its page.
  * WARNING: other data on the same pages is also locked and left out of core
  * dumps while the lock is held.
+ *
+ * When a page's count goes from 0 to 1, zz_lock reads its mapping's flags in
+ * /proc/self/smaps: a page already locked (by you, another allocator,
+ * mlockall) or already excluded from dumps is recorded so, and zz_unlock
+ * leaves that state alone.  Cost: smaps is read up to the range, so about
+ * 30 us for a heap buffer, more for a range high in a big address space (on
+ * a 2-vCPU VM, Linux 6.18: 84 us for a stack buffer with 27 mappings, 14 ms
+ * with 5,000).  The limit: the state is sampled then; if someone else locks
+ * the page (or sets MADV_DONTDUMP) while our count is held, our last
+ * zz_unlock undoes that too, since the kernel keeps one flag per page and no
+ * count.
+ *
  * n == 0 returns 0.  Returns -1 with errno on failure (nothing is left
- * locked): EINVAL (p + n overflows, or memory that cannot be locked), ENOMEM
- * or EAGAIN or EPERM from mlock (RLIMIT_MEMLOCK, see zz_last_error()). */
+ * locked): EINVAL (p is NULL, or p + n wraps past the end of the address
+ * space), ENOMEM when part of the range is not mapped (zz_last_error()
+ * names the unmapped range), ENOMEM or EAGAIN or EPERM from mlock
+ * (RLIMIT_MEMLOCK, see zz_last_error()). */
 ZZ_EXPORT int zz_lock(void *p, size_t n);
 
 /* Wipes [p, p+n) with zz_wipe, then drops one lock count on each page of the
- * range; a page whose count reaches zero is unlocked (munlock) and included in
- * core dumps again.  Pages that zz_lock never locked are only wiped.
- * n == 0 returns 0.  Returns -1 with errno if the kernel refuses (the range is
- * wiped regardless). */
+ * range; a page whose count reaches zero gets back what zz_lock changed: it
+ * is unlocked (munlock) if zz_lock locked it, and included in core dumps
+ * again if zz_lock excluded it.  Pages that zz_lock never counted are only
+ * wiped.  n == 0 returns 0.  EINVAL as for zz_lock (nothing is wiped then).
+ * Returns -1 with errno if the kernel refuses (the range is wiped
+ * regardless). */
 ZZ_EXPORT int zz_unlock(void *p, size_t n);
 
 /* Like zz_unlock, but keeps the contents. */
@@ -197,18 +230,36 @@ ZZ_EXPORT int zz_unlock_keep(void *p, size_t n);
 
 typedef struct zz_arena zz_arena;
 
-/* Creates an arena.  capacity > 0: a fixed arena; its memory is reserved,
- * locked and guarded up front and it never grows.  A block of n <= 1024
- * bytes costs round_up(n, 16) + 16 bytes (the 16 are its canary), and
- * capacity = count * (round_up(n, 16) + 16) always holds count blocks of n
- * bytes.  The arena is cut into runs of 16 KiB, each serving one size, so a
- * mix of sizes, or blocks above 1 KiB (classes in steps of 64, then 256
- * bytes), may use more; about 12% more plus two runs is reserved for that.
+/* Creates an arena.
+ *
+ * capacity > 0: a fixed arena; its memory is reserved, locked and guarded up
+ * front and it never grows.  A block of n bytes costs round_up(n, 16) + 16
+ * bytes (the 16 are its canary), and capacity = count * (round_up(n, 16) +
+ * 16) always holds count blocks of n bytes, for every n.  It serves any block
+ * its free space holds, up to about 4 GiB (an empty arena of capacity C
+ * serves one block of C - 16 bytes).  Blocks of one size share runs of up to
+ * 16 KiB; blocks above 8,160 bytes get a run of their own, which goes back
+ * when they are freed.  The arena reserves 1/8 of the capacity plus 32 KiB
+ * more than the capacity, for the runs' trailing canaries and a mix of sizes
+ * (a mix may still fragment it: then ENOMEM says it is full).
+ *
  * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
  * first, then each new chunk a quarter of the arena's size so far (at least
  * 64 KiB, at most 4 MiB), so growth never leaves more than a quarter unused.
- * Blocks may be up to 16,336 bytes; larger secrets belong in zz_alloc.  Same
- * lock policy and backend as zz_alloc.
+ * Blocks up to 16,336 bytes are packed in runs of 16 KiB, one size class
+ * each (steps of 16 bytes up to 1 KiB, 64 up to 4 KiB, 256 beyond); larger
+ * blocks, of any size, get a guarded mapping of their own (as zz_alloc
+ * gives blocks above 64 KiB), with the same canaries, purge and statistics,
+ * and zz_arena_destroy frees them too.
+ *
+ * Both kinds follow the lock policy and the backend as zz_alloc does, for
+ * every block they hand out: a chunk mapped unlocked under
+ * ZZ_LOCK_BEST_EFFORT is locked, or else retired (its live blocks stay
+ * valid, it hands out no more), as soon as the policy becomes
+ * ZZ_LOCK_REQUIRED; in a forked child a chunk is locked and guarded again
+ * before it hands out a block, and a secretmem arena's chunks, which the
+ * child sees as anonymous zero pages, are retired (a growable arena maps new
+ * secret memory; a fixed one fails with ENOMEM).
  *
  * Threads: a fixed arena takes its lock on every alloc and free, so all of
  * its capacity is available to every thread.  A growable arena keeps, per
@@ -220,8 +271,8 @@ typedef struct zz_arena zz_arena;
  * than share another thread's.  Under a finite RLIMIT_MEMLOCK (no
  * CAP_IPC_LOCK) locked memory comes first: caches hold 2 cells and the arena
  * grows only when no run has a free cell.  A thread's cache goes back to the
- * arena when the thread exits.  In both kinds zz_arena_free finds, claims and checks
- * the block without a lock.
+ * arena when the thread exits.  A growable arena's zz_arena_free finds,
+ * claims and checks the block without a lock.
  * Returns NULL with errno on failure (ENOMEM, or the lock failure's errno).
  * In a forked child, an arena made before the fork keeps working (its blocks
  * read as zeros there). */
@@ -229,16 +280,19 @@ ZZ_EXPORT zz_arena *zz_arena_create(size_t capacity);
 
 /* A zero-filled, 16-byte aligned block of n bytes from the arena.  Blocks are
  * packed (a 32-byte secret costs 48 bytes of locked memory, a 16-byte one 32)
- * and separated by canaries; metadata is kept outside the arena's memory.
- * Returns NULL with ENOMEM when a fixed arena is full or n > 16,336: never
- * memory from anywhere else.  EINVAL for a NULL arena.  Threads may share an
- * arena.  Not async-signal-safe (nor is zz_arena_free): from a signal
- * handler, call zz_purge only. */
+ * and separated by canaries (a random word each, kept out of band); metadata
+ * is kept outside the arena's memory.  A block of 0 bytes is a unique pointer
+ * to 16 zero bytes (no canary is exposed there; they must stay zero).
+ * Returns NULL with ENOMEM when a fixed arena has no room for the block:
+ * never memory from anywhere else.  EINVAL for a NULL arena.  Threads may
+ * share an arena.  Not async-signal-safe (nor is zz_arena_free): from a
+ * signal handler, call zz_purge only. */
 ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_arena_alloc(zz_arena *a, size_t n);
 
 /* Wipes and frees an arena block.  NULL p is a no-op.  Fatal: "zeroize: double
  * free", "zeroize: invalid pointer" (not from this arena), "zeroize: canary
- * corrupted (after block)" / "(before block)". */
+ * corrupted (after block)" / "(before block)" (for a 0-byte block: any of
+ * its 16 bytes written). */
 ZZ_EXPORT void zz_arena_free(zz_arena *a, void *p);
 
 /* Checks every canary, wipes every block (live or not), and unmaps the arena.
@@ -290,6 +344,16 @@ ZZ_EXPORT void zz_purge(void);
  * then hands the signal on: to the handler that was installed before (which
  * runs after the purge), or, if there was none, to the default action, so the
  * process still dies of the same signal and dumps core if it would have.
+ * Ours is installed with the earlier handler's own mask and flags, so that
+ * one runs as it would have alone: on the alternate signal stack if it had
+ * SA_ONSTACK (a SIGSEGV handler that catches stack overflow keeps working),
+ * with its mask blocked, SA_RESETHAND, SA_NODEFER and SA_RESTART honoured,
+ * called in its own form (sa_handler or sa_sigaction).  With no earlier
+ * handler, ours runs on the alternate stack when the thread has one.
+ * Calling it again for a signal whose handler is ours changes nothing; for
+ * one whose handler you replaced since, it chains to yours.  A signal that
+ * arrives while the chain is being rewritten sees the old or the new chain,
+ * never a mix.
  * Returns 0, or -1 with errno (EINVAL for a signal that cannot be caught). */
 ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
 
