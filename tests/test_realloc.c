@@ -352,6 +352,135 @@ static void test_aligned_guard_after_padding(void **state)
     expect_segv(child_aligned_past_padding, &w);
 }
 
+/* ---- realloc keeps the block's backend and alignment (issue 11, defect 4) -- */
+/* On 53bd339 zz_realloc allocated the new block with zz_alloc: the
+ * process-wide backend and 16-byte alignment, whatever the old block had. */
+
+static int have_secretmem(void)
+{
+#ifdef SYS_memfd_secret
+    long fd = syscall(SYS_memfd_secret, 0);
+    if (fd < 0)
+        return 0;
+    close((int)fd);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* 0 if /proc/self/mem reads n bytes at p (and they equal p's), else the
+ * errno of the refused read. */
+static int proc_mem_read_errno(const unsigned char *p, size_t n)
+{
+    int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    unsigned char buf[256];
+    assert_true(n <= sizeof buf);
+    errno = 0;
+    ssize_t got = pread(fd, buf, n, (off_t)(uintptr_t)p);
+    int e = got < 0 ? errno : 0;
+    close(fd);
+    if (got >= 0) {
+        assert_int_equal(got, (ssize_t)n);
+        assert_memory_equal(buf, p, n);
+    }
+    return e;
+}
+
+static void test_realloc_keeps_secretmem_backend(void **state)
+{
+    (void)state;
+    if (!have_secretmem()) {
+        print_message("skipped: no memfd_secret on this kernel\n");
+        skip();
+    }
+    assert_int_equal(zz_get_backend(), ZZ_BACKEND_ANON);
+    unsigned char *p = zz_alloc_backend(32, ZZ_BACKEND_SECRETMEM);
+    assert_non_null(p);
+    assert_int_equal(zz_info(p) & ZZ_INFO_SECRETMEM, ZZ_INFO_SECRETMEM);
+    fill(p, 32);
+    size_t have = 32;
+    static const size_t steps[] = { 64, 9000, 100000, 100, 16 };
+    for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+        size_t n = steps[s];
+        unsigned char *q = zz_realloc(p, n);
+        assert_non_null(q);
+        unsigned info = zz_info(q);
+        if (!(info & ZZ_INFO_SECRETMEM))
+            print_error("zz_realloc(p, %zu) of a secretmem block: zz_info 0x%x, no "
+                        "ZZ_INFO_SECRETMEM\n",
+                        n, info);
+        assert_int_equal(info & ZZ_INFO_SECRETMEM, ZZ_INFO_SECRETMEM);
+        size_t keep = have < n ? have : n;
+        assert_true(holds_pattern(q, keep));
+        fill(q, n);
+        have = n;
+        int e = proc_mem_read_errno(q, n < 64 ? n : 64);
+        if (e != EIO && e != EFAULT)
+            print_error("/proc/self/mem read the block after zz_realloc(p, %zu) (errno %d)\n", n,
+                        e);
+        assert_true(e == EIO || e == EFAULT);
+        p = q;
+    }
+    zz_free(p);
+}
+
+/* The other way: an anon block stays anon while the process-wide backend is
+ * secretmem. */
+static void test_realloc_keeps_anon_backend(void **state)
+{
+    (void)state;
+    if (!have_secretmem()) {
+        print_message("skipped: no memfd_secret on this kernel\n");
+        skip();
+    }
+    unsigned char *p = zz_alloc_backend(32, ZZ_BACKEND_ANON);
+    assert_non_null(p);
+    fill(p, 32);
+    assert_int_equal(zz_set_backend(ZZ_BACKEND_SECRETMEM), 0);
+    unsigned char *q = zz_realloc(p, 64);
+    unsigned char *r = q != NULL ? zz_realloc(q, 9000) : NULL;
+    assert_int_equal(zz_set_backend(ZZ_BACKEND_ANON), 0);
+    assert_non_null(q);
+    assert_non_null(r);
+    assert_int_equal(zz_info(r) & ZZ_INFO_SECRETMEM, 0);
+    assert_true(holds_pattern(r, 32));
+    assert_int_equal(proc_mem_read_errno(r, 32), 0);
+    zz_free(r);
+}
+
+/* A zz_alloc_aligned block keeps its alignment through realloc, growing into
+ * a big block (a mapping of its own) and back, and keeps its contents. */
+static void test_realloc_keeps_alignment(void **state)
+{
+    (void)state;
+    static const size_t alignments[] = { 256, 32, 64, 1024, 4096 };
+    static const size_t steps[] = { 300, 100000, 100, 5000, 1 };
+    for (size_t a = 0; a < sizeof alignments / sizeof alignments[0]; a++) {
+        size_t al = alignments[a];
+        unsigned char *p = zz_alloc_aligned(100, al);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % al, 0);
+        fill(p, 100);
+        size_t have = 100;
+        for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+            size_t n = steps[s];
+            unsigned char *q = zz_realloc(p, n);
+            assert_non_null(q);
+            if ((uintptr_t)q % al != 0)
+                print_error("zz_realloc to %zu bytes of a block aligned to %zu: %p\n", n, al,
+                            (void *)q);
+            assert_int_equal((uintptr_t)q % al, 0);
+            assert_true(holds_pattern(q, have < n ? have : n));
+            fill(q, n);
+            have = n;
+            p = q;
+        }
+        zz_free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +496,9 @@ int main(void)
         cmocka_unit_test(test_aligned_bad_alignment_is_einval),
         cmocka_unit_test(test_aligned_canary_after_block),
         cmocka_unit_test(test_aligned_guard_after_padding),
+        cmocka_unit_test(test_realloc_keeps_secretmem_backend),
+        cmocka_unit_test(test_realloc_keeps_anon_backend),
+        cmocka_unit_test(test_realloc_keeps_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
