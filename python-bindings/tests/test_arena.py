@@ -364,3 +364,23 @@ def test_100000_live_secrets_without_cap_ipc_lock_under_8_mib(py):
     assert int(lines["securebuffers"]) < 5000           # the limit does bite
     count, locked = map(int, lines["arena"].split())
     assert count == 100_000 and locked < 8 << 20
+
+
+def test_large_blocks_of_a_growable_arena_have_pages_of_their_own(arena):
+    """A growable arena puts blocks above 16,336 bytes on guarded pages of
+    their own: such a buffer is not packed, and info() says so."""
+    small = arena.buffer(32)
+    assert small.packed
+    try:
+        big = arena.random(20000)
+    except MemoryError:
+        pytest.skip("this libzeroize serves no arena block above 16,336 bytes")
+    assert big != bytes(20000) and len(big) == 20000
+    assert not big.packed and repr(big) == "<SecureBuffer size=20000 arena>"
+    assert Protection.PACKED not in big.info() and Protection.GUARDED in big.info()
+    with pytest.raises(io.UnsupportedOperation, match="arena keeps its blocks"):
+        big.readonly()
+    big.close()
+    with Arena(capacity=64 * 1024) as fixed:
+        f = fixed.buffer(20000)
+        assert f.packed and Protection.PACKED in f.info()

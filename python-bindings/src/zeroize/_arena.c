@@ -47,6 +47,19 @@ static void unlink_buffer(ArenaObject *a, SecureBufferObject *sb)
     a->live_bytes -= sb->size;
 }
 
+/* 1 if p lies in one of the arena's chunks (packed between canaries), 0 if
+ * it is a large block the arena keeps on guarded pages of its own. */
+static int in_chunks(const zz_arena *z, const unsigned char *p)
+{
+    const struct chunk_index *ix = atomic_load_explicit(&z->index, memory_order_acquire);
+    for (size_t k = 0; ix != NULL && k < ix->n; k++) {
+        const struct chunk *c = ix->chunks[k];
+        if (p >= c->data && p < c->data + c->bytes)
+            return 1;
+    }
+    return 0;
+}
+
 SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
 {
     if (arena_closed(a))
@@ -65,6 +78,7 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
     sb->data = p;
     sb->size = n;
     sb->mode = ZZ_READWRITE;
+    sb->packed = in_chunks(a->arena, p);
     sb->arena = (ArenaObject *)Py_NewRef(a);
     link_buffer(a, sb);
     return sb;
@@ -76,6 +90,7 @@ void zpy_arena_free_buffer(SecureBufferObject *sb)
     unsigned char *p = sb->data;
     sb->data = NULL;
     sb->arena = NULL;
+    sb->packed = 0;
     unlink_buffer(a, sb);
     zz_arena_free(a->arena, p); /* wipes; checks the canaries */
     Py_DECREF(a);               /* last: may finalize the arena */
@@ -92,6 +107,7 @@ static void close_arena(ArenaObject *self)
         self->buffers = sb->next;
         sb->data = NULL;
         sb->arena = NULL;
+        sb->packed = 0;
         sb->prev = sb->next = NULL;
         Py_DECREF(self); /* the buffer's reference; never the last one */
     }
@@ -192,13 +208,14 @@ static PyObject *arena_repr(PyObject *op)
 
 PyDoc_STRVAR(arena_buffer_doc,
 "buffer(n, /)\n--\n\n"
-"A new SecureBuffer of n zero bytes packed in this arena: locked,\n"
-"dump-excluded, wipe-on-fork memory like any SecureBuffer, with canaries\n"
-"(checked when it is freed) rather than guard pages between it and its\n"
-"neighbours.  It keeps the arena alive; closing the arena closes it.\n"
-"MemoryError when a fixed arena is full or n is larger than an arena\n"
-"block may be, LockError when the memory cannot be locked, ValueError\n"
-"once the arena is closed.");
+"A new SecureBuffer of n zero bytes from this arena: locked,\n"
+"dump-excluded, wipe-on-fork memory like any SecureBuffer, packed with\n"
+"canaries (checked when it is freed) rather than guard pages between it\n"
+"and its neighbours.  (A growable arena puts blocks above 16,336 bytes on\n"
+"guarded pages of their own: those are not packed.)  It keeps the arena\n"
+"alive; closing the arena closes it.  MemoryError when a fixed arena is\n"
+"full, LockError when the memory cannot be locked, ValueError once the\n"
+"arena is closed.");
 
 static PyObject *arena_buffer(PyObject *op, PyObject *arg)
 {
@@ -281,8 +298,9 @@ PyDoc_STRVAR(arena_stats_doc,
 "stats()\n--\n\n"
 "This arena's counters, as a dict like zeroize.stats(): live_blocks and\n"
 "live_bytes (its open buffers and their sizes), locked_bytes (counted\n"
-"against RLIMIT_MEMLOCK) and mapped_bytes (guard pages included).  All 0\n"
-"once closed.");
+"against RLIMIT_MEMLOCK) and mapped_bytes of its chunks (large blocks on\n"
+"pages of their own are counted in zeroize.stats() only).  All 0 once\n"
+"closed.");
 
 static PyObject *arena_stats(PyObject *op, PyObject *unused)
 {

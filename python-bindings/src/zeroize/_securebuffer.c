@@ -209,7 +209,8 @@ static PyObject *sb_repr(PyObject *op)
 {
     SecureBufferObject *self = SB(op);
     const char *state = self->data == NULL          ? " closed"
-                        : self->arena != NULL       ? " packed"
+                        : self->packed              ? " packed"
+                        : self->arena != NULL       ? " arena"
                         : self->mode == ZZ_READONLY ? " readonly"
                         : self->mode == ZZ_NOACCESS ? " noaccess"
                                                     : "";
@@ -571,10 +572,12 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
     CHECK_OPEN(self, NULL);
     if (self->arena != NULL && mode != ZZ_READWRITE) {
         PyErr_Format(zpy_UnsupportedOperation,
-                     "a packed SecureBuffer (from an Arena) cannot be made %s: it shares "
-                     "its pages with other secrets; use SecureBuffer(n) for a buffer with "
-                     "pages of its own",
-                     mode == ZZ_READONLY ? "read-only" : "no-access");
+                     "a %sSecureBuffer from an Arena cannot be made %s: %s; use "
+                     "SecureBuffer(n) for a buffer with pages of its own",
+                     self->packed ? "packed " : "",
+                     mode == ZZ_READONLY ? "read-only" : "no-access",
+                     self->packed ? "it shares its pages with other secrets"
+                                  : "the arena keeps its blocks read-write");
         return NULL;
     }
     CHECK_NOT_EXPORTED(self, what, NULL);
@@ -636,7 +639,7 @@ static PyObject *sb_info(PyObject *op, PyObject *unused)
     SecureBufferObject *self = SB(op);
     CHECK_OPEN(self, NULL);
     unsigned bits = zz_info(self->data);
-    if (self->arena != NULL)
+    if (self->packed)
         bits = (bits & ~ZZ_INFO_GUARDED) | INFO_PACKED;
     if (zpy_protection_type == NULL)
         return PyLong_FromUnsignedLong(bits);
@@ -822,7 +825,7 @@ static PyObject *sb_get_mode(PyObject *op, void *closure)
 static PyObject *sb_get_packed(PyObject *op, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(SB(op)->arena != NULL);
+    return PyBool_FromLong(SB(op)->packed);
 }
 
 static PyObject *sb_refuse_resize(PyObject *op, PyObject *args)
@@ -869,7 +872,7 @@ static PyGetSetDef sb_getset[] = {
     {"mode", sb_get_mode, NULL,
      "\"readwrite\", \"readonly\", \"noaccess\" or \"closed\".", NULL},
     {"packed", sb_get_packed, NULL,
-     "True for an open buffer from an Arena (packed with its neighbours).", NULL},
+     "True for an open buffer packed in an Arena, next to other secrets.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -30,6 +30,8 @@ typedef struct SecureBufferObject {
     Py_ssize_t size;     /* bytes in the block (kept after close for len/repr) */
     Py_ssize_t exports;  /* live buffer exports (memoryview, numpy, ...) */
     int mode;            /* ZZ_READWRITE, ZZ_READONLY or ZZ_NOACCESS */
+    int packed;          /* in an arena's memory, next to other blocks (not a
+                            large arena block on pages of its own) */
     /* Packed buffers only (NULL/unused for zz_alloc blocks): the Arena the
      * block belongs to (a strong reference, held while the block is open),
      * and the links of that arena's list of its open buffers. */
