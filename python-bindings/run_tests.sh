@@ -51,9 +51,7 @@ if ! "$python" -c 'import mypy' 2>/dev/null; then
     exit 1
 fi
 site=$("$venv/bin/python" -c 'import os, zeroize; print(os.path.dirname(zeroize.__file__))')
-mypy_cache=$(mktemp -d /tmp/zzmypy.XXXXXX)
-trap 'rm -rf "$target" "$mypy_cache"' EXIT
-(cd / && "$python" -m mypy --strict --no-error-summary --cache-dir "$mypy_cache" \
+(cd / && "$python" -m mypy --strict --no-error-summary --cache-dir "$venv/.mypy_cache" \
     --python-executable "$venv/bin/python" "$site/__init__.pyi")
 echo "stubs OK"
 
