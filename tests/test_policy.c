@@ -161,6 +161,81 @@ static void test_policy_best_effort_over_small_limit(void **state)
     expect_child_ok(child_best_effort_small_limit, NULL);
 }
 
+/* Arenas after a best-effort phase (issue 11, defect 5).  RLIMIT_MEMLOCK 0:
+ * arenas made and used under ZZ_LOCK_BEST_EFFORT hold unlocked chunks.  Once
+ * the policy is ZZ_LOCK_REQUIRED, no path may hand out an unlocked block:
+ * zz_alloc fails (it retires unlocked slabs), and so must every arena
+ * allocation (53bd339 handed out 1000 of 1000, unlocked). */
+enum { REQUIRED_TRIES = 1000 };
+
+/* Returns how many of REQUIRED_TRIES allocations of 32 bytes were refused;
+ * any block handed out must be locked (smaps agreeing). */
+static size_t required_arena_allocs(zz_arena *a, const char *what)
+{
+    size_t refused = 0, unlocked = 0;
+    for (size_t i = 0; i < REQUIRED_TRIES; i++) {
+        errno = 0;
+        unsigned char *p = zz_arena_alloc(a, 32);
+        if (p == NULL) {
+            child_check(errno == EAGAIN || errno == ENOMEM || errno == EPERM);
+            refused++;
+            continue;
+        }
+        memset(p, 0x2D, 32);
+        if (!(zz_info(p) & ZZ_INFO_LOCKED) || !tu_addr_has_flag(p, "lo"))
+            unlocked++;
+    }
+    if (unlocked > 0)
+        fprintf(stderr, "%s arena under ZZ_LOCK_REQUIRED handed out %zu unlocked blocks of %d\n",
+                what, unlocked, REQUIRED_TRIES);
+    child_check(unlocked == 0);
+    return refused;
+}
+
+static void child_arenas_after_best_effort(void *arg)
+{
+    (void)arg;
+    child_check(tu_drop_ipc_lock(0) == 0);
+    child_check(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT) == 0);
+    zz_arena *grow = zz_arena_create(0), *fixed = zz_arena_create(64 * 1024);
+    child_check(grow != NULL && fixed != NULL);
+    void *kept[8];
+    for (int i = 0; i < 8; i++) {
+        zz_arena *a = i % 2 ? fixed : grow;
+        unsigned char *p = zz_arena_alloc(a, 32);
+        child_check(p != NULL);
+        child_check(!(zz_info(p) & ZZ_INFO_LOCKED)); /* best effort, limit 0 */
+        memset(p, 0x1F, 32);
+        kept[i] = p;
+    }
+    /* some cells back to the arena (and the thread's cache) */
+    zz_arena_free(grow, kept[0]);
+    zz_arena_free(fixed, kept[1]);
+
+    child_check(zz_set_lock_policy(ZZ_LOCK_REQUIRED) == 0);
+    errno = 0;
+    child_check(zz_alloc(32) == NULL);
+    size_t refused_grow = required_arena_allocs(grow, "growable");
+    size_t refused_fixed = required_arena_allocs(fixed, "fixed");
+    fprintf(stderr, "under ZZ_LOCK_REQUIRED: growable arena refused %zu of %d, fixed %zu of %d\n",
+            refused_grow, REQUIRED_TRIES, refused_fixed, REQUIRED_TRIES);
+    child_check(refused_grow == REQUIRED_TRIES); /* nothing can be locked: all refused */
+    child_check(refused_fixed == REQUIRED_TRIES);
+    /* the blocks from the best-effort phase are still valid */
+    for (int i = 2; i < 8; i++) {
+        zz_arena *a = i % 2 ? fixed : grow;
+        zz_arena_free(a, kept[i]);
+    }
+    zz_arena_destroy(grow);
+    zz_arena_destroy(fixed);
+}
+
+static void test_policy_required_after_best_effort_arenas(void **state)
+{
+    (void)state;
+    expect_child_ok(child_arenas_after_best_effort, NULL);
+}
+
 /* ZEROIZE_LOCK in the environment of a freshly exec'd process. */
 static void child_exec_with_env(void *arg)
 {
@@ -255,6 +330,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_policy_required_limit_zero_fails),
         cmocka_unit_test(test_policy_best_effort_unlocked_blocks),
         cmocka_unit_test(test_policy_best_effort_over_small_limit),
+        cmocka_unit_test(test_policy_required_after_best_effort_arenas),
         cmocka_unit_test(test_policy_env_best_effort_exec),
         cmocka_unit_test(test_policy_env_required_exec),
         cmocka_unit_test(test_policy_env_read_lazily_in_fork_child),

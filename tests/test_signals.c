@@ -4,6 +4,11 @@
  * and the handler is armed again after SIGCONT; invalid signals are refused
  * with nothing installed; installing twice does not make the handler call
  * itself.  Every case runs in a forked child. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
 #include "test_util.h"
 
 /* ---- what the child's own handler sees ------------------------------------ */
@@ -326,6 +331,364 @@ static void test_invalid_signals_refused(void **state)
     expect_child_ok(child_invalid_signals, NULL);
 }
 
+/* ---- the earlier handler's own flags, mask and form (issue 11, defect 6) ---- */
+/* On 53bd339 zz_purge_on_signals installed its handler with SA_SIGINFO |
+ * SA_RESTART and an empty mask whatever the earlier handler had asked for:
+ * a program catching stack overflow on sigaltstack died of SIGSEGV (139),
+ * the earlier handler ran without its sa_mask, and SA_RESETHAND was lost. */
+
+static unsigned char *overflow_secret;
+static int overflow_fd = -1;
+
+static void on_stack_overflow(int sig, siginfo_t *info, void *uctx)
+{
+    (void)sig;
+    (void)info;
+    (void)uctx;
+    stack_t now;
+    int on_alt = sigaltstack(NULL, &now) == 0 && (now.ss_flags & SS_ONSTACK);
+    const char *msg = !on_alt ? "not on the alternate stack"
+                      : zz_is_zero(overflow_secret, SECRET_LEN) ? "purged"
+                                                                : "NOT purged";
+    if (write(overflow_fd, msg, strlen(msg)) < 0)
+        _exit(3);
+    _exit(42);
+}
+
+static OPTNONE unsigned long recurse_forever(unsigned long depth)
+{
+    volatile unsigned char frame[512];
+    if (depth == ~0ul) /* never: keeps compilers from calling this a bug */
+        return 0;
+    frame[0] = (unsigned char)depth;
+    frame[511] = (unsigned char)(depth >> 8);
+    return recurse_forever(depth + 1) + frame[0] + frame[511];
+}
+
+static OPTNONE void child_stack_overflow(void *arg)
+{
+    overflow_fd = *(const int *)arg;
+    /* a small stack, so the overflow comes fast whatever `ulimit -s` says */
+    struct rlimit rl;
+    child_check(getrlimit(RLIMIT_STACK, &rl) == 0);
+    rl.rlim_cur = (rlim_t)1 << 20;
+    child_check(setrlimit(RLIMIT_STACK, &rl) == 0);
+    overflow_secret = zz_alloc(SECRET_LEN);
+    child_check(overflow_secret != NULL);
+    memset(overflow_secret, 0xE5, SECRET_LEN);
+    size_t alt_len = 256 * 1024;
+    void *alt = mmap(NULL, alt_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    child_check(alt != MAP_FAILED);
+    stack_t ss = { .ss_sp = alt, .ss_flags = 0, .ss_size = alt_len };
+    child_check(sigaltstack(&ss, NULL) == 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stack_overflow;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    child_check(sigaction(SIGSEGV, &sa, NULL) == 0);
+    const int sigs[] = { SIGSEGV };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    (void)recurse_forever(0);
+    child_check(!"the stack overflow ends the child");
+}
+
+static void test_chain_stack_overflow_on_sigaltstack(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_stack_overflow, &fds[1], &r), 0);
+    close(fds[1]);
+    char got[64] = { 0 };
+    ssize_t n = read(fds[0], got, sizeof got - 1);
+    close(fds[0]);
+    if (!r.exited || r.exit_code != 42 || n <= 0 || strcmp(got, "purged") != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        print_error("expected exit 42 from the program's SIGSEGV handler on its alternate stack, "
+                    "reporting \"purged\"; it reported \"%s\"\n",
+                    got);
+        fail();
+    }
+}
+
+/* The earlier handler runs with its own sa_mask in force. */
+static int mask_fd = -1;
+
+static void report_mask(void)
+{
+    sigset_t cur;
+    const char *msg = "sigmask failed";
+    if (pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0)
+        msg = sigismember(&cur, SIGUSR2) == 1 ? "SIGUSR2 blocked" : "SIGUSR2 not blocked";
+    if (write(mask_fd, msg, strlen(msg)) < 0)
+        _exit(3);
+}
+
+static void mask_plain_handler(int sig)
+{
+    (void)sig;
+    report_mask();
+}
+
+static void mask_siginfo_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)sig;
+    (void)info;
+    (void)uctx;
+    report_mask();
+}
+
+struct mask_case {
+    int fd;
+    int siginfo;
+};
+
+static void child_mask(void *arg)
+{
+    const struct mask_case *m = arg;
+    mask_fd = m->fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    if (m->siginfo) {
+        sa.sa_sigaction = mask_siginfo_handler;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = mask_plain_handler;
+    }
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGUSR2);
+    child_check(sigaction(SIGUSR1, &sa, NULL) == 0);
+    const int sigs[] = { SIGUSR1 };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    raise(SIGUSR1);
+    sigset_t cur; /* and the mask is back to normal afterwards */
+    child_check(pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0);
+    child_check(sigismember(&cur, SIGUSR2) == 0);
+}
+
+static void test_chain_keeps_earlier_sa_mask(void **state)
+{
+    (void)state;
+    for (int siginfo = 0; siginfo < 2; siginfo++) {
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        struct mask_case m = { fds[1], siginfo };
+        struct tu_child_result r;
+        assert_int_equal(tu_run_child(child_mask, &m, &r), 0);
+        close(fds[1]);
+        char got[64] = { 0 };
+        ssize_t n = read(fds[0], got, sizeof got - 1);
+        close(fds[0]);
+        if (!r.exited || r.exit_code != 0 || n <= 0 || strcmp(got, "SIGUSR2 blocked") != 0) {
+            tu_describe_child(&r, __FILE__, __LINE__);
+            print_error("%s earlier handler installed with SIGUSR2 in sa_mask reported \"%s\"\n",
+                        siginfo ? "SA_SIGINFO" : "plain", got);
+            fail();
+        }
+    }
+}
+
+/* A plain (not SA_SIGINFO) earlier handler is called with the signal's
+ * number. */
+static volatile sig_atomic_t plain_got;
+
+static void plain_records(int sig)
+{
+    plain_got = sig;
+}
+
+static void child_plain_number(void *arg)
+{
+    (void)arg;
+    static const int sigs[] = { SIGUSR1, SIGHUP, SIGTERM };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = plain_records;
+        sigemptyset(&sa.sa_mask);
+        child_check(sigaction(sigs[i], &sa, NULL) == 0);
+        child_check(zz_purge_on_signals(&sigs[i], 1) == 0);
+        plain_got = 0;
+        raise(sigs[i]);
+        child_check(plain_got == sigs[i]);
+    }
+}
+
+static void test_chain_plain_handler_gets_signal_number(void **state)
+{
+    (void)state;
+    expect_child_ok(child_plain_number, NULL);
+}
+
+/* SA_RESETHAND on the earlier handler: it runs once, and the next delivery
+ * takes the default action (SIGUSR1: the process dies of it). */
+static int reset_fd = -1;
+static volatile sig_atomic_t reset_calls;
+
+static void once_handler(int sig)
+{
+    (void)sig;
+    reset_calls++;
+}
+
+static void child_resethand(void *arg)
+{
+    reset_fd = *(const int *)arg;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = once_handler;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    child_check(sigaction(SIGUSR1, &sa, NULL) == 0);
+    const int sigs[] = { SIGUSR1 };
+    child_check(zz_purge_on_signals(sigs, 1) == 0);
+    raise(SIGUSR1);
+    char c = (char)('0' + reset_calls);
+    child_check(write(reset_fd, &c, 1) == 1);
+    raise(SIGUSR1); /* the default action now */
+    c = (char)('0' + reset_calls);
+    child_check(write(reset_fd, &c, 1) == 1);
+}
+
+static void test_chain_earlier_resethand_honoured(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_resethand, &fds[1], &r), 0);
+    close(fds[1]);
+    char got[8] = { 0 };
+    ssize_t n = read(fds[0], got, sizeof got - 1);
+    close(fds[0]);
+    if (!r.signaled || r.signal != SIGUSR1 || n != 1 || got[0] != '1') {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        print_error("SA_RESETHAND handler: calls after each delivery \"%s\"; expected \"1\", then "
+                    "death by SIGUSR1\n",
+                    got);
+        fail();
+    }
+}
+
+/* One thread rewrites the chain (sigaction to h1 or h2, then
+ * zz_purge_on_signals) in a loop while another sends SIGUSR1 and waits for
+ * each delivery to reach h1 or h2: no crash, no delivery lost or sent to a
+ * half-written entry (h1 is SA_SIGINFO and checks its siginfo; h2 is
+ * plain). */
+static atomic_ulong h1_calls, h2_calls, bad_calls;
+static atomic_int rewriter_stop;
+
+static void torture_h1(int sig, siginfo_t *info, void *uctx)
+{
+    (void)uctx;
+    if (sig != SIGUSR1 || info == NULL || info->si_signo != SIGUSR1)
+        atomic_fetch_add(&bad_calls, 1);
+    atomic_fetch_add(&h1_calls, 1);
+}
+
+static void torture_h2(int sig)
+{
+    if (sig != SIGUSR1)
+        atomic_fetch_add(&bad_calls, 1);
+    atomic_fetch_add(&h2_calls, 1);
+}
+
+static void *rewrite_chain(void *arg)
+{
+    unsigned long *rewrites = arg;
+    const int sigs[] = { SIGUSR1 };
+    for (unsigned long i = 0; !atomic_load(&rewriter_stop); i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sigemptyset(&sa.sa_mask);
+        if (i % 2) {
+            sa.sa_sigaction = torture_h1;
+            sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        } else {
+            sa.sa_handler = torture_h2;
+            sigaddset(&sa.sa_mask, SIGUSR2);
+        }
+        if (sigaction(SIGUSR1, &sa, NULL) != 0 || zz_purge_on_signals(sigs, 1) != 0)
+            atomic_fetch_add(&bad_calls, 1000000);
+        ++*rewrites;
+    }
+    return NULL;
+}
+
+static void child_chain_torture(void *arg)
+{
+    (void)arg;
+    alarm(60);
+    unsigned char *secret = zz_alloc(64);
+    child_check(secret != NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = torture_h2;
+    sigemptyset(&sa.sa_mask);
+    child_check(sigaction(SIGUSR1, &sa, NULL) == 0);
+    /* two rewriters: the chain must also survive concurrent
+     * zz_purge_on_signals calls */
+    pthread_t t[2];
+    unsigned long rewrites[2] = { 0, 0 };
+    for (int i = 0; i < 2; i++)
+        child_check(pthread_create(&t[i], NULL, rewrite_chain, &rewrites[i]) == 0);
+    /* A torn entry needs a delivery whose handler reads the chain during
+     * the few nanoseconds it is rewritten: send for 3 seconds (53bd339
+     * showed about one bad call per 200,000 deliveries). */
+    const unsigned long max_sends = TU_ON_VALGRIND() ? 2000 : 1000000;
+    struct timespec begin;
+    clock_gettime(CLOCK_MONOTONIC, &begin);
+    unsigned long lost = 0, sends = 0;
+    for (unsigned long k = 0; k < max_sends; k++) {
+        if (k % 256 == 0) {
+            struct timespec at;
+            clock_gettime(CLOCK_MONOTONIC, &at);
+            if ((double)(at.tv_sec - begin.tv_sec) + (double)(at.tv_nsec - begin.tv_nsec) / 1e9 >
+                3.0)
+                break;
+        }
+        sends++;
+        memset(secret, 0x4D, 64);
+        unsigned long before = atomic_load(&h1_calls) + atomic_load(&h2_calls);
+        child_check(kill(getpid(), SIGUSR1) == 0);
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (atomic_load(&h1_calls) + atomic_load(&h2_calls) == before) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec > 2) {
+                lost++;
+                break;
+            }
+            sched_yield();
+        }
+    }
+    atomic_store(&rewriter_stop, 1);
+    for (int i = 0; i < 2; i++)
+        child_check(pthread_join(t[i], NULL) == 0);
+    fprintf(stderr, "%lu signals sent during %lu rewrites of the chain: h1 %lu, h2 %lu, %lu "
+            "lost, %lu bad calls\n",
+            sends, rewrites[0] + rewrites[1], atomic_load(&h1_calls), atomic_load(&h2_calls),
+            lost, atomic_load(&bad_calls));
+    child_check(lost == 0);
+    child_check(atomic_load(&bad_calls) == 0);
+    child_check(atomic_load(&h1_calls) + atomic_load(&h2_calls) == sends);
+    zz_free(secret);
+}
+
+static void test_chain_rewritten_while_signals_arrive(void **state)
+{
+    (void)state;
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_chain_torture, NULL, &r), 0);
+    print_message("%s", r.err);
+    if (!r.exited || r.exit_code != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        fail();
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +699,11 @@ int main(void)
         cmocka_unit_test(test_ignored_signals_survive_purged),
         cmocka_unit_test(test_stop_signal_stops_then_rearms),
         cmocka_unit_test(test_invalid_signals_refused),
+        cmocka_unit_test(test_chain_stack_overflow_on_sigaltstack),
+        cmocka_unit_test(test_chain_keeps_earlier_sa_mask),
+        cmocka_unit_test(test_chain_plain_handler_gets_signal_number),
+        cmocka_unit_test(test_chain_earlier_resethand_honoured),
+        cmocka_unit_test(test_chain_rewritten_while_signals_arrive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
