@@ -211,6 +211,197 @@ static void test_lock_over_rlimit_fails_cleanly(void **state)
     expect_child_ok(child_lock_over_limit, NULL);
 }
 
+/* ---- ranges that wrap or are not mapped (issue 11, defect 7) ------------- */
+/* On 53bd339 zz_lock((void *)-4096, 4096) hung while holding the lockref
+ * mutex (the range check used a + n - 1 and the page walk wrapped past
+ * 2^64); every call runs under alarm(5) in a child. */
+struct range {
+    uintptr_t p;
+    size_t n;
+};
+
+static void child_wrapping_ranges(void *arg)
+{
+    (void)arg;
+    alarm(5);
+    static const struct range wrap[] = {
+        { (uintptr_t)-4096, 4096 }, { (uintptr_t)-1, 1 },        { (uintptr_t)-16, 32 },
+        { (uintptr_t)-4096, 8192 }, { (uintptr_t)-4095, 4096 }, { 4096, SIZE_MAX },
+        { (uintptr_t)-4096, SIZE_MAX },
+    };
+    for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
+        void *p = (void *)wrap[i].p;
+        size_t n = wrap[i].n;
+        errno = 0;
+        child_check(zz_lock(p, n) == -1);
+        child_check(errno == EINVAL);
+        errno = 0;
+        child_check(zz_unlock(p, n) == -1); /* nothing wiped either: it would fault */
+        child_check(errno == EINVAL);
+        errno = 0;
+        child_check(zz_unlock_keep(p, n) == -1);
+        child_check(errno == EINVAL);
+    }
+    /* and no lock was left held: the next call works */
+    unsigned char buf[64];
+    memset(buf, 0x5A, sizeof buf);
+    child_check(zz_lock(buf, sizeof buf) == 0);
+    child_check(zz_unlock(buf, sizeof buf) == 0);
+    child_check(zz_is_zero(buf, sizeof buf));
+}
+
+static void test_lock_wrapping_range_einval_at_once(void **state)
+{
+    (void)state;
+    expect_child_ok(child_wrapping_ranges, NULL);
+}
+
+/* mmap 3 pages, unmap the middle one, zz_lock all 3: ENOMEM, a zz_last_error
+ * that names the unmapped range ("0x%lx" of its start) and not the lock
+ * limit, and nothing left locked. */
+static void child_unmapped_range(void *arg)
+{
+    (void)arg;
+    size_t pg = tu_page_size();
+    unsigned char warm[32]; /* the library's own set-up happens before the hole */
+    child_check(zz_lock(warm, sizeof warm) == 0 && zz_unlock(warm, sizeof warm) == 0);
+    unsigned char *m = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                            -1, 0);
+    child_check(m != MAP_FAILED);
+    memset(m, 0x11, 3 * pg);
+    child_check(munmap(m + pg, pg) == 0);
+    long vmlck0 = tu_status_kb("VmLck");
+    errno = 0;
+    child_check(zz_lock(m, 3 * pg) == -1);
+    child_check(errno == ENOMEM);
+    const char *msg = zz_last_error();
+    char start[32];
+    snprintf(start, sizeof start, "0x%lx", (unsigned long)(uintptr_t)(m + pg));
+    if (strstr(msg, "not mapped") == NULL || strstr(msg, start) == NULL ||
+        strstr(msg, "RLIMIT_MEMLOCK") != NULL)
+        fprintf(stderr, "zz_last_error() for the hole at %s: \"%s\"\n", start, msg);
+    child_check(strstr(msg, "not mapped") != NULL);
+    child_check(strstr(msg, start) != NULL);
+    child_check(strstr(msg, "RLIMIT_MEMLOCK") == NULL);
+    struct tu_vma v;
+    child_check(tu_smaps_vma(m, &v) == 0);
+    child_check(v.locked_kb == 0 && !tu_has_flag(v.vmflags, "lo") &&
+                !tu_has_flag(v.vmflags, "dd"));
+    child_check(tu_smaps_vma(m + 2 * pg, &v) == 0);
+    child_check(v.locked_kb == 0 && !tu_has_flag(v.vmflags, "lo"));
+    child_check(tu_status_kb("VmLck") == vmlck0);
+    /* no page count was left behind either: lock and unlock the first page */
+    child_check(zz_lock(m, 16) == 0);
+    child_check(zz_unlock(m, 16) == 0);
+    child_check(tu_smaps_vma(m, &v) == 0);
+    child_check(v.locked_kb == 0 && !tu_has_flag(v.vmflags, "lo"));
+}
+
+static void test_lock_unmapped_range_enomem_names_it(void **state)
+{
+    (void)state;
+    expect_child_ok(child_unmapped_range, NULL);
+}
+
+/* ---- zz_unlock undoes only what zz_lock did (issue 11, defect 8) --------- */
+/* mlock and mlockall go through syscall(): the sanitizers' runtimes turn
+ * libc's into no-ops. */
+
+static void child_callers_own_lock(void *arg)
+{
+    const int *keep = arg;
+    size_t pg = tu_page_size();
+    unsigned char *page = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    child_check(page != MAP_FAILED);
+    memset(page, 0x77, pg);
+    child_check(syscall(SYS_mlock, page, pg) == 0);
+    child_check(madvise(page, pg, MADV_DONTDUMP) == 0);
+    struct tu_vma v;
+    child_check(tu_smaps_vma(page, &v) == 0);
+    child_check(v.locked_kb == (long)(pg / 1024) && tu_has_flag(v.vmflags, "lo") &&
+                tu_has_flag(v.vmflags, "dd"));
+    child_check(zz_lock(page + 100, 32) == 0);
+    child_check((*keep ? zz_unlock_keep(page + 100, 32) : zz_unlock(page + 100, 32)) == 0);
+    child_check(tu_smaps_vma(page, &v) == 0);
+    if (v.locked_kb != (long)(pg / 1024) || !tu_has_flag(v.vmflags, "lo") ||
+        !tu_has_flag(v.vmflags, "dd"))
+        fprintf(stderr, "after zz_lock + zz_unlock%s of a page the caller had locked: Locked: %ld "
+                "kB, VmFlags %s\n",
+                *keep ? "_keep" : "", v.locked_kb, v.vmflags);
+    child_check(v.locked_kb == (long)(pg / 1024));
+    child_check(tu_has_flag(v.vmflags, "lo"));
+    child_check(tu_has_flag(v.vmflags, "dd"));
+    /* twice, nested, the same */
+    child_check(zz_lock(page + 8, 16) == 0 && zz_lock(page + 200, 16) == 0);
+    child_check(zz_unlock(page + 8, 16) == 0 && zz_unlock(page + 200, 16) == 0);
+    child_check(tu_smaps_vma(page, &v) == 0);
+    child_check(tu_has_flag(v.vmflags, "lo") && tu_has_flag(v.vmflags, "dd"));
+}
+
+static void test_unlock_keeps_callers_own_lock(void **state)
+{
+    (void)state;
+    static int modes[] = { 0, 1 };
+    expect_child_ok(child_callers_own_lock, &modes[0]);
+    expect_child_ok(child_callers_own_lock, &modes[1]);
+}
+
+static void child_under_mlockall(void *arg)
+{
+    (void)arg;
+    size_t pg = tu_page_size();
+    child_check(syscall(SYS_mlockall, MCL_CURRENT | MCL_FUTURE) == 0);
+    unsigned char warm[32]; /* the library's own set-up before measuring */
+    child_check(zz_lock(warm, sizeof warm) == 0 && zz_unlock(warm, sizeof warm) == 0);
+    unsigned char *buf = malloc(3 * pg);
+    child_check(buf != NULL);
+    memset(buf, 0x42, 3 * pg);
+    long before = tu_status_kb("VmLck");
+    child_check(zz_lock(buf + 10, 2 * pg) == 0);
+    child_check(zz_unlock(buf + 10, 2 * pg) == 0);
+    long after = tu_status_kb("VmLck");
+    if (after != before)
+        fprintf(stderr, "under mlockall: VmLck %ld kB before zz_lock + zz_unlock, %ld kB after\n",
+                before, after);
+    child_check(before > 0 && after == before);
+    child_check(tu_addr_has_flag(buf + pg, "lo"));
+    free(buf);
+}
+
+static void test_unlock_under_mlockall_keeps_vmlck(void **state)
+{
+    (void)state;
+    if (TU_ON_VALGRIND() || TU_SANITIZED) {
+        /* mlockall(MCL_CURRENT) would populate and lock valgrind's or the
+         * sanitizer's reserved address space (terabytes of shadow) */
+        print_message("skipped under valgrind and sanitizers\n");
+        skip();
+    }
+    expect_child_ok(child_under_mlockall, NULL);
+}
+
+/* The ordinary case still works: a page nobody had locked is locked and
+ * excluded from dumps by zz_lock, and neither after zz_unlock. */
+static void test_lock_unlock_plain_page_round_trip(void **state)
+{
+    (void)state;
+    unsigned char *page = map_pages(1);
+    struct tu_vma v;
+    assert_int_equal(tu_smaps_vma(page, &v), 0);
+    assert_false(tu_has_flag(v.vmflags, "lo") || tu_has_flag(v.vmflags, "dd"));
+    assert_int_equal(zz_lock(page + 100, 32), 0);
+    assert_int_equal(tu_smaps_vma(page, &v), 0);
+    assert_true(tu_has_flag(v.vmflags, "lo") && tu_has_flag(v.vmflags, "dd"));
+    assert_int_equal(v.locked_kb, (long)(tu_page_size() / 1024));
+    assert_int_equal(zz_unlock(page + 100, 32), 0);
+    assert_int_equal(tu_smaps_vma(page, &v), 0);
+    assert_false(tu_has_flag(v.vmflags, "lo"));
+    assert_false(tu_has_flag(v.vmflags, "dd"));
+    assert_int_equal(v.locked_kb, 0);
+    assert_true(zz_is_zero(page + 100, 32));
+    munmap(page, tu_page_size());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +416,11 @@ int main(void)
         cmocka_unit_test(test_lock_stack_buffer),
         cmocka_unit_test(test_lock_stats_locked_bytes),
         cmocka_unit_test(test_lock_over_rlimit_fails_cleanly),
+        cmocka_unit_test(test_lock_wrapping_range_einval_at_once),
+        cmocka_unit_test(test_lock_unmapped_range_enomem_names_it),
+        cmocka_unit_test(test_unlock_keeps_callers_own_lock),
+        cmocka_unit_test(test_unlock_under_mlockall_keeps_vmlck),
+        cmocka_unit_test(test_lock_unlock_plain_page_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
