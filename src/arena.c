@@ -377,6 +377,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
         return NULL;
     }
     a->growable = capacity == 0;
+    a->rebuilt_gen = atomic_load(&zzi_fork_generation);
     struct chunk *c = a->growable ? zza_grow_first_chunk(a) : fixed_chunk_new(a, capacity);
     if (c == NULL) {
         int e = errno;
@@ -463,6 +464,7 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
     }
     if (zz_unlikely(run_is_stale(r))) {
         zzi_lock(&a->lock);
+        zza_grow_rebuild_after_fork(a); /* before any cell of a moves in this child */
         zza_run_refresh(r);
         zzi_unlock(&a->lock);
     }
@@ -568,6 +570,11 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes)
 {
     pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
+        if (a->growable) { /* in a forked child, the counts are made again first */
+            zzi_lock(&a->lock);
+            zza_grow_rebuild_after_fork(a);
+            zzi_unlock(&a->lock);
+        }
         *blocks += atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
         *bytes += atomic_load_explicit(&a->live_bytes, memory_order_relaxed);
         zzi_arena_cache_count(a, blocks, bytes);

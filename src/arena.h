@@ -106,6 +106,7 @@ struct zz_arena {
     size_t total_runs;        /* in all chunks (growable) */
     _Atomic size_t live_blocks, live_bytes; /* written under lock */
     _Atomic size_t large_live; /* growable: live zz_alloc blocks it owns */
+    unsigned rebuilt_gen;     /* growable: zzi_fork_generation its free lists were made in */
     struct run *avail[ZZA_NCLASSES]; /* growable: runs with a free cell, per class */
 };
 
@@ -202,6 +203,18 @@ void zza_disown(zz_arena *a, const void *owner);
 void zza_return_cell(zz_arena *a, struct run *r, unsigned i);
 /* pre: the arena's lock held.  Takes chunk c's runs off the free lists. */
 void zza_grow_retire_runs(zz_arena *a, struct chunk *c);
+/* pre: the arena's lock held.  In a forked child, before anything else uses
+ * a growable arena: threads of the parent may have been between taking a
+ * cell off a list and handing it out, or in the middle of a lock-free free
+ * (ZZA_CELL_FREEING), when the fork happened; such cells would be lost and
+ * counted live forever.  Rebuilds the free lists and live counts from the
+ * cells' states (the truth), once per fork. */
+void zza_grow_rebuild_slow(zz_arena *a);
+static inline void zza_grow_rebuild_after_fork(zz_arena *a)
+{
+    if (zz_unlikely(a->rebuilt_gen != atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed)))
+        zza_grow_rebuild_slow(a);
+}
 /* The run and cell of block p, without the lock; NULL when p lies outside
  * every chunk (a large block, or foreign); fatal when p is inside a chunk
  * but not the start of a cell's block. */

@@ -326,9 +326,11 @@ void zza_fixed_retire_runs(struct chunk *c)
 void zza_fixed_each_run(struct chunk *c, void (*fn)(struct run *r))
 {
     struct zza_heap *h = c->heap;
-    size_t used = atomic_load_explicit(&h->used, memory_order_acquire);
+    /* sequentially consistent loads: they pair with run_release's store of
+     * NULL and its load of zzi_purgers (after the purger's increment) */
+    size_t used = atomic_load(&h->used);
     for (size_t k = 0; k < used; k++) {
-        struct run *r = atomic_load_explicit(&h->table[k], memory_order_acquire);
+        struct run *r = atomic_load(&h->table[k]);
         if (r != NULL)
             fn(r);
     }

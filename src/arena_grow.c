@@ -221,6 +221,7 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
 static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
                                   const void *owner, struct run **home)
 {
+    zza_grow_rebuild_after_fork(a);
     struct run *r;
     do { /* a chunk found unfit is retired: its runs leave the lists */
         r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
@@ -270,6 +271,7 @@ void zza_return_cell(zz_arena *a, struct run *r, unsigned i)
 int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home)
 {
     zzi_lock(&a->lock);
+    zza_grow_rebuild_after_fork(a);
     int ok = zza_chunk_fit(a, cell->run->chunk);
     if (!ok) {
         zza_return_cell(a, cell->run, cell->index);
@@ -279,6 +281,40 @@ int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, stru
     zzi_unlock(&a->lock);
     errno = e;
     return ok ? 0 : -1;
+}
+
+void zza_grow_rebuild_slow(zz_arena *a)
+{
+    size_t blocks = 0, bytes = 0;
+    for (unsigned k = 0; k < ZZA_NCLASSES; k++)
+        a->avail[k] = NULL;
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    for (size_t c = 0; c < ix->n; c++) {
+        struct chunk *ch = ix->chunks[c];
+        for (size_t ri = 0; ri < ch->runs_used; ri++) {
+            struct run *r = ch->runs[ri];
+            r->nfree = 0;
+            r->owner = NULL;
+            r->prev = r->next = NULL;
+            for (unsigned i = r->ncells; i-- > 0;) { /* low addresses handed out first */
+                uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
+                if (zza_cell_live(sp1)) {
+                    blocks++;
+                    bytes += sp1 - 1;
+                    continue;
+                }
+                /* free, or freed half-way by a thread that is gone: zero here
+                 * (WIPEONFORK, or zero pages in place of secret memory) */
+                atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREE, memory_order_relaxed);
+                r->free_stack[r->nfree++] = (uint16_t)i;
+            }
+            if (r->nfree > 0 && !ch->retired)
+                avail_push(a, r);
+        }
+    }
+    atomic_store_explicit(&a->live_blocks, blocks, memory_order_relaxed);
+    atomic_store_explicit(&a->live_bytes, bytes, memory_order_relaxed);
+    a->rebuilt_gen = atomic_load(&zzi_fork_generation);
 }
 
 /* ---- finding a cell from its address, without the lock ------------------------ */

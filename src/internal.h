@@ -274,6 +274,12 @@ struct zzi_region {
  * pre: the caller has announced itself in zzi_purgers. */
 void zzi_registry_purge_all(int nested);
 
+/* signals.c, fork handlers: the rewrite lock, and handlers caught copying. */
+void zzi_signals_before_fork(void);
+void zzi_signals_after_fork_parent(void);
+void zzi_signals_after_fork_child(void);
+void zzi_signals_reset_lock(void);
+
 /* purge.c, fork child: forgets the purge another thread was running. */
 void zzi_purge_after_fork_child(void);
 

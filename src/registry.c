@@ -163,9 +163,11 @@ void zzi_registry_purge_all(int nested)
 
 /* ---- fork ----------------------------------------------------------------- */
 
-/* Lock order everywhere: arena list, each arena, lockref, global. */
+/* Lock order everywhere: signal chains, arena list, each arena, lockref,
+ * global. */
 static void before_fork(void)
 {
+    zzi_signals_before_fork();
     zzi_arena_lock_all();
     zzi_lockref_lock_all();
     zzi_global_lock();
@@ -176,6 +178,7 @@ static void after_fork_parent(void)
     zzi_global_unlock();
     zzi_lockref_unlock_all();
     zzi_arena_unlock_all();
+    zzi_signals_after_fork_parent();
 }
 
 /* mlock is not inherited by a child, and guard markers are not copied into
@@ -230,6 +233,7 @@ static void after_fork_child(void)
     zzi_global_unlock();
     zzi_lockref_unlock_all();
     zzi_arena_unlock_all();
+    zzi_signals_after_fork_child();
 }
 
 void zzi_registry_init_fork_handlers(void)
@@ -253,6 +257,7 @@ void zzi_recover_missed_fork(void)
     if (sentinel_page[0] == 0) {
         int e = errno;
         zzi_unlock(&global_lock);
+        zzi_signals_reset_lock();
         zzi_lockref_reset_lock();
         zzi_arena_reset_locks();
         before_fork();

@@ -109,6 +109,36 @@ static void publish(int sig, const struct chain *c)
     atomic_store(&published[sig], (unsigned char)next);
 }
 
+void zzi_signals_before_fork(void)
+{
+    pthread_mutex_lock(&rewrite_lock);
+}
+
+void zzi_signals_after_fork_parent(void)
+{
+    pthread_mutex_unlock(&rewrite_lock);
+}
+
+/* A handler of ours that was copying its entry in another thread of the
+ * parent will never finish here: forget its count, or the next rewrite of
+ * that entry would wait for it forever. */
+void zzi_signals_after_fork_child(void)
+{
+    for (int sig = 0; sig < NSIG; sig++) {
+        atomic_store(&copying[sig][0], 0);
+        atomic_store(&copying[sig][1], 0);
+    }
+    pthread_mutex_unlock(&rewrite_lock);
+}
+
+/* After a fork that ran no handler: the lock may be held by a thread that
+ * does not exist here. */
+void zzi_signals_reset_lock(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    rewrite_lock = fresh;
+}
+
 static int catchable(int sig)
 {
     return sig > 0 && sig < NSIG && sig != SIGKILL && sig != SIGSTOP;
