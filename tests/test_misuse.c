@@ -209,6 +209,99 @@ static void test_free_stale_read_zero_or_fault(void **state)
     }
 }
 
+/* ---- fatal messages name the real cause (issue 11, defect 11) ------------ */
+
+/* A big block (a mapping of its own) freed twice after n other big frees:
+ * 53bd339 remembered only the last 64 unmapped blocks and then said "invalid
+ * pointer". */
+static void child_big_double_free_after(void *arg)
+{
+    size_t others = *(const size_t *)arg;
+    void **big = calloc(others + 1, sizeof *big);
+    child_check(big != NULL);
+    for (size_t i = 0; i <= others; i++) {
+        big[i] = zz_alloc(100000);
+        child_check(big[i] != NULL);
+    }
+    for (size_t i = 0; i <= others; i++)
+        zz_free(big[i]);
+    zz_free(big[0]);
+}
+
+static void test_free_big_double_free_after_many_aborts(void **state)
+{
+    (void)state;
+    static size_t others[] = { 64, 65, 200 };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (!fatal_ok(child_big_double_free_after, &others[i], "zeroize: double free")) {
+            print_error("  ^ after %zu other big blocks were freed\n", others[i]);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* A slot that was never handed out is not a double free.  The parent of this
+ * program never allocates, so in the child the first zz_alloc(32) takes the
+ * first slot of a fresh slab, and one slot stride (a data page and a guard
+ * page) further lie the positions a block of the next, never used, slot
+ * would have: the same offset (a 32-byte block), and the end of its data
+ * page (a 0-byte block, where 53bd339 said "double free"). */
+static void child_free_never_used_slot(void *arg)
+{
+    const size_t *offset = arg;
+    unsigned char *p = zz_alloc(32);
+    child_check(p != NULL);
+    zz_free(p + 2 * tu_page_size() + *offset);
+}
+
+static void test_free_never_used_slot_is_invalid_pointer(void **state)
+{
+    (void)state;
+    static size_t offsets[] = { 0, 32 };
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++)
+        expect_fatal(child_free_never_used_slot, &offsets[i], "zeroize: invalid pointer");
+}
+
+/* zz_size and zz_info on a freed block: a use after free, not a double
+ * free. */
+struct after_free {
+    size_t n;
+    int info; /* zz_info instead of zz_size */
+};
+
+static void child_query_after_free(void *arg)
+{
+    const struct after_free *a = arg;
+    void *p = zz_alloc(a->n);
+    child_check(p != NULL);
+    void *keep = zz_alloc(a->n); /* the slab stays mapped */
+    child_check(keep != NULL);
+    zz_free(p);
+    if (a->info)
+        (void)zz_info(p);
+    else
+        (void)zz_size(p);
+}
+
+static void test_query_after_free_is_use_after_free(void **state)
+{
+    (void)state;
+    static struct after_free cases[] = { { 32, 0 },   { 32, 1 },     { 0, 0 },      { 5000, 0 },
+                                         { 5000, 1 }, { 100000, 0 }, { 100000, 1 } };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!fatal_ok(child_query_after_free, &cases[i],
+                      "zeroize: use after free (the block was already freed)")) {
+            print_error("  ^ %s of a freed block of %zu bytes\n",
+                        cases[i].info ? "zz_info" : "zz_size", cases[i].n);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +316,9 @@ int main(void)
         cmocka_unit_test(test_realloc_freed_pointer_aborts),
         cmocka_unit_test(test_realloc_malloc_pointer_aborts),
         cmocka_unit_test(test_free_stale_read_zero_or_fault),
+        cmocka_unit_test(test_free_big_double_free_after_many_aborts),
+        cmocka_unit_test(test_free_never_used_slot_is_invalid_pointer),
+        cmocka_unit_test(test_query_after_free_is_use_after_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -429,6 +429,113 @@ static void test_fork_child_new_blocks_are_secret(void **state)
     zz_free(p);
 }
 
+/* ---- cells a child gets from its thread cache (issue 11, defect 2) ------------------- */
+/* On 53bd339, a child that freed an inherited block of a secretmem arena and
+ * allocated again got the cell from its thread cache, on the plain zero page
+ * the fork handler had mapped: no secret memory, no dd/wf, and a grandchild
+ * read the secret the child wrote there.  A block handed out in the child
+ * must be secret memory, or the call must fail. */
+
+enum { SF_LIVE = 4, SF_FREED = 4 };
+struct secret_fork {
+    zz_arena *arena;
+    unsigned char *live[SF_LIVE];
+};
+
+static int proc_mem_refuses(const void *p)
+{
+    unsigned char buf[32];
+    int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+    if (mem < 0)
+        return 0;
+    errno = 0;
+    ssize_t got = pread(mem, buf, sizeof buf, (off_t)(uintptr_t)p);
+    int e = errno;
+    close(mem);
+    return got < 0 && (e == EIO || e == EFAULT);
+}
+
+static OPTNONE void child_secret_cells_after_fork(void *arg)
+{
+    struct secret_fork *f = arg;
+    zz_arena_free(f->arena, f->live[0]);
+    int served = 0;
+    for (int k = 0; k < SF_FREED + 2; k++) {
+        errno = 0;
+        unsigned char *q = zz_arena_alloc(f->arena, 32);
+        if (q == NULL) {
+            child_check(errno != 0);
+            continue;
+        }
+        served++;
+        child_check(zz_is_zero(q, 32));
+        memset(q, 0xC9, 32); /* the child's secret */
+        fflush(NULL);
+        pid_t pid = fork();
+        child_check(pid >= 0);
+        if (pid == 0) {
+            int secret = 0, other = 0;
+            for (size_t i = 0; i < 32; i++) {
+                unsigned char b = VREAD(q + i);
+                secret += b == 0xC9;
+                other += b != 0 && b != 0xC9;
+            }
+            _exit(secret ? 3 : other ? 4 : 0);
+        }
+        int status;
+        child_check(waitpid(pid, &status, 0) == pid);
+        int ok = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                 (WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS));
+        if (!ok)
+            fprintf(stderr, "cell %d: the grandchild %s (status 0x%x)\n", k,
+                    WIFEXITED(status) && WEXITSTATUS(status) == 3 ? "read the child's secret"
+                                                                 : "did not read zeros",
+                    status);
+        child_check(ok);
+        unsigned info = zz_info(q);
+        if (!(info & ZZ_INFO_SECRETMEM) || !proc_mem_refuses(q))
+            fprintf(stderr, "cell %d in the child: zz_info 0x%x, /proc/self/mem %s\n", k, info,
+                    proc_mem_refuses(q) ? "refused" : "reads it");
+        child_check(info & ZZ_INFO_SECRETMEM);
+        child_check(proc_mem_refuses(q));
+    }
+    fprintf(stderr, "%d of %d cells served in the child\n", served, SF_FREED + 2);
+}
+
+static void test_fork_arena_cached_cells_stay_secret(void **state)
+{
+    (void)state;
+    REQUIRE_SECRETMEM();
+    struct secret_fork f;
+    f.arena = zz_arena_create(0);
+    assert_non_null(f.arena);
+    unsigned char *freed[SF_FREED];
+    for (int i = 0; i < SF_LIVE; i++) {
+        f.live[i] = zz_arena_alloc(f.arena, 32);
+        assert_non_null(f.live[i]);
+        memset(f.live[i], 0x90 + i, 32);
+    }
+    for (int i = 0; i < SF_FREED; i++) {
+        freed[i] = zz_arena_alloc(f.arena, 32);
+        assert_non_null(freed[i]);
+    }
+    for (int i = 0; i < SF_FREED; i++) /* into this thread's cache */
+        zz_arena_free(f.arena, freed[i]);
+    struct tu_child_result r;
+    assert_int_equal(tu_run_child(child_secret_cells_after_fork, &f, &r), 0);
+    print_message("%s", r.err);
+    if (!r.exited || r.exit_code != 0) {
+        tu_describe_child(&r, __FILE__, __LINE__);
+        fail();
+    }
+    for (int i = 0; i < SF_LIVE; i++) {
+        for (size_t k = 0; k < 32; k++)
+            assert_int_equal(f.live[i][k], 0x90 + i);
+        zz_arena_free(f.arena, f.live[i]);
+    }
+    zz_arena_destroy(f.arena);
+}
+
 /* ---- fresh processes: environment, seccomp, memlock --------------------------------- */
 
 static char self_path[4096];
@@ -589,6 +696,76 @@ static int child_memlock(void)
     return 0;
 }
 
+/* --child memlock-hint <limit>: secret memory refused for the lock limit
+ * (issue 11, defect 11).  zz_last_error must point at RLIMIT_MEMLOCK and
+ * `ulimit -l`, and must not suggest ZEROIZE_LOCK=best-effort (53bd339 did),
+ * which cannot help: secret memory is always locked. */
+static int suggests_best_effort(const char *msg)
+{
+    if (strstr(msg, "ZEROIZE_LOCK=best-effort") == NULL &&
+        strstr(msg, "ZZ_LOCK_BEST_EFFORT") == NULL)
+        return 0;
+    /* named only to say it does not help */
+    return strstr(msg, "cannot help") == NULL && strstr(msg, "does not help") == NULL &&
+           strstr(msg, "will not help") == NULL;
+}
+
+static void check_limit_message(const char *what, int err)
+{
+    const char *msg = zz_last_error();
+    int ok = (err == EAGAIN || err == ENOMEM) && strstr(msg, "RLIMIT_MEMLOCK") != NULL &&
+             strstr(msg, "ulimit -l") != NULL && !suggests_best_effort(msg);
+    if (!ok)
+        fprintf(stderr, "%s: errno %d, zz_last_error() \"%s\"\n", what, err, msg);
+    child_check(err == EAGAIN || err == ENOMEM);
+    child_check(strstr(msg, "RLIMIT_MEMLOCK") != NULL);
+    child_check(strstr(msg, "ulimit -l") != NULL);
+    child_check(!suggests_best_effort(msg));
+}
+
+static int child_memlock_hint(const char *limit)
+{
+    child_check(tu_drop_ipc_lock((rlim_t)strtoul(limit, NULL, 10)) == 0);
+    child_check(zz_set_backend(ZZ_BACKEND_SECRETMEM) == 0);
+    enum { MAX = 256 };
+    void *held[MAX];
+    size_t got = 0;
+    int err = 0;
+    for (; got < MAX; got++) {
+        errno = 0;
+        held[got] = zz_alloc(4096);
+        if (held[got] == NULL) {
+            err = errno;
+            break;
+        }
+    }
+    child_check(got < MAX);
+    check_limit_message("zz_alloc", err);
+    errno = 0;
+    zz_arena *a = zz_arena_create(0);
+    if (a == NULL) {
+        check_limit_message("zz_arena_create", errno);
+    } else {
+        void *p = NULL;
+        for (size_t i = 0; i < 100000 && (p = zz_arena_alloc(a, 1024)) != NULL; i++)
+            ;
+        child_check(p == NULL);
+        check_limit_message("zz_arena_alloc", errno);
+        zz_arena_destroy(a);
+    }
+    for (size_t i = 0; i < got; i++)
+        zz_free(held[i]);
+    return 0;
+}
+
+static void test_memlock_hint_is_the_lock_limit(void **state)
+{
+    (void)state;
+    REQUIRE_SECRETMEM();
+    assert_fresh_ok(run_fresh("memlock-hint", "0", NULL, 0), "memlock-hint 0");
+    assert_fresh_ok(run_fresh("memlock-hint", "131072", NULL, 0), "memlock-hint 131072");
+}
+
 static void test_memlock_limit_applies(void **state)
 {
     (void)state;
@@ -671,6 +848,8 @@ int main(int argc, char **argv)
             return child_seccomp(argv[3]);
         if (strcmp(argv[2], "memlock") == 0)
             return child_memlock();
+        if (strcmp(argv[2], "memlock-hint") == 0)
+            return child_memlock_hint(argv[3]);
         return 125;
     }
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -696,6 +875,8 @@ int main(int argc, char **argv)
         T(test_environment_sets_initial_backend),
         T(test_seccomp_refusal),
         T(test_memlock_limit_applies),
+        T(test_fork_arena_cached_cells_stay_secret),
+        T(test_memlock_hint_is_the_lock_limit),
     };
     const struct CMUnitTest scale[] = {
         T(test_100k_secrets_bounded_fds),
