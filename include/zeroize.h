@@ -177,6 +177,10 @@ ZZ_EXPORT int zz_protect(void *p, int mode);
 #define ZZ_INFO_GUARDED    0x08u /* guard pages before and after             */
 #define ZZ_INFO_SECRETMEM  0x10u /* memfd_secret: out of the kernel's map    */
 #define ZZ_INFO_CANARY     0x20u /* canaries checked on free                 */
+#define ZZ_INFO_PACKED     0x40u /* shares its pages with other arena blocks:
+                                    canaries, not guard pages, separate it from
+                                    its neighbours (ZZ_INFO_GUARDED is then about
+                                    the pages around the arena's memory)       */
 
 /* The ZZ_INFO_* flags in force for a block (zz_alloc or arena).
  * zz_info(NULL) is 0.  A foreign pointer is fatal ("invalid pointer"), a
@@ -313,6 +317,12 @@ typedef struct {
 
 /* Fills *out with a snapshot of the counters above. */
 ZZ_EXPORT void zz_get_stats(zz_stats *out);
+
+/* Fills *out for one arena: its live blocks and their bytes (those cached
+ * free in threads excluded), and the bytes it has mapped (guard pages
+ * included) and locked, its large blocks' own mappings included.  Returns 0,
+ * or -1 with EINVAL for a NULL arena or out. */
+ZZ_EXPORT int zz_arena_stats(zz_arena *a, zz_stats *out);
 
 #define ZZ_LOCK_REQUIRED 0    /* default: a block that cannot be locked is never handed out */
 #define ZZ_LOCK_BEST_EFFORT 1 /* hand it out unlocked; zz_info() lacks ZZ_INFO_LOCKED       */

@@ -555,7 +555,35 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
         ZZ_CHECK(r != NULL, "invalid pointer");
     }
     ZZ_CHECK(zza_cell_live(atomic_load(&r->size_plus1[i])), "use after free (the block was already freed)");
-    return reg->map.info | ZZ_INFO_CANARY;
+    return reg->map.info | ZZ_INFO_CANARY | ZZ_INFO_PACKED;
+}
+
+ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
+{
+    if (a == NULL || out == NULL) {
+        zzi_fail(ZZI_FAIL_ARGUMENT);
+        errno = EINVAL;
+        return -1;
+    }
+    zzi_check_fork();
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_lock(&a->lock);
+    if (a->growable)
+        zza_grow_rebuild_after_fork(a);
+    out->live_blocks = atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
+    out->live_bytes = atomic_load_explicit(&a->live_bytes, memory_order_relaxed);
+    const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
+    for (size_t k = 0; k < ix->n; k++) {
+        out->mapped_bytes += ix->chunks[k]->region.map.len;
+        out->locked_bytes += ix->chunks[k]->region.map.locked_len;
+    }
+    zzi_unlock(&a->lock);
+    zzi_arena_cache_count(a, &out->live_blocks, &out->live_bytes);
+    pthread_mutex_unlock(&zzi_arenas_lock);
+    if (atomic_load(&a->large_live) != 0)
+        zzi_block_add_owned_stats(a, out);
+    return 0;
 }
 
 int zza_is_live(const zz_arena *a, uint64_t id)

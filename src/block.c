@@ -761,6 +761,36 @@ static int find_one_owned(struct zzi_region *r, void *ctx)
     return 0;
 }
 
+struct owned_stats {
+    const zz_arena *owner;
+    zz_stats *out;
+};
+
+/* An arena's large blocks are one-slot slabs (take_slot_on, own_mapping). */
+static int add_owned(struct zzi_region *r, void *ctx)
+{
+    struct owned_stats *w = ctx;
+    const struct slab *s = r->owner;
+    if (r->kind != ZZI_REGION_SLAB || s->nslots != 1 || s->owner[0] != w->owner)
+        return 0;
+    size_t sp1 = atomic_load_explicit(&s->size_plus1[0], memory_order_relaxed);
+    if (!slot_live(sp1))
+        return 0;
+    w->out->live_blocks++;
+    w->out->live_bytes += sp1 - 1;
+    w->out->mapped_bytes += s->region.map.len;
+    w->out->locked_bytes += s->region.map.locked_len;
+    return 0;
+}
+
+void zzi_block_add_owned_stats(const zz_arena *owner, zz_stats *out)
+{
+    struct owned_stats w = {owner, out};
+    zzi_global_lock();
+    zzi_registry_each(add_owned, &w);
+    zzi_global_unlock();
+}
+
 /* Arena teardown is rare and an arena's large blocks few: one registry walk
  * per block keeps this free of allocation. */
 void zzi_block_free_all_for_arena(zz_arena *owner)

@@ -199,10 +199,11 @@ static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
     return (a0[0] | a0[1]) == 0;
 }
 
-/* Copies n bytes through general-purpose registers only.  memcpy moves data
- * through vector registers, which nothing else overwrites for a long time:
- * a secret copied that way turns up in core dumps (register notes) and on
- * the stack (lazy binding saves vector registers with XSAVE). */
+/* Copies n bytes through general-purpose registers only, at any alignment;
+ * the ranges may overlap (as memmove).  memcpy moves data through vector
+ * registers, which nothing else overwrites for a long time: a secret copied
+ * that way turns up in core dumps (register notes) and on the stack (lazy
+ * binding saves vector registers with XSAVE). */
 void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
@@ -360,6 +361,8 @@ int zzi_block_drop_caches(int err);
  * zzi_block_free_for_arena refuses anything else. */
 void *zzi_block_alloc_for_arena(size_t n, int backend, zz_arena *owner);
 void zzi_block_free_for_arena(void *p, zz_arena *owner);
+/* Adds owner's live blocks, their bytes and their mappings to *out. */
+void zzi_block_add_owned_stats(const zz_arena *owner, zz_stats *out);
 /* Frees every live block of owner (arena teardown). */
 void zzi_block_free_all_for_arena(zz_arena *owner);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */

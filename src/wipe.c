@@ -119,15 +119,32 @@ ZZ_API int zz_is_zero(const void *p, size_t n)
     return is_zero_word(acc0 | acc1 | acc2 | acc3);
 }
 
-void zzi_copy_secret(void *dst, const void *src, size_t n)
+/* An 8-byte word at any alignment (a plain uint64_t pointer to an unaligned
+ * address is undefined behaviour). */
+typedef uint64_t unaligned_word __attribute__((aligned(1), may_alias));
+
+/* noinline: the loop's registers are this function's scratch registers,
+ * never a caller's callee-saved ones (which a later prologue would push). */
+__attribute__((noinline)) void zzi_copy_secret(void *dst, const void *src, size_t n)
 {
-    volatile uint64_t *d = dst; /* volatile: no vectorising, no memcpy call */
-    const volatile uint64_t *s = src;
+    /* volatile: one load and one store per word through a general-purpose
+     * register; the compiler may neither vectorise nor call memcpy. */
+    volatile unaligned_word *dw = dst;
+    const volatile unaligned_word *sw = src;
+    volatile unsigned char *db = dst;
+    const volatile unsigned char *sb = src;
     size_t words = n / 8;
-    for (size_t i = 0; i < words; i++)
-        d[i] = s[i];
-    volatile unsigned char *db = (volatile unsigned char *)dst;
-    const volatile unsigned char *sb = (const volatile unsigned char *)src;
-    for (size_t i = words * 8; i < n; i++)
-        db[i] = sb[i];
+    if (n == 0 || dst == src)
+        return;
+    if ((uintptr_t)dst < (uintptr_t)src || (uintptr_t)dst >= (uintptr_t)src + n) {
+        for (size_t i = 0; i < words; i++)
+            dw[i] = sw[i];
+        for (size_t i = words * 8; i < n; i++)
+            db[i] = sb[i];
+    } else { /* dst overlaps the end of src: copy from the end */
+        for (size_t i = n; i > words * 8; i--)
+            db[i - 1] = sb[i - 1];
+        for (size_t i = words; i > 0; i--)
+            dw[i - 1] = sw[i - 1];
+    }
 }

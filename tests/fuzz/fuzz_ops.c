@@ -56,7 +56,7 @@ int zzi_pages_uses_guard_install(void);
 #define MAX_LOCKS 32
 #define POOL_PAGES 8
 #define MAX_STEPS 400
-#define ARENA_MAX_BLOCK 16336 /* largest arena block this version serves */
+#define ARENA_MAX_PACKED 16336 /* a growable arena's larger blocks get pages of their own */
 
 struct block {
     unsigned char *p;      /* NULL: slot unused */
@@ -304,7 +304,9 @@ static void check_all(void)
             struct arena_block *ab = &M.ar[a].b[i];
             if (ab->p == NULL)
                 continue;
-            unsigned want = expected_info | (M.ar[a].secret ? ZZ_INFO_SECRETMEM : 0);
+            int packed = M.ar[a].capacity > 0 || ab->n <= ARENA_MAX_PACKED;
+            unsigned want = expected_info | (M.ar[a].secret ? ZZ_INFO_SECRETMEM : 0) |
+                            (packed ? ZZ_INFO_PACKED : 0);
             CHECK(zz_info(ab->p) == want, "zz_info(arena block %p) = %#x, expected %#x",
                   (void *)ab->p, zz_info(ab->p), want);
             expect_bytes(ab->p, ab->shadow, ab->n, 1, "arena block");
@@ -679,7 +681,7 @@ static void op_arena_alloc(struct input *in)
     uint16_t v = u16(in);
     if (a == NULL)
         return;
-    size_t n = sel % 4 == 0 ? v % (ARENA_MAX_BLOCK + 1) : v % (sel % 4 == 1 ? 1025u : 65u);
+    size_t n = sel % 4 == 0 ? v : v % (sel % 4 == 1 ? 1025u : 65u);
     int slot = -1;
     for (int i = 0; i < MAX_ARENA_BLOCKS && slot < 0; i++)
         if (a->b[(sel + i) % MAX_ARENA_BLOCKS].p == NULL)

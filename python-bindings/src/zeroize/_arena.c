@@ -11,10 +11,6 @@
 #include <errno.h>
 #include <sys/random.h>
 
-/* Internal to libzeroize, used for one thing only: the memory an arena's
- * chunks take, for stats() (the public API has no per-arena figures). */
-#include "arena.h"
-
 static int arena_closed(const ArenaObject *self)
 {
     if (self->arena != NULL)
@@ -47,18 +43,6 @@ static void unlink_buffer(ArenaObject *a, SecureBufferObject *sb)
     a->live_bytes -= sb->size;
 }
 
-/* 1 if p lies in one of the arena's chunks (packed between canaries), 0 if
- * it is a large block the arena keeps on guarded pages of its own. */
-static int in_chunks(const zz_arena *z, const unsigned char *p)
-{
-    const struct chunk_index *ix = atomic_load_explicit(&z->index, memory_order_acquire);
-    for (size_t k = 0; ix != NULL && k < ix->n; k++) {
-        const struct chunk *c = ix->chunks[k];
-        if (p >= c->data && p < c->data + c->bytes)
-            return 1;
-    }
-    return 0;
-}
 
 SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
 {
@@ -78,7 +62,8 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
     sb->data = p;
     sb->size = n;
     sb->mode = ZZ_READWRITE;
-    sb->packed = in_chunks(a->arena, p);
+    /* packed between canaries, or a large block on guarded pages of its own */
+    sb->packed = (zz_info(p) & ZZ_INFO_PACKED) != 0;
     sb->arena = (ArenaObject *)Py_NewRef(a);
     link_buffer(a, sb);
     return sb;
@@ -183,13 +168,13 @@ static void arena_dealloc(PyObject *op)
     Py_TYPE(op)->tp_free(op);
 }
 
-/* The bytes the arena's chunks map (guard pages included) and lock. */
-static void arena_memory(const zz_arena *z, size_t *mapped, size_t *locked)
+/* The bytes the arena maps (guard pages included) and locks. */
+static void arena_memory(zz_arena *z, size_t *mapped, size_t *locked)
 {
-    const struct chunk_index *ix = atomic_load_explicit(&z->index, memory_order_acquire);
-    for (size_t k = 0; ix != NULL && k < ix->n; k++) {
-        *mapped += ix->chunks[k]->region.map.len;
-        *locked += ix->chunks[k]->region.map.locked_len;
+    zz_stats s;
+    if (zz_arena_stats(z, &s) == 0) {
+        *mapped += s.mapped_bytes;
+        *locked += s.locked_bytes;
     }
 }
 
@@ -298,9 +283,8 @@ PyDoc_STRVAR(arena_stats_doc,
 "stats()\n--\n\n"
 "This arena's counters, as a dict like zeroize.stats(): live_blocks and\n"
 "live_bytes (its open buffers and their sizes), locked_bytes (counted\n"
-"against RLIMIT_MEMLOCK) and mapped_bytes of its chunks (large blocks on\n"
-"pages of their own are counted in zeroize.stats() only).  All 0 once\n"
-"closed.");
+"against RLIMIT_MEMLOCK) and mapped_bytes of its memory (large blocks on\n"
+"pages of their own included).  All 0 once closed.");
 
 static PyObject *arena_stats(PyObject *op, PyObject *unused)
 {

@@ -274,7 +274,7 @@ static PyObject *sb_subscript(PyObject *op, PyObject *key)
             return NULL;
         char *dst = PyBytes_AS_STRING(out);
         if (step == 1)
-            zpy_copy_secret(dst, self->data + start, (size_t)n);
+            zzi_copy_secret(dst, self->data + start, (size_t)n);
         else
             for (Py_ssize_t k = 0, i = start; k < n; k++, i += step)
                 dst[k] = (char)self->data[i];
@@ -382,7 +382,7 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
     }
     int contiguous = src.strides == NULL || PyBuffer_IsContiguous(&src, 'C');
     if (contiguous && step == 1) {
-        zpy_copy_secret(self->data + start, src.buf, (size_t)n); /* overlap-safe */
+        zzi_copy_secret(self->data + start, src.buf, (size_t)n); /* overlap-safe */
         PyBuffer_Release(&src);
         return 0;
     }
@@ -410,7 +410,7 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
     }
     zpy_gather_view(&src, stage);
     if (step == 1)
-        zpy_copy_secret(self->data + start, stage, (size_t)n);
+        zzi_copy_secret(self->data + start, stage, (size_t)n);
     else
         for (Py_ssize_t k = 0, i = start; k < n; k++, i += step)
             self->data[i] = stage[k];
@@ -563,7 +563,7 @@ static PyObject *sb_copy(PyObject *op, PyObject *unused)
     }
     if (copy == NULL)
         return NULL;
-    zpy_copy_secret(SB(copy)->data, self->data, (size_t)self->size);
+    zzi_copy_secret(SB(copy)->data, self->data, (size_t)self->size);
     return copy;
 }
 

@@ -1,46 +1,14 @@
 /*
  * _views.c - reading, writing and wiping other objects' buffers: getting a
  * view (never one with suboffsets), walking strided views run by run, and
- * copying secret bytes without leaving them in vector registers.  Owns no
+ * gathering them into secure memory (with libzeroize's copy, which leaves
+ * nothing in vector registers).  Owns no
  * object type; SecureBuffer and Arena live in their own files.
  */
 #include "_zeroize.h"
 
 #include <stdint.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------------ */
-/* Copying secrets                                                          */
-/* ------------------------------------------------------------------------ */
-
-/* An 8-byte word at any alignment. */
-typedef uint64_t unaligned_word __attribute__((aligned(1), may_alias));
-
-/* noinline: the loop's registers are this function's scratch registers,
- * never a caller's callee-saved ones (which a later prologue would push). */
-__attribute__((noinline)) void zpy_copy_secret(void *dst, const void *src, size_t n)
-{
-    /* volatile: one load and one store per word through a general-purpose
-     * register; the compiler may neither vectorise nor call memcpy. */
-    volatile unaligned_word *dw = dst;
-    const volatile unaligned_word *sw = src;
-    volatile unsigned char *db = dst;
-    const volatile unsigned char *sb = src;
-    size_t words = n / 8;
-    if (n == 0 || dst == src)
-        return;
-    if ((uintptr_t)dst < (uintptr_t)src || (uintptr_t)dst >= (uintptr_t)src + n) {
-        for (size_t i = 0; i < words; i++)
-            dw[i] = sw[i];
-        for (size_t i = words * 8; i < n; i++)
-            db[i] = sb[i];
-    } else { /* dst overlaps the end of src: copy from the end */
-        for (size_t i = n; i > words * 8; i--)
-            db[i - 1] = sb[i - 1];
-        for (size_t i = words; i > 0; i--)
-            dw[i - 1] = sw[i - 1];
-    }
-}
 
 /* ------------------------------------------------------------------------ */
 /* Getting a view                                                           */
@@ -335,7 +303,7 @@ void zpy_gather_view(const Py_buffer *v, unsigned char *dst)
     if (v->len == 0)
         return;
     if (v->strides == NULL || PyBuffer_IsContiguous(v, 'C')) {
-        zpy_copy_secret(dst, v->buf, (size_t)v->len);
+        zzi_copy_secret(dst, v->buf, (size_t)v->len);
         return;
     }
     Py_ssize_t idx[PyBUF_MAX_NDIM] = {0};
@@ -348,7 +316,7 @@ void zpy_gather_view(const Py_buffer *v, unsigned char *dst)
     }
     const char *p = v->buf;
     for (;;) {
-        zpy_copy_secret(dst, p, (size_t)run);
+        zzi_copy_secret(dst, p, (size_t)run);
         dst += run;
         int d = outer - 1;
         for (; d >= 0; d--) {

@@ -94,13 +94,13 @@ void zpy_wipe_view(const Py_buffer *v);
 /* The address range [*lo, *lo + *extent) spanning every byte of the view. */
 void zpy_view_extent(const Py_buffer *v, char **lo, size_t *extent);
 /* Copies the view's items in logical C order to dst (v->len bytes) with
- * zpy_copy_secret, without any temporary buffer. */
+ * zzi_copy_secret, without any temporary buffer. */
 void zpy_gather_view(const Py_buffer *v, unsigned char *dst);
-/* memmove through general-purpose registers only (volatile 8-byte words):
- * nothing of the bytes is left in vector registers, which memcpy would use
- * and which a core dump's register notes, or the XSAVE area lazy binding
- * puts on the stack, would then hold.  Overlap-safe. */
-void zpy_copy_secret(void *dst, const void *src, size_t n);
+/* libzeroize's memmove through general-purpose registers only (src/wipe.c,
+ * declared in its internal.h): nothing of the bytes is left in vector
+ * registers, which memcpy would use and which a core dump's register notes,
+ * or the XSAVE area lazy binding puts on the stack, would then hold. */
+void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- SecureBuffer (_securebuffer.c) ------------------------------------------ */
 /* A new zz_alloc block of size bytes, or NULL with the exception set. */
