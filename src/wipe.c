@@ -49,13 +49,30 @@ static inline int is_zero_word(uint64_t acc)
     return (int)(1 & (((acc | (0 - acc)) >> 63) ^ 1));
 }
 
+/* The comparisons read secrets.  Vector registers keep their contents until
+ * something else happens to use them (a core dump's register notes, or the
+ * XSAVE area that lazy binding puts on the stack, would hold them): the
+ * generic loops are kept out of vector registers, and the AVX2 loop clears
+ * every vector register before it returns. */
+#if defined(__clang__)
+#define NO_VECTORS
+#define NO_VECTORS_LOOP _Pragma("clang loop vectorize(disable) interleave(disable)")
+#elif defined(__GNUC__)
+#define NO_VECTORS __attribute__((optimize("no-tree-vectorize", "no-tree-slp-vectorize")))
+#define NO_VECTORS_LOOP
+#else
+#define NO_VECTORS
+#define NO_VECTORS_LOOP
+#endif
+
 /* Both loops read 32 bytes per step into four independent accumulators, so
  * the CPU overlaps the loads; the work is the same whatever the data. */
-ZZ_API int zz_equal(const void *a, const void *b, size_t n)
+NO_VECTORS ZZ_API int zz_equal(const void *a, const void *b, size_t n)
 {
     const unsigned char *x = a, *y = b;
     uint64_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
     size_t i = 0;
+    NO_VECTORS_LOOP
     for (; i + 32 <= n; i += 32) {
         acc0 |= load64(x + i) ^ load64(y + i);
         acc1 |= load64(x + i + 8) ^ load64(y + i + 8);
@@ -93,11 +110,12 @@ __attribute__((target("avx2"))) static int is_zero_avx2(const unsigned char *x, 
         acc |= load64(x + i);
     for (; i < n; i++)
         acc |= x[i];
+    _mm256_zeroall(); /* leave no piece of the data in any vector register */
     return is_zero_word(acc);
 }
 #endif
 
-ZZ_API int zz_is_zero(const void *p, size_t n)
+NO_VECTORS ZZ_API int zz_is_zero(const void *p, size_t n)
 {
     const unsigned char *x = p;
 #ifdef HAVE_AVX2_PATH
@@ -106,6 +124,7 @@ ZZ_API int zz_is_zero(const void *p, size_t n)
 #endif
     uint64_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
     size_t i = 0;
+    NO_VECTORS_LOOP
     for (; i + 32 <= n; i += 32) {
         acc0 |= load64(x + i);
         acc1 |= load64(x + i + 8);
