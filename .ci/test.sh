@@ -36,6 +36,14 @@ if [ "$mode" != "--quick" ]; then
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L threads \
     -LE 'nosan|reliability' || status=1
 
+  step "zz-stress: concurrent model-based stress, 60 s under ASan+UBSan and 60 s under TSan"
+  # Threads, purges from signals, forks, policy and backend switches, with and
+  # without CAP_IPC_LOCK (tests/stress/README.md).  A new seed each run,
+  # printed first; a finding prints its replay command.  Sanitizer options and
+  # the TSan suppression are built into the program.
+  build-asan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
+  build-tsan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
+
   step "fault injection (every mmap/mprotect/madvise/mlock/getrandom failure path)"
   cmake -S . -B build-faults -DCMAKE_BUILD_TYPE=Debug -DZZ_FAULT_INJECTION=ON \
         -DZZ_BUILD_BENCH=OFF -DZZ_BUILD_EXAMPLES=OFF >/dev/null

@@ -323,14 +323,12 @@ static void cm_check_locks(struct zs_thread *t, const char *when)
 void zs_check_caller_memory(struct zs_thread *t, const char *when)
 {
     size_t len = ZS_CALLER_PAGES * zs_page;
-    unsigned char *got = malloc(len);
-    ZS_CHECK(got != NULL, "malloc");
+    unsigned char *got = zs_scratch(len);
     zs_block_read(got, t->cm, len);
     for (size_t i = 0; i < len; i++)
         ZS_CHECK(got[i] == t->cm_expect[i], "%s: caller-owned byte %zu (%p) is 0x%02x, expected "
                  "0x%02x: something wrote memory the library does not own", when, i,
                  (void *)(t->cm + i), got[i], t->cm_expect[i]);
-    free(got);
 }
 
 static void op_lock(struct zs_thread *t)
@@ -407,8 +405,13 @@ static void expect_einval_ptr(void *p, int err, const char *what)
 
 static void op_edge(struct zs_thread *t)
 {
+    static const char *const names[] = {
+        "zz_alloc_aligned with a bad alignment", "zz_lock of ranges that wrap (defect 7)",
+        "unknown policy and backend", "zz_protect(p, 5)", "NULL arena, unknown backend",
+        "zz_alloc(SIZE_MAX)", "NULL frees", "zz_purge_on_signals(SIGKILL)", "zz_get_stats",
+    };
     unsigned k = (unsigned)zs_below(&t->rng, 9);
-    zs_log(t, "edge case %u", k);
+    zs_log(t, "edge case: %s", names[k]);
     t->n.edge++;
     void *p;
     int rc;
@@ -427,6 +430,10 @@ static void op_edge(struct zs_thread *t)
                  "not -1/EINVAL", rc, errno);
         rc = zz_lock(t->cm, SIZE_MAX);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_lock(p, SIZE_MAX) returned %d errno %d", rc, errno);
+        /* page 1 is never mapped (vm.mmap_min_addr) */
+        rc = zz_lock((void *)(uintptr_t)zs_page, 16);
+        ZS_CHECK(rc == -1 && errno == ENOMEM, "zz_lock of an unmapped page returned %d errno %d, not "
+                 "-1/ENOMEM", rc, errno);
         break;
     case 2:
         rc = zz_set_lock_policy(7);

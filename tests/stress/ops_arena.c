@@ -69,9 +69,9 @@ static size_t arena_size(struct zs_thread *t)
         return 1 + zs_below(&t->rng, 64);
     if (r < 900)
         return 65 + zs_below(&t->rng, 960);
-    if (r < 995)
+    if (r < 990 || !ZS_ON(ZS_F_BIG))
         return 1025 + zs_below(&t->rng, 16336 - 1024);
-    return 16337 + zs_below(&t->rng, 50000); /* above the header's 16,336 limit */
+    return 16337 + zs_below(&t->rng, 100000); /* a growable arena's own mapping */
 }
 
 static void arena_alloc(struct zs_thread *t)
@@ -96,9 +96,10 @@ static void arena_alloc(struct zs_thread *t)
         snprintf(what, sizeof what, "zz_arena_alloc(arena%u, %zu)", ar->id, n);
         zs_check_clean_failure(what, err);
         t->n.clean_failures++;
-        /* A full fixed arena, or a block above the header's limit: ENOMEM.
-         * Otherwise only a lock limit may refuse. */
-        if (!zs_cfg.nocap && !(err == ENOMEM && (ar->capacity > 0 || n > 16336)))
+        /* A fixed arena with no room: ENOMEM.  A growable arena serves any
+         * size (large blocks on mappings of their own): only a lock limit
+         * may refuse. */
+        if (!zs_cfg.nocap && !(err == ENOMEM && ar->capacity > 0))
             zs_fail("%s failed with errno %d in a process with CAP_IPC_LOCK: %s", what, err,
                     zz_last_error());
         return;
@@ -211,11 +212,11 @@ static void arena_burst(struct zs_thread *t)
 }
 
 /* The header: capacity = count * (round_up(n, 16) + 16) always holds count
- * blocks of n <= 1024 bytes. */
+ * blocks of n bytes, for every n (issue 11, defect 10). */
 static void arena_capacity(struct zs_thread *t)
 {
-    size_t n = 1 + zs_below(&t->rng, 1024);
-    size_t count = 1 + zs_below(&t->rng, 300);
+    size_t n = zs_below(&t->rng, 3) ? 1 + zs_below(&t->rng, 1024) : 1025 + zs_below(&t->rng, 20000);
+    size_t count = 1 + zs_below(&t->rng, n > 1024 ? 40 : 300);
     size_t cap = count * (((n + 15) & ~(size_t)15) + 16);
     zs_log(t, "capacity: zz_arena_create(%zu) for %zu blocks of %zu", cap, count, n);
     struct zs_arena *ar = zs_arena_new(cap, 0);

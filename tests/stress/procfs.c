@@ -97,15 +97,14 @@ static int parse_hex(const char **s, uintptr_t *v)
     return digits > 0 ? 0 : -1;
 }
 
+/* Per thread, not malloc'd: forked children read smaps too. */
+static _Thread_local struct lines reader;
+
 int zs_smaps_find(const void *addr, struct zs_vma *out)
 {
-    struct lines *l = malloc(sizeof *l);
-    if (l == NULL)
+    struct lines *l = &reader;
+    if (lines_open(l, "/proc/self/smaps") != 0)
         return -1;
-    if (lines_open(l, "/proc/self/smaps") != 0) {
-        free(l);
-        return -1;
-    }
     uintptr_t a = (uintptr_t)addr;
     int in_target = 0, found = 0;
     char line[512];
@@ -155,7 +154,6 @@ int zs_smaps_find(const void *addr, struct zs_vma *out)
         }
     }
     lines_close(l);
-    free(l);
     return found ? 0 : -1;
 }
 
@@ -177,13 +175,9 @@ int zs_has_flag(const char *vmflags, const char *flag)
 
 long zs_status_kb(const char *key)
 {
-    struct lines *l = malloc(sizeof *l);
-    if (l == NULL)
+    struct lines *l = &reader;
+    if (lines_open(l, "/proc/self/status") != 0)
         return -1;
-    if (lines_open(l, "/proc/self/status") != 0) {
-        free(l);
-        return -1;
-    }
     char line[512];
     long v = -1;
     size_t kl = strlen(key);
@@ -194,7 +188,6 @@ long zs_status_kb(const char *key)
         }
     }
     lines_close(l);
-    free(l);
     return v;
 }
 

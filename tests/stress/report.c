@@ -5,6 +5,7 @@
  * same when a sanitizer or a fatal signal ends the process first.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -164,27 +165,41 @@ const char *zs_async_finding(void)
 
 /* ---- when something else ends the process first ---- */
 
-static void crash_dump(void)
+/* sig: the fatal signal that ends the process, or 0 (a sanitizer's report). */
+static void crash_report(int sig, const void *addr)
 {
     if (zs_child != NULL || atomic_exchange(&failing, 1))
         return;
-    char head[256];
-    snprintf(head, sizeof head, "\nzz-stress: FINDING (%s): the process is being killed (see above)\n"
-             "zz-stress: seed %llu\n", zs_self != NULL ? zs_self->name : "main",
-             (unsigned long long)zs_cfg.seed);
+    char head[320];
+    if (sig != 0)
+        snprintf(head, sizeof head, "\nzz-stress: FINDING (%s): signal %d (%s) at address %p in "
+                 "this thread; its stack:\n", zs_self != NULL ? zs_self->name : "main", sig,
+                 strsignal(sig), addr);
+    else
+        snprintf(head, sizeof head, "\nzz-stress: FINDING (%s): a sanitizer report (above) ends "
+                 "the process\n", zs_self != NULL ? zs_self->name : "main");
+    puts_fd(STDERR_FILENO, head);
+    if (sig != 0) {
+        void *frames[64];
+        int n = backtrace(frames, 64);
+        backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    }
+    snprintf(head, sizeof head, "zz-stress: seed %llu\n", (unsigned long long)zs_cfg.seed);
     puts_fd(STDERR_FILENO, head);
     dump_everything(STDERR_FILENO);
 }
+
 
 /* zs_probe_faults: a probe in progress on this thread, and where to go back. */
 static _Thread_local volatile int probing;
 static _Thread_local sigjmp_buf probe_jmp;
 
-static void crash_handler(int sig)
+static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
+    (void)uctx;
     if (probing)
         siglongjmp(probe_jmp, 1);
-    crash_dump();
+    crash_report(sig, info != NULL ? info->si_addr : NULL);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -193,8 +208,8 @@ __attribute__((noinline)) int zs_probe_faults(const void *addr)
 {
     struct sigaction sa, old_segv, old_bus;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = crash_handler;
-    sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+    sa.sa_sigaction = crash_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, &old_segv) != 0 || sigaction(SIGBUS, &sa, &old_bus) != 0)
         zs_fail("sigaction: %s", strerror(errno));
@@ -223,6 +238,11 @@ __attribute__((noinline)) int zs_probe_faults(const void *addr)
 
 #ifdef ZS_SANITIZER_RUNTIME
 #include <sanitizer/common_interface_defs.h>
+
+static void crash_dump(void)
+{
+    crash_report(0, NULL);
+}
 #endif
 
 void zs_install_crash_hooks(void)
@@ -238,8 +258,8 @@ void zs_install_crash_hooks(void)
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = crash_handler;
-        sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+        sa.sa_sigaction = crash_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
         if (sigaction(sigs[i], &sa, NULL) != 0) {
             perror("zz-stress: sigaction");
             exit(2);

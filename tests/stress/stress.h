@@ -198,6 +198,8 @@ void zs_model_remove(struct zs_thread *t, size_t i);
 void zs_block_fill(unsigned char *dst, const unsigned char *src, size_t n);
 void zs_block_read(unsigned char *dst, const unsigned char *src, size_t n);
 int zs_all_zero(const unsigned char *p, size_t n);
+#define ZS_SCRATCH (160u << 10) /* larger than any block the workers make */
+unsigned char *zs_scratch(size_t n); /* this thread's buffer for reading a block */
 void zs_pattern(uint64_t *rng, unsigned char *dst, size_t n); /* bytes 1..255 */
 /* Writes a new pattern into [off, off+len) of a READWRITE block, model too. */
 void zs_model_write(struct zs_thread *t, struct zs_block *b, size_t off, size_t len);
@@ -234,6 +236,7 @@ struct zs_block *zs_handoff_blocks(size_t *n);
 void zs_handoff_drain(struct zs_thread *to);
 
 /* ---- fork_check.c ---- */
+void zs_fork_check_init(void);
 void zs_fork_check(struct zs_thread *t, int quiescent);
 void zs_misuse_check(struct zs_thread *t);
 

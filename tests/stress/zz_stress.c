@@ -200,6 +200,8 @@ static void quiescent_point(uint64_t *rng, unsigned long pauses)
 }
 
 static _Atomic int run_over;
+/* More than a forked child may take before the parent gives up on it. */
+#define ZS_STUCK_SECONDS 100.0
 
 static void *watchdog_main(void *arg)
 {
@@ -213,16 +215,25 @@ static void *watchdog_main(void *arg)
         nanosleep(&ts, NULL);
         zs_check_async_findings();
         double now = zs_now();
+        int stuck = -1, nstuck = 0;
         for (int w = 0; w < zs_cfg.threads; w++) {
             struct zs_thread *t = zs_threads[w];
             unsigned long s = atomic_load(&t->steps);
             if (s != last[w] || !atomic_load(&t->in_step)) {
                 last[w] = s;
                 since[w] = now;
-            } else if (now - since[w] > 120.0) {
-                zs_self = t; /* dump the stuck worker's log first */
-                zs_fail("%s made no progress for 120 s (stuck in its last operation below)", t->name);
+            } else if (now - since[w] > ZS_STUCK_SECONDS) {
+                nstuck++;
+                if (stuck < 0 || since[w] < since[stuck])
+                    stuck = w;
             }
+        }
+        if (stuck >= 0) {
+            /* the worker stuck longest is the likely culprit (the others may
+             * wait for a lock it holds): its log comes first */
+            zs_self = zs_threads[stuck];
+            zs_fail("%s made no progress for %.0f s, stuck in its last operation below (%d worker(s) "
+                    "stuck)", zs_self->name, now - since[stuck], nstuck);
         }
     }
     return NULL;
@@ -272,6 +283,7 @@ static int run_stress(double seconds)
 {
     uint64_t rng = zs_cfg.seed ^ 0xc00d1a7e5ull;
     zs_install_crash_hooks();
+    zs_fork_check_init();
     if (ZS_ON(ZS_F_SIGNALS) || ZS_ON(ZS_F_FORK)) {
         if (zs_purge_signals_install() != 0) {
             fprintf(stderr, "zz-stress: installing the purge signal handlers: %s\n", strerror(errno));
@@ -287,7 +299,7 @@ static int run_stress(double seconds)
         struct zs_thread *t = calloc(1, sizeof *t);
         ZS_CHECK(t != NULL, "calloc");
         t->idx = w;
-        snprintf(t->name, sizeof t->name, "worker%d", w);
+        snprintf(t->name, sizeof t->name, "worker%u", (unsigned)w % 100u);
         t->rng = zs_cfg.seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ull);
         zs_threads[w] = t;
     }
@@ -500,9 +512,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "zz-stress: needs 4 KiB pages (this system has %zu)\n", zs_page);
         return 2;
     }
-    snprintf(zs_cfg.replay, sizeof zs_cfg.replay, "%s --seed %llu --seconds %g --threads %d --mode %s%s%s",
-             argv[0], (unsigned long long)zs_cfg.seed, zs_cfg.seconds, zs_cfg.threads,
-             in_nocap ? "nocap" : mode, nolist, getenv("ZEROIZE_GUARDS") ? " (with ZEROIZE_GUARDS set)" : "");
+    char envs[256] = "";
+    static const char *const vars[] = { "ZEROIZE_GUARDS", "ZEROIZE_LOCK", "ZEROIZE_BACKEND" };
+    for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
+        const char *v = getenv(vars[k]);
+        if (v != NULL && strlen(envs) + strlen(vars[k]) + strlen(v) + 3 < sizeof envs) {
+            strcat(envs, vars[k]);
+            strcat(envs, "=");
+            strcat(envs, v);
+            strcat(envs, " ");
+        }
+    }
+    snprintf(zs_cfg.replay, sizeof zs_cfg.replay, "%s%s --seed %llu --seconds %g --threads %d --mode %s%s",
+             envs, argv[0], (unsigned long long)zs_cfg.seed, zs_cfg.seconds, zs_cfg.threads,
+             in_nocap ? "nocap" : mode, nolist);
     if (in_nocap) {
         struct rlimit rl;
         if (zs_have_cap_ipc_lock() != 0 || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
