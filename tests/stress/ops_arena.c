@@ -146,7 +146,7 @@ static void arena_create_own(struct zs_thread *t)
     if (t->narenas >= ZS_MAX_ARENAS)
         return;
     static const size_t caps[] = { 4096, 16384, 65536, 262144, 1 << 20 };
-    size_t cap = zs_below(&t->rng, 2) ? 0 : caps[zs_below(&t->rng, 5)];
+    size_t cap = zs_below(&t->rng, 2) || !ZS_ON(ZS_F_FIXED) ? 0 : caps[zs_below(&t->rng, 5)];
     zs_log(t, "zz_arena_create(%zu)", cap);
     struct zs_arena *ar = zs_arena_new(cap, 0);
     t->n.arena_ops++;
@@ -179,7 +179,7 @@ void zs_arena_destroy_own(struct zs_thread *t, size_t k)
  * block of every size class must never touch released memory. */
 static void arena_burst(struct zs_thread *t)
 {
-    size_t cap = zs_below(&t->rng, 3) == 0 ? 0 : (size_t)1 << 20;
+    size_t cap = zs_below(&t->rng, 3) == 0 || !ZS_ON(ZS_F_FIXED) ? 0 : (size_t)1 << 20;
     zs_log(t, "burst: zz_arena_create(%zu), one block per class, destroy", cap);
     struct zs_arena *ar = zs_arena_new(cap, 0);
     t->n.arena_ops++;
@@ -335,7 +335,7 @@ int zs_arena_step(struct zs_thread *t, unsigned pick)
     } else if (pick < 830)
         arena_burst(t);
     else if (pick < 845) {
-        if (ZS_ON(ZS_F_CAPACITY))
+        if (ZS_ON(ZS_F_CAPACITY) && ZS_ON(ZS_F_FIXED))
             arena_capacity(t);
     } else if (pick < 920)
         handoff_give(t);

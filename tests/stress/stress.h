@@ -66,6 +66,7 @@ enum zs_feature {
     ZS_F_REALLOC_KEEPS, /* zz_realloc keeps backend and alignment (issue 11, defect 4) */
     ZS_F_MISUSE_INHERITED, /* misuse children also misuse blocks inherited from the parent */
     ZS_F_GUARDS,     /* the pages around a new block fault (probed in place) */
+    ZS_F_FIXED,      /* fixed-capacity arenas (off: only growable ones) */
     ZS_NFEATURES
 };
 const char *zs_feature_name(int f);

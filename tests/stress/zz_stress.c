@@ -46,7 +46,7 @@ static const char *const feature_names[ZS_NFEATURES] = {
     [ZS_F_SMAPS] = "smaps",       [ZS_F_STATS] = "stats",       [ZS_F_CHAIN] = "chain",
     [ZS_F_RECHAIN] = "rechain",   [ZS_F_EDGE] = "edge",         [ZS_F_CAPACITY] = "capacity",
     [ZS_F_REALLOC_KEEPS] = "realloc-keeps", [ZS_F_MISUSE_INHERITED] = "misuse-inherited",
-    [ZS_F_GUARDS] = "guards",
+    [ZS_F_GUARDS] = "guards",     [ZS_F_FIXED] = "fixed",
 };
 
 static const char *const feature_help[ZS_NFEATURES] = {
@@ -74,6 +74,7 @@ static const char *const feature_help[ZS_NFEATURES] = {
     [ZS_F_REALLOC_KEEPS] = "zz_realloc keeps backend and alignment (defect 4)",
     [ZS_F_MISUSE_INHERITED] = "misuse also of blocks inherited from before the fork",
     [ZS_F_GUARDS] = "reading the page after (and before) a new block faults",
+    [ZS_F_FIXED] = "fixed-capacity arenas (off: growable ones only)",
 };
 
 const char *zs_feature_name(int f)
@@ -178,7 +179,8 @@ static void remake_shared(uint64_t *rng, int destroy)
             zs_shared[k] = NULL;
         }
         if (rng != NULL && zs_shared[k] == NULL && ZS_ON(ZS_F_ARENAS) && ZS_ON(ZS_F_SHARED))
-            zs_shared[k] = zs_arena_new(k == 0 ? 0 : (size_t)(64 + zs_below(rng, 512)) << 10, 1);
+            zs_shared[k] = zs_arena_new(k == 0 || !ZS_ON(ZS_F_FIXED)
+                                            ? 0 : (size_t)(64 + zs_below(rng, 512)) << 10, 1);
     }
 }
 
