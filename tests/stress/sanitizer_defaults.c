@@ -5,7 +5,8 @@
  *   ASan: fatal signals stay the kernel's (children must die of SIGSEGV and
  *         of abort(), and zs_probe_faults catches SIGSEGV itself);
  *   UBSan: stop at the first report, with a stack;
- *   TSan: stop at the first report; tsan.supp (why: see there).
+ *   TSan: stop at the first report; the longest history; tsan.supp (why:
+ *         see there).
  * Unused in a build without sanitizers.
  */
 #ifndef ZS_TSAN_SUPPRESSIONS
@@ -28,5 +29,7 @@ const char *__ubsan_default_options(void)
 
 const char *__tsan_default_options(void)
 {
-    return "halt_on_error=1:second_deadlock_stack=1:suppressions=" ZS_TSAN_SUPPRESSIONS;
+    /* history_size=7: the longest history, so that the stack of the earlier
+     * access (a purge's wipe, which the suppression matches) is restored */
+    return "halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=" ZS_TSAN_SUPPRESSIONS;
 }
