@@ -69,7 +69,7 @@ static const char *const feature_help[ZS_NFEATURES] = {
     [ZS_F_STATS] = "zz_get_stats equals the model at quiescent points",
     [ZS_F_CHAIN] = "the chained handler runs with its own form, mask, stack (defect 6)",
     [ZS_F_RECHAIN] = "re-installing our handler and zz_purge_on_signals again",
-    [ZS_F_EDGE] = "bad arguments (EINVAL...; defect 7's wrapping zz_lock)",
+    [ZS_F_EDGE] = "bad arguments (EINVAL...; defect 7's wrapping zz_lock); 0-byte arena blocks",
     [ZS_F_CAPACITY] = "the fixed-arena capacity formula (n <= 1024)",
     [ZS_F_REALLOC_KEEPS] = "zz_realloc keeps backend and alignment (defect 4)",
     [ZS_F_MISUSE_INHERITED] = "misuse also of blocks inherited from before the fork",
