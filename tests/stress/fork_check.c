@@ -186,8 +186,8 @@ static void judge_checker(const struct child_run *r, const char *what)
         zs_fail("%s: the child hung at stage \"%s\" for %.0f s and was killed", what, r->v.stage,
                 ZS_CHILD_TIMEOUT);
     if (r->signaled && r->sig == SIGALRM)
-        zs_fail("%s: the child hung at stage \"%s\" (its %d s watchdog fired)", what, r->v.stage,
-                ZS_CHILD_ALARM);
+        zs_fail("%s: the child hung at stage \"%s\" (its watchdog fired: %d s for a purge, %d s "
+                "for the rest)", what, r->v.stage, ZS_PURGE_ALARM, ZS_CHILD_ALARM);
     if (r->exited && r->code == 3 && r->v.failed)
         zs_fail("%s: at stage \"%s\": %s", what, r->v.stage, r->v.message);
     if (!r->exited || r->code != 0)
