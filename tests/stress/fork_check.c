@@ -604,6 +604,7 @@ static void misuse_child(struct zs_thread *t, void *argp)
         zz_arena_free(a->other->a, p);
         break;
     case MU_WRITE_AFTER_FREE: {
+        unsigned info_now = a->fresh ? 0 : zz_info(p);
         zz_free(p);
         *(volatile unsigned char *)p = 0x77;
         void *q = zz_alloc_backend(n, backend);
@@ -611,8 +612,9 @@ static void misuse_child(struct zs_thread *t, void *argp)
          * (not locked again after fork): no verdict then. */
         if (q != p && zs_cfg.nocap)
             _exit(ZS_MISUSE_SKIPPED);
-        zs_fail("a write after free into %p (%zu bytes) was not caught: the next allocation of that "
-                "size returned %p%s", (void *)p, n, q,
+        zs_fail("a write after free into %p (%zu bytes, zz_alloc_backend(.., %d); zz_info 0x%x in "
+                "the child before the free) was not caught: the next zz_alloc_backend(%zu, %d) "
+                "returned %p%s", (void *)p, n, backend, info_now, n, backend, q,
                 q == p ? "" : " (not the freed slot: the header promises LIFO reuse)");
     }
     case MU_SIZE_AFTER_FREE:
@@ -711,6 +713,11 @@ void zs_misuse_check(struct zs_thread *t)
             const struct zs_block *b = &t->blocks[i];
             int ar = b->kind == ZS_K_ARENA;
             struct zs_arena *other = ar ? random_arena(t, b->arena) : NULL;
+            /* an inherited secretmem block lives on zero pages the child
+             * mapped in its place: its slot is not one a new secretmem
+             * block can reuse */
+            if (a.kind == MU_WRITE_AFTER_FREE && (b->info & ZZ_INFO_SECRETMEM))
+                continue;
             if (misuse_fits(a.kind, b->p, b->n, ar, b->mode, other != NULL, b->align)) {
                 found = i;
                 a.other = other;
