@@ -98,6 +98,11 @@ static void nap(double s)
         ;
 }
 
+static void close_fd(int fd)
+{
+    ZS_CHECK(close(fd) == 0 || errno == EINTR, "close(%d): %s", fd, strerror(errno));
+}
+
 /* Runs fn in a forked child; collects its verdict, how it ended, and (when
  * capture) what it wrote on stderr. */
 static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, struct child_run *r)
@@ -115,7 +120,7 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
     if (pid == 0) {
         zs_child = shm;
         if (capture) {
-            close(fds[0]);
+            close_fd(fds[0]);
             if (dup2(fds[1], STDERR_FILENO) < 0)
                 _exit(97);
         }
@@ -127,7 +132,7 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
         _exit(0);
     }
     if (capture) {
-        close(fds[1]);
+        close_fd(fds[1]);
         ZS_CHECK(fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0, "fcntl: %s", strerror(errno));
     }
     double deadline = zs_now() + ZS_CHILD_TIMEOUT, wait = 0.0005;
@@ -165,7 +170,7 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
             }
             r->err_len += (size_t)got;
         }
-        close(fds[0]);
+        close_fd(fds[0]);
     }
     r->err[r->err_len] = '\0';
     r->exited = WIFEXITED(status);

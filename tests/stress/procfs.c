@@ -67,7 +67,7 @@ static const char *lines_next(struct lines *l, char *out, size_t cap)
 
 static void lines_close(struct lines *l)
 {
-    close(l->fd);
+    ZS_CHECK(close(l->fd) == 0 || errno == EINTR, "close(/proc file): %s", strerror(errno));
 }
 
 /* Copies src into dst[cap], cut to fit, always terminated. */

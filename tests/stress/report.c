@@ -45,7 +45,8 @@ int zs_chance(uint64_t *state, unsigned per_mille)
 double zs_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        zs_fail("clock_gettime: %s", strerror(errno));
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 

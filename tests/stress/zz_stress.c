@@ -121,6 +121,12 @@ static int parse_features(const char *list)
 /* ---- workers and the coordinator ---- */
 
 static pthread_barrier_t pause_barrier;
+
+static void pause_wait(void)
+{
+    int rc = pthread_barrier_wait(&pause_barrier);
+    ZS_CHECK(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD, "pthread_barrier_wait: %s", strerror(rc));
+}
 static _Atomic int pause_requested;
 
 static void *worker_main(void *arg)
@@ -132,8 +138,8 @@ static void *worker_main(void *arg)
     for (;;) {
         if (atomic_load(&pause_requested)) {
             int stop = atomic_load(&zs_stopping);
-            pthread_barrier_wait(&pause_barrier); /* paused */
-            pthread_barrier_wait(&pause_barrier); /* released */
+            pause_wait(); /* paused */
+            pause_wait(); /* released */
             if (stop)
                 break;
             continue;
@@ -330,7 +336,7 @@ static int run_stress(double seconds)
         if (last)
             atomic_store(&zs_stopping, 1);
         atomic_store(&pause_requested, 1);
-        pthread_barrier_wait(&pause_barrier);
+        pause_wait();
         pauses++;
         if (last) {
             zs_check_async_findings();
@@ -341,7 +347,7 @@ static int run_stress(double seconds)
             quiescent_point(&rng, pauses);
         }
         atomic_store(&pause_requested, 0);
-        pthread_barrier_wait(&pause_barrier);
+        pause_wait();
         if (last)
             break;
     }
@@ -364,7 +370,7 @@ static int run_stress(double seconds)
         free(zs_threads[w]);
         zs_threads[w] = NULL;
     }
-    pthread_barrier_destroy(&pause_barrier);
+    ZS_CHECK(pthread_barrier_destroy(&pause_barrier) == 0, "pthread_barrier_destroy");
     return 0;
 }
 
@@ -505,7 +511,10 @@ int main(int argc, char **argv)
     }
     if (!have_seed) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+            perror("zz-stress: clock_gettime");
+            return 2;
+        }
         zs_cfg.seed = ((uint64_t)ts.tv_sec * 1000003u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
         zs_cfg.seed %= 1000000000000ull;
     }
