@@ -285,7 +285,7 @@ static void child_query_after_free(void *arg)
         (void)zz_size(p);
 }
 
-static void test_query_after_free_is_use_after_free(void **state)
+static void test_size_and_info_after_free_abort(void **state)
 {
     (void)state;
     static struct after_free cases[] = { { 32, 0 },   { 32, 1 },     { 0, 0 },      { 5000, 0 },
@@ -318,7 +318,7 @@ int main(void)
         cmocka_unit_test(test_free_stale_read_zero_or_fault),
         cmocka_unit_test(test_free_big_double_free_after_many_aborts),
         cmocka_unit_test(test_free_never_used_slot_is_invalid_pointer),
-        cmocka_unit_test(test_query_after_free_is_use_after_free),
+        cmocka_unit_test(test_size_and_info_after_free_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
