@@ -5,6 +5,7 @@
  * (A short write of a line this short cannot be provoked from user space: a
  * pipe write of at most PIPE_BUF bytes is atomic, and a stream socket sends
  * it as one buffer.  The EINTR case is the one that lost the line.) */
+#include <poll.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -94,9 +95,27 @@ static void test_fatal_line_survives_eintr_on_full_pipe(void **state)
     struct timespec delay = { 0, 300 * 1000 * 1000 };
     while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
         ;
+    /* Drain until EOF; a child that never finishes is killed after 20 s. */
     static char buf[1 << 17];
     size_t len = 0;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int hung = 0;
     for (;;) {
+        struct pollfd pfd = { err[0], POLLIN, 0 };
+        int polled = poll(&pfd, 1, 200);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec > 20) {
+            hung = 1;
+            kill(pid, SIGKILL);
+            break;
+        }
+        if (polled < 0 && errno == EINTR)
+            continue;
+        assert_true(polled >= 0);
+        if (polled == 0)
+            continue;
         ssize_t n = read(err[0], buf + len, sizeof buf - 1 - len);
         if (n > 0) {
             len += (size_t)n;
@@ -111,6 +130,9 @@ static void test_fatal_line_survives_eintr_on_full_pipe(void **state)
     int status;
     while (waitpid(pid, &status, 0) < 0)
         assert_int_equal(errno, EINTR);
+    if (hung)
+        print_error("the child was still running 20 s after stderr was drained: killed\n");
+    assert_false(hung);
     size_t filler = 0;
     while (filler < len && buf[filler] == '\0')
         filler++;
