@@ -247,8 +247,7 @@ static void run_release(struct chunk *c, struct run *r)
     atomic_store(&h->table[r->slot], NULL);
     h->free_slots[h->nfree_slots++] = r->slot;
     map_run(h, c, r, NULL);
-    while (atomic_load(&zzi_purgers) != 0) /* a purge may have read the table before */
-        zzi_os_yield();
+    zzi_purge_wait_for_readers(); /* a purge may have read the table before */
     size_t off = (size_t)(r->start - c->data), length = r->length;
     ZZ_VG_UNDEFINED(r->start, length);
     zz_wipe(r->start, length);
@@ -327,7 +326,7 @@ void zza_fixed_each_run(struct chunk *c, void (*fn)(struct run *r))
 {
     struct zza_heap *h = c->heap;
     /* sequentially consistent loads: they pair with run_release's store of
-     * NULL and its load of zzi_purgers (after the purger's increment) */
+     * NULL (zzi_purge_wait_for_readers) */
     size_t used = atomic_load(&h->used);
     for (size_t k = 0; k < used; k++) {
         struct run *r = atomic_load(&h->table[k]);

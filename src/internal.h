@@ -283,6 +283,11 @@ void zzi_signals_reset_lock(void);
 
 /* purge.c, fork child: forgets the purge another thread was running. */
 void zzi_purge_after_fork_child(void);
+/* Called after unpublishing something zz_purge reads (a region, a fixed
+ * arena's run): returns once no purge that could have seen it is running.
+ * Sequentially consistent with the purge's own start, so either a purge
+ * sees the removal or the remover waits for it. */
+void zzi_purge_wait_for_readers(void);
 
 /* Thread-local storage read from signal handlers must not be allocated
  * lazily (__tls_get_addr may call malloc): initial-exec. */
@@ -295,11 +300,12 @@ void zzi_registry_init_fork_handlers(void);
  * child, so every entry point notices such a fork with one load and does in
  * the child what the handler would have done.  NULL when the kernel lacks
  * WIPEONFORK (then only real fork() is handled). */
-extern const volatile unsigned char *zzi_fork_sentinel;
+extern _Atomic(const volatile unsigned char *) zzi_fork_sentinel;
 void zzi_recover_missed_fork(void);
 static inline int zzi_fork_missed(void)
 {
-    const volatile unsigned char *s = zzi_fork_sentinel;
+    /* acquire: pairs with the release that publishes the armed byte */
+    const volatile unsigned char *s = atomic_load_explicit(&zzi_fork_sentinel, memory_order_acquire);
     return zz_unlikely(s != NULL && *s == 0);
 }
 static inline void zzi_check_fork(void)

@@ -37,9 +37,25 @@ static ZZ_TLS_SIGNAL_SAFE int purging_here;
 
 /* Fork child: a purge that another thread of the parent was running (or
  * waiting to run) does not exist here; the forking thread was in none. */
+/* Odd while a purge runs (one at a time, nested ones inside its window):
+ * a remover waits for the purge that may have seen what it removed, never
+ * for the ones after it, so a thread that purges in a loop cannot starve
+ * it. */
+static _Atomic unsigned purge_gen;
+
+void zzi_purge_wait_for_readers(void)
+{
+    unsigned g = atomic_load(&purge_gen);
+    if (g & 1)
+        while (atomic_load(&purge_gen) == g)
+            zzi_os_yield();
+}
+
 void zzi_purge_after_fork_child(void)
 {
     atomic_store(&purge_running, 0);
+    unsigned g = atomic_load(&purge_gen);
+    atomic_store(&purge_gen, g + (g & 1));
     purging_here = 0;
 }
 
@@ -47,9 +63,11 @@ ZZ_API void zz_purge(void)
 {
     int saved = errno;
     int nested = purging_here;
-    if (!nested)
+    if (!nested) {
         while (atomic_exchange(&purge_running, 1))
             zzi_os_yield();
+        atomic_fetch_add(&purge_gen, 1); /* before any region is read */
+    }
     purging_here = 1;
     atomic_fetch_add(&zzi_purgers, 1);
     atomic_fetch_add(&zzi_wipe_epoch, 1);
@@ -59,8 +77,10 @@ ZZ_API void zz_purge(void)
     atomic_fetch_add(&zzi_wipe_epoch, 1);
     atomic_fetch_sub(&zzi_purgers, 1);
     purging_here = nested;
-    if (!nested)
+    if (!nested) {
+        atomic_fetch_add(&purge_gen, 1); /* after the last region was read */
         atomic_store(&purge_running, 0);
+    }
     errno = saved;
 }
 

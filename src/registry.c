@@ -6,9 +6,10 @@
  *
  * The purge list is changed only under the global lock and read lock-free.
  * A region is unmapped only after it has left the list AND no purge that
- * might have seen it is still running (zzi_purgers == 0 after the unlink):
- * the unlink and the purger's increment are both sequentially consistent, so
- * either the purger never sees the region or the remover sees the purger.
+ * might have seen it is still running (zzi_purge_wait_for_readers): the
+ * unlink and the purge's start are both sequentially consistent, so either
+ * the purge never sees the region or the remover waits for that purge (and
+ * only that one: a thread purging in a loop cannot starve it).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -107,9 +108,7 @@ void zzi_registry_remove(struct zzi_region *r)
     index_len--;
 
     unlink_from_purge_list(r);
-    atomic_thread_fence(memory_order_seq_cst);
-    while (atomic_load(&zzi_purgers) != 0)
-        zzi_os_yield();
+    zzi_purge_wait_for_readers();
     atomic_fetch_sub_explicit(&zzi_counters.mapped_bytes, r->map.len, memory_order_relaxed);
     atomic_fetch_sub_explicit(&zzi_counters.locked_bytes, r->map.locked_len,
                               memory_order_relaxed);
@@ -196,7 +195,7 @@ static void forget_inherited_protections(void)
 }
 
 static unsigned char *sentinel_page;
-const volatile unsigned char *zzi_fork_sentinel;
+_Atomic(const volatile unsigned char *) zzi_fork_sentinel;
 
 /* Maps the fork sentinel (see internal.h); without WIPEONFORK there is none. */
 static void arm_fork_sentinel(void)
@@ -211,7 +210,7 @@ static void arm_fork_sentinel(void)
     }
     p[0] = 1;
     sentinel_page = p;
-    zzi_fork_sentinel = p;
+    atomic_store_explicit(&zzi_fork_sentinel, p, memory_order_release);
 }
 
 /* The child has one thread.  WIPEONFORK zeroed every block, canaries
