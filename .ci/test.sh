@@ -41,8 +41,9 @@ if [ "$mode" != "--quick" ]; then
   # without CAP_IPC_LOCK (tests/stress/README.md).  A new seed each run,
   # printed first; a finding prints its replay command.  Sanitizer options and
   # the TSan suppression are built into the program.
-  build-asan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
-  build-tsan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
+  # (timeout: a hang outside the program's own watchdogs must not stall CI)
+  timeout 900 build-asan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
+  timeout 900 build-tsan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
 
   step "fault injection (every mmap/mprotect/madvise/mlock/getrandom failure path)"
   cmake -S . -B build-faults -DCMAKE_BUILD_TYPE=Debug -DZZ_FAULT_INJECTION=ON \

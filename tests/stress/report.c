@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include "stress.h"
 
@@ -22,6 +23,21 @@ _Atomic int zs_stopping;
 struct zs_child_verdict *zs_child;
 
 static _Atomic int failing;
+
+/* The report reads other threads' operation logs while they may still write
+ * them (a benign race: the log is for a person), sometimes from a sanitizer's
+ * death callback: TSan must not see those reads, or it reports them from
+ * inside its own report and deadlocks. */
+#if defined(__SANITIZE_THREAD__)
+#define ZS_REPORTING __attribute__((no_sanitize("thread")))
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ZS_REPORTING __attribute__((no_sanitize("thread")))
+#endif
+#endif
+#ifndef ZS_REPORTING
+#define ZS_REPORTING
+#endif
 static const char *_Atomic async_msg;
 
 uint64_t zs_rand(uint64_t *state)
@@ -50,11 +66,13 @@ double zs_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* write(2) until done: also from signal handlers and sanitizer callbacks. */
-static void put(int fd, const char *s, size_t n)
+/* write(2) until done: also from signal handlers and sanitizer callbacks.
+ * The system call itself, not libc's write: a sanitizer's interceptor may
+ * need a lock its own report (which calls us on its way out) holds. */
+ZS_REPORTING static void put(int fd, const char *s, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, s, n);
+        ssize_t w = (ssize_t)syscall(SYS_write, fd, s, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -64,9 +82,17 @@ static void put(int fd, const char *s, size_t n)
     }
 }
 
-static void puts_fd(int fd, const char *s)
+ZS_REPORTING static size_t length(const char *s, size_t max)
 {
-    put(fd, s, strlen(s));
+    size_t n = 0;
+    while (n < max && s[n] != '\0')
+        n++;
+    return n;
+}
+
+ZS_REPORTING static void puts_fd(int fd, const char *s)
+{
+    put(fd, s, length(s, 4096));
 }
 
 void zs_say(const char *fmt, ...)
@@ -97,7 +123,7 @@ void zs_log(struct zs_thread *t, const char *fmt, ...)
 }
 
 /* The last `lines` operations of t, oldest first.  Async-signal-safe. */
-void zs_dump_log(int fd, const struct zs_thread *t, unsigned lines)
+ZS_REPORTING void zs_dump_log(int fd, const struct zs_thread *t, unsigned lines)
 {
     unsigned long next = atomic_load(&t->log.next);
     unsigned long from = next > lines ? next - lines : 0;
@@ -109,12 +135,12 @@ void zs_dump_log(int fd, const struct zs_thread *t, unsigned lines)
     for (unsigned long k = from; k < next; k++) {
         const char *l = t->log.line[k % ZS_LOG_LEN];
         puts_fd(fd, "    ");
-        put(fd, l, strnlen(l, ZS_LOG_LINE));
+        put(fd, l, length(l, ZS_LOG_LINE));
         puts_fd(fd, "\n");
     }
 }
 
-static void dump_everything(int fd)
+ZS_REPORTING static void dump_everything(int fd)
 {
     puts_fd(fd, "zz-stress: replay with: ");
     puts_fd(fd, zs_cfg.replay);
@@ -167,7 +193,7 @@ const char *zs_async_finding(void)
 /* ---- when something else ends the process first ---- */
 
 /* sig: the fatal signal that ends the process, or 0 (a sanitizer's report). */
-static void crash_report(int sig, const void *addr)
+ZS_REPORTING static void crash_report(int sig, const void *addr)
 {
     if (zs_child != NULL || atomic_exchange(&failing, 1))
         return;

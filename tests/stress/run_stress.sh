@@ -79,10 +79,11 @@ while [ "$left" -gt 0 ]; do
     if [ $((n % 2)) -eq 0 ]; then guards=mprotect; else guards=""; fi
     echo "run_stress: segment $n: $this s${guards:+, ZEROIZE_GUARDS=$guards}"
     rc=0
+    # timeout: a hang the program's own watchdogs cannot see (a sanitizer's)
     if [ -n "$guards" ]; then
-        ZEROIZE_GUARDS=$guards "$bin" --seconds "$this" "$@" || rc=$?
+        ZEROIZE_GUARDS=$guards timeout $((this + 600)) "$bin" --seconds "$this" "$@" || rc=$?
     else
-        "$bin" --seconds "$this" "$@" || rc=$?
+        timeout $((this + 600)) "$bin" --seconds "$this" "$@" || rc=$?
     fi
     if [ "$rc" -ne 0 ]; then
         echo "run_stress: segment $n ended with status $rc after $((seconds - left)) s of earlier segments${guards:+ (ZEROIZE_GUARDS=$guards)}" >&2
