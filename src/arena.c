@@ -143,27 +143,33 @@ struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first)
     c->data = (unsigned char *)c->region.map.base + zzi_page();
     if (first)
         a->backend = c->region.map.backend;
-    zzi_global_lock();
-    rc = zzi_registry_add(&c->region);
-    zzi_global_unlock();
-    if (rc != 0) {
-        zzi_pages_unmap_slab(&c->region.map);
-        free(c);
-        zzi_fail(ZZI_FAIL_NOMEM);
-        errno = ENOMEM;
-        return NULL;
-    }
     return c;
 }
 
-/* The chunk leaves the registry first, which waits until no zz_purge can
- * still be walking it: only then may its runs be freed (a purge reads
- * them). */
-void zza_chunk_destroy(struct chunk *c)
+int zza_chunk_register(struct chunk *c)
 {
     zzi_global_lock();
-    zzi_registry_remove(&c->region);
+    int rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
+    if (rc != 0) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return -1;
+    }
+    c->registered = 1;
+    return 0;
+}
+
+/* A registered chunk leaves the registry first, which waits until no
+ * zz_purge can still be walking it: only then may its runs be freed (a
+ * purge reads them). */
+void zza_chunk_destroy(struct chunk *c)
+{
+    if (c->registered) {
+        zzi_global_lock();
+        zzi_registry_remove(&c->region);
+        zzi_global_unlock();
+    }
     for (size_t i = 0; i < c->runs_used; i++)
         free(c->runs[i]);
     free(c->runs);
@@ -348,7 +354,7 @@ static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
         return NULL;
     }
     struct chunk *c = zza_chunk_new(a, bytes, 1);
-    if (c != NULL && zza_fixed_init(c) != 0) {
+    if (c != NULL && (zza_fixed_init(c) != 0 || zza_chunk_register(c) != 0)) {
         int e = errno;
         zza_chunk_destroy(c);
         errno = e;

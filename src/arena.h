@@ -73,6 +73,7 @@ struct chunk {
     struct zzi_region region;
     _Atomic unsigned checked_gen; /* zzi_checks_gen when last found fit (zza_chunk_fit) */
     int retired;                  /* hands out no cells: unfit for the arena's promises */
+    int registered;               /* in the registry: zz_purge may read it */
     struct zz_arena *arena;
     unsigned char *data;
     size_t bytes;                 /* of data, between the guard pages */
@@ -165,8 +166,12 @@ struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size
  * canaries and all: writes them again before the run is used. */
 void zza_run_refresh(struct run *r);
 /* Maps a chunk of `bytes` for a (the first on the process-wide backend,
- * later ones on a's) and registers it.  NULL with errno. */
+ * later ones on a's), not yet registered.  NULL with errno. */
 struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first);
+/* Puts c, whose runs array or heap is set up, where zz_purge and lookups
+ * see it: only then, so that a purge never reads a half-made chunk.
+ * Returns 0, or -1 with errno. */
+int zza_chunk_register(struct chunk *c);
 /* Takes the chunk out of the registry (waiting out any zz_purge), frees its
  * runs, wipes it whole and unmaps it. */
 void zza_chunk_destroy(struct chunk *c);

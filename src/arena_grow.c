@@ -70,6 +70,12 @@ static struct chunk *grid_chunk_new(zz_arena *a, size_t nruns, int first)
         return NULL;
     }
     c->nruns = nruns;
+    if (zza_chunk_register(c) != 0) {
+        int e = errno;
+        zza_chunk_destroy(c);
+        errno = e;
+        return NULL;
+    }
     return c;
 }
 
