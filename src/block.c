@@ -923,7 +923,7 @@ void zzi_block_purge_region(struct zzi_region *r, int nested)
         if ((mode != ZZ_READWRITE || unsure) &&
             zzi_os_protect((void *)data, s->data_len, ZZ_READWRITE) != 0)
             continue;
-        zz_wipe(start, (size_t)(data + s->data_len - (uintptr_t)start));
+        zzi_purge_wipe(start, (size_t)(data + s->data_len - (uintptr_t)start));
         if (mode != ZZ_READWRITE)
             zzi_os_protect((void *)data, s->data_len, mode);
     }
