@@ -691,8 +691,15 @@ static void release_slot(struct slab *s, size_t i, uintptr_t p)
         return;
     struct size_class *c = &classes[s->table][s->cls];
     c->live_slots--;
-    if (s->nfree == 1)
+    /* the slab of the slot freed last goes first, so that freed slots come
+     * back last-in, first-out across the class (as zeroize.h promises: a
+     * write after free is then found by the very next allocation) */
+    if (s->nfree == 1) {
         avail_push(c, s);
+    } else if (c->avail != s) {
+        avail_remove(c, s);
+        avail_push(c, s);
+    }
     if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
         remember_unmapped_block(p);
         unmap_empty_slab(c, s);

@@ -132,6 +132,41 @@ static void test_unlock_secret_not_found_in_memory(void **state)
     munmap(m, 8192);
 }
 
+/* zeroize.h: "Freed slots are reused last-in, first-out" -- across the
+ * slabs of a size class, not only within one: after freeing a slot in a slab
+ * that already had a free one, the next allocation of that size is the slot
+ * just freed (a write after free through a stale pointer is then caught by
+ * the very next allocation).  Before, the slab of the last free stayed
+ * behind another slab with free slots. */
+static void child_lifo_across_slabs(void *arg)
+{
+    (void)arg;
+    enum { N = 24, SIZE = 5000 }; /* a size class no other test here uses */
+    unsigned char *b[N];
+    for (int i = 0; i < N; i++)
+        child_check((b[i] = zz_alloc(SIZE)) != NULL);
+    /* slabs of a fresh class hold 4, 4, 8, ... slots: b[4], b[5] share the
+     * second slab, b[9] is in the third */
+    zz_free(b[4]);
+    zz_free(b[9]);
+    zz_free(b[5]);
+    unsigned char *again = zz_alloc(SIZE);
+    child_check(again == b[5]);
+    unsigned char *next = zz_alloc(SIZE);
+    child_check(next == b[9] || next == b[4]);
+    zz_free(again);
+    zz_free(next);
+    for (int i = 0; i < N; i++)
+        if (i != 4 && i != 5 && i != 9)
+            zz_free(b[i]);
+}
+
+static void test_free_slots_reused_lifo_across_slabs(void **state)
+{
+    (void)state;
+    expect_child_ok(child_lifo_across_slabs, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_free_secret_not_found_after_protected_free),
         cmocka_unit_test(test_realloc_old_block_wiped),
         cmocka_unit_test(test_unlock_secret_not_found_in_memory),
+        cmocka_unit_test(test_free_slots_reused_lifo_across_slabs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
