@@ -1,0 +1,384 @@
+/*
+ * slab.c - slabs of equal slots and the size classes that hold them: where a
+ * new zz_alloc block goes, and what happens to a slot when it is freed (the
+ * free-slot cache, bounded per class by the larger of 1 MiB and the class's
+ * live bytes; emptied slabs beyond it are unmapped).  pages.c makes the
+ * mappings; block.c puts blocks in the slots.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "block.h"
+
+#define MAX_CLASS_PAGES 16            /* larger blocks get a mapping each  */
+#define SLAB_MAX_BYTES (2u << 20)     /* a slab maps at most this much      */
+#define SLAB_MIN_SLOTS 4u
+
+struct size_class {
+    struct slab *avail;  /* slabs with at least one free slot */
+    size_t total_slots;  /* in its slabs (retired ones excepted) */
+    size_t live_slots;   /* of those, handed out */
+    size_t empty_slabs;
+};
+
+/* The free-slot cache of a class is kept up to the larger of this and the
+ * class's live bytes (so a burst that is freed and comes back finds its slots
+ * still mapped, guarded and locked); beyond it, empty slabs are unmapped. */
+#define CACHE_MIN_BYTES (1u << 20)
+
+/* One class table per backend, so a block asked for on secretmem never
+ * lands in an anonymous slab. */
+static struct size_class classes[2][MAX_CLASS_PAGES + 1];
+
+/* Blocks whose slab was unmapped when they were freed (big blocks, emptied
+ * slabs), the last FREED_RING of them: so a second zz_free of such a pointer
+ * is reported as the double free it is, not as a foreign pointer.  Only the
+ * fatal path searches it (linearly: its cost does not matter there); an
+ * entry is never wrong, since an address in it was freed by this library and
+ * is consulted only when no region of ours covers it now. */
+#define FREED_RING 4096
+static uintptr_t freed_ring[FREED_RING];
+static unsigned freed_ring_next;
+
+static void remember_unmapped_block(uintptr_t p)
+{
+    freed_ring[freed_ring_next++ % FREED_RING] = p;
+}
+
+int zzb_was_unmapped_block(uintptr_t p)
+{
+    for (unsigned i = 0; i < FREED_RING; i++)
+        if (p != 0 && freed_ring[i] == p)
+            return 1;
+    return 0;
+}
+
+/* ---- slabs ------------------------------------------------------------------ */
+
+/* The slab and its per-slot arrays in one allocation, widest first. */
+static struct slab *slab_struct_new(size_t nslots)
+{
+    size_t bytes = sizeof(struct slab) +
+                   nslots * (2 * sizeof(uint64_t) + sizeof(zz_arena *) + sizeof(size_t) * 3 +
+                             sizeof(unsigned) + 2);
+    struct slab *s = calloc(1, bytes);
+    if (s == NULL)
+        return NULL;
+    char *at = (char *)(s + 1);
+    s->canary = (uint64_t *)(void *)at;
+    at += 2 * nslots * sizeof(uint64_t);
+    s->owner = (zz_arena **)(void *)at;
+    at += nslots * sizeof(zz_arena *);
+    s->free_stack = (size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->size_plus1 = (_Atomic size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->span = (_Atomic size_t *)(void *)at;
+    at += nslots * sizeof(size_t);
+    s->epoch = (unsigned *)(void *)at;
+    at += nslots * sizeof(unsigned);
+    s->prot = (_Atomic unsigned char *)(void *)at;
+    at += nslots;
+    s->align_shift = (unsigned char *)at;
+    return s;
+}
+
+/* pre: global lock held.  A new slab of nslots slots of slot_pages pages,
+ * registered, every slot free. */
+static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int backend)
+{
+    struct slab *s = slab_struct_new(nslots);
+    if (s == NULL) {
+        zzi_fail(ZZI_FAIL_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zzi_canary_draw(s->canary, 2 * nslots) != 0) {
+        int e = errno;
+        free(s);
+        errno = e;
+        return NULL;
+    }
+    if (zzi_pages_map_slab(slot_pages, nslots, backend, &s->region.map) != 0) {
+        int e = errno;
+        free(s);
+        errno = e;
+        return NULL;
+    }
+    s->region.kind = ZZI_REGION_SLAB;
+    s->region.owner = s;
+    s->data_len = slot_pages * zzi_page();
+    s->stride = s->data_len + zzi_page();
+    s->nslots = s->nfree = nslots;
+    s->cls = cls;
+    s->table = backend;
+    for (size_t i = 0; i < nslots; i++) {
+        s->free_stack[i] = nslots - 1 - i; /* hand out low addresses first */
+        atomic_init(&s->prot[i], ZZ_READWRITE);
+        ZZ_VG_NOACCESS((void *)zzb_slot_data(s, i), s->data_len);
+    }
+    if (zzi_registry_add(&s->region) != 0) {
+        zzi_pages_unmap_slab(&s->region.map);
+        free(s);
+        zzi_fail(ZZI_FAIL_NOMEM);
+        return NULL;
+    }
+    return s;
+}
+
+/* pre: global lock held; every slot free (and so already wiped). */
+static void slab_destroy(struct slab *s)
+{
+    zzi_registry_remove(&s->region);
+    zzi_pages_unmap_slab(&s->region.map);
+    free(s);
+}
+
+static void avail_push(struct size_class *c, struct slab *s)
+{
+    s->prev = NULL;
+    s->next = c->avail;
+    if (c->avail)
+        c->avail->prev = s;
+    c->avail = s;
+}
+
+static void avail_remove(struct size_class *c, struct slab *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->avail = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* pre: global lock held; s is an empty slab of class c.  Takes it out of the
+ * class and unmaps it. */
+static void unmap_empty_slab(struct size_class *c, struct slab *s)
+{
+    avail_remove(c, s);
+    c->empty_slabs--;
+    c->total_slots -= s->nslots;
+    slab_destroy(s);
+}
+
+/* 1 if err from mapping or locking could be cured by giving memory back (the
+ * lock limit, the map count, memory): not for a missing or refused feature. */
+static int short_of_memory(int err)
+{
+    return err == ENOMEM || err == EAGAIN;
+}
+
+/* pre: global lock held.  Unmaps every empty slab of every class, giving the
+ * caches' locked memory back.  Called when a new mapping cannot be made or
+ * locked: memory cached for one size must never make an allocation of
+ * another size fail.  Returns 1 if anything was unmapped. */
+static int drop_cached_slabs(void)
+{
+    int dropped = 0;
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            struct size_class *c = &classes[t][k];
+            struct slab *next;
+            for (struct slab *s = c->avail; s != NULL; s = next) {
+                next = s->next;
+                if (s->nfree != s->nslots)
+                    continue;
+                unmap_empty_slab(c, s);
+                dropped = 1;
+            }
+        }
+    }
+    return dropped;
+}
+
+int zzi_block_drop_caches(int err)
+{
+    if (!short_of_memory(err))
+        return 0;
+    int e = errno;
+    zzi_global_lock();
+    int dropped = drop_cached_slabs();
+    zzi_global_unlock();
+    errno = e;
+    return dropped;
+}
+
+#ifdef ZZ_FAULT_INJECTION
+/* Test-only: lets a fault test start with no cached slab, so that a failure
+ * it injects is not retried after dropping caches. */
+ZZ_API void zzi_fault_drop_caches(void)
+{
+    zzi_block_drop_caches(ENOMEM);
+}
+#endif
+
+/* pre: global lock held.  A slab of class cls with a free slot, growing the
+ * class geometrically; when the kernel refuses, drops the caches of empty
+ * slabs and tries again, then halves the new slab (so an unprivileged process
+ * uses all of its RLIMIT_MEMLOCK). */
+static struct slab *class_slab_with_room(int cls, int backend)
+{
+    struct size_class *c = &classes[backend][cls];
+    if (c->avail != NULL)
+        return c->avail;
+    size_t stride = (size_t)(cls + 1) * zzi_page();
+    size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
+    size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
+    size_t nslots = want < cap ? want : cap;
+    for (;;) {
+        struct slab *s = slab_create((size_t)cls, nslots, cls, backend);
+        if (s != NULL) {
+            c->total_slots += nslots;
+            c->empty_slabs++;
+            avail_push(c, s);
+            return s;
+        }
+        int e = errno;
+        if (short_of_memory(e) && drop_cached_slabs()) {
+            errno = e;
+            continue;
+        }
+        if (nslots == 1)
+            return NULL;
+        nslots /= 2;
+    }
+}
+
+/* ---- taking a slot ----------------------------------------------------------- */
+
+static size_t pages_for(size_t span)
+{
+    size_t page = zzi_page();
+    return span == 0 ? 1 : (span + page - 1) / page;
+}
+
+/* pre: global lock held.  Takes s out of service: its live blocks stay valid,
+ * but it hands out no new ones. */
+static void retire(struct size_class *c, struct slab *s)
+{
+    avail_remove(c, s);
+    if (s->nfree == s->nslots)
+        c->empty_slabs--;
+    c->total_slots -= s->nslots;
+    c->live_slots -= s->nslots - s->nfree;
+    s->retired = 1;
+    if (s->nfree == s->nslots)
+        slab_destroy(s);
+}
+
+/* May s hand out a block now?  Not if its secret memory was replaced by zero
+ * pages in a forked child, nor if it was mapped unlocked under
+ * ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED. */
+static int slab_fit_for_policy(const struct slab *s, int backend)
+{
+    if (s->region.map.backend != backend)
+        return 0;
+    return (s->region.map.info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required();
+}
+
+/* pre: global lock held.  Takes a free slot for a block of span bytes;
+ * own_mapping: in a slab of its own (an arena's large block, so that the
+ * arena's teardown gives all of its memory back). */
+static struct slab *take_slot_on(size_t span, size_t *idx, int backend, int own_mapping)
+{
+    size_t pages = pages_for(span);
+    struct slab *s;
+    if (pages <= MAX_CLASS_PAGES && !own_mapping) {
+        struct size_class *c = &classes[backend][pages];
+        for (;;) {
+            s = class_slab_with_room((int)pages, backend);
+            if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
+                return NULL;
+            if (slab_fit_for_policy(s, backend))
+                break;
+            retire(c, s);
+        }
+        if (s->nfree == s->nslots)
+            c->empty_slabs--;
+        if (s->nfree == 1)
+            avail_remove(c, s);
+        c->live_slots++;
+    } else {
+        s = slab_create(pages, 1, 0, backend);
+        if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
+            s = slab_create(pages, 1, 0, backend);
+        if (s == NULL)
+            return NULL;
+    }
+    *idx = s->free_stack[--s->nfree];
+    return s;
+}
+
+/* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
+struct slab *zzb_take_slot(size_t span, size_t *idx, int requested, int own_mapping)
+{
+    int backend = zzi_policy_resolve(requested);
+    struct slab *s = take_slot_on(span, idx, backend, own_mapping);
+    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
+        zzi_pages_secretmem_refused(errno)) {
+        zzi_policy_secretmem_unavailable();
+        s = take_slot_on(span, idx, ZZ_BACKEND_ANON, own_mapping);
+    }
+    return s;
+}
+
+/* ---- giving a slot back ------------------------------------------------------ */
+
+/* Would the class still cache at least its bound of free bytes without s? */
+static int cache_would_stay_full(const struct size_class *c, const struct slab *s)
+{
+    size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
+    size_t keep = c->live_slots * s->stride;
+    if (keep < CACHE_MIN_BYTES)
+        keep = CACHE_MIN_BYTES;
+    return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
+}
+
+/* pre: global lock held; the class has no live block left.  Unmaps its empty
+ * slabs beyond the cache bound now, in the free that emptied the class, not
+ * one by one in later unrelated calls: slabs emptied early in a long run of
+ * frees were kept while many blocks were still live, and unmapping a big
+ * slab can take milliseconds (secretmem pages go back into the kernel's
+ * direct map, one TLB flush each). */
+static void trim_idle_class(struct size_class *c)
+{
+    struct slab *next;
+    for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
+        next = t->next;
+        if (t->nfree == t->nslots && cache_would_stay_full(c, t))
+            unmap_empty_slab(c, t);
+    }
+}
+
+void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
+{
+    s->free_stack[s->nfree++] = i;
+    if (s->cls == 0 || (s->retired && s->nfree == s->nslots)) {
+        remember_unmapped_block(p);
+        slab_destroy(s);
+        return;
+    }
+    if (s->retired)
+        return;
+    struct size_class *c = &classes[s->table][s->cls];
+    c->live_slots--;
+    /* the slab of the slot freed last goes first, so that freed slots come
+     * back last-in, first-out across the class (as zeroize.h promises: a
+     * write after free is then found by the very next allocation) */
+    if (s->nfree == 1) {
+        avail_push(c, s);
+    } else if (c->avail != s) {
+        avail_remove(c, s);
+        avail_push(c, s);
+    }
+    if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
+        remember_unmapped_block(p);
+        unmap_empty_slab(c, s);
+    }
+    if (c->live_slots == 0 && c->empty_slabs > 1)
+        trim_idle_class(c);
+}
+
