@@ -43,11 +43,12 @@ if [ "$mode" != "--quick" ]; then
   # the TSan suppression are built into the program.
   # (timeout: a hang outside the program's own watchdogs must not stall CI)
   timeout 900 build-asan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" || status=1
-  # Under TSan without the misuse children: they corrupt memory and fault on
-  # purpose, and a forked child of the TSan runtime then sometimes dies of
-  # SIGSEGV before it can abort (never reproduced in a plain or ASan build
-  # with the same seed); ASan and the plain ctest runs cover misuse.
-  timeout 900 build-tsan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" --no=misuse || status=1
+  # Under TSan without forked children: a child forked from the TSan runtime
+  # of a threaded process sometimes dies of SIGSEGV before it runs a line of
+  # its checks (seen 3 times in 25 min of TSan runs, without CAP_IPC_LOCK;
+  # never in hours of plain and ASan runs, nor in plain replays of the same
+  # seeds).  The ASan step and the plain ctest runs cover fork and misuse.
+  timeout 900 build-tsan/tests/stress/zz-stress --seconds "${ZZ_STRESS_SECONDS:-60}" --no=misuse,fork || status=1
 
   step "fault injection (every mmap/mprotect/madvise/mlock/getrandom failure path)"
   cmake -S . -B build-faults -DCMAKE_BUILD_TYPE=Debug -DZZ_FAULT_INJECTION=ON \
