@@ -62,25 +62,12 @@ static inline void write_tail_canary(const struct run *r, unsigned i, unsigned c
         zzi_canary_fill(p + n, span - n, r->canary[2 * i + 1]);
 }
 
-/* In a forked child a canary's bytes read zero (WIPEONFORK, or the zero
- * pages that replace secret memory), or are the canary if a purge left
- * them; anything else was written since the fork, through a block of this
- * run: fatal, as zz_arena_free would have found it, rather than erased by
- * writing the canary over it. */
-static void restore_canary(unsigned char *p, size_t n, uint64_t w, const char *fault)
-{
-    ZZ_CHECK(zz_is_zero(p, n) || zzi_canary_check(p, n, w), fault);
-    zzi_canary_fill(p, n, w);
-}
-
-#define BEFORE "canary corrupted (before block)"
-#define AFTER "canary corrupted (after block)"
-
-static int cell_live(const struct run *r, unsigned i)
-{
-    return zza_cell_live(atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed));
-}
-
+/* In a forked child WIPEONFORK (or the zero pages that replace secret
+ * memory) zeroed the run, canaries and all, and they are written again
+ * before the run is used.  Only the zero bytes: a byte that is not zero was
+ * written since the fork through a block of this run (an overflow or
+ * underflow), and is left for the canary check of that block's free to
+ * report, with the message that names its side. */
 void zza_run_refresh(struct run *r)
 {
     unsigned now = atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
@@ -88,17 +75,15 @@ void zza_run_refresh(struct run *r)
         return;
     ZZ_VG_QUIET_BEGIN();
     for (unsigned i = 0; i < r->ncells; i++) {
-        /* cell i's head canary is what an overflow of cell i-1 meets first */
-        restore_canary(r->start + (size_t)i * r->cell, ZZ_CANARY_LEN, r->canary[2 * i],
-                       i > 0 && cell_live(r, i - 1) ? AFTER : BEFORE);
+        zzi_canary_fill_zeros(r->start + (size_t)i * r->cell, ZZ_CANARY_LEN, r->canary[2 * i]);
         uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
         if (zza_cell_live(sp1) && sp1 - 1 != 0 && sp1 - 1 < r->span) {
             unsigned char *p = zza_cell_block(r, i);
-            restore_canary(p + sp1 - 1, r->span - (sp1 - 1), r->canary[2 * i + 1], AFTER);
+            zzi_canary_fill_zeros(p + sp1 - 1, r->span - (sp1 - 1), r->canary[2 * i + 1]);
         }
     }
     unsigned char *tail = r->start + (size_t)r->ncells * r->cell;
-    restore_canary(tail, (size_t)(r->start + r->length - tail), r->canary[2 * r->ncells], AFTER);
+    zzi_canary_fill_zeros(tail, (size_t)(r->start + r->length - tail), r->canary[2 * r->ncells]);
     ZZ_VG_QUIET_END();
     atomic_store_explicit(&r->fork_gen, now, memory_order_release);
 }

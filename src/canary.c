@@ -46,6 +46,13 @@ void zzi_canary_fill(unsigned char *p, size_t n, uint64_t w)
         *p = byte_at((uintptr_t)p, w);
 }
 
+void zzi_canary_fill_zeros(unsigned char *p, size_t n, uint64_t w)
+{
+    for (size_t k = 0; k < n; k++)
+        if (p[k] == 0)
+            p[k] = byte_at((uintptr_t)(p + k), w);
+}
+
 int zzi_canary_check(const unsigned char *p, size_t n, uint64_t w)
 {
     const unsigned char *end = p + n;

@@ -400,6 +400,9 @@ static inline uint64_t zzi_canary_no_zero_bytes(uint64_t w)
 int zzi_canary_draw(uint64_t *out, size_t n);
 /* Writes canary word w over [p, p+n) (the byte at x is byte x % 8 of w). */
 void zzi_canary_fill(unsigned char *p, size_t n, uint64_t w);
+/* Writes the canary byte over each zero byte of [p, p+n), leaving the others
+ * as they are. */
+void zzi_canary_fill_zeros(unsigned char *p, size_t n, uint64_t w);
 /* 1 if [p, p+n) holds canary word w. */
 int zzi_canary_check(const unsigned char *p, size_t n, uint64_t w);
 /* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks

@@ -905,6 +905,51 @@ static void test_arena_cached_cells_after_fork_meet_policy(void **state)
     zz_arena_destroy(f.arena);
 }
 
+/* In a forked child, an overflow or underflow written through an inherited
+ * arena block is caught at its free, with the side it went: restoring the
+ * run's canaries in the child (WIPEONFORK zeroed them) must not erase it.
+ * 53bd339 wrote the canaries over the child's write, and the free passed. */
+struct child_write {
+    int fixed;       /* a fixed arena, else a growable one */
+    ptrdiff_t at;    /* offset written, from the block */
+    size_t n;
+};
+
+static struct child_write write_in_child;
+static zz_arena *write_arena;
+static unsigned char *write_block;
+
+static OPTNONE void child_writes_then_frees(void *arg)
+{
+    (void)arg;
+    VWRITE(write_block + write_in_child.at, 0x40); /* even, non-zero: never a canary byte */
+    zz_arena_free(write_arena, write_block);
+}
+
+static void test_arena_canary_written_in_forked_child_detected(void **state)
+{
+    (void)state;
+    static const struct child_write cases[] = {
+        {0, 10, 10}, {0, -1, 10}, {0, 16, 10}, {1, 10, 10}, {1, -16, 10}, {0, 31, 30}, {1, 30, 30},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        write_in_child = cases[k];
+        write_arena = zz_arena_create(cases[k].fixed ? 65536 : 0);
+        assert_non_null(write_arena);
+        unsigned char *neighbours[3];
+        for (int j = 0; j < 3; j++) /* live cells on both sides */
+            assert_non_null(neighbours[j] = zz_arena_alloc(write_arena, cases[k].n));
+        write_block = neighbours[1];
+        /* the fork happens in expect_fatal: the child inherits the arena */
+        expect_fatal(child_writes_then_frees, NULL,
+                     cases[k].at < 0 ? "zeroize: canary corrupted (before block)"
+                                     : "zeroize: canary corrupted (after block)");
+        for (int j = 0; j < 3; j++)
+            zz_arena_free(write_arena, neighbours[j]);
+        zz_arena_destroy(write_arena);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_destroy_wipes_live_blocks),
         cmocka_unit_test(test_threads_share_an_arena),
         cmocka_unit_test(test_arena_across_fork),
+        cmocka_unit_test(test_arena_canary_written_in_forked_child_detected),
         cmocka_unit_test(test_arena_cached_cells_after_fork_meet_policy),
         cmocka_unit_test(test_fixed_arena_capacity_holds_count_blocks),
         cmocka_unit_test(test_fixed_arena_serves_half_capacity),
