@@ -95,7 +95,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     }
     size_t span = (n + align - 1) & ~(align - 1), i;
     zzi_global_lock();
-    struct slab *s = zzb_take_slot(span, &i, backend, owner != NULL);
+    struct slab *s = zzb_take_slot(span, &i, backend);
     if (s == NULL) {
         int e = errno;
         zzi_global_unlock();
@@ -279,20 +279,23 @@ struct owned_stats {
     zz_stats *out;
 };
 
-/* An arena's large blocks are one-slot slabs (take_slot_on, own_mapping). */
+/* An arena's large blocks are zz_alloc blocks in slots like any other: each
+ * counts its slot's share of the slab's mapping and lock. */
 static int add_owned(struct zzi_region *r, void *ctx)
 {
     struct owned_stats *w = ctx;
     const struct slab *s = r->owner;
-    if (r->kind != ZZI_REGION_SLAB || s->nslots != 1 || s->owner[0] != w->owner)
+    if (r->kind != ZZI_REGION_SLAB)
         return 0;
-    size_t sp1 = atomic_load_explicit(&s->size_plus1[0], memory_order_relaxed);
-    if (!zzb_slot_live(sp1))
-        return 0;
-    w->out->live_blocks++;
-    w->out->live_bytes += sp1 - 1;
-    w->out->mapped_bytes += s->region.map.len;
-    w->out->locked_bytes += s->region.map.locked_len;
+    for (size_t i = 0; i < s->nslots; i++) {
+        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+        if (s->owner[i] != w->owner || !zzb_slot_live(sp1))
+            continue;
+        w->out->live_blocks++;
+        w->out->live_bytes += sp1 - 1;
+        w->out->mapped_bytes += s->region.map.len / s->nslots;
+        w->out->locked_bytes += s->region.map.locked_len / s->nslots;
+    }
     return 0;
 }
 

@@ -58,10 +58,9 @@ static inline size_t zzb_head_len(const struct slab *s, size_t span)
 
 /* ---- slab.c -------------------------------------------------------------- */
 /* pre: global lock held.  A free slot for a block of span bytes, on the
- * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon);
- * own_mapping: in a slab of its own (an arena's large block, so that the
- * arena's teardown gives all of its memory back).  NULL with errno. */
-struct slab *zzb_take_slot(size_t span, size_t *idx, int requested, int own_mapping);
+ * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon).
+ * NULL with errno. */
+struct slab *zzb_take_slot(size_t span, size_t *idx, int requested);
 /* pre: global lock held; slot i is now free and wiped; p was its block. */
 void zzb_release_slot(struct slab *s, size_t i, uintptr_t p);
 /* 1 if p was a block whose slab was unmapped when it was freed (one of the

@@ -279,14 +279,12 @@ static int slab_fit_for_policy(const struct slab *s, int backend)
     return (s->region.map.info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required();
 }
 
-/* pre: global lock held.  Takes a free slot for a block of span bytes;
- * own_mapping: in a slab of its own (an arena's large block, so that the
- * arena's teardown gives all of its memory back). */
-static struct slab *take_slot_on(size_t span, size_t *idx, int backend, int own_mapping)
+/* pre: global lock held.  Takes a free slot for a block of span bytes. */
+static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 {
     size_t pages = pages_for(span);
     struct slab *s;
-    if (pages <= MAX_CLASS_PAGES && !own_mapping) {
+    if (pages <= MAX_CLASS_PAGES) {
         struct size_class *c = &classes[backend][pages];
         for (;;) {
             s = class_slab_with_room((int)pages, backend);
@@ -313,14 +311,14 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend, int own_
 }
 
 /* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
-struct slab *zzb_take_slot(size_t span, size_t *idx, int requested, int own_mapping)
+struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 {
     int backend = zzi_policy_resolve(requested);
-    struct slab *s = take_slot_on(span, idx, backend, own_mapping);
+    struct slab *s = take_slot_on(span, idx, backend);
     if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
         zzi_pages_secretmem_refused(errno)) {
         zzi_policy_secretmem_unavailable();
-        s = take_slot_on(span, idx, ZZ_BACKEND_ANON, own_mapping);
+        s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
     }
     return s;
 }
