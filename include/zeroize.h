@@ -341,6 +341,31 @@ ZZ_EXPORT int zz_get_lock_policy(void);
  * string when no call has failed in this thread. */
 ZZ_EXPORT const char *zz_last_error(void);
 
+/* Why the calling thread's last failed call failed, as data for programs
+ * (zz_last_error() says the same in words for people).  The value stays
+ * until the next failure in this thread; successful calls leave it alone, so
+ * read it right after a call that returned failure. */
+enum zz_error {
+    ZZ_ERR_NONE = 0,         /* no call has failed in this thread                */
+    ZZ_ERR_MEMLOCK,          /* mlock refused: RLIMIT_MEMLOCK reached, no CAP_IPC_LOCK */
+    ZZ_ERR_MAPCOUNT,         /* the kernel refused a mapping: vm.max_map_count or memory */
+    ZZ_ERR_NOMEM,            /* the requested size itself is too large           */
+    ZZ_ERR_ADVICE,           /* the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK */
+    ZZ_ERR_ARGUMENT,         /* an invalid argument                              */
+    ZZ_ERR_ARENA_FULL,       /* a fixed-capacity arena has no room               */
+    ZZ_ERR_SECRETMEM,        /* memfd_secret is refused or missing               */
+    ZZ_ERR_RANDOM,           /* getrandom failed: no canary key                  */
+    ZZ_ERR_ARENA_BLOCK,      /* larger than an arena block may be                */
+    ZZ_ERR_UNMAPPED,         /* zz_lock of memory that is not mapped             */
+    ZZ_ERR_SECRETMEM_LIMIT,  /* memfd_secret refused for RLIMIT_MEMLOCK          */
+    ZZ_ERR_ARENA_UNFIT       /* a fixed arena's memory no longer meets its promises */
+};
+
+/* The zz_error of the calling thread's last failed call (ZZ_ERR_NONE if none
+ * has failed).  ZZ_ERR_MEMLOCK and ZZ_ERR_SECRETMEM_LIMIT are the ones a
+ * larger RLIMIT_MEMLOCK (`ulimit -l`) or CAP_IPC_LOCK cures. */
+ZZ_EXPORT int zz_last_error_code(void);
+
 /* Wipes the contents of every live block (zz_alloc and arenas).  The blocks
  * stay valid, read as zero, and can be freed as usual.
  * Async-signal-safe: takes no lock, calls no malloc and no stdio.  May run

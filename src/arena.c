@@ -95,7 +95,7 @@ struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size
     struct run *r = calloc(1, sizeof *r + words * sizeof(uint64_t) +
                                   ncells * (sizeof(uint16_t) + sizeof(uint32_t) + sizeof(unsigned)));
     if (r == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -132,7 +132,7 @@ struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first)
 {
     struct chunk *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -162,7 +162,7 @@ int zza_chunk_register(struct chunk *c)
     int rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
     if (rc != 0) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }
@@ -359,7 +359,7 @@ static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
     struct chunk_index *ix = malloc(sizeof *ix + sizeof(struct chunk *));
     if (bytes == 0 || ix == NULL) {
         free(ix);
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -388,7 +388,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     zzi_check_fork();
     zz_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -414,7 +414,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
 ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
 {
     if (zz_unlikely(a == NULL)) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return NULL;
     }
@@ -427,7 +427,7 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
             return NULL;
     } else {
         if (zz_unlikely(n > ZZA_FIXED_MAX_BLOCK)) {
-            zzi_fail(ZZI_FAIL_ARENA_BLOCK);
+            zzi_fail(ZZ_ERR_ARENA_BLOCK);
             errno = ENOMEM;
             return NULL;
         }
@@ -577,7 +577,7 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
 ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
 {
     if (a == NULL || out == NULL) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }

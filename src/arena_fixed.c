@@ -85,7 +85,7 @@ int zza_fixed_init(struct chunk *c)
     c->heap = h;
     return 0;
 nomem:
-    zzi_fail(ZZI_FAIL_NOMEM);
+    zzi_fail(ZZ_ERR_NOMEM);
     errno = ENOMEM;
     return -1;
 }
@@ -211,7 +211,7 @@ static struct run *run_add(struct chunk *c, size_t span)
     size_t length = ncells * cell + ZZ_CANARY_LEN;
     size_t off = hole_take(h, length);
     if (off == SIZE_MAX) {
-        zzi_fail(c->retired ? ZZI_FAIL_ARENA_UNFIT : ZZI_FAIL_ARENA_FULL);
+        zzi_fail(c->retired ? ZZ_ERR_ARENA_UNFIT : ZZ_ERR_ARENA_FULL);
         errno = ENOMEM;
         return NULL;
     }
@@ -283,7 +283,7 @@ int zza_fixed_take(zz_arena *a, size_t n, struct zza_cell *out)
     struct zza_heap *h = c->heap;
     struct run *r = NULL;
     if (!zza_chunk_fit(a, c)) {
-        zzi_fail(ZZI_FAIL_ARENA_UNFIT);
+        zzi_fail(ZZ_ERR_ARENA_UNFIT);
         errno = ENOMEM;
     } else if (span <= MULTI_MAX_SPAN && (r = h->avail[span / 16 - 1]) != NULL) {
         /* a run of this span with a free cell */

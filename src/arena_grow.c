@@ -65,7 +65,7 @@ static struct chunk *grid_chunk_new(zz_arena *a, size_t nruns, int first)
     c->runs = calloc(nruns, sizeof *c->runs);
     if (c->runs == NULL) {
         zza_chunk_destroy(c);
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -87,7 +87,7 @@ static int chunk_insert(zz_arena *a, struct chunk *c)
     size_t n = old ? old->n : 0;
     struct chunk_index *ix = malloc(sizeof *ix + (n + 1) * sizeof(struct chunk *));
     if (ix == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }

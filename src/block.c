@@ -75,7 +75,7 @@ int zzi_init(void)
     int e = errno;
     pthread_mutex_unlock(&init_lock);
     if (rc != 0) {
-        zzi_fail(ZZI_FAIL_RANDOM);
+        zzi_fail(ZZ_ERR_RANDOM);
         errno = e;
     }
     return rc;
@@ -89,7 +89,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
         return NULL;
     zzi_check_fork();
     if (n > SIZE_MAX - align - 2 * zzi_page()) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -145,7 +145,7 @@ ZZ_API void *zz_alloc_backend(size_t n, int backend)
 {
     if (backend != ZZ_BACKEND_ANON && backend != ZZ_BACKEND_SECRETMEM &&
         backend != ZZ_BACKEND_AUTO) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return NULL;
     }
@@ -156,7 +156,7 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 ||
         alignment > zzi_page()) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return NULL;
     }
@@ -340,7 +340,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     align = (size_t)1 << s->align_shift[i];
     zzi_global_unlock();
     if (!readable) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EACCES;
         return NULL;
     }

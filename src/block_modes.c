@@ -110,7 +110,7 @@ ZZ_API unsigned zz_info(const void *p)
 ZZ_API int zz_protect(void *p, int mode)
 {
     if (mode != ZZ_NOACCESS && mode != ZZ_READONLY && mode != ZZ_READWRITE) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
@@ -119,7 +119,7 @@ ZZ_API int zz_protect(void *p, int mode)
     struct zzi_region *r = zzi_registry_find((uintptr_t)p);
     if (r != NULL && r->kind == ZZI_REGION_ARENA) {
         zzi_global_unlock();
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
@@ -127,13 +127,13 @@ ZZ_API int zz_protect(void *p, int mode)
     struct slab *s = zzb_find_live(p, &i, ZZB_USING, ZZB_ANY_OWNER);
     if (s->owner[i] != NULL) { /* an arena's large block: arena blocks keep their mode */
         zzi_global_unlock();
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
     int rc = zzb_change_protection(s, i, mode);
     if (rc != 0)
-        zzi_fail(ZZI_FAIL_MAPCOUNT);
+        zzi_fail(ZZ_ERR_MAPCOUNT);
     int e = errno;
     zzi_global_unlock();
     errno = e;

@@ -19,7 +19,7 @@
 int zzi_canary_draw(uint64_t *out, size_t n)
 {
     if (zzi_os_random(out, n * sizeof *out) != 0) {
-        zzi_fail(ZZI_FAIL_RANDOM);
+        zzi_fail(ZZ_ERR_RANDOM);
         return -1;
     }
     for (size_t i = 0; i < n; i++)

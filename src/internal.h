@@ -135,24 +135,11 @@ static inline void zzi_unlock(zzi_lock_t *l)
 }
 
 /* ---- policy.c ---------------------------------------------------------- */
-enum zzi_failure {
-    ZZI_FAIL_NONE,
-    ZZI_FAIL_MEMLOCK,   /* mlock refused: RLIMIT_MEMLOCK / CAP_IPC_LOCK       */
-    ZZI_FAIL_MAPCOUNT,  /* mmap/mprotect/madvise ENOMEM: vm.max_map_count      */
-    ZZI_FAIL_NOMEM,     /* the request itself is too large                    */
-    ZZI_FAIL_ADVICE,    /* the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK  */
-    ZZI_FAIL_ARGUMENT,  /* a bad argument                                     */
-    ZZI_FAIL_ARENA_FULL, /* a fixed-capacity arena has no room                */
-    ZZI_FAIL_SECRETMEM, /* memfd_secret refused                               */
-    ZZI_FAIL_RANDOM,    /* getrandom failed: no canary key                    */
-    ZZI_FAIL_ARENA_BLOCK, /* larger than an arena block may be                */
-    ZZI_FAIL_UNMAPPED,  /* zz_lock of memory that is not mapped               */
-    ZZI_FAIL_SECRETMEM_LIMIT, /* memfd_secret refused for RLIMIT_MEMLOCK       */
-    ZZI_FAIL_ARENA_UNFIT /* a fixed arena's memory no longer meets its promises */
-};
+/* The failure codes are the public enum zz_error (zeroize.h). */
+typedef enum zz_error zzi_failure_t;
 /* Records why the calling thread's current call fails (for zz_last_error). */
-void zzi_fail(enum zzi_failure why);
-/* ZZI_FAIL_UNMAPPED, naming the first unmapped range [start, end). */
+void zzi_fail(zzi_failure_t why);
+/* ZZ_ERR_UNMAPPED, naming the first unmapped range [start, end). */
 void zzi_fail_unmapped(uintptr_t start, uintptr_t end);
 int zzi_policy_lock_required(void);
 /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:

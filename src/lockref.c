@@ -118,7 +118,7 @@ static int page_span(const void *p, size_t n, uintptr_t *first, size_t *npages)
 {
     uintptr_t a = (uintptr_t)p, end, page = zzi_os_page_size();
     if (a == 0 || __builtin_add_overflow(a, n, &end) || end > UINTPTR_MAX - (page - 1)) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
@@ -179,7 +179,7 @@ static int survey_new_pages(uintptr_t first, size_t npages)
     s.next = first + k * page;
     int rc = zzi_os_each_vma(s.next, first + npages * page, survey_vma, &s);
     if (rc < 0) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         return -1;
     }
     if (rc == 0) { /* past the last mapping: any new page left is unmapped */
@@ -273,12 +273,12 @@ ZZ_API int zz_lock(void *p, size_t n)
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     int rc = reserve(npages);
     if (rc != 0) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
     } else if ((rc = survey_new_pages(first, npages)) != 0) {
         forget_new_pages(first, npages, 0);
     } else if ((rc = apply(first, npages, DO_LOCK, is_new_page)) != 0) {
-        zzi_fail(errno == EINVAL ? ZZI_FAIL_ARGUMENT : ZZI_FAIL_MEMLOCK);
+        zzi_fail(errno == EINVAL ? ZZ_ERR_ARGUMENT : ZZ_ERR_MEMLOCK);
         forget_new_pages(first, npages, 1);
     } else {
         for (size_t k = 0; k < npages; k++) {

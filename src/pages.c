@@ -136,18 +136,18 @@ static int map_secretmem(struct zzi_slab_map *m, size_t stride, size_t page)
 {
     void *p = zzi_os_map_secretmem(m->len);
     if (p == NULL) {
-        zzi_fail(errno == EAGAIN || errno == ENOMEM ? ZZI_FAIL_SECRETMEM_LIMIT : ZZI_FAIL_SECRETMEM);
+        zzi_fail(errno == EAGAIN || errno == ENOMEM ? ZZ_ERR_SECRETMEM_LIMIT : ZZ_ERR_SECRETMEM);
         return -1;
     }
     m->base = (uintptr_t)p;
     for (size_t g = 0; g <= m->nslots; g++) {
         if (zzi_os_protect((void *)(m->base + g * stride), page, ZZ_NOACCESS) != 0) {
-            zzi_fail(ZZI_FAIL_MAPCOUNT);
+            zzi_fail(ZZ_ERR_MAPCOUNT);
             goto fail;
         }
     }
     if (zzi_os_dontdump(p, m->len) != 0 || zzi_os_dontfork(p, m->len) != 0) {
-        zzi_fail(ZZI_FAIL_ADVICE);
+        zzi_fail(ZZ_ERR_ADVICE);
         goto fail;
     }
     m->info = ZZ_INFO_GUARDED | ZZ_INFO_LOCKED | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK |
@@ -186,7 +186,7 @@ int zzi_pages_map_slab(size_t slot_pages, size_t nslots, int backend, struct zzi
         __builtin_mul_overflow(stride, page, &stride) ||
         __builtin_mul_overflow(stride, nslots, &len) ||
         __builtin_add_overflow(len, page, &len)) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }
@@ -201,22 +201,22 @@ int zzi_pages_map_slab(size_t slot_pages, size_t nslots, int backend, struct zzi
     }
     void *p = zzi_os_map(len);
     if (p == NULL) {
-        zzi_fail(len > zzi_os_physical_memory() ? ZZI_FAIL_NOMEM : ZZI_FAIL_MAPCOUNT);
+        zzi_fail(len > zzi_os_physical_memory() ? ZZ_ERR_NOMEM : ZZ_ERR_MAPCOUNT);
         return -1;
     }
     m.base = (uintptr_t)p;
     if (add_guards(m.base, stride, nslots, page) != 0) {
-        zzi_fail(ZZI_FAIL_MAPCOUNT);
+        zzi_fail(ZZ_ERR_MAPCOUNT);
         goto fail;
     }
     if (add_advice(&m) != 0) {
-        zzi_fail(errno == EINVAL ? ZZI_FAIL_ADVICE : ZZI_FAIL_MAPCOUNT);
+        zzi_fail(errno == EINVAL ? ZZ_ERR_ADVICE : ZZ_ERR_MAPCOUNT);
         goto fail;
     }
     if (lock_data(&m, stride, nslots, page) == 0) {
         m.info |= ZZ_INFO_LOCKED;
     } else if (zzi_policy_lock_required()) {
-        zzi_fail(ZZI_FAIL_MEMLOCK);
+        zzi_fail(ZZ_ERR_MEMLOCK);
         goto fail;
     }
     *out = m;
@@ -236,7 +236,7 @@ int zzi_pages_try_lock(struct zzi_slab_map *m)
     if (m->info & ZZ_INFO_LOCKED)
         return 0;
     if (lock_data(m, stride, m->nslots, page) != 0) {
-        zzi_fail(ZZI_FAIL_MEMLOCK);
+        zzi_fail(ZZ_ERR_MEMLOCK);
         return -1;
     }
     m->info |= ZZ_INFO_LOCKED;
@@ -266,7 +266,7 @@ int zzi_pages_refresh_slow(struct zzi_slab_map *m)
     atomic_fetch_add(&zzi_counters.locked_bytes, m->locked_len);
     if (!(m->info & ZZ_INFO_GUARDED) ||
         (!(m->info & ZZ_INFO_LOCKED) && zzi_policy_lock_required())) {
-        zzi_fail(m->info & ZZ_INFO_GUARDED ? ZZI_FAIL_MEMLOCK : ZZI_FAIL_MAPCOUNT);
+        zzi_fail(m->info & ZZ_INFO_GUARDED ? ZZ_ERR_MEMLOCK : ZZ_ERR_MAPCOUNT);
         errno = EAGAIN;
         return -1;
     }

@@ -1,7 +1,7 @@
 /*
  * policy.c - the lock policy (ZZ_LOCK_REQUIRED / ZZ_LOCK_BEST_EFFORT, and the
  * ZEROIZE_LOCK environment variable) and the per-thread explanation of the
- * last failure that zz_last_error() returns.
+ * last failure that zz_last_error() and zz_last_error_code() return.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,7 +38,7 @@ int zzi_policy_lock_required(void)
 ZZ_API int zz_set_lock_policy(int policy)
 {
     if (policy != ZZ_LOCK_REQUIRED && policy != ZZ_LOCK_BEST_EFFORT) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
@@ -82,7 +82,7 @@ ZZ_API int zz_get_backend(void)
 ZZ_API int zz_set_backend(int b)
 {
     if (b != ZZ_BACKEND_ANON && b != ZZ_BACKEND_SECRETMEM && b != ZZ_BACKEND_AUTO) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
@@ -107,10 +107,10 @@ void zzi_policy_secretmem_unavailable(void)
     atomic_store(&secretmem_unavailable, 1);
 }
 
-static _Thread_local enum zzi_failure last_failure;
+static _Thread_local zzi_failure_t last_failure;
 static _Thread_local char unmapped_text[200];
 
-void zzi_fail(enum zzi_failure why)
+void zzi_fail(zzi_failure_t why)
 {
     last_failure = why;
 }
@@ -121,55 +121,60 @@ void zzi_fail_unmapped(uintptr_t start, uintptr_t end)
              "zz_lock: the range 0x%lx-0x%lx is not mapped in this process (freed or unmapped "
              "memory?): lock only memory that is mapped for as long as it stays locked",
              (unsigned long)start, (unsigned long)end);
-    last_failure = ZZI_FAIL_UNMAPPED;
+    last_failure = ZZ_ERR_UNMAPPED;
+}
+
+ZZ_API int zz_last_error_code(void)
+{
+    return (int)last_failure;
 }
 
 ZZ_API const char *zz_last_error(void)
 {
     switch (last_failure) {
-    case ZZI_FAIL_NONE:
+    case ZZ_ERR_NONE:
         return "";
-    case ZZI_FAIL_MEMLOCK:
+    case ZZ_ERR_MEMLOCK:
         return "the kernel refused to lock secret memory in RAM: the locked-memory limit "
                "(RLIMIT_MEMLOCK) is reached; raise it with `ulimit -l` (or LimitMEMLOCK= in a "
                "systemd unit, memlock in /etc/security/limits.conf), grant CAP_IPC_LOCK, or "
                "allow unlocked secrets with ZEROIZE_LOCK=best-effort";
-    case ZZI_FAIL_MAPCOUNT:
+    case ZZ_ERR_MAPCOUNT:
         return "the kernel refused a new memory mapping: out of memory, or the process "
                "reached vm.max_map_count; raise it with `sysctl vm.max_map_count=262144`, "
                "or free secrets you no longer need";
-    case ZZI_FAIL_NOMEM:
+    case ZZ_ERR_NOMEM:
         return "the requested size is too large: more than this machine's memory, or than a "
                "size can express";
-    case ZZI_FAIL_ADVICE:
+    case ZZ_ERR_ADVICE:
         return "the kernel does not support MADV_DONTDUMP or MADV_WIPEONFORK (Linux 4.14+ "
                "needed); use ZEROIZE_LOCK=best-effort to accept secrets without them";
-    case ZZI_FAIL_ARGUMENT:
+    case ZZ_ERR_ARGUMENT:
         return "invalid argument";
-    case ZZI_FAIL_SECRETMEM:
+    case ZZ_ERR_SECRETMEM:
         return "the kernel refused memfd_secret: it needs Linux 5.14+ (before 6.5 booted with "
                "secretmem.enable=1) and no seccomp filter blocking it, and its pages count "
                "against RLIMIT_MEMLOCK (`ulimit -l`); or choose ZEROIZE_BACKEND=auto or anon";
-    case ZZI_FAIL_RANDOM:
+    case ZZ_ERR_RANDOM:
         return "the kernel's random generator (getrandom) failed, so no canary key could be "
                "made; it is tried again on the next call (early in boot, wait for the entropy "
                "pool; under seccomp, allow getrandom)";
-    case ZZI_FAIL_ARENA_BLOCK:
+    case ZZ_ERR_ARENA_BLOCK:
         return "arena blocks are at most 16,336 bytes: allocate larger secrets with zz_alloc";
-    case ZZI_FAIL_UNMAPPED:
+    case ZZ_ERR_UNMAPPED:
         return unmapped_text;
-    case ZZI_FAIL_SECRETMEM_LIMIT:
+    case ZZ_ERR_SECRETMEM_LIMIT:
         return "the kernel refused secret memory (memfd_secret): its pages are always locked and "
                "count against RLIMIT_MEMLOCK, which is reached; raise it with `ulimit -l` (or "
                "LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf), grant "
                "CAP_IPC_LOCK, free secrets you no longer need, or use ZEROIZE_BACKEND=anon "
                "(ZEROIZE_LOCK=best-effort cannot help: secret memory is never unlocked)";
-    case ZZI_FAIL_ARENA_UNFIT:
+    case ZZ_ERR_ARENA_UNFIT:
         return "the fixed arena's memory no longer meets its promises (it was mapped unlocked "
                "under ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED, or, in a forked "
                "child, its secret memory was replaced by zero pages) and a fixed arena cannot "
                "grow: create a new arena";
-    case ZZI_FAIL_ARENA_FULL:
+    case ZZ_ERR_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";
     }

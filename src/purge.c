@@ -87,7 +87,7 @@ ZZ_API void zz_purge(void)
 ZZ_API int zz_harden_process(unsigned flags)
 {
     if (flags & ~(ZZ_HARDEN_NO_CORE | ZZ_HARDEN_NO_PTRACE)) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }

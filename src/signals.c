@@ -170,13 +170,13 @@ static int install_one(int sig)
 ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
 {
     if (count > 0 && signals == NULL) {
-        zzi_fail(ZZI_FAIL_ARGUMENT);
+        zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
     for (size_t i = 0; i < count; i++) {
         if (!catchable(signals[i])) {
-            zzi_fail(ZZI_FAIL_ARGUMENT);
+            zzi_fail(ZZ_ERR_ARGUMENT);
             errno = EINVAL;
             return -1;
         }

@@ -89,7 +89,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
 {
     struct slab *s = slab_struct_new(nslots);
     if (s == NULL) {
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
@@ -120,7 +120,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     if (zzi_registry_add(&s->region) != 0) {
         zzi_pages_unmap_slab(&s->region.map);
         free(s);
-        zzi_fail(ZZI_FAIL_NOMEM);
+        zzi_fail(ZZ_ERR_NOMEM);
         return NULL;
     }
     return s;

@@ -112,6 +112,7 @@ static void test_fixed_arena_fills_then_refuses(void **state)
     assert_null(zz_arena_alloc(a, N));
     assert_int_equal(errno, ENOMEM);
     assert_true(strlen(zz_last_error()) > 0);
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_ARENA_FULL);
     /* Free one: the next allocation succeeds, zeroed, and the rest is kept. */
     void *freed = ptrs[count / 2];
     zz_arena_free(a, freed);

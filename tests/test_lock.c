@@ -184,6 +184,7 @@ static void child_lock_over_limit(void *arg)
     child_check(zz_lock(m, big) == -1);
     child_check(errno == ENOMEM || errno == EAGAIN || errno == EPERM);
     child_check(strstr(zz_last_error(), "RLIMIT_MEMLOCK") != NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_MEMLOCK);
     child_check(tu_status_kb("VmLck") == vmlck1);
     child_check(!tu_addr_has_flag(m, "lo"));
     child_check(!tu_addr_has_flag(m + big - 1, "lo"));
@@ -283,6 +284,7 @@ static void child_unmapped_range(void *arg)
     child_check(strstr(msg, "not mapped") != NULL);
     child_check(strstr(msg, start) != NULL);
     child_check(strstr(msg, "RLIMIT_MEMLOCK") == NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_UNMAPPED);
     struct tu_vma v;
     child_check(tu_smaps_vma(m, &v) == 0);
     child_check(v.locked_kb == 0 && !tu_has_flag(v.vmflags, "lo") &&

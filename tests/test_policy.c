@@ -58,6 +58,7 @@ static void child_required_hits_limit(void *arg)
     const char *msg = zz_last_error();
     child_check(strstr(msg, "RLIMIT_MEMLOCK") != NULL);
     child_check(strstr(msg, "ulimit -l") != NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_MEMLOCK);
     free_all(blocks, n);
     /* After freeing, allocation works again within the limit. */
     void *p = zz_alloc(32);
@@ -303,13 +304,18 @@ static void test_policy_set_unknown_einval(void **state)
 {
     (void)state;
     int before = zz_get_lock_policy();
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_NONE); /* nothing failed yet here */
     const int bad[] = { 42, -1, 2 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
         assert_int_equal(zz_set_lock_policy(bad[i]), -1);
         assert_int_equal(errno, EINVAL);
+        assert_int_equal(zz_last_error_code(), ZZ_ERR_ARGUMENT);
         assert_int_equal(zz_get_lock_policy(), before);
     }
+    /* a success leaves the code of the last failure as it was */
+    assert_int_equal(zz_set_lock_policy(before), 0);
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_ARGUMENT);
     assert_int_equal(zz_set_lock_policy(ZZ_LOCK_REQUIRED), 0);
     assert_int_equal(zz_get_lock_policy(), ZZ_LOCK_REQUIRED);
 }

@@ -79,6 +79,7 @@ static void test_scale_100k_live_blocks(void **state)
     } else if (got < COUNT) {
         assert_int_equal(err, ENOMEM);
         assert_non_null(strstr(zz_last_error(), "max_map_count"));
+        assert_int_equal(zz_last_error_code(), ZZ_ERR_MAPCOUNT);
     }
     zz_get_stats(&s1);
     assert_int_equal(s1.live_blocks - s0.live_blocks, got);

@@ -689,6 +689,7 @@ static int child_memlock(void)
     child_check(got < 200); /* 200 pages + guards exceed 256 KiB */
     child_check(errno == EAGAIN || errno == ENOMEM || errno == EPERM);
     child_check(strstr(zz_last_error(), "RLIMIT_MEMLOCK") != NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_SECRETMEM_LIMIT);
     fprintf(stderr, "memlock 256 KiB: %zu secretmem blocks of 4096 bytes, then errno %d\n", got,
             errno);
     for (size_t i = 0; i < got; i++)
