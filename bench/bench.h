@@ -88,6 +88,40 @@ void zb_format_summary(char *buf, size_t len, zb_summary s, int decimals);
 /* Formats a byte count as "16 B", "4 KiB", "256 MiB". */
 void zb_format_size(char *buf, size_t len, size_t n);
 
+/* ------------------------------------------------------------ reliability */
+
+/* A figure with repetitions is unreliable when its spread (the "±" of
+ * zb_format_summary) is over this many percent, or when the machine's load
+ * average exceeded its number of online CPUs (reliability.c). */
+#define ZB_UNRELIABLE_SPREAD_PCT 50.0
+/* The mark an unreliable cell carries; zb_table_print adds the footnote. */
+#define ZB_UNRELIABLE_MARK "\xe2\x80\xa0" /* U+2020 dagger */
+
+/* Samples the load (load average, run-queue wait of the main thread, steal)
+ * at the start and at the end of the run; zb_load_refresh samples again if
+ * the last sample is a second old (called as figures are recorded). */
+void zb_load_start(void);
+void zb_load_end(void);
+void zb_load_refresh(void);
+/* True when any sample so far saw a 1-minute load above the CPU count. */
+int zb_load_exceeded(void);
+/* The spread of s in percent (0 for a single measurement). */
+double zb_spread_pct(zb_summary s);
+int zb_spread_too_wide(zb_summary s);
+/* The rule: n > 1 and (spread too wide or load exceeded). */
+int zb_unreliable(zb_summary s);
+/* The rule in words (help text). */
+const char *zb_reliability_rule(void);
+/* The footnote zb_table_print prints under a table holding a marked cell. */
+void zb_print_unreliable_footnote(FILE *out);
+/* The "load average at start" line of the machine description. */
+void zb_load_print_start(FILE *out);
+/* The closing "Reliability" section and its JSON object. */
+void zb_load_print_summary(FILE *out, size_t unreliable, size_t total);
+void zb_load_json(FILE *out, size_t unreliable, size_t total);
+const char *zb_loadavg_at_start(void);
+const char *zb_loadavg_at_end(void);
+
 /* --------------------------------------------------------------- results */
 
 /* Stores one figure.  scenario: "wipe", "alloc", "scale"; table: which table
@@ -108,8 +142,17 @@ void zb_note(const char *scenario, const char *fmt, ...) __attribute__((format(p
 /* Prints the notes of one scenario as a Markdown list. */
 void zb_print_notes(FILE *out, const char *scenario);
 
-/* Records which columns a scenario measured (for the JSON and its checker). */
+/* Records which columns a scenario measured (for the JSON and its checker).
+ * The descriptions are also the legend that zb_print_notes prints. */
 void zb_declare_column(const char *scenario, const char *column, const char *description);
+
+/* The first note that names both a and b (whole words), or NULL: the reason
+ * zb_table_print gives for a cell reading "failed" (a = the row's label,
+ * b = the column's header, in either order). */
+const char *zb_find_note(const char *a, const char *b);
+
+/* Counts the figures with repetitions, and those of them zb_unreliable marks. */
+void zb_count_unreliable(size_t *unreliable, size_t *total);
 
 /* Target verdicts. */
 typedef enum { ZB_PASS, ZB_FAIL, ZB_NOISE, ZB_NA } zb_verdict;
@@ -117,9 +160,15 @@ typedef enum { ZB_PASS, ZB_FAIL, ZB_NOISE, ZB_NA } zb_verdict;
 /* Records a target: "goal" is what the issue asks and "ratio" the ratio of
  * medians.  at_most == 0: met when ratio >= goal; at_most == 1: met when
  * ratio <= goal.  "ratio_best" is the most favourable ratio the
- * interquartile ranges still allow (used for the NOISE verdict). */
+ * interquartile ranges still allow.  The verdict is NOISE, not PASS or FAIL,
+ * when the median misses the goal but ratio_best meets it, or when the
+ * ratio rests on an unreliable figure: the figures it rests on are those
+ * zb_lookup returned since the previous zb_target, zb_table_print or
+ * zb_target_inputs_clear (so look them up right before the call). */
 void zb_target(const char *scenario, const char *what, double ratio, double ratio_best,
                double goal, int at_most, const char *goal_text);
+/* Forgets the figures looked up so far (see zb_target). */
+void zb_target_inputs_clear(void);
 
 /* Prints the targets of a scenario as a Markdown table. */
 void zb_print_targets(FILE *out, const char *scenario);
@@ -127,8 +176,13 @@ void zb_print_targets(FILE *out, const char *scenario);
 /* Writes everything recorded, with the machine description, as JSON. */
 int zb_write_json(const char *path, const zb_options *opt, const char *command);
 
-/* Draws the plot (gnuplot). Returns 0, or -1 after printing why not. */
+/* Draws the plot (gnuplot). Returns 0, or -1 after printing why not.
+ * command: what was run, for the title. */
 int zb_write_plot(const char *path);
+int zb_write_plot_titled(const char *path, const char *command, int quick);
+
+/* The source commit zz-bench was built from ("unknown" outside git). */
+const char *zb_build_commit(void);
 
 /* ------------------------------------------------------------- a table */
 
@@ -146,6 +200,8 @@ void zb_machine_print(FILE *out);
 void zb_print_timestamp(FILE *out);
 void zb_print_load(FILE *out, const char *when);
 void zb_machine_json(FILE *out);
+/* The CPU model line of the machine description (for the plot's title). */
+const char *zb_cpu_model(void);
 
 /* Library versions, for the machine description. */
 const char *zb_sodium_version(void);  /* NULL when not built in */

@@ -153,8 +153,8 @@ void zb_format_summary(char *buf, size_t len, zb_summary s, int decimals)
         snprintf(buf, len, "%.*f", decimals, s.median);
         return;
     }
-    double spread = fmax(s.max - s.median, s.median - s.min) / fabs(s.median) * 100.0;
-    snprintf(buf, len, "%.*f ±%.0f%%", decimals, s.median, spread);
+    snprintf(buf, len, "%.*f ±%.0f%%%s", decimals, s.median, zb_spread_pct(s),
+             zb_unreliable(s) ? " " ZB_UNRELIABLE_MARK : "");
 }
 
 void zb_format_size(char *buf, size_t len, size_t n)
@@ -247,8 +247,76 @@ static void print_padded(FILE *out, const char *text, int width, int right)
         fprintf(out, " %s%*s |", text, pad > 0 ? pad : 0, "");
 }
 
+/* The text a cell shows: a "failed" cell gets "[k]", the number of the
+ * footnote with its reason (from the notes naming its row and its column). */
+typedef struct {
+    char **text;          /* nrows * ncols, owned                    */
+    const char *why[32];  /* footnote k + 1: the note it quotes      */
+    int nwhy, unexplained, marked;
+} table_view;
+
+static const char *failure_reason(const zb_table *t, int r, int c)
+{
+    const char *row = t->cells[(size_t)r * (size_t)t->ncols];
+    const char *col = t->header[c];
+    if (!row || !col)
+        return NULL;
+    return zb_find_note(row, col);
+}
+
+static void view_build(const zb_table *t, table_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->text = calloc((size_t)t->nrows * (size_t)t->ncols + 1, sizeof(char *));
+    if (!v->text)
+        abort();
+    for (int r = 0; r < t->nrows; r++) {
+        for (int c = 0; c < t->ncols; c++) {
+            size_t i = (size_t)r * (size_t)t->ncols + (size_t)c;
+            const char *cell = t->cells[i] ? t->cells[i] : "";
+            v->marked |= strstr(cell, ZB_UNRELIABLE_MARK) != NULL;
+            const char *why = strcmp(cell, "failed") == 0 ? failure_reason(t, r, c) : NULL;
+            int k = 0;
+            while (why && k < v->nwhy && v->why[k] != why)
+                k++;
+            if (why && k == v->nwhy && v->nwhy < (int)ZB_ARRAY_LEN(v->why))
+                v->why[v->nwhy++] = why;
+            char buf[64];
+            if (why && k < v->nwhy) {
+                snprintf(buf, sizeof(buf), "failed [%d]", k + 1);
+                cell = buf;
+            } else if (strcmp(cell, "failed") == 0) {
+                v->unexplained = 1;
+            }
+            v->text[i] = copy_text(cell);
+        }
+    }
+}
+
+static void view_free(const zb_table *t, table_view *v)
+{
+    for (size_t i = 0; i < (size_t)t->nrows * (size_t)t->ncols; i++)
+        free(v->text[i]);
+    free(v->text);
+}
+
+/* Under the table: why each failed cell failed, and what the mark means. */
+static void print_footnotes(FILE *out, const table_view *v)
+{
+    for (int k = 0; k < v->nwhy; k++)
+        fprintf(out, "[%d] %s\n%s", k + 1, v->why[k], k + 1 == v->nwhy ? "\n" : "");
+    if (v->unexplained)
+        fprintf(out, "failed: the measurement stopped with an error; see the notes below.\n\n");
+    if (v->marked)
+        zb_print_unreliable_footnote(out);
+}
+
 void zb_table_print(FILE *out, const zb_table *t)
 {
+    /* the lookups that filled this table were for display, not a target */
+    zb_target_inputs_clear();
+    table_view v;
+    view_build(t, &v);
     int *width = calloc((size_t)t->ncols, sizeof(int));
     if (!width)
         abort();
@@ -257,8 +325,8 @@ void zb_table_print(FILE *out, const zb_table *t)
         if (width[c] < 3)
             width[c] = 3;
         for (int r = 0; r < t->nrows; r++) {
-            const char *cell = t->cells[(size_t)r * (size_t)t->ncols + (size_t)c];
-            if (cell && text_width(cell) > width[c])
+            const char *cell = v.text[(size_t)r * (size_t)t->ncols + (size_t)c];
+            if (text_width(cell) > width[c])
                 width[c] = text_width(cell);
         }
     }
@@ -276,13 +344,13 @@ void zb_table_print(FILE *out, const zb_table *t)
     fputc('\n', out);
     for (int r = 0; r < t->nrows; r++) {
         fputc('|', out);
-        for (int c = 0; c < t->ncols; c++) {
-            const char *cell = t->cells[(size_t)r * (size_t)t->ncols + (size_t)c];
-            print_padded(out, cell ? cell : "", width[c], c != 0);
-        }
+        for (int c = 0; c < t->ncols; c++)
+            print_padded(out, v.text[(size_t)r * (size_t)t->ncols + (size_t)c], width[c], c != 0);
         fputc('\n', out);
     }
     fputc('\n', out);
+    print_footnotes(out, &v);
+    view_free(t, &v);
     free(width);
 }
 

@@ -97,6 +97,14 @@ static void read_cpu(machine_info *m)
     fclose(f);
 }
 
+const char *zb_cpu_model(void)
+{
+    static machine_info m;
+    if (!m.cpu[0])
+        read_cpu(&m);
+    return m.cpu;
+}
+
 static void read_machine(machine_info *m)
 {
     memset(m, 0, sizeof(*m));
@@ -186,8 +194,9 @@ void zb_machine_print(FILE *out)
         fprintf(out, "- single-thread figures: main thread pinned to CPU %d (the threads of 2- and 4-thread "
                      "runs may use every CPU)\n",
                 zb_pinned_cpu());
-    fprintf(out, "- load average at start (1, 5, 15 min; runnable/total; last pid): %s\n\n",
-            m.loadavg);
+    fprintf(out, "- zz-bench built from commit %s\n", zb_build_commit());
+    zb_load_print_start(out);
+    fputc('\n', out);
 }
 
 static void json_field(FILE *out, const char *key, const char *value, int last)
@@ -221,7 +230,9 @@ void zb_machine_json(FILE *out)
     json_field(out, "libgcrypt", zb_gcrypt_version(), 0);
     json_field(out, "rust_zeroize", m.rust_zeroize, 0);
     json_field(out, "rlimit_memlock", m.rlimit_memlock, 0);
-    json_field(out, "loadavg_at_end", m.loadavg, 0);
+    json_field(out, "commit", zb_build_commit(), 0);
+    json_field(out, "loadavg_at_start", zb_loadavg_at_start(), 0);
+    json_field(out, "loadavg_at_end", zb_loadavg_at_end()[0] ? zb_loadavg_at_end() : m.loadavg, 0);
     fprintf(out, "    \"vm_max_map_count\": %ld\n  }", m.max_map_count);
 }
 

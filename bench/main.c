@@ -10,10 +10,65 @@
 
 #include "zeroize.h"
 
+/* The options, each with the commands it applies to, so that a command's
+ * help lists only its own. */
+enum { FOR_WIPE = 1, FOR_ALLOC = 2, FOR_SCALE = 4, FOR_ALL = 7 };
+static const struct {
+    int commands;
+    const char *text;
+} option_help[] = {
+    {FOR_ALL, "  --reps N          repetitions per figure; the median is shown (default 7, quick 3)\n"},
+    {FOR_WIPE | FOR_ALLOC,
+     "  --min-time MS     each repetition runs at least MS milliseconds (default 10, quick 2)\n"},
+    {FOR_ALL, "  --columns a,b,c   only these columns (names below); the others are skipped\n"},
+    {FOR_ALL, "  --clock cpu|wall  timings in each thread's CPU time (default: time spent\n"
+              "                    descheduled by other load does not count) or wall time; the\n"
+              "                    multi-thread aggregate (wall time / all pairs) is always wall time\n"},
+    {FOR_WIPE | FOR_ALLOC,
+     "  --cpu N           pin the main thread (single-thread figures) to CPU N (default:\n"
+     "                    the CPU it starts on; threads of 2/4-thread runs are never pinned)\n"},
+    {FOR_WIPE | FOR_ALLOC, "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"},
+    {FOR_ALLOC, "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"},
+    {FOR_SCALE, "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"},
+    {FOR_ALLOC, "  --count-syscalls  alloc: count system calls per pair under strace -f (the default\n"
+                "                    when strace is installed); --no-count-syscalls skips it\n"},
+    {FOR_ALL, "  --json FILE       write every figure, with its spread, and the machine to FILE\n"},
+    {FOR_WIPE | FOR_ALLOC,
+     "  --plot FILE.png   draw wipe throughput and allocation cost against size (gnuplot)\n"},
+    {FOR_ALL, "  --quick           small sizes and few repetitions (tests, demos: well under a minute)\n"},
+    {FOR_ALL, "  --help            this text\n"},
+};
+
+static void print_options(FILE *out, int commands)
+{
+    fprintf(out, "options:\n");
+    for (size_t i = 0; i < ZB_ARRAY_LEN(option_help); i++)
+        if (option_help[i].commands & commands)
+            fputs(option_help[i].text, out);
+    fputc('\n', out);
+}
+
+/* How to read a cell, what the marks mean, how targets are judged: common to
+ * every command. */
+static void print_reading_guide(FILE *out)
+{
+    fprintf(out,
+            "How to read a cell: \"12.3 ±4%%\" is the median of the repetitions, and the largest\n"
+            "distance from the median to the fastest or slowest repetition, as a percentage.\n"
+            "The columns of one table take turns within each repetition, so background noise\n"
+            "and clock changes hit them alike.\n%s\n"
+            "Targets print PASS when the median ratio meets the goal, FAIL when it misses, and\n"
+            "NOISE when the figures cannot decide: the median misses but the interquartile ranges\n"
+            "still allow the goal, a figure it rests on is marked unreliable, or the load was\n"
+            "above the CPU count.\n\n",
+            zb_reliability_rule());
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: zz-bench COMMAND [options]\n"
+            "       zz-bench COMMAND --help     (what COMMAND measures, its columns, its options)\n"
             "\n"
             "Benchmarks zeroize against the usual ways to wipe and to allocate secrets.\n"
             "Results print as Markdown tables, with the machine description on top.\n"
@@ -26,38 +81,55 @@ static void usage(FILE *out)
             "  scale   how many guarded blocks fit before the kernel says no; arena density;\n"
             "          zz_purge() time\n"
             "  all     wipe, alloc and scale\n"
-            "\n"
-            "options:\n"
-            "  --reps N          repetitions per figure; the median is shown (default 7, quick 3)\n"
-            "  --min-time MS     each repetition runs at least MS milliseconds (default 10, quick 2)\n"
-            "  --columns a,b,c   only these columns (names below); the others are skipped\n"
-            "  --clock cpu|wall  timings in each thread's CPU time (default: time spent\n"
-            "                    descheduled by other load does not count) or wall time; the\n"
-            "                    multi-thread aggregate (wall time / all pairs) is always wall time\n"
-            "  --cpu N           pin the main thread (single-thread figures) to CPU N (default:\n"
-            "                    the CPU it starts on; threads of 2/4-thread runs are never pinned)\n"
-            "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"
-            "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"
-            "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"
-            "  --count-syscalls  alloc: count system calls per pair under strace -f (the default\n"
-            "                    when strace is installed); --no-count-syscalls skips it\n"
-            "  --json FILE       write every figure, with its spread, and the machine to FILE\n"
-            "  --plot FILE.png   draw wipe throughput and allocation cost against size (gnuplot)\n"
-            "  --quick           small sizes and few repetitions (tests, demos: well under a minute)\n"
-            "  --help            this text\n"
-            "\n"
-            "How to read a cell: \"12.3 ±4%%\" is the median of the repetitions, and the largest\n"
-            "distance from the median to the fastest or slowest repetition, as a percentage.\n"
-            "The columns of one table take turns within each repetition, so background noise\n"
-            "and clock changes hit them alike.  Targets print PASS when the median ratio meets\n"
-            "the goal, NOISE when it misses but the interquartile ranges still allow the goal,\n"
-            "FAIL otherwise.\n"
             "\n");
+    print_options(out, FOR_ALL);
+    print_reading_guide(out);
     zb_wipe_help(out);
     fputc('\n', out);
     zb_alloc_help(out);
     fputc('\n', out);
     zb_scale_help(out);
+}
+
+/* zz-bench COMMAND --help: that command only. */
+static void command_usage(FILE *out, const char *command)
+{
+    static const struct {
+        const char *name;
+        int mask;
+        const char *what;
+        void (*columns)(FILE *);
+    } commands[] = {
+        {"wipe", FOR_WIPE,
+         "How fast a buffer is wiped: throughput (GB/s = 1e9 bytes per second) and ns per call,\n"
+         "16 B to 256 MiB (16 B to 16 MiB with --quick), on a page-aligned buffer and on one\n"
+         "misaligned by 1 byte.  After every timed repetition the buffer is checked to be all\n"
+         "zero and the bytes around it untouched.  One column per wiper:\n",
+         zb_wipe_help},
+        {"alloc", FOR_ALLOC,
+         "What a secret allocation costs: ns per alloc+touch+free pair with 1, 2 and 4 threads,\n"
+         "ns per block in a live batch of --batch blocks, system calls per pair (strace), and\n"
+         "VMAs, locked (VmLck) and resident (RSS) bytes per live block, measured in a fresh\n"
+         "process.  Tables have one row per allocator and one column per block size:\n",
+         zb_alloc_help},
+        {"scale", FOR_SCALE,
+         "How far guarded allocations scale: live 32-byte blocks until the kernel refuses or\n"
+         "--cap is reached (with the VMAs, locked and resident bytes per block and why it\n"
+         "stopped), one arena holding many secrets, and zz_purge() over many live blocks.\n"
+         "Every experiment runs in a fresh process.  Rows:\n",
+         zb_scale_help},
+    };
+    for (size_t i = 0; i < ZB_ARRAY_LEN(commands); i++) {
+        if (strcmp(commands[i].name, command) != 0)
+            continue;
+        fprintf(out, "usage: zz-bench %s [options]\n\n%s\n", command, commands[i].what);
+        commands[i].columns(out);
+        fputc('\n', out);
+        print_options(out, commands[i].mask);
+        print_reading_guide(out);
+        return;
+    }
+    usage(out); /* "all" */
 }
 
 static int parse_size(const char *text, size_t *out)
@@ -221,7 +293,7 @@ int main(int argc, char **argv)
     }
     int parsed = parse_options(argc, argv, 2, &opt);
     if (parsed == 1) {
-        usage(stdout);
+        command_usage(stdout, command);
         return 0;
     }
     if (parsed < 0)
@@ -234,6 +306,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "zz-bench: --cpu %d: cannot run there: %s\n", opt.cpu, strerror(errno));
         return 2;
     }
+    zb_load_start();
     printf("# zz-bench %s%s\n\n", command, opt.quick ? " --quick" : "");
     zb_machine_print(stdout);
     fflush(stdout);
@@ -247,11 +320,14 @@ int main(int argc, char **argv)
     if (do_scale)
         failed |= zb_run_scale(&opt) != 0;
     fflush(stdout);
-    zb_print_load(stdout, "at end");
+    zb_load_end();
+    size_t unreliable, total;
+    zb_count_unreliable(&unreliable, &total);
+    zb_load_print_summary(stdout, unreliable, total);
     fflush(stdout);
     if (opt.json_path && zb_write_json(opt.json_path, &opt, command) != 0)
         failed = 1;
-    if (opt.plot_path && (do_wipe || do_alloc) && zb_write_plot(opt.plot_path) != 0)
+    if (opt.plot_path && (do_wipe || do_alloc) && zb_write_plot_titled(opt.plot_path, command, opt.quick) != 0)
         failed = 1;
     if (opt.json_path)
         fprintf(stderr, "zz-bench: wrote %s\n", opt.json_path);

@@ -29,6 +29,7 @@ typedef struct {
     char scenario[16], what[160], goal_text[48];
     double ratio, ratio_best, goal;
     zb_verdict verdict;
+    const char *noise_why; /* why NOISE, or NULL */
 } target;
 
 static record *records;
@@ -39,6 +40,10 @@ static column_decl columns[64];
 static size_t ncolumns;
 static target targets[128];
 static size_t ntargets;
+/* Indexes of the records zb_lookup returned since the last target: the
+ * figures the next target's ratio rests on. */
+static size_t target_inputs[16];
+static size_t ntarget_inputs;
 
 static void copy_field(char *dst, size_t len, const char *src)
 {
@@ -63,6 +68,7 @@ void zb_record(const char *scenario, const char *table, const char *row, double 
     copy_field(r->unit, sizeof(r->unit), unit);
     r->x = x;
     r->s = s;
+    zb_load_refresh();
 }
 
 const zb_summary *zb_lookup(const char *scenario, const char *table, const char *row,
@@ -73,10 +79,29 @@ const zb_summary *zb_lookup(const char *scenario, const char *table, const char 
         const record *r = &records[i];
         if (strcmp(r->scenario, scenario) == 0 && strcmp(r->table, table) == 0 &&
             strcmp(r->row, row) == 0 && strcmp(r->column, column) == 0 &&
-            strcmp(r->metric, metric) == 0)
+            strcmp(r->metric, metric) == 0) {
+            if (ntarget_inputs < ZB_ARRAY_LEN(target_inputs))
+                target_inputs[ntarget_inputs++] = i;
             return &r->s;
+        }
     }
     return NULL;
+}
+
+void zb_target_inputs_clear(void)
+{
+    ntarget_inputs = 0;
+}
+
+void zb_count_unreliable(size_t *unreliable, size_t *total)
+{
+    *unreliable = *total = 0;
+    for (size_t i = 0; i < nrecords; i++) {
+        if (records[i].s.n <= 1)
+            continue;
+        ++*total;
+        *unreliable += zb_unreliable(records[i].s) != 0;
+    }
 }
 
 void zb_note(const char *scenario, const char *fmt, ...)
@@ -91,8 +116,49 @@ void zb_note(const char *scenario, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The legend: each column the scenario declared, with what it measures. */
+static void print_legend(FILE *out, const char *scenario)
+{
+    int any = 0;
+    for (size_t i = 0; i < ncolumns; i++) {
+        if (strcmp(columns[i].scenario, scenario) != 0)
+            continue;
+        if (!any)
+            fprintf(out, "Legend (the names in the tables' headers and first columns):\n\n");
+        any = 1;
+        fprintf(out, "- `%s`: %s\n", columns[i].column, columns[i].description);
+    }
+    if (any)
+        fputc('\n', out);
+}
+
+/* True when word occurs in text with no letter, digit or '_' on either side. */
+static int has_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    if (n == 0)
+        return 0;
+    for (const char *p = text; (p = strstr(p, word)) != NULL; p++) {
+        char before = p == text ? ' ' : p[-1], after = p[n];
+        int inner_b = before == '_' || (before >= '0' && before <= '9') || ((before | 32) >= 'a' && (before | 32) <= 'z');
+        int inner_a = after == '_' || (after >= '0' && after <= '9') || ((after | 32) >= 'a' && (after | 32) <= 'z');
+        if (!inner_b && !inner_a)
+            return 1;
+    }
+    return 0;
+}
+
+const char *zb_find_note(const char *a, const char *b)
+{
+    for (size_t i = 0; i < nnotes; i++)
+        if (has_word(notes[i].text, a) && has_word(notes[i].text, b))
+            return notes[i].text;
+    return NULL;
+}
+
 void zb_print_notes(FILE *out, const char *scenario)
 {
+    print_legend(out, scenario);
     int any = 0;
     for (size_t i = 0; i < nnotes; i++) {
         if (strcmp(notes[i].scenario, scenario) != 0)
@@ -141,23 +207,37 @@ void zb_target(const char *scenario, const char *what, double ratio, double rati
     t->ratio = ratio;
     t->ratio_best = ratio_best;
     t->goal = goal;
-    if (!(ratio > 0) || !isfinite(ratio))
+    t->noise_why = NULL;
+    int unreliable_input = 0;
+    for (size_t i = 0; i < ntarget_inputs; i++)
+        unreliable_input |= zb_spread_too_wide(records[target_inputs[i]].s);
+    ntarget_inputs = 0;
+    if (!(ratio > 0) || !isfinite(ratio)) {
         t->verdict = ZB_NA;
-    else if (at_most ? ratio <= goal : ratio >= goal)
-        t->verdict = ZB_PASS;
-    else if (at_most ? ratio_best <= goal : ratio_best >= goal)
+    } else if (zb_load_exceeded()) {
         t->verdict = ZB_NOISE;
-    else
+        t->noise_why = "load above CPUs";
+    } else if (unreliable_input) {
+        t->verdict = ZB_NOISE;
+        t->noise_why = "unreliable figure " ZB_UNRELIABLE_MARK;
+    } else if (at_most ? ratio <= goal : ratio >= goal) {
+        t->verdict = ZB_PASS;
+    } else if (at_most ? ratio_best <= goal : ratio_best >= goal) {
+        t->verdict = ZB_NOISE;
+        t->noise_why = "IQR allows goal";
+    } else {
         t->verdict = ZB_FAIL;
+    }
 }
 
 void zb_print_targets(FILE *out, const char *scenario)
 {
-    zb_table *t = zb_table_new(4);
+    zb_table *t = zb_table_new(5);
     zb_table_header(t, 0, "target");
     zb_table_header(t, 1, "goal");
     zb_table_header(t, 2, "measured");
     zb_table_header(t, 3, "verdict");
+    zb_table_header(t, 4, "why NOISE");
     int row = 0, pass = 0, fail = 0, noise = 0;
     for (size_t i = 0; i < ntargets; i++) {
         const target *g = &targets[i];
@@ -172,6 +252,7 @@ void zb_print_targets(FILE *out, const char *scenario)
         zb_table_cell(t, row, 1, g->goal_text);
         zb_table_cell(t, row, 2, measured);
         zb_table_cell(t, row, 3, verdict_name(g->verdict));
+        zb_table_cell(t, row, 4, g->noise_why ? g->noise_why : "");
         pass += g->verdict == ZB_PASS;
         fail += g->verdict == ZB_FAIL;
         noise += g->verdict == ZB_NOISE;
@@ -181,6 +262,10 @@ void zb_print_targets(FILE *out, const char *scenario)
         fprintf(out, "### Targets (%s): %d PASS, %d FAIL, %d NOISE\n\n", scenario, pass, fail,
                 noise);
         zb_table_print(out, t);
+        fprintf(out, "PASS: the median ratio meets the goal; FAIL: it misses; NOISE: these figures cannot "
+                     "decide (the load was above the CPU count, a figure the ratio rests on is marked "
+                     "%s, or the median misses but the interquartile ranges allow the goal).\n\n",
+                ZB_UNRELIABLE_MARK);
     }
     zb_table_free(t);
 }
@@ -276,7 +361,9 @@ static void json_records(FILE *f)
         json_string(f, r->unit);
         fputs(", \"value\": ", f);
         json_summary(f, r->s);
-        fputc('}', f);
+        fputs(", \"spread_pct\": ", f);
+        json_number(f, zb_spread_pct(r->s));
+        fprintf(f, ", \"unreliable\": %s}", r->s.n > 1 && zb_unreliable(r->s) ? "true" : "false");
     }
     fputs("\n  ],\n", f);
 }
@@ -300,6 +387,11 @@ static void json_targets(FILE *f)
         json_number(f, t->ratio_best);
         fputs(", \"verdict\": ", f);
         json_string(f, verdict_name(t->verdict));
+        fputs(", \"noise_why\": ", f);
+        if (t->noise_why)
+            json_string(f, t->noise_why);
+        else
+            fputs("null", f);
         fputc('}', f);
     }
     fputs("\n  ],\n", f);
@@ -329,6 +421,10 @@ int zb_write_json(const char *path, const zb_options *opt, const char *command)
     json_options(f, opt, command);
     fputs("  \"machine\": ", f);
     zb_machine_json(f);
+    size_t unreliable, total;
+    zb_count_unreliable(&unreliable, &total);
+    fputs(",\n  \"reliability\": ", f);
+    zb_load_json(f, unreliable, total);
     fputs(",\n", f);
     json_columns(f);
     json_records(f);
@@ -344,8 +440,8 @@ int zb_write_json(const char *path, const zb_options *opt, const char *command)
 
 /* ------------------------------------------------------------------ plot */
 
-/* Writes one gnuplot data block: x and median of every record matching
- * (scenario, table, metric), one "index" per column, in column order. */
+/* Writes one gnuplot data block: "x median q1 q3 min max" of every record
+ * matching (scenario, table, metric), one "index" per column, in column order. */
 static int plot_block(FILE *g, const char *name, const char *scenario, const char *table,
                       const char *metric, char names[][48], int maxnames)
 {
@@ -369,12 +465,71 @@ static int plot_block(FILE *g, const char *name, const char *scenario, const cha
                 strcmp(r->metric, metric) || strcmp(r->column, names[k]))
                 continue;
             if (r->x > 0 && r->s.median > 0)
-                fprintf(g, "%.6g %.6g %.6g %.6g\n", r->x, r->s.median, r->s.min, r->s.max);
+                fprintf(g, "%.6g %.6g %.6g %.6g %.6g %.6g\n", r->x, r->s.median, r->s.q1, r->s.q3,
+                        r->s.min, r->s.max);
         }
         fputs("\n\n", g);
     }
     fputs("EOD\n", g);
     return nnames;
+}
+
+/* A string for a single-quoted gnuplot literal ('' stands for '). */
+static void gnuplot_quote(char *dst, size_t len, const char *src)
+{
+    size_t o = 0;
+    for (; *src && o + 3 < len; src++) {
+        if (*src == '\'')
+            dst[o++] = '\'';
+        dst[o++] = *src == '\n' ? ' ' : *src;
+    }
+    dst[o] = '\0';
+}
+
+/* The last point of a column's line, and the first x after it at which any
+ * other column of the panel has a figure (0 when the line runs to the end). */
+static int line_end(const char *scenario, const char *table, const char *metric, const char *column,
+                    double *last_x, double *last_y, double *next_x)
+{
+    *last_x = *last_y = *next_x = 0;
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
+            strcmp(r->column, column) || !(r->x > 0 && r->s.median > 0))
+            continue;
+        if (r->x > *last_x)
+            *last_x = r->x, *last_y = r->s.median;
+    }
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
+            r->x <= *last_x)
+            continue;
+        if (*next_x == 0 || r->x < *next_x)
+            *next_x = r->x;
+    }
+    return *last_x > 0;
+}
+
+/* Marks where each line stops short of the others, with the reason the
+ * notes give (the note naming the column and the first size it lacks). */
+static void plot_stop_labels(FILE *g, const char *scenario, const char *table, const char *metric,
+                             char names[][48], int n)
+{
+    for (int k = 0; k < n; k++) {
+        double x, y, next;
+        if (!line_end(scenario, table, metric, names[k], &x, &y, &next) || next == 0)
+            continue;
+        char size[32], text[200], quoted[420];
+        zb_format_size(size, sizeof(size), (size_t)next);
+        const char *why = zb_find_note(names[k], size);
+        snprintf(text, sizeof(text), "%s stops: %s failed%s%.90s", names[k], size, why ? ": " : "",
+                 why ? why + strcspn(why, ":") + (why[strcspn(why, ":")] ? 2 : 0) : "");
+        gnuplot_quote(quoted, sizeof(quoted), text);
+        fprintf(g, "set label %d '%s' at %.6g,%.6g point pt 6 ps 3 lc rgb 'red' offset 1.5,-1 "
+                   "font ',9' textcolor rgb 'red'\n",
+                k + 1, quoted, x, y);
+    }
 }
 
 /* Size ticks at the sizes we measure, labelled as people write them. */
@@ -406,18 +561,52 @@ static void plot_range(const char *scenario, const char *table, double *lo, doub
     }
 }
 
-static void plot_panel(FILE *g, const char *block, char names[][48], int n, const char *title,
+/* One panel: median lines, interquartile bars, and where lines stop. */
+static void plot_panel(FILE *g, const char *block, const char *scenario, const char *table,
+                       const char *metric, char names[][48], int n, const char *title,
                        const char *ylabel)
 {
+    for (int k = 0; k < n; k++) /* the previous panel's stop marks (label 99 stays) */
+        fprintf(g, "unset label %d\n", k + 1);
+    plot_stop_labels(g, scenario, table, metric, names, n);
     fprintf(g, "set title '%s'\nset ylabel '%s'\n", title, ylabel);
     fputs("plot ", g);
     for (int k = 0; k < n; k++)
-        fprintf(g, "%s$%s index %d using 1:2 with linespoints lw 2 title '%s'", k ? ", " : "",
+        fprintf(g, "%s$%s index %d using 1:2:3:4 with yerrorlines lw 2 title '%s'", k ? ", " : "",
                 block, k, names[k]);
     fputc('\n', g);
 }
 
+/* Which run and machine drew the plot, for its title and footnote. */
+static void plot_provenance(FILE *g, const char *command, int quick, int panels)
+{
+    char date[64], title[400], quoted[820];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
+    snprintf(title, sizeof(title), "zz-bench %s%s, commit %s, %s, %s", command, quick ? " --quick" : "",
+             zb_build_commit(), date, zb_cpu_model());
+    gnuplot_quote(quoted, sizeof(quoted), title);
+    fprintf(g, "set multiplot layout %d,1 title '%s' font ',12'\n", panels, quoted);
+    size_t unreliable, total;
+    zb_count_unreliable(&unreliable, &total);
+    snprintf(title, sizeof(title),
+             "Lines: medians. Bars: interquartile range (25th to 75th percentile) of the repetitions. "
+             "Red circles: where a line stops, and why. %zu of %zu figures unreliable%s; load average "
+             "at start %.14s.",
+             unreliable, total, zb_load_exceeded() ? " (load above the CPU count)" : "",
+             zb_loadavg_at_start());
+    gnuplot_quote(quoted, sizeof(quoted), title);
+    fprintf(g, "set label 99 '%s' at screen 0.01,0.012 font ',9'\n", quoted);
+}
+
 int zb_write_plot(const char *path)
+{
+    return zb_write_plot_titled(path, "", 0);
+}
+
+int zb_write_plot_titled(const char *path, const char *command, int quick)
 {
     char wipe_names[24][48], alloc_names[24][48];
     FILE *g = popen("gnuplot 2>&1", "w");
@@ -433,9 +622,8 @@ int zb_write_plot(const char *path)
         fprintf(stderr, "zz-bench: --plot: nothing to plot (run wipe or alloc)\n");
         return -1;
     }
-    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,11' noenhanced\n", 100 + 560 * panels);
+    fprintf(g, "set terminal pngcairo size 1400,%d font 'sans,11' noenhanced\n", 160 + 560 * panels);
     fprintf(g, "set output '%s'\n", path);
-    fprintf(g, "set multiplot layout %d,1\n", panels);
     /* twelve distinct colours, so no two columns share one */
     static const char *const colours[] = {"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442",
                                           "#0072b2", "#e51e10", "#000000", "#cc79a7", "#8b4513",
@@ -444,21 +632,22 @@ int zb_write_plot(const char *path)
         fprintf(g, "set linetype %zu lc rgb '%s' pt %zu\n", k + 1, colours[k], k % 7 + 1);
     fprintf(g, "set linetype cycle %zu\n", ZB_ARRAY_LEN(colours));
     fputs("set logscale xy\nset grid\nset key outside right top vertical\n"
-          "set format y '%g'\nset lmargin 12\nset rmargin 24\n",
+          "set format y '%g'\nset lmargin 12\nset rmargin 24\nset bmargin 5\nset bars small\n",
           g);
+    plot_provenance(g, command, quick, panels);
     double lo, hi;
     if (nw > 0) {
         plot_range("wipe", "aligned", &lo, &hi);
         plot_size_tics(g, lo, hi);
         fputs("set xlabel 'buffer size (page-aligned)'\n", g);
-        plot_panel(g, "wipe", wipe_names, nw, "Wipe throughput (median), higher is better",
-                   "GB/s (1e9 bytes/s)");
+        plot_panel(g, "wipe", "wipe", "aligned", "throughput", wipe_names, nw,
+                   "Wipe throughput (median), higher is better", "GB/s (1e9 bytes/s)");
     }
     if (na > 0) {
         plot_range("alloc", "pair, 1 thread", &lo, &hi);
         plot_size_tics(g, lo / 2, hi * 2);
         fputs("set xlabel 'block size'\n", g);
-        plot_panel(g, "alloc", alloc_names, na,
+        plot_panel(g, "alloc", "alloc", "pair, 1 thread", "ns_per_pair", alloc_names, na,
                    "Allocation cost: alloc + touch + free, 1 thread (median), lower is better",
                    "ns per pair");
     }
