@@ -335,7 +335,7 @@ static void stop_reason(const child_result *res, size_t cap, char *buf, size_t l
 }
 
 typedef struct {
-    const char *column, *kind, *env, *label;
+    const char *column, *kind, *env, *label, *description;
 } guarded_case;
 
 static void run_guarded(const zb_options *opt, const guarded_case *c, zb_table *tb, int row)
@@ -378,7 +378,7 @@ static void run_guarded(const zb_options *opt, const guarded_case *c, zb_table *
     if (strcmp(reason, "cap reached") != 0)
         zb_note("scale", "%s stopped at %s live blocks: %s", c->label,
                 zb_kv_string(res.out, "live", cap, sizeof(cap)) == 0 ? cap : "?", reason);
-    zb_declare_column("scale", c->column, c->label);
+    zb_declare_column("scale", c->column, c->description);
 }
 
 static void print_guarded(const zb_options *opt)
@@ -393,10 +393,14 @@ static void print_guarded(const zb_options *opt)
     for (int h = 0; h < 9; h++)
         zb_table_header(tb, h, headers[h]);
     static const guarded_case cases[] = {
-        {"zz_alloc", "zz", NULL, "zz_alloc"},
-        {"zz_alloc_mprotect_guards", "zz", "ZEROIZE_GUARDS=mprotect",
-         "zz_alloc, ZEROIZE_GUARDS=mprotect"},
-        {"sodium_malloc", "sodium", NULL, "sodium_malloc"},
+        {"zz_alloc", "zz", NULL, "zz_alloc",
+         "row zz_alloc: live zz_alloc(32) blocks with the default guards, until an allocation fails or the cap"},
+        {"zz_alloc_mprotect_guards", "zz", "ZEROIZE_GUARDS=mprotect", "zz_alloc, ZEROIZE_GUARDS=mprotect",
+         "row \"zz_alloc, ZEROIZE_GUARDS=mprotect\": the same with the fallback guards (PROT_NONE pages, "
+         "which cost VMAs)"},
+        {"sodium_malloc", "sodium", NULL, "sodium_malloc",
+         "row sodium_malloc: live sodium_malloc(32) blocks (a PROT_NONE page on each side of a locked "
+         "page), counted up to the first that fails or comes back without its guard pages"},
     };
     int row = 0;
     for (size_t i = 0; i < ZB_ARRAY_LEN(cases); i++) {
@@ -528,8 +532,9 @@ void zb_scale_help(FILE *out)
             "scale columns:\n"
             "  zz_alloc                  live zz_alloc(32) blocks until failure or --cap\n"
             "  zz_alloc_mprotect_guards  the same with ZEROIZE_GUARDS=mprotect (fallback guards)\n"
-            "  sodium_malloc             live sodium_malloc(32) blocks until failure or --cap\n"
-            "                            (VMAs, VmLck, RSS per block; errno at failure)\n"
+            "  sodium_malloc             live sodium_malloc(32) blocks until failure, --cap, or the\n"
+            "                            first block returned without its guard pages (VMAs,\n"
+            "                            VmLck, RSS per block; why it stopped)\n"
             "  zz_arena                  1,000,000 live 32-byte secrets in one arena (100,000\n"
             "                            with --quick): locked bytes per secret, VMAs used\n"
             "  zz_purge                  zz_purge() over 100,000 live zz_alloc(32) blocks (10,000\n"

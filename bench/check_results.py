@@ -3,7 +3,14 @@
 
 Asserts that every expected column of each scenario is present with positive,
 finite numbers (median, min, max and quartiles, min <= median <= max), that
-the machine description is filled in, and, with --plot, that a PNG was drawn.
+the machine description is filled in (with the load average at the start and
+at the end of the run), that each figure's "unreliable" flag follows the rule
+(spread over the threshold, or the load above the CPU count), that a NOISE
+target says why, and, with --plot, that a PNG was drawn.  In the Markdown
+report it checks that each scenario prints a legend naming its expected
+columns, that every "failed" cell points to a footnote giving its reason,
+that a table with a marked (unreliable) cell explains the mark, and that the
+report ends with its Reliability section.
 Exit status 0 on success; 1 with one line per problem otherwise.
 
 --self-test feeds the checker broken results and fails unless it rejects
@@ -14,8 +21,11 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+
+MARK = "\u2020"  # the unreliable mark of a cell
 
 # Metrics that each scenario must report for each of its columns.
 REQUIRED_METRICS = {
@@ -59,19 +69,119 @@ def check_summary(where, metric, value, problems):
         problems.append(f"{where}: reps missing or < 1")
 
 
-def check(results, expect, problems):
+def spread_pct(value):
+    if value.get("reps", 1) <= 1 or not value.get("median"):
+        return 0.0
+    med = value["median"]
+    return max(value["max"] - med, med - value["min"]) / abs(med) * 100.0
+
+
+def check_reliability(results, problems):
+    """The load at start and end, and the unreliable flags, follow the rule."""
+    rel = results.get("reliability")
+    if not isinstance(rel, dict):
+        problems.append("missing reliability object")
+        return
+    for when in ("at_start", "at_end"):
+        sample = rel.get(when)
+        if not isinstance(sample, dict) or not sample.get("loadavg") \
+                or not isinstance(sample.get("load1"), (int, float)):
+            problems.append(f"reliability.{when}: load average missing")
+    threshold = rel.get("spread_threshold_pct")
+    if not isinstance(threshold, (int, float)) or threshold <= 0:
+        problems.append("reliability.spread_threshold_pct missing")
+        return
+    loaded = rel.get("load_exceeded_cpus")
+    if not isinstance(loaded, bool):
+        problems.append("reliability.load_exceeded_cpus missing")
+        return
+    flagged = 0
+    for f in results["figures"]:
+        value = f.get("value", {})
+        if "unreliable" not in f:
+            problems.append(f"{f.get('scenario')}/{f.get('column')}: no unreliable flag")
+            continue
+        try:
+            want = value.get("reps", 1) > 1 and (spread_pct(value) > threshold or loaded)
+        except (TypeError, KeyError):
+            continue  # check_summary reports the bad numbers
+        if f["unreliable"] != want:
+            problems.append(f"{f.get('scenario')}/{f.get('table')}/{f.get('row')}/{f.get('column')}/"
+                            f"{f.get('metric')}: unreliable is {f['unreliable']}, the rule says {want}")
+        flagged += bool(f["unreliable"])
+    if rel.get("unreliable_figures") != flagged:
+        problems.append(f"reliability.unreliable_figures is {rel.get('unreliable_figures')}, "
+                        f"{flagged} figures are flagged")
+    for t in results["targets"]:
+        if t.get("verdict") == "NOISE" and not t.get("noise_why"):
+            problems.append(f"target {t.get('target')!r} says NOISE without saying why")
+        if loaded and t.get("verdict") in ("PASS", "FAIL"):
+            problems.append(f"target {t.get('target')!r} says {t['verdict']} under a load above the CPUs")
+
+
+def table_blocks(markdown):
+    """Yields (table lines, the text after the table up to the next heading)."""
+    lines = markdown.split("\n")
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("|"):
+            i += 1
+            continue
+        start = i
+        while i < len(lines) and lines[i].startswith("|"):
+            i += 1
+        end = i
+        while end < len(lines) and not lines[end].startswith(("#", "|")):
+            end += 1
+        yield lines[start:i], "\n".join(lines[i:end])
+
+
+def check_markdown(markdown, expect, problems):
+    """Legend per scenario, reasons for failed cells, the mark explained."""
+    for scenario, columns in expect.items():
+        m = re.search(rf"^## {scenario}\n(.*?)(?=^## |\Z)", markdown, re.S | re.M)
+        if not m:
+            problems.append(f"markdown: no section for {scenario}")
+            continue
+        section = m.group(1)
+        legend = re.search(r"^Legend.*?\n\n((?:- .*\n)+)", section, re.M)
+        if not legend:
+            problems.append(f"markdown: {scenario} has no legend")
+            continue
+        for column in columns:
+            if not re.search(rf"^- `{re.escape(column)}`: \S", legend.group(1), re.M):
+                problems.append(f"markdown: {scenario} legend lacks {column!r}")
+    for rows, after in table_blocks(markdown):
+        cells = [c.strip() for r in rows[2:] for c in r.strip("|").split("|")]
+        for cell in cells:
+            if cell == "failed":
+                problems.append("markdown: a failed cell gives no reason")
+            m = re.fullmatch(r"failed \[(\d+)\]", cell)
+            if m and not re.search(rf"^\[{m.group(1)}\] \S", after, re.M):
+                problems.append(f"markdown: footnote [{m.group(1)}] of a failed cell is missing")
+        if any(MARK in c for c in cells) and f"{MARK} unreliable:" not in after:
+            problems.append("markdown: a table marks cells unreliable without the footnote")
+    if not re.search(r"^## Reliability\n\n- load average at start.*\n- load average at end", markdown, re.M):
+        problems.append("markdown: no Reliability section with the load at start and at end")
+
+
+def check(results, expect, problems, markdown=None):
     for key in ("machine", "figures", "columns", "targets", "notes"):
         if key not in results:
             problems.append(f"missing top-level key {key!r}")
             return
     machine = results["machine"]
-    for key in ("cpu", "kernel", "libc", "zeroize", "rlimit_memlock", "vm_max_map_count", "cores"):
+    for key in ("cpu", "kernel", "libc", "zeroize", "rlimit_memlock", "vm_max_map_count", "cores",
+                "loadavg_at_start", "loadavg_at_end", "commit"):
         if not machine.get(key):
             problems.append(f"machine.{key} is empty")
     figures = results["figures"]
     for f in figures:
         check_summary(f"{f.get('scenario')}/{f.get('table')}/{f.get('row')}/{f.get('column')}/"
                       f"{f.get('metric')}", f.get("metric"), f.get("value", {}), problems)
+    check_reliability(results, problems)
+    if markdown is not None:
+        check_markdown(markdown, expect, problems)
     declared = {(c["scenario"], c["column"]) for c in results["columns"]}
     for scenario, columns in expect.items():
         for column in columns:
@@ -110,16 +220,29 @@ def self_test():
     good_value = {"median": 2.0, "min": 1.0, "max": 3.0, "q1": 1.5, "q3": 2.5, "reps": 3}
     good = {
         "machine": {"cpu": "x", "kernel": "k", "libc": "glibc", "zeroize": "0.1.0",
-                    "rlimit_memlock": "8", "vm_max_map_count": 65530, "cores": 2},
+                    "rlimit_memlock": "8", "vm_max_map_count": 65530, "cores": 2,
+                    "loadavg_at_start": "0.5 0.4 0.3 1/100 7", "loadavg_at_end": "0.6 0.4 0.3 1/100 9",
+                    "commit": "abc123"},
+        "reliability": {"at_start": {"loadavg": "0.5 0.4 0.3 1/100 7", "load1": 0.5},
+                        "at_end": {"loadavg": "0.6 0.4 0.3 1/100 9", "load1": 0.6},
+                        "load_exceeded_cpus": False, "spread_threshold_pct": 50,
+                        "unreliable_figures": 0},
         "columns": [{"scenario": "wipe", "column": "zz_wipe", "description": ""}],
         "figures": [{"scenario": "wipe", "table": t, "row": "16 B", "x": 16, "column": "zz_wipe",
-                     "metric": m, "unit": "", "value": dict(good_value)}
+                     "metric": m, "unit": "", "value": dict(good_value), "unreliable": False}
                     for t, m in REQUIRED_METRICS["wipe"]],
-        "targets": [], "notes": [],
+        "targets": [{"target": "t", "verdict": "NOISE", "noise_why": "IQR allows goal"}],
+        "notes": [],
     }
+    good_md = ("## wipe\n\n| size | zz_wipe |\n| :--- | ---: |\n| 16 B | failed [1] |\n"
+               "| 32 B | 2.0 ±60% \u2020 |\n\n[1] zz_wipe, 16 B: the library is not installed\n\n"
+               "\u2020 unreliable: the spread is over 50%.\n\n"
+               "Legend (the names in the tables' headers and first columns):\n\n"
+               "- `zz_wipe`: zz_wipe() from this library\n\n"
+               "## Reliability\n\n- load average at start: 0.5\n- load average at end: 0.6\n")
     expect = {"wipe": ["zz_wipe"]}
     problems = []
-    check(good, expect, problems)
+    check(good, expect, problems, good_md)
     if problems:
         print("self-test: a valid result was rejected:", problems)
         return 1
@@ -133,17 +256,40 @@ def self_test():
         "undeclared column": lambda r: r["columns"].clear(),
         "empty machine": lambda r: r["machine"].update(cpu=""),
         "no figures key": lambda r: r.pop("figures"),
+        "no load at start": lambda r: r["machine"].update(loadavg_at_start=""),
+        "no load sample at start": lambda r: r["reliability"].pop("at_start"),
+        "no reliability": lambda r: r.pop("reliability"),
+        "wide spread not flagged": lambda r: r["figures"][0]["value"].update(min=0.5, q1=0.6),
+        "narrow spread flagged": lambda r: (r["figures"][0].update(unreliable=True),
+                                            r["reliability"].update(unreliable_figures=1)),
+        "load above CPUs, figures not flagged": lambda r: r["reliability"].update(load_exceeded_cpus=True),
+        "NOISE without a reason": lambda r: r["targets"][0].update(noise_why=None),
+    }
+    md_corruptions = {
+        "no legend": lambda m: m.replace("Legend", "Remarks"),
+        "legend lacks a column": lambda m: m.replace("- `zz_wipe`", "- `memset`"),
+        "failed cell without reason": lambda m: m.replace("failed [1]", "failed"),
+        "footnote of a failed cell missing": lambda m: m.replace("[1] zz_wipe", "zz_wipe"),
+        "mark without footnote": lambda m: m.replace("\u2020 unreliable:", "unreliable:"),
+        "no load at end": lambda m: m.replace("- load average at end: 0.6\n", ""),
     }
     failed = 0
     for name, corrupt in corruptions.items():
         bad = copy.deepcopy(good)
         corrupt(bad)
         problems = []
-        check(bad, expect, problems)
+        check(bad, expect, problems, good_md)
         if not problems:
             print(f"self-test: corruption {name!r} was accepted")
             failed = 1
-    print("self-test:", "FAILED" if failed else f"all {len(corruptions)} corruptions rejected")
+    for name, corrupt in md_corruptions.items():
+        problems = []
+        check(copy.deepcopy(good), expect, problems, corrupt(good_md))
+        if not problems:
+            print(f"self-test: markdown corruption {name!r} was accepted")
+            failed = 1
+    total = len(corruptions) + len(md_corruptions)
+    print("self-test:", "FAILED" if failed else f"all {total} corruptions rejected")
     return failed
 
 
@@ -164,6 +310,7 @@ def main():
     expect = parse_expect(args)
     json_path = args.json
     png = None
+    markdown = None
     if not json_path:
         os.makedirs(args.out_dir, exist_ok=True)
         json_path = os.path.join(args.out_dir, f"{args.command}.json")
@@ -175,6 +322,7 @@ def main():
             if stale and os.path.exists(stale):
                 os.remove(stale)
         run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        markdown = run.stdout
         sys.stdout.write(run.stdout)
         sys.stderr.write(run.stderr)
         if run.returncode != 0:
@@ -186,7 +334,7 @@ def main():
     with open(json_path) as f:
         results = json.load(f)
     problems = []
-    check(results, expect, problems)
+    check(results, expect, problems, markdown)
     if png is not None:
         with open(png, "rb") as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":

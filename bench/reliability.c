@@ -144,8 +144,8 @@ void zb_load_print_summary(FILE *out, size_t unreliable, size_t total)
     fprintf(out, "## Reliability\n\n");
     print_sample(out, "at start", &at_start);
     print_sample(out, "at end", &at_end);
-    fprintf(out, "- main thread: %.1f s on a CPU, %.1f s runnable but waiting for one; hypervisor "
-                 "steal on the whole machine: %.1f s\n",
+    fprintf(out, "- main thread of zz-bench (not its child processes): %.1f s on a CPU, %.1f s runnable "
+                 "but waiting for one; hypervisor steal on the whole machine: %.1f s\n",
             at_end.on_cpu_s - at_start.on_cpu_s, at_end.waited_s - at_start.waited_s,
             at_end.steal_s - at_start.steal_s);
     if (zb_load_exceeded())
