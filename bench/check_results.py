@@ -206,6 +206,54 @@ def check(results, expect, problems, markdown=None):
             problems.append(f"target {t.get('target')!r} has verdict {t.get('verdict')!r}")
 
 
+def check_plot_script(script, problems, stops=None):
+    """The plot says which run made it, shows the spread, and marks stops."""
+    if "with yerrorlines" not in script:
+        problems.append("plot: no error bars (yerrorlines)")
+    title = re.search(r"^set multiplot .*title '([^']*)'", script, re.M)
+    if not title or not re.search(r"commit \S+, \d{4}-\d\d-\d\d \d\d:\d\d UTC, \S", title.group(1)):
+        problems.append("plot: the title does not name the commit, the date and the CPU")
+    if "interquartile range" not in script:
+        problems.append("plot: the footnote does not say what the bars are")
+    labels = re.findall(r"^set label \d+ '([^']*stops before[^']*)'", script, re.M)
+    if stops is None:  # a real run: whatever stopped is marked, if anything
+        return
+    for want in stops:
+        if not any(want in label for label in labels):
+            problems.append(f"plot: no mark saying {want!r}")
+    if len(labels) != len(stops):
+        problems.append(f"plot: {len(labels)} stop marks, expected {len(stops)}: {labels}")
+
+
+def plot_test(bench, out_dir):
+    """zz-bench _plot-test draws made-up figures where one line stops early."""
+    os.makedirs(out_dir, exist_ok=True)
+    png = os.path.join(out_dir, "plot-test.png")
+    script = os.path.join(out_dir, "plot-test.gp")
+    for stale in (png, script):
+        if os.path.exists(stale):
+            os.remove(stale)
+    env = dict(os.environ, ZZ_BENCH_PLOT_SCRIPT=script)
+    run = subprocess.run([bench, "_plot-test", png], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    problems = []
+    if run.returncode != 0:
+        problems.append(f"_plot-test exited with {run.returncode}: {run.stderr.strip()}")
+    else:
+        with open(png, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                problems.append(f"{png} is not a PNG file")
+        with open(script) as f:
+            check_plot_script(f.read(), problems,
+                              stops=["short_line stops before 4 KiB: alloc+free pair failed: "
+                                     "made-up reason for the test"])
+    for p in problems:
+        print("FAIL:", p)
+    if not problems:
+        print(f"OK: {png}: stop marked with its reason, error bars, commit/date/CPU in the title")
+    return 1 if problems else 0
+
+
 def parse_expect(args):
     expect = {}
     for scenario in ("wipe", "alloc", "scale"):
@@ -304,9 +352,13 @@ def main():
     ap.add_argument("--expect-alloc")
     ap.add_argument("--expect-scale")
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--plot-test", action="store_true",
+                    help="check the plot's marks on made-up figures (zz-bench _plot-test)")
     args = ap.parse_args()
     if args.self_test:
         return self_test()
+    if args.plot_test:
+        return plot_test(args.bench, args.out_dir)
     expect = parse_expect(args)
     json_path = args.json
     png = None
@@ -318,10 +370,12 @@ def main():
         if args.plot:
             png = os.path.join(args.out_dir, f"{args.command}.png")
             cmd += ["--plot", png]
-        for stale in (json_path, png):
+        script = png + ".gp" if png else None
+        for stale in (json_path, png, script):
             if stale and os.path.exists(stale):
                 os.remove(stale)
-        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ, ZZ_BENCH_PLOT_SCRIPT=script) if script else None
+        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         markdown = run.stdout
         sys.stdout.write(run.stdout)
         sys.stderr.write(run.stderr)
@@ -339,6 +393,9 @@ def main():
         with open(png, "rb") as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 problems.append(f"{png} is not a PNG file")
+        with open(png + ".gp") as f:
+            script_text = f.read()
+        check_plot_script(script_text, problems)
     for p in problems:
         print("FAIL:", p)
     if not problems:

@@ -150,9 +150,12 @@ static int has_word(const char *text, const char *word)
 
 const char *zb_find_note(const char *a, const char *b)
 {
-    for (size_t i = 0; i < nnotes; i++)
-        if (has_word(notes[i].text, a) && has_word(notes[i].text, b))
-            return notes[i].text;
+    /* a note that says what failed first, then any that names both */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < nnotes; i++)
+            if (has_word(notes[i].text, a) && has_word(notes[i].text, b) &&
+                (pass == 1 || strstr(notes[i].text, "failed")))
+                return notes[i].text;
     return NULL;
 }
 
@@ -523,8 +526,9 @@ static void plot_stop_labels(FILE *g, const char *scenario, const char *table, c
         char size[32], text[200], quoted[420];
         zb_format_size(size, sizeof(size), (size_t)next);
         const char *why = zb_find_note(names[k], size);
-        snprintf(text, sizeof(text), "%s stops: %s failed%s%.90s", names[k], size, why ? ": " : "",
-                 why ? why + strcspn(why, ":") + (why[strcspn(why, ":")] ? 2 : 0) : "");
+        /* the note reads "column, size: what failed: why"; quote from "what" */
+        snprintf(text, sizeof(text), "%s stops before %s: %.100s", names[k], size,
+                 why ? why + strcspn(why, ":") + (why[strcspn(why, ":")] ? 2 : 0) : "no figure (see the notes)");
         gnuplot_quote(quoted, sizeof(quoted), text);
         fprintf(g, "set label %d '%s' at %.6g,%.6g point pt 6 ps 3 lc rgb 'red' offset 1.5,-1 "
                    "font ',9' textcolor rgb 'red'\n",
@@ -606,19 +610,46 @@ int zb_write_plot(const char *path)
     return zb_write_plot_titled(path, "", 0);
 }
 
-int zb_write_plot_titled(const char *path, const char *command, int quick)
+/* Hands the script to gnuplot, and first to the file named by the
+ * environment variable ZZ_BENCH_PLOT_SCRIPT if set (the tests read it). */
+static int run_gnuplot(const char *script, size_t len, const char *path)
 {
-    char wipe_names[24][48], alloc_names[24][48];
+    const char *copy = getenv("ZZ_BENCH_PLOT_SCRIPT");
+    if (copy && copy[0]) {
+        FILE *f = fopen(copy, "w");
+        if (!f || fwrite(script, 1, len, f) != len || fclose(f) != 0) {
+            perror(copy);
+            return -1;
+        }
+    }
     FILE *g = popen("gnuplot 2>&1", "w");
     if (!g) {
         fprintf(stderr, "zz-bench: cannot run gnuplot for --plot\n");
         return -1;
     }
+    fwrite(script, 1, len, g);
+    int rc = pclose(g);
+    if (rc != 0) {
+        fprintf(stderr, "zz-bench: gnuplot failed (status %d) while drawing %s\n", rc, path);
+        return -1;
+    }
+    return 0;
+}
+
+int zb_write_plot_titled(const char *path, const char *command, int quick)
+{
+    char wipe_names[24][48], alloc_names[24][48];
+    char *script = NULL;
+    size_t script_len = 0;
+    FILE *g = open_memstream(&script, &script_len);
+    if (!g)
+        return -1;
     int nw = plot_block(g, "wipe", "wipe", "aligned", "throughput", wipe_names, 24);
     int na = plot_block(g, "alloc", "alloc", "pair, 1 thread", "ns_per_pair", alloc_names, 24);
     int panels = (nw > 0) + (na > 0);
     if (panels == 0) {
-        pclose(g);
+        fclose(g);
+        free(script);
         fprintf(stderr, "zz-bench: --plot: nothing to plot (run wipe or alloc)\n");
         return -1;
     }
@@ -652,12 +683,13 @@ int zb_write_plot_titled(const char *path, const char *command, int quick)
                    "ns per pair");
     }
     fputs("unset multiplot\n", g);
-    int rc = pclose(g);
-    if (rc != 0) {
-        fprintf(stderr, "zz-bench: gnuplot failed (status %d) while drawing %s\n", rc, path);
+    if (fclose(g) != 0) {
+        free(script);
         return -1;
     }
-    return 0;
+    int rc = run_gnuplot(script, script_len, path);
+    free(script);
+    return rc;
 }
 
 /* A timestamp for the report header. */
