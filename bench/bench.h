@@ -103,7 +103,9 @@ void zb_format_size(char *buf, size_t len, size_t n);
 void zb_load_start(void);
 void zb_load_end(void);
 void zb_load_refresh(void);
-/* True when any sample so far saw a 1-minute load above the CPU count. */
+/* True when any sample so far saw a 1-minute load above the CPU count (or
+ * above ZZ_BENCH_LOAD_LIMIT when set: the tests set it, so that a busy
+ * machine does not turn the verdicts they check into NOISE). */
 int zb_load_exceeded(void);
 /* The spread of s in percent (0 for a single measurement). */
 double zb_spread_pct(zb_summary s);
@@ -241,6 +243,8 @@ int zb_run_scale(const zb_options *opt);
 /* Hidden child entry points (run through zb_run_capture). */
 int zb_alloc_child_main(int argc, char **argv);
 int zb_scale_child_main(int argc, char **argv);
+/* _selftest plot FILE.png | _selftest verdicts: made-up figures for tests. */
+int zb_selftest_main(int argc, char **argv);
 
 /* Help text for each scenario's columns. */
 void zb_wipe_help(FILE *out);

@@ -226,7 +226,7 @@ def check_plot_script(script, problems, stops=None):
 
 
 def plot_test(bench, out_dir):
-    """zz-bench _plot-test draws made-up figures where one line stops early."""
+    """zz-bench _selftest plot draws made-up figures where one line stops early."""
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "plot-test.png")
     script = os.path.join(out_dir, "plot-test.gp")
@@ -234,11 +234,11 @@ def plot_test(bench, out_dir):
         if os.path.exists(stale):
             os.remove(stale)
     env = dict(os.environ, ZZ_BENCH_PLOT_SCRIPT=script)
-    run = subprocess.run([bench, "_plot-test", png], env=env, stdout=subprocess.PIPE,
+    run = subprocess.run([bench, "_selftest", "plot", png], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     problems = []
     if run.returncode != 0:
-        problems.append(f"_plot-test exited with {run.returncode}: {run.stderr.strip()}")
+        problems.append(f"_selftest plot exited with {run.returncode}: {run.stderr.strip()}")
     else:
         with open(png, "rb") as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
@@ -353,7 +353,7 @@ def main():
     ap.add_argument("--expect-scale")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--plot-test", action="store_true",
-                    help="check the plot's marks on made-up figures (zz-bench _plot-test)")
+                    help="check the plot's marks on made-up figures (zz-bench _selftest plot)")
     args = ap.parse_args()
     if args.self_test:
         return self_test()

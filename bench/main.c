@@ -266,26 +266,6 @@ static int make_parent_dirs(const char *path)
     return 0;
 }
 
-/* _plot-test FILE.png: draws the plot from made-up figures in which one line
- * stops early (with a note that says why), so a test can check that the
- * plot marks the stop; the figures are not measurements. */
-static int plot_test(const char *path)
-{
-    static const size_t sizes[] = {32, 256, 4096, 65536};
-    for (size_t i = 0; i < ZB_ARRAY_LEN(sizes); i++) {
-        char row[32];
-        zb_format_size(row, sizeof(row), sizes[i]);
-        double samples[3] = {100.0 + (double)i, 90.0 + (double)i, 120.0 + (double)i};
-        zb_record("alloc", "pair, 1 thread", row, (double)sizes[i], "full_line", "ns_per_pair", "ns",
-                  zb_summarize(samples, 3));
-        if (sizes[i] < 4096)
-            zb_record("alloc", "pair, 1 thread", row, (double)sizes[i], "short_line", "ns_per_pair", "ns",
-                      zb_summarize(samples, 3));
-    }
-    zb_note("alloc", "short_line, 4 KiB: alloc+free pair failed: made-up reason for the test");
-    return zb_write_plot_titled(path, "_plot-test", 1) == 0 ? 0 : 1;
-}
-
 int main(int argc, char **argv)
 {
     zb_set_self_path(argv[0]);
@@ -294,8 +274,8 @@ int main(int argc, char **argv)
         return zb_alloc_child_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "_scale-child") == 0)
         return zb_scale_child_main(argc - 1, argv + 1);
-    if (argc == 3 && strcmp(argv[1], "_plot-test") == 0)
-        return plot_test(argv[2]);
+    if (argc >= 2 && strcmp(argv[1], "_selftest") == 0)
+        return zb_selftest_main(argc - 1, argv + 1);
 
     zb_options opt = {.reps = 7, .min_time_ms = 10, .count_syscalls = 1, .scale_cap = 200000,
                       .batch = 1000, .cpu = -1};
