@@ -20,7 +20,7 @@ static const struct {
     {FOR_ALL, "  --reps N          repetitions per figure; the median is shown (default 7, quick 3)\n"},
     {FOR_WIPE | FOR_ALLOC,
      "  --min-time MS     each repetition runs at least MS milliseconds (default 10, quick 2)\n"},
-    {FOR_ALL, "  --columns a,b,c   only these columns (names below); the others are skipped\n"},
+    {FOR_ALL, "  --columns a,b,c   only these columns (the names this help lists); the others are skipped\n"},
     {FOR_ALL, "  --clock cpu|wall  timings in each thread's CPU time (default: time spent\n"
               "                    descheduled by other load does not count) or wall time; the\n"
               "                    multi-thread aggregate (wall time / all pairs) is always wall time\n"},
