@@ -595,12 +595,16 @@ static void plot_provenance(FILE *g, const char *command, int quick, int panels)
     fprintf(g, "set multiplot layout %d,1 title '%s' font ',12'\n", panels, quoted);
     size_t unreliable, total;
     zb_count_unreliable(&unreliable, &total);
+    /* the 1, 5 and 15 minute averages: the first three fields */
+    const char *load = zb_loadavg_at_start();
+    int load_len = 0;
+    for (int spaces = 0; load[load_len] && (load[load_len] != ' ' || ++spaces < 3); load_len++)
+        ;
     snprintf(title, sizeof(title),
              "Lines: medians. Bars: interquartile range (25th to 75th percentile) of the repetitions. "
              "Red circles: where a line stops, and why. %zu of %zu figures unreliable%s; load average "
-             "at start %.14s.",
-             unreliable, total, zb_load_exceeded() ? " (load above the CPU count)" : "",
-             zb_loadavg_at_start());
+             "at start (1, 5, 15 min) %.*s.",
+             unreliable, total, zb_load_exceeded() ? " (load above the CPU count)" : "", load_len, load);
     gnuplot_quote(quoted, sizeof(quoted), title);
     fprintf(g, "set label 99 '%s' at screen 0.01,0.012 font ',9'\n", quoted);
 }
