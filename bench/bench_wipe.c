@@ -419,6 +419,7 @@ static void print_table(const selection *sel, const size_t *sizes, int nsizes, c
 static void throughput_ratio(const char *table, const char *row, const char *a, const char *b,
                              double *ratio, double *best)
 {
+    zb_target_inputs_clear(); /* the target rests on these two figures only */
     const zb_summary *sa = zb_lookup("wipe", table, row, a, "throughput");
     const zb_summary *sb = zb_lookup("wipe", table, row, b, "throughput");
     *ratio = *best = 0;

@@ -118,17 +118,18 @@ int zb_unreliable(zb_summary s)
 
 const char *zb_reliability_rule(void)
 {
-    return "A timed figure is marked " ZB_UNRELIABLE_MARK " (unreliable) when its spread is over 50%\n"
-           "(a repetition more than half the median away from it), or when the 1-minute load\n"
+    return "A median of repetitions is marked " ZB_UNRELIABLE_MARK " (unreliable) when its spread is over\n"
+           "50% (a repetition more than half the median away from it), or when the 1-minute load\n"
            "average at the start of the run or at any later sample exceeded the number of online\n"
-           "CPUs; the report ends with a Reliability section that counts them.";
+           "CPUs; the report ends with a Reliability section that counts them.  (Single\n"
+           "measurements, such as the scale counts and timings, carry no mark.)";
 }
 
 void zb_print_unreliable_footnote(FILE *out)
 {
     if (zb_load_exceeded())
         fprintf(out, "%s unreliable: the load average reached %.2f on %ld CPUs (other work competed for "
-                     "them), so every timed figure is marked. Re-run on an idle machine.\n\n",
+                     "them), so every median of repetitions is marked. Re-run on an idle machine.\n\n",
                 ZB_UNRELIABLE_MARK, highest_load, online_cpus());
     else
         fprintf(out, "%s unreliable: the spread is over %.0f%% (a repetition more than %.0f%% away from "
