@@ -70,6 +70,9 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("docs", nargs="+")
     args = ap.parse_args()
+    args.work = os.path.abspath(args.work)  # C blocks compile from inside it
+    args.lib = os.path.abspath(args.lib)
+    args.include = os.path.abspath(args.include)
     os.makedirs(args.work, exist_ok=True)
     failed = ran = 0
     python_docs = python_run_elsewhere()
