@@ -8,7 +8,10 @@ A ```c block is a whole program: compiled against the library and run; it
 must exit 0.  A ```sh block runs with `bash -euo pipefail` from the top of
 the repository.  A shell block may opt out only with a first line
 `# [not run by the doc tests: <reason>]` (the convention of
-python-bindings/tests/test_docs.py, which runs the ```python blocks).
+python-bindings/tests/test_docs.py, which runs the ```python blocks of the
+documents in its DOCS table).  A ```text block is not code.  Any other block
+(no language, ```bash, a ```python block in a document test_docs.py does not
+run, an opt-out mark on a C block) fails: nothing escapes the tests unseen.
 Exits 1 if any block fails, printing what it ran and what it printed.
 """
 import argparse
@@ -20,6 +23,18 @@ import sys
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 SKIP_MARK = re.compile(r"#\s*\[not run by the doc tests: (?P<reason>[^\]]+)\]")
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PY_DOC_TEST = os.path.join(TOP, "python-bindings", "tests", "test_docs.py")
+
+
+def python_run_elsewhere():
+    """The documents whose ```python blocks test_docs.py runs (its DOCS keys)."""
+    try:
+        with open(PY_DOC_TEST, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return set()
+    table = re.search(r"^DOCS = \{(.*?)^\}", text, re.M | re.S)
+    return set(re.findall(r'"([^"]+\.md)"\s*:', table.group(1))) if table else set()
 
 
 def blocks(doc):
@@ -55,8 +70,12 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("docs", nargs="+")
     args = ap.parse_args()
+    args.work = os.path.abspath(args.work)  # C blocks compile from inside it
+    args.lib = os.path.abspath(args.lib)
+    args.include = os.path.abspath(args.include)
     os.makedirs(args.work, exist_ok=True)
     failed = ran = 0
+    python_docs = python_run_elsewhere()
     for doc in args.docs:
         rel = os.path.relpath(doc, TOP)
         for line, lang, body in blocks(doc):
@@ -66,12 +85,16 @@ def main():
             if lang == "sh" and mark:
                 print(f"skip {where}: {mark.group('reason')}")
                 continue
-            if lang == "c":
+            if lang == "text" or (lang == "python" and rel in python_docs):
+                continue  # text: nothing to run; python: python-bindings/tests/test_docs.py
+            if lang == "c" and not mark:
                 rc, out = run_c(args, re.sub(r"\W", "_", where), body)
             elif lang == "sh":
                 rc, out = run(["bash", "-euo", "pipefail", "-c", body], TOP)
             else:
-                continue  # python: python-bindings/tests/test_docs.py; text: nothing to run
+                rc, out = 1, (f"a ```{lang or '(no language)'} block that no test runs: use c, sh "
+                              "or text; python only in the documents of test_docs.py's DOCS; the "
+                              "opt-out mark only on sh blocks")
             ran += 1
             print(f"{'ok  ' if rc == 0 else 'FAIL'} {where} ({lang}, exit {rc})")
             if rc != 0:
