@@ -214,7 +214,8 @@ struct zzi_slab_map {
     uintptr_t base;     /* start of the mapping (the first guard page) */
     size_t len;         /* whole mapping, guard pages included          */
     size_t locked_len;  /* bytes counted against RLIMIT_MEMLOCK          */
-    unsigned info;      /* ZZ_INFO_* actually obtained                   */
+    _Atomic unsigned info; /* ZZ_INFO_* actually obtained; atomic: zz_info reads it
+                         * without the lock under which a chunk is locked later */
     size_t slot_pages, nslots;
     int backend;        /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM */
     int remapped;       /* zero pages mapped in a child: advice to redo */

@@ -5,6 +5,8 @@
  * slots, fixed arenas whose capacity no thread can hoard, threads that come
  * and go without growing the arena, and fork() with caches full. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 
 #include "test_util.h"
 
@@ -452,6 +454,72 @@ static void test_fork_while_threads_hold_cells(void **state)
     zz_arena_destroy(a);
 }
 
+/* zz_info on a block of a chunk that another thread locks at that moment: a
+ * chunk mapped unlocked under ZZ_LOCK_BEST_EFFORT is locked on its next use
+ * once the policy is ZZ_LOCK_REQUIRED, under the arena's lock, while zz_info
+ * reads the chunk's flags without it.  Those reads and the flag's update must
+ * not race (TSan reported it through zz-stress), and zz_info ends up saying
+ * LOCKED, as smaps does. */
+struct info_reader {
+    void *block;
+    _Atomic int started, stop; /* relaxed: they must not order the reads */
+    unsigned seen;
+};
+
+static void *read_info_until_stopped(void *arg)
+{
+    struct info_reader *r = arg;
+    r->seen |= zz_info(r->block);
+    atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed))
+        r->seen |= zz_info(r->block);
+    return NULL;
+}
+
+static void child_info_while_chunk_is_locked(void *arg)
+{
+    (void)arg;
+    size_t limit = 256 * 1024, pg = (size_t)sysconf(_SC_PAGESIZE);
+    child_check(tu_drop_ipc_lock(limit) == 0);
+    child_check(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT) == 0);
+    /* Use up the lock limit, so that the arena's first chunk maps unlocked
+     * (raw system calls: the sanitizers' mlock interceptors do nothing). */
+    unsigned char *hog = mmap(NULL, limit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    child_check(hog != MAP_FAILED);
+    size_t hogged = 0;
+    while (hogged < limit && syscall(SYS_mlock, hog + hogged, pg) == 0)
+        hogged += pg;
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    void *p = zz_arena_alloc(a, 32);
+    child_check(p != NULL);
+    child_check(!(zz_info(p) & ZZ_INFO_LOCKED));
+    child_check(syscall(SYS_munlock, hog, limit) == 0);
+    struct info_reader r = { .block = p };
+    pthread_t tid;
+    child_check(pthread_create(&tid, NULL, read_info_until_stopped, &r) == 0);
+    while (!atomic_load_explicit(&r.started, memory_order_relaxed))
+        sched_yield();
+    child_check(zz_set_lock_policy(ZZ_LOCK_REQUIRED) == 0);
+    void *q = zz_arena_alloc(a, 32); /* checks the chunk again: locks it */
+    child_check(q != NULL);
+    child_check(zz_info(q) & ZZ_INFO_LOCKED);
+    atomic_store_explicit(&r.stop, 1, memory_order_relaxed);
+    child_check(pthread_join(tid, NULL) == 0);
+    child_check(zz_info(p) & ZZ_INFO_LOCKED);
+    child_check(tu_addr_has_flag(p, "lo"));
+    zz_arena_free(a, q);
+    zz_arena_free(a, p);
+    zz_arena_destroy(a);
+    munmap(hog, limit);
+}
+
+static void test_info_while_another_thread_locks_the_chunk(void **state)
+{
+    (void)state;
+    expect_child_ok(child_info_while_chunk_is_locked, NULL);
+}
+
 /* Without arguments: every test but the death test, so valgrind's memcheck
  * (which skips death tests) runs the cache paths; "misuse": the death test. */
 int main(int argc, char **argv)
@@ -464,6 +532,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fixed_arena_capacity_is_shared),
         cmocka_unit_test(test_threads_come_and_go_without_growth),
         cmocka_unit_test(test_fork_while_threads_hold_cells),
+        cmocka_unit_test(test_info_while_another_thread_locks_the_chunk),
     };
     const struct CMUnitTest misuse[] = {
         cmocka_unit_test(test_concurrent_double_free_aborts),

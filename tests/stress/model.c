@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stress.h"
 
@@ -252,6 +253,22 @@ static void flag_names(unsigned info, char *out, size_t cap)
         snprintf(out, cap, "none");
 }
 
+/* Another thread may lock a block's memory between the caller's zz_info and
+ * the smaps read: after zz_set_lock_policy(ZZ_LOCK_REQUIRED) an arena locks
+ * a chunk mapped under best effort on its next use, mlock first and the
+ * LOCKED flag after.  That upgrade is not a lie in zz_info if zz_info soon
+ * agrees; the other direction (LOCKED claimed, 'lo' missing) is never
+ * excused.  Returns zz_info once it says LOCKED, or info after 200 ms. */
+static unsigned await_locked_flag(const struct zs_block *b, unsigned info)
+{
+    for (int i = 0; i < 200 && !(info & ZZ_INFO_LOCKED); i++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+        info = zz_info(b->p);
+    }
+    return info;
+}
+
 void zs_check_smaps(const struct zs_block *b, unsigned info, const char *what)
 {
     if (b->n == 0)
@@ -259,6 +276,8 @@ void zs_check_smaps(const struct zs_block *b, unsigned info, const char *what)
     struct zs_vma v;
     ZS_CHECK(zs_smaps_find(b->p, &v) == 0, "%s: block %p is in no VMA of /proc/self/smaps", what,
              (void *)b->p);
+    if (zs_has_flag(v.vmflags, "lo") && !(info & ZZ_INFO_LOCKED))
+        info = await_locked_flag(b, info);
     char names[128];
     flag_names(info, names, sizeof names);
     int lo = zs_has_flag(v.vmflags, "lo"), dd = zs_has_flag(v.vmflags, "dd");
