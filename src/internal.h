@@ -48,7 +48,7 @@ static inline size_t zzi_page(void)
     size_t p = zzi_page_size_cache;
     return zz_likely(p != 0) ? p : zzi_os_page_size();
 }
-void *zzi_os_map(size_t len);
+void *zzi_os_map(size_t len);                        /* anonymous, named "zeroize" where the kernel can */
 void zzi_os_unmap(void *p, size_t len);              /* fatal on failure */
 int zzi_os_protect(void *p, size_t len, int zz_mode); /* ZZ_NOACCESS.. */
 int zzi_os_guard_install(void *p, size_t len);       /* MADV_GUARD_INSTALL */

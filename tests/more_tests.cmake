@@ -54,6 +54,7 @@ zz_add_test_group(test_secretmem scale LABELS slow TIMEOUT 600)
 # report: it carries "death" like the other misuse programs.
 zz_add_test(test_canary LABELS death)
 zz_add_test(test_fatal LABELS death)
+zz_add_test(test_names)
 
 # zz_purge (from a thread, and from a 100 us SIGALRM on the same thread)
 # racing zz_arena_destroy (issue 11, defect 1).  Nothing crashes on purpose,
