@@ -66,3 +66,20 @@ zz_add_test_group(test_purge teardown TIMEOUT 300)
 # zz_purge from a thread while another makes the library's first call: no
 # block is live, so the thread sanitizer sees only the set-up's publication.
 zz_add_test_group(test_purge first_use LABELS threads TIMEOUT 120)
+
+# The header's attributes (warn_unused_result on zz_realloc, nonnull where a
+# NULL is a bug): each snippet in header/ but null_allowed.c must fail to
+# compile with -Werror; null_allowed.c, which passes only documented NULLs,
+# must compile.  GCC and Clang only: the attributes are empty elsewhere.
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  foreach(_zz_snippet realloc_result_dropped protect_null stats_null null_allowed)
+    add_test(NAME header_${_zz_snippet}
+      COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -c
+              -o ${CMAKE_CURRENT_BINARY_DIR}/header_${_zz_snippet}.o
+              -I${PROJECT_SOURCE_DIR}/include
+              ${CMAKE_CURRENT_SOURCE_DIR}/header/${_zz_snippet}.c)
+    if(NOT _zz_snippet STREQUAL "null_allowed")
+      set_tests_properties(header_${_zz_snippet} PROPERTIES WILL_FAIL TRUE)
+    endif()
+  endforeach()
+endif()
