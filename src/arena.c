@@ -36,6 +36,8 @@
 
 pthread_mutex_t zzi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
 static zz_arena *arenas; /* under zzi_arenas_lock */
+
+static void register_fork_hooks(void);
 static uint64_t last_arena_id;
 
 /* ---- runs --------------------------------------------------------------- */
@@ -386,6 +388,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     if (zzi_init() != 0)
         return NULL;
     zzi_check_fork();
+    register_fork_hooks();
     zz_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
         zzi_fail(ZZ_ERR_NOMEM);
@@ -612,6 +615,7 @@ int zza_is_live(const zz_arena *a, uint64_t id)
 
 void zzi_arena_count_live(size_t *blocks, size_t *bytes)
 {
+    register_fork_hooks();
     pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
         if (a->growable) { /* in a forked child, the counts are made again first */
@@ -626,21 +630,23 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes)
     pthread_mutex_unlock(&zzi_arenas_lock);
 }
 
-void zzi_arena_lock_all(void)
+static void lock_all(void)
 {
     pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_lock(&a->lock);
 }
 
-void zzi_arena_unlock_all(void)
+static void unlock_all(void)
 {
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_unlock(&a->lock);
     pthread_mutex_unlock(&zzi_arenas_lock);
 }
 
-void zzi_arena_reset_locks(void)
+/* After a fork that ran no handler: makes every arena lock free again (the
+ * threads that may have held them do not exist in the child). */
+static void reset_locks(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     zzi_arenas_lock = fresh;
@@ -648,10 +654,28 @@ void zzi_arena_reset_locks(void)
         zzi_unlock(&a->lock);
 }
 
-void zzi_arena_after_fork_child(void)
+/* Fork child, pre: lock_all() held: takes back the cells that the threads'
+ * caches held (the other threads do not exist in the child). */
+static void after_fork_child(void)
 {
     /* a thread of the parent that was growing an arena does not exist here */
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         a->growing = 0;
     zzi_arena_cache_after_fork_child();
+}
+
+/* Lock order: the arena list, then each arena (internal.h). */
+static const struct zzi_fork_hooks fork_hooks = {
+    .before = lock_all,
+    .after_parent = unlock_all,
+    .child_fixup = after_fork_child,
+    .after_child = unlock_all,
+    .reset = reset_locks,
+};
+
+/* Every path that takes zzi_arenas_lock first calls this (an arena exists
+ * only after zz_arena_create, which does). */
+static void register_fork_hooks(void)
+{
+    zzi_fork_register(ZZI_FORK_ARENAS, &fork_hooks);
 }

@@ -1,8 +1,8 @@
 /*
  * block.c - zz_alloc and friends: each block on data pages of its own, between
  * guard pages, packed into slabs of equal-sized slots.  This file owns what
- * goes into a slot (the block, its canaries), freeing, realloc, the live
- * counters and library initialisation; slab.c owns slabs, size classes and
+ * goes into a slot (the block, its canaries), freeing, realloc and the live
+ * counters; slab.c owns slabs, size classes and
  * the free-slot cache, block_modes.c protection modes and the purge of a
  * slab, pages.c the mappings, registry.c finding a slot's slab.
  *
@@ -31,55 +31,7 @@
 
 #include "block.h"
 
-struct zzi_counters zzi_counters;
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
-
-static _Atomic int initialized;
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#ifdef ZZ_VALGRIND
-int zzi_on_valgrind;
-#endif
-
-/* Runs until it succeeds once: a getrandom that fails early in boot is tried
- * again by the next call instead of breaking the library for good. */
-static int init_library(void)
-{
-    static int fork_handlers_registered;
-    uint64_t probe; /* the canaries need the kernel's generator: fail early if it does not work */
-    if (zzi_canary_draw(&probe, 1) != 0) {
-        if (errno == 0)
-            errno = EAGAIN;
-        return -1;
-    }
-    ZZ_VG_DETECT();
-    zzi_pages_uses_guard_install();
-    if (!fork_handlers_registered) {
-        zzi_registry_init_fork_handlers();
-        fork_handlers_registered = 1;
-    }
-    return 0;
-}
-
-int zzi_init(void)
-{
-    if (zz_likely(atomic_load_explicit(&initialized, memory_order_acquire)))
-        return 0;
-    pthread_mutex_lock(&init_lock);
-    int rc = 0;
-    if (!atomic_load(&initialized)) {
-        rc = init_library();
-        if (rc == 0)
-            atomic_store_explicit(&initialized, 1, memory_order_release);
-    }
-    int e = errno;
-    pthread_mutex_unlock(&init_lock);
-    if (rc != 0) {
-        zzi_fail(ZZ_ERR_RANDOM);
-        errno = e;
-    }
-    return rc;
-}
 
 /* ---- allocation ------------------------------------------------------------- */
 
@@ -352,12 +304,8 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     return q;
 }
 
-ZZ_API void zz_get_stats(zz_stats *out)
+void zzi_block_count_live(size_t *blocks, size_t *bytes)
 {
-    zzi_check_fork();
-    out->live_blocks = atomic_load_explicit(&live_blocks, memory_order_relaxed);
-    out->live_bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
-    zzi_arena_count_live(&out->live_blocks, &out->live_bytes);
-    out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
-    out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
+    *blocks += atomic_load_explicit(&live_blocks, memory_order_relaxed);
+    *bytes += atomic_load_explicit(&live_bytes, memory_order_relaxed);
 }

@@ -2,6 +2,35 @@
  * internal.h - what the library's files share and nothing else: the export
  * macro, the fatal-check macro, the OS layer's contract and the internal
  * prototypes of each module.  Never installed.
+ *
+ * Layers.  A file calls only into its own layer or the ones below it, and
+ * the modules form no cycle (tools/check_layers.py checks both on the object
+ * files, as the ctest src_layers).  Lowest first:
+ *   1. base:      fatal.c, memcheck.c, wipe.c
+ *   2. OS:        os_posix.c, the only file that makes system calls
+ *   3. policy:    policy.c (lock policy, backend, last error), canary.c
+ *   4. pages, registry, lifecycle:
+ *                 pages.c (guarded, locked mappings; the counters),
+ *                 registry.c (address index, purge list and the purge
+ *                 protocol, global lock), lifecycle.c (initialisation, fork
+ *                 handlers, recovery from a fork that ran none)
+ *   5. zz_alloc blocks and caller-owned memory:
+ *                 slab.c, block.c, block_modes.c (one module: block.h),
+ *                 lockref.c
+ *   6. arenas:    arena.c, arena_grow.c, arena_fixed.c, arena_cache.c (one
+ *                 module: arena.h); a growable arena's large blocks are
+ *                 zz_alloc blocks
+ *   7. process-wide: purge.c (zz_purge walks the purge list and dispatches by
+ *                 region kind), signals.c, process.c (zz_get_stats, zz_info)
+ * Lower layers reach upper ones only through hooks the upper ones register:
+ * the fork handlers (lifecycle.c) run what signals.c, the arenas and
+ * lockref.c registered with zzi_fork_register.
+ *
+ * Lock order (take them in this order, never back): lifecycle's fork-hook
+ * lock, signals.c's rewrite lock, the arena list lock (zzi_arenas_lock), each
+ * arena's lock, lockref.c's lock, the global lock.  The fork handlers take
+ * all of them in that order before fork and release them after; zz_purge
+ * takes none (it announces itself with zzi_purge_begin instead).
  */
 #ifndef ZZ_INTERNAL_H
 #define ZZ_INTERNAL_H
@@ -207,6 +236,7 @@ static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
 void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
+/* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
 extern _Atomic unsigned zzi_fork_generation;
 /* A slab: nslots runs of slot_pages data pages, each between guard pages
  * (neighbours share a guard):  [G][data][G][data][G]...[data][G]          */
@@ -268,33 +298,31 @@ struct zzi_region {
     void *owner;                        /* the slab or arena chunk it describes */
 };
 
-/* Walks the purge list and wipes every live block; async-signal-safe.
- * nested: this purge interrupted another one on the same thread, so it must
- * not change page protections (the interrupted purge is mid-way through
- * one): it wipes the blocks in ZZ_READWRITE mode and leaves the others.
- * pre: the caller has announced itself in zzi_purgers. */
-void zzi_registry_purge_all(int nested);
-
-/* signals.c, fork handlers: the rewrite lock, and handlers caught copying. */
-void zzi_signals_before_fork(void);
-void zzi_signals_after_fork_parent(void);
-void zzi_signals_after_fork_child(void);
-void zzi_signals_reset_lock(void);
-
-/* purge.c, fork child: forgets the purge another thread was running. */
-void zzi_purge_after_fork_child(void);
+/* The purge list's head (lock-free; follow r->next).  For zz_purge. */
+struct zzi_region *zzi_registry_purge_list(void);
+/* A purge announces itself before it reads the list and after it is done:
+ * zzi_purge_begin waits for a purge running in another thread and returns
+ * nested, 1 when this purge interrupted another one on the same thread (it
+ * must then not change page protections: the interrupted purge is mid-way
+ * through one; it wipes the blocks in ZZ_READWRITE mode and leaves the
+ * others).  Async-signal-safe. */
+int zzi_purge_begin(void);
+void zzi_purge_end(int nested);
 /* Called after unpublishing something zz_purge reads (a region, a fixed
  * arena's run): returns once no purge that could have seen it is running.
  * Sequentially consistent with the purge's own start, so either a purge
  * sees the removal or the remover waits for it. */
 void zzi_purge_wait_for_readers(void);
+/* Fork child: forgets the purge another thread was running, and starts a
+ * new wipe epoch (WIPEONFORK zeroed every canary). */
+void zzi_purge_forget_after_fork(void);
+/* Fork child, global lock held: no region keeps the locks and guard markers
+ * the child did not inherit (see zzi_pages_refresh_after_fork). */
+void zzi_registry_forget_inherited_protections(void);
 
 /* Thread-local storage read from signal handlers must not be allocated
  * lazily (__tls_get_addr may call malloc): initial-exec. */
 #define ZZ_TLS_SIGNAL_SAFE _Thread_local __attribute__((tls_model("initial-exec")))
-/* Registers the fork handlers; called once, from library initialisation. */
-void zzi_registry_init_fork_handlers(void);
-
 /* A fork that ran no atfork handler (_Fork(), a raw clone): the fork
  * sentinel is a byte on a MADV_WIPEONFORK page that reads zero in any
  * child, so every entry point notices such a fork with one load and does in
@@ -339,8 +367,6 @@ struct zzi_region *zzi_registry_find(uintptr_t addr);
  * fork with WIPEONFORK). */
 extern _Atomic unsigned zzi_wipe_epoch;
 extern _Atomic unsigned zzi_purgers;
-/* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
-extern _Atomic unsigned zzi_fork_generation;
 /* The epoch, once no purge is running (yields while one is).  Inline: the
  * allocation fast paths read it on every call. */
 static inline unsigned zzi_epoch_stable(void)
@@ -355,8 +381,7 @@ static inline int zzi_epoch_unchanged(unsigned e)
     return atomic_load(&zzi_purgers) == 0 && atomic_load(&zzi_wipe_epoch) == e;
 }
 
-/* ---- block.c ----------------------------------------------------------- */
-void zzi_block_init(void);
+/* ---- slab.c, block.c, block_modes.c: zz_alloc blocks ---------------------- */
 /* When err (from mapping or locking) means memory is short, unmaps the empty
  * slabs that zz_alloc keeps cached, giving their locked memory back (an arena
  * that cannot grow tries this before failing).  Takes the global lock;
@@ -373,6 +398,12 @@ void zzi_block_add_owned_stats(const zz_arena *owner, zz_stats *out);
 void zzi_block_free_all_for_arena(zz_arena *owner);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
 void zzi_block_purge_region(struct zzi_region *r, int nested);
+/* ZZ_INFO_* of the zz_alloc block p (fatal when p is not a live block).
+ * pre: global lock held. */
+unsigned zzi_block_info_locked(const void *p);
+/* Adds the live zz_alloc blocks and their bytes (arenas' large blocks
+ * included) to *blocks and *bytes. */
+void zzi_block_count_live(size_t *blocks, size_t *bytes);
 
 /* ---- canary.c (used by block.c and arena.c) ------------------------------ */
 /* Sets the low bit of every byte of w: a canary byte is never zero, so a
@@ -459,32 +490,39 @@ static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k, uint64_
 }
 #endif
 
-/* ---- init (block.c) ------------------------------------------------------ */
+/* ---- lifecycle.c: initialisation and fork handling -------------------------- */
 /* Initialises the library once.  Returns 0, or -1 with errno. */
 int zzi_init(void);
+/* What a module above lifecycle.c does around a fork.  before takes the
+ * module's locks (prepare handler); after_parent releases them; in the child,
+ * child_fixup (may be NULL) runs with every lock still held, then
+ * after_child releases them; reset frees the locks after a fork that ran no
+ * handler (before the handlers' work is done late). */
+struct zzi_fork_hooks {
+    void (*before)(void);
+    void (*after_parent)(void);
+    void (*child_fixup)(void);
+    void (*after_child)(void);
+    void (*reset)(void);
+};
+/* Ranks in the lock order (see the top of this file): before runs in rank
+ * order, the others in reverse; the global lock comes after every rank. */
+enum zzi_fork_rank { ZZI_FORK_SIGNALS, ZZI_FORK_ARENAS, ZZI_FORK_LOCKREF, ZZI_FORK_RANKS };
+/* Installs h for rank (idempotent; cheap once done).  A module calls it
+ * before it first takes a lock of its own, holding no library lock. */
+void zzi_fork_register(enum zzi_fork_rank rank, const struct zzi_fork_hooks *h);
 
 /* ---- arena.c ------------------------------------------------------------ */
 void zzi_arena_purge_region(struct zzi_region *r);
 /* ZZ_INFO_* of arena block addr in region r (fatal when addr is not a live
  * block).  pre: the global lock NOT held (a fixed arena takes its own). */
 unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
-void zzi_arena_lock_all(void);   /* atfork: before the global lock */
-void zzi_arena_unlock_all(void);
-/* Fork child, pre: zzi_arena_lock_all() held: takes back the cells that the
- * threads' caches held (the other threads do not exist in the child). */
-void zzi_arena_after_fork_child(void);
-/* After a fork that ran no handler: makes every arena lock free again (the
- * threads that may have held them do not exist in the child). */
-void zzi_arena_reset_locks(void);
 
 /* ---- lockref.c ---------------------------------------------------------- */
-void zzi_lockref_lock_all(void);  /* atfork */
-void zzi_lockref_unlock_all(void);
-void zzi_lockref_forget_after_fork(void); /* pre: lockref lock held */
-void zzi_lockref_reset_lock(void);        /* after a fork that ran no handler */
 size_t zzi_lockref_locked_bytes(void);
 
-/* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */
+/* ---- stats (pages.c defines the counters; the registry and the arenas add
+ * to them) ---------------------------------------------------------------- */
 struct zzi_counters {
     _Atomic size_t locked_bytes, mapped_bytes;
 };

@@ -23,6 +23,9 @@
 
 #include "internal.h"
 
+struct zzi_counters zzi_counters;
+_Atomic unsigned zzi_fork_generation;
+
 static int use_guard_install = -1;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
@@ -227,8 +230,6 @@ fail:;
     errno = e;
     return -1;
 }
-
-_Atomic unsigned zzi_checks_gen;
 
 int zzi_pages_try_lock(struct zzi_slab_map *m)
 {

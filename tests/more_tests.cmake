@@ -83,3 +83,13 @@ if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
     endif()
   endforeach()
 endif()
+
+# src/ calls itself in layers (src/internal.h's top comment): no file uses a
+# function or variable of a higher layer, and the modules form no cycle.
+# Reads the object files with nm.
+if(CMAKE_NM)
+  add_test(NAME src_layers
+    COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/tools/check_layers.py ${CMAKE_NM}
+            $<TARGET_OBJECTS:zeroize_objects>
+    COMMAND_EXPAND_LISTS)
+endif()
