@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "canary.h"
 
 int zzi_canary_draw(uint64_t *out, size_t n)
 {

@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 
-#include "internal.h"
+#include "canary.h"
 
 /* ---- fork hooks ------------------------------------------------------------ */
 
