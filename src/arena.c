@@ -261,14 +261,6 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
     return p;
 }
 
-/* 1 if the n bytes at p are canary word w, or (when a purge or a fork may
- * have zeroed them since the block was made) canary or zero byte by byte. */
-static int tail_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
-                           unsigned now)
-{
-    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
-}
-
 /* The tail of a block of n bytes in cell i: its canary, or for a zero-size
  * block, zeros. */
 static inline int tail_intact(const struct run *r, unsigned i, const unsigned char *p, size_t n)
@@ -285,21 +277,33 @@ static inline int tail_intact(const struct run *r, unsigned i, const unsigned ch
 
 /* Checks the canaries around cell i of r (block p, n bytes) again and
  * again until no purge ran meanwhile, then reports what it found. */
+struct cell_look {
+    const struct run *r;
+    unsigned i;
+    const unsigned char *p;
+    size_t n;
+};
+
+static struct zzi_canary_sides look_at_cell(const void *ctx, unsigned e)
+{
+    const struct cell_look *l = ctx;
+    const struct run *r = l->r;
+    unsigned i = l->i;
+    size_t span = r->span, n = l->n;
+    const unsigned char *p = l->p;
+    struct zzi_canary_sides v = {
+        zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]),
+        zzi_canary16_intact(p + span, r->canary[2 * i + 2]) &&
+            (n == span || (n == 0 && zzi_is_zero_small(p, span)) ||
+             (n > 0 && zzi_canary_acceptable(p + n, span - n, r->canary[2 * i + 1], r->epoch[i], e))),
+    };
+    return v;
+}
+
 __attribute__((noinline)) static void check_cell_slow(const struct run *r, unsigned i, const unsigned char *p, size_t n)
 {
-    size_t span = r->span;
-    for (;;) {
-        unsigned e = zzi_epoch_stable();
-        int head_ok = zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]);
-        int tail_ok = zzi_canary16_intact(p + span, r->canary[2 * i + 2]) &&
-                      (n == span || (n == 0 && zzi_is_zero_small(p, span)) ||
-                       (n > 0 && tail_acceptable(p + n, span - n, r->canary[2 * i + 1], r->epoch[i], e)));
-        if (!zzi_epoch_unchanged(e))
-            continue;
-        ZZ_CHECK(head_ok, "canary corrupted (before block)");
-        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
-        return;
-    }
+    struct cell_look l = {r, i, p, n};
+    zzi_canary_check_settled(look_at_cell, &l);
 }
 
 /* The canaries around cell i of r (block p, n bytes).  Intact canaries need
@@ -406,10 +410,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     }
     pthread_mutex_lock(&zzi_arenas_lock);
     a->id = ++last_arena_id;
-    a->list_next = arenas;
-    if (arenas)
-        arenas->list_prev = a;
-    arenas = a;
+    ZZI_LIST_PUSH(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
     return a;
 }
@@ -526,12 +527,7 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         return;
     zzi_check_fork();
     pthread_mutex_lock(&zzi_arenas_lock);
-    if (a->list_prev)
-        a->list_prev->list_next = a->list_next;
-    else
-        arenas = a->list_next;
-    if (a->list_next)
-        a->list_next->list_prev = a->list_prev;
+    ZZI_LIST_UNLINK(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
 
     if (atomic_load(&a->large_live) != 0)

@@ -111,12 +111,7 @@ static void free_bins(struct slot *s)
 /* pre: zzi_arenas_lock held. */
 static void unlink_tcache(struct tcache *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        all = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    ZZI_LIST_UNLINK(all, t, prev, next);
 }
 
 /* Thread exit (pthread key destructor): everything goes back. */
@@ -154,10 +149,7 @@ static struct tcache *tcache_create(void)
         return NULL;
     }
     pthread_mutex_lock(&zzi_arenas_lock);
-    t->next = all;
-    if (all)
-        all->prev = t;
-    all = t;
+    ZZI_LIST_PUSH(all, t, prev, next);
     pthread_mutex_unlock(&zzi_arenas_lock);
     mine = t;
     return t;

@@ -178,22 +178,12 @@ struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsign
 
 static void avail_push(struct zzi_arena_heap *h, struct run *r)
 {
-    r->prev = NULL;
-    r->next = h->avail[r->cls];
-    if (r->next)
-        r->next->prev = r;
-    h->avail[r->cls] = r;
+    ZZI_LIST_PUSH(h->avail[r->cls], r, prev, next);
 }
 
 static void avail_remove(struct zzi_arena_heap *h, struct run *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        h->avail[r->cls] = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ZZI_LIST_UNLINK(h->avail[r->cls], r, prev, next);
 }
 
 static int multi(const struct run *r)

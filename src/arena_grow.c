@@ -18,22 +18,12 @@
 
 static void avail_push(zz_arena *a, struct run *r)
 {
-    r->prev = NULL;
-    r->next = a->avail[r->cls];
-    if (r->next)
-        r->next->prev = r;
-    a->avail[r->cls] = r;
+    ZZI_LIST_PUSH(a->avail[r->cls], r, prev, next);
 }
 
 static void avail_remove(zz_arena *a, struct run *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        a->avail[r->cls] = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ZZI_LIST_UNLINK(a->avail[r->cls], r, prev, next);
 }
 
 void zzi_arena_grow_retire_runs(zz_arena *a, struct chunk *c)

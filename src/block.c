@@ -141,29 +141,28 @@ struct slab *zzb_find_live(const void *p, size_t *idx, const char *freed_msg,
 
 /* ---- freeing ------------------------------------------------------------------- */
 
-/* 1 if the canary bytes at [p, p+n) are word w, or were zeroed (wholly or,
- * when the purge raced with their writing, in part) by a purge or a fork that
- * happened since the block was made (block_epoch != now). */
-static int canary_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
-                             unsigned now)
+struct slot_look {
+    const struct slab *s;
+    size_t i, n, span;
+    const unsigned char *p;
+};
+
+static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
 {
-    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
+    const struct slot_look *l = ctx;
+    size_t head = zzb_head_len(l->s, l->span), i = l->i;
+    struct zzi_canary_sides v = {
+        zzi_canary_acceptable(l->p - head, head, l->s->canary[2 * i], l->s->epoch[i], e),
+        zzi_canary_acceptable(l->p + l->n, l->span - l->n, l->s->canary[2 * i + 1], l->s->epoch[i], e),
+    };
+    return v;
 }
 
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
                            size_t span)
 {
-    size_t head = zzb_head_len(s, span);
-    for (;;) {
-        unsigned e = zzi_epoch_stable();
-        int head_ok = canary_acceptable(p - head, head, s->canary[2 * i], s->epoch[i], e);
-        int tail_ok = canary_acceptable(p + n, span - n, s->canary[2 * i + 1], s->epoch[i], e);
-        if (!zzi_epoch_unchanged(e))
-            continue; /* a purge ran while we looked: look again */
-        ZZ_CHECK(head_ok, "canary corrupted (before block)");
-        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
-        return;
-    }
+    struct slot_look l = {s, i, n, span, p};
+    zzi_canary_check_settled(look_at_slot, &l);
 }
 
 static void free_impl(void *p, const zz_arena *owner)

@@ -163,6 +163,29 @@ static inline void zzi_unlock(zzi_lock_t *l)
     atomic_store_explicit(&l->held, 0, memory_order_release);
 }
 
+/* ---- doubly-linked lists ---------------------------------------------------
+ * Lists threaded through two pointer fields of the node (prev and next, by
+ * name: the node types differ).  Push puts node at the head; unlink takes it
+ * out from anywhere and clears its links. */
+#define ZZI_LIST_PUSH(head, node, prev, next)                                \
+    do {                                                                     \
+        (node)->prev = NULL;                                                 \
+        (node)->next = (head);                                               \
+        if ((head) != NULL)                                                  \
+            (head)->prev = (node);                                           \
+        (head) = (node);                                                     \
+    } while (0)
+#define ZZI_LIST_UNLINK(head, node, prev, next)                              \
+    do {                                                                     \
+        if ((node)->prev != NULL)                                            \
+            (node)->prev->next = (node)->next;                               \
+        else                                                                 \
+            (head) = (node)->next;                                           \
+        if ((node)->next != NULL)                                            \
+            (node)->next->prev = (node)->prev;                               \
+        (node)->prev = (node)->next = NULL;                                  \
+    } while (0)
+
 /* ---- policy.c ---------------------------------------------------------- */
 /* The failure codes are the public enum zz_error (zeroize.h). */
 typedef enum zz_error zzi_failure_t;

@@ -136,22 +136,12 @@ static void slab_destroy(struct slab *s)
 
 static void avail_push(struct size_class *c, struct slab *s)
 {
-    s->prev = NULL;
-    s->next = c->avail;
-    if (c->avail)
-        c->avail->prev = s;
-    c->avail = s;
+    ZZI_LIST_PUSH(c->avail, s, prev, next);
 }
 
 static void avail_remove(struct size_class *c, struct slab *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->avail = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    ZZI_LIST_UNLINK(c->avail, s, prev, next);
 }
 
 /* pre: global lock held; s is an empty slab of class c.  Takes it out of the
