@@ -163,11 +163,8 @@ int zzi_arena_chunk_register(struct chunk *c)
     zzi_global_lock();
     int rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
-    if (rc != 0) {
-        zzi_fail(ZZ_ERR_NOMEM);
-        errno = ENOMEM;
+    if (rc != 0)
         return -1;
-    }
     c->registered = 1;
     return 0;
 }

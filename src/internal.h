@@ -270,10 +270,11 @@ int zzi_pages_try_lock(struct zzi_slab_map *m);
 /* Changes whenever every region must be checked again before it hands out
  * memory: in a forked child, and when the lock policy becomes required. */
 extern _Atomic unsigned zzi_checks_gen;
-/* 1 if err from mapping secret memory means the kernel does not offer it
- * (missing, or refused by seccomp or a security module), so AUTO may fall
- * back to anonymous memory; 0 for resource errors (memlock, memory). */
-int zzi_pages_secretmem_refused(int err);
+/* The AUTO backend's fallback, for every allocator: after mapping on backend
+ * tried failed with err, for a request of backend requested: 1 if it must try
+ * anonymous memory instead (requested AUTO, tried secretmem, and err says the
+ * kernel does not offer it: recorded, so AUTO stops trying), else 0. */
+int zzi_pages_fall_back_to_anon(int requested, int tried, int err);
 /* Maps a slab on the backend zzi_policy_backend() picks, falling back from
  * secretmem to anon under ZZ_BACKEND_AUTO when the kernel lacks it. */
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
@@ -348,7 +349,9 @@ void zzi_global_lock(void);
 void zzi_global_unlock(void);
 
 /* pre: global lock held.  Adds r to the index and the purge list.
- * Returns 0, or -1 with ENOMEM. */
+ * Returns 0, or -1 with ENOMEM (recorded: ZZ_ERR_NOMEM).  The caller unwinds
+ * what it made (a slab unmaps at once; an arena chunk, registered only once
+ * its runs are set up, is destroyed with them). */
 int zzi_registry_add(struct zzi_region *r);
 /* pre: global lock held.  Removes r, then waits until no zz_purge can still
  * be reading it, so the caller may unmap its memory. */

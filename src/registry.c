@@ -61,6 +61,7 @@ static int index_reserve(void)
     size_t cap = index_cap ? index_cap * 2 : 64;
     struct zzi_region **n = realloc(index_items, cap * sizeof *n);
     if (n == NULL) {
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }

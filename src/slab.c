@@ -120,7 +120,6 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     if (zzi_registry_add(&s->region) != 0) {
         zzi_pages_unmap_slab(&s->region.map);
         free(s);
-        zzi_fail(ZZ_ERR_NOMEM);
         return NULL;
     }
     return s;
@@ -305,11 +304,8 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 {
     int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
-    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
-        zzi_pages_secretmem_refused(errno)) {
-        zzi_policy_secretmem_unavailable();
+    if (s == NULL && zzi_pages_fall_back_to_anon(requested, backend, errno))
         s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
-    }
     return s;
 }
 
