@@ -1,7 +1,8 @@
 /*
  * block_modes.c - a zz_alloc block's protection mode (zz_protect), changed so
  * that a concurrent zz_purge never faults nor leaves a block in the wrong
- * mode; zz_purge's walk over a slab; and the queries zz_size and zz_info.
+ * mode; zz_purge's walk over a slab; and the queries zz_size and a block's
+ * zz_info flags (process.c's zz_info dispatches between blocks and arenas).
  */
 #include <errno.h>
 

@@ -123,7 +123,7 @@ size_t zzi_os_max_map_count(void);
  * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
  * "lock", "random".  nth == 0 clears. */
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
-/* Test-only: unmaps zz_alloc's cached empty slabs (block.c). */
+/* Test-only: unmaps zz_alloc's cached empty slabs (slab.c). */
 ZZ_API void zzi_fault_drop_caches(void);
 #endif
 
