@@ -92,4 +92,8 @@ if(CMAKE_NM)
     COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/tools/check_layers.py ${CMAKE_NM}
             $<TARGET_OBJECTS:zeroize_objects>
     COMMAND_EXPAND_LISTS)
+  # ... and the check itself fails on an upward call and on a cycle.
+  add_test(NAME src_layers_selftest
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/layers/selftest.sh ${CMAKE_C_COMPILER} ${CMAKE_NM}
+            ${CMAKE_CURRENT_BINARY_DIR}/layers-selftest)
 endif()
