@@ -55,6 +55,7 @@ zz_add_test_group(test_secretmem scale LABELS slow TIMEOUT 600)
 zz_add_test(test_canary LABELS death)
 zz_add_test(test_fatal LABELS death)
 zz_add_test(test_names)
+zz_add_test(test_fork_hooks)
 
 # zz_purge (from a thread, and from a 100 us SIGALRM on the same thread)
 # racing zz_arena_destroy (issue 11, defect 1).  Nothing crashes on purpose,
