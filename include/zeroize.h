@@ -2,10 +2,10 @@
  * zeroize.h - keep secrets safe while they live in memory, and remove them
  * without a trace when they are done.
  *
- * Three families of calls:
+ * Five families of calls:
  *   - wiping and comparing:        zz_wipe, zz_equal, zz_is_zero
  *   - guarded, locked blocks:      zz_alloc, zz_free, zz_realloc, zz_protect, ...
- *   - caller-owned memory:         zz_lock, zz_unlock
+ *   - caller-owned memory:         zz_lock, zz_unlock, zz_unlock_keep
  *   - many small secrets:          zz_arena_*
  *   - process-wide:                zz_get_stats, zz_set_lock_policy, zz_purge, ...
  *
@@ -19,6 +19,12 @@
  *     checks are always compiled in.
  *
  * All functions are thread-safe unless stated otherwise.
+ *
+ * Attributes: results that must not be dropped (a new block, or the block
+ * that replaces the old one) are marked warn_unused_result; a pointer
+ * argument whose NULL can only be a bug is marked nonnull, so the compiler
+ * warns at a call that passes a literal NULL.  Arguments for which NULL is
+ * documented (zz_free(NULL), zz_size(NULL), ...) carry no such mark.
  */
 #ifndef ZEROIZE_H
 #define ZEROIZE_H
@@ -32,9 +38,13 @@ extern "C" {
 #if defined(__GNUC__)
 #define ZZ_EXPORT __attribute__((visibility("default")))
 #define ZZ_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
+#define ZZ_WARN_UNUSED __attribute__((warn_unused_result))
+#define ZZ_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
 #else
 #define ZZ_EXPORT
 #define ZZ_MALLOC_LIKE
+#define ZZ_WARN_UNUSED
+#define ZZ_NONNULL(...)
 #endif
 
 #define ZEROIZE_VERSION_MAJOR 0
@@ -149,8 +159,9 @@ ZZ_EXPORT void zz_free(void *p);
  * zz_alloc_aligned block stays aligned as asked).  p == NULL acts as
  * zz_alloc(n).  On failure returns NULL with errno, and p is untouched and
  * still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse of p is fatal as
- * in zz_free.  The new block is in ZZ_READWRITE mode. */
-ZZ_EXPORT void *zz_realloc(void *p, size_t n);
+ * in zz_free.  The new block is in ZZ_READWRITE mode.  On success p is
+ * freed, so the result must replace it (warn_unused_result). */
+ZZ_EXPORT ZZ_WARN_UNUSED void *zz_realloc(void *p, size_t n);
 
 /* The n given to zz_alloc (or zz_realloc) for this block.  zz_size(NULL) is
  * 0.  A pointer this library did not return is fatal ("invalid pointer"), a
@@ -166,8 +177,9 @@ ZZ_EXPORT size_t zz_size(const void *p);
  * access in ZZ_NOACCESS, and any write in ZZ_READONLY, then faults.
  * Returns 0, or -1 with errno: EINVAL for an unknown mode, ENOMEM when the
  * kernel cannot split the mapping (vm.max_map_count).  Works on zz_alloc
- * blocks only (not arena blocks: EINVAL). */
-ZZ_EXPORT int zz_protect(void *p, int mode);
+ * blocks only (not arena blocks: EINVAL).  A pointer this library did not
+ * return, NULL included, is fatal ("invalid pointer"), as in zz_free. */
+ZZ_EXPORT ZZ_NONNULL(1) int zz_protect(void *p, int mode);
 
 /* Bit flags returned by zz_info: what protects this block now, as actually
  * obtained from the kernel. */
@@ -315,8 +327,8 @@ typedef struct {
     size_t mapped_bytes; /* bytes this library has mapped, guard pages included       */
 } zz_stats;
 
-/* Fills *out with a snapshot of the counters above. */
-ZZ_EXPORT void zz_get_stats(zz_stats *out);
+/* Fills *out with a snapshot of the counters above.  out must not be NULL. */
+ZZ_EXPORT ZZ_NONNULL(1) void zz_get_stats(zz_stats *out);
 
 /* Fills *out for one arena: its live blocks and their bytes (those cached
  * free in threads excluded), and the bytes it has mapped (guard pages

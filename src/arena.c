@@ -36,6 +36,8 @@
 
 pthread_mutex_t zzi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
 static zz_arena *arenas; /* under zzi_arenas_lock */
+
+static void register_fork_hooks(void);
 static uint64_t last_arena_id;
 
 /* ---- runs --------------------------------------------------------------- */
@@ -68,7 +70,7 @@ static inline void write_tail_canary(const struct run *r, unsigned i, unsigned c
  * written since the fork through a block of this run (an overflow or
  * underflow), and is left for the canary check of that block's free to
  * report, with the message that names its side. */
-void zza_run_refresh(struct run *r)
+void zzi_arena_run_refresh(struct run *r)
 {
     unsigned now = atomic_load_explicit(&zzi_fork_generation, memory_order_relaxed);
     if (zz_likely(atomic_load_explicit(&r->fork_gen, memory_order_relaxed) == now))
@@ -77,8 +79,8 @@ void zza_run_refresh(struct run *r)
     for (unsigned i = 0; i < r->ncells; i++) {
         zzi_canary_fill_zeros(r->start + (size_t)i * r->cell, ZZ_CANARY_LEN, r->canary[2 * i]);
         uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-        if (zza_cell_live(sp1) && sp1 - 1 != 0 && sp1 - 1 < r->span) {
-            unsigned char *p = zza_cell_block(r, i);
+        if (zzi_arena_cell_live(sp1) && sp1 - 1 != 0 && sp1 - 1 < r->span) {
+            unsigned char *p = zzi_arena_cell_block(r, i);
             zzi_canary_fill_zeros(p + sp1 - 1, r->span - (sp1 - 1), r->canary[2 * i + 1]);
         }
     }
@@ -88,7 +90,7 @@ void zza_run_refresh(struct run *r)
     atomic_store_explicit(&r->fork_gen, now, memory_order_release);
 }
 
-struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size_t length,
+struct run *zzi_arena_run_new(unsigned char *start, size_t span, unsigned ncells, size_t length,
                         unsigned cls)
 {
     size_t words = 2 * (size_t)ncells + 1, cell = span + ZZ_CANARY_LEN;
@@ -128,7 +130,7 @@ struct run *zza_run_new(unsigned char *start, size_t span, unsigned ncells, size
 
 /* ---- chunks -------------------------------------------------------------- */
 
-struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first)
+struct chunk *zzi_arena_chunk_new(zz_arena *a, size_t bytes, int first)
 {
     struct chunk *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -156,16 +158,13 @@ struct chunk *zza_chunk_new(zz_arena *a, size_t bytes, int first)
     return c;
 }
 
-int zza_chunk_register(struct chunk *c)
+int zzi_arena_chunk_register(struct chunk *c)
 {
     zzi_global_lock();
     int rc = zzi_registry_add(&c->region);
     zzi_global_unlock();
-    if (rc != 0) {
-        zzi_fail(ZZ_ERR_NOMEM);
-        errno = ENOMEM;
+    if (rc != 0)
         return -1;
-    }
     c->registered = 1;
     return 0;
 }
@@ -173,7 +172,7 @@ int zza_chunk_register(struct chunk *c)
 /* A registered chunk leaves the registry first, which waits until no
  * zz_purge can still be walking it: only then may its runs be freed (a
  * purge reads them). */
-void zza_chunk_destroy(struct chunk *c)
+void zzi_arena_chunk_destroy(struct chunk *c)
 {
     if (c->registered) {
         zzi_global_lock();
@@ -183,7 +182,7 @@ void zza_chunk_destroy(struct chunk *c)
     for (size_t i = 0; i < c->runs_used; i++)
         free(c->runs[i]);
     free(c->runs);
-    zza_fixed_free(c);
+    zzi_arena_fixed_free(c);
     ZZ_VG_UNDEFINED(c->data, c->bytes);
     zz_wipe(c->data, c->bytes);
     zzi_pages_unmap_slab(&c->region.map);
@@ -197,9 +196,9 @@ static void chunk_retire(zz_arena *a, struct chunk *c)
     c->retired = 1;
     a->has_retired = 1;
     if (c->heap != NULL)
-        zza_fixed_retire_runs(c);
+        zzi_arena_fixed_retire_runs(c);
     else
-        zza_grow_retire_runs(a, c);
+        zzi_arena_grow_retire_runs(a, c);
 }
 
 /* May chunk c hand out cells now?  Only if refreshed after a fork (locks
@@ -207,7 +206,7 @@ static void chunk_retire(zz_arena *a, struct chunk *c)
  * secret memory is replaced by anonymous zero pages), and locked if the
  * policy requires it (locking it now if it was mapped under
  * ZZ_LOCK_BEST_EFFORT). */
-int zza_chunk_fit(zz_arena *a, struct chunk *c)
+int zzi_arena_chunk_fit(zz_arena *a, struct chunk *c)
 {
     unsigned gen = atomic_load(&zzi_checks_gen);
     if (c->retired)
@@ -228,7 +227,7 @@ int zza_chunk_fit(zz_arena *a, struct chunk *c)
     return 1;
 }
 
-void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)
+void zzi_arena_add_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)
 {
     if (with_lock)
         zzi_lock(&a->lock);
@@ -244,7 +243,7 @@ void zza_count_live(zz_arena *a, size_t blocks, size_t bytes, int with_lock)
  * a block of n bytes. */
 static void *cell_hand_out(struct run *r, unsigned i, size_t n)
 {
-    unsigned char *p = zza_cell_block(r, i);
+    unsigned char *p = zzi_arena_cell_block(r, i);
     size_t span = r->span;
     r->epoch[i] = zzi_epoch_stable();
     atomic_store_explicit(&r->size_plus1[i], (uint32_t)n + 1, memory_order_release);
@@ -257,14 +256,6 @@ static void *cell_hand_out(struct run *r, unsigned i, size_t n)
     }
     ZZ_VG_MALLOCLIKE(p, n);
     return p;
-}
-
-/* 1 if the n bytes at p are canary word w, or (when a purge or a fork may
- * have zeroed them since the block was made) canary or zero byte by byte. */
-static int tail_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
-                           unsigned now)
-{
-    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
 }
 
 /* The tail of a block of n bytes in cell i: its canary, or for a zero-size
@@ -283,21 +274,33 @@ static inline int tail_intact(const struct run *r, unsigned i, const unsigned ch
 
 /* Checks the canaries around cell i of r (block p, n bytes) again and
  * again until no purge ran meanwhile, then reports what it found. */
+struct cell_look {
+    const struct run *r;
+    unsigned i;
+    const unsigned char *p;
+    size_t n;
+};
+
+static struct zzi_canary_sides look_at_cell(const void *ctx, unsigned e)
+{
+    const struct cell_look *l = ctx;
+    const struct run *r = l->r;
+    unsigned i = l->i;
+    size_t span = r->span, n = l->n;
+    const unsigned char *p = l->p;
+    struct zzi_canary_sides v = {
+        zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]),
+        zzi_canary16_intact(p + span, r->canary[2 * i + 2]) &&
+            (n == span || (n == 0 && zzi_is_zero_small(p, span)) ||
+             (n > 0 && zzi_canary_acceptable(p + n, span - n, r->canary[2 * i + 1], r->epoch[i], e))),
+    };
+    return v;
+}
+
 __attribute__((noinline)) static void check_cell_slow(const struct run *r, unsigned i, const unsigned char *p, size_t n)
 {
-    size_t span = r->span;
-    for (;;) {
-        unsigned e = zzi_epoch_stable();
-        int head_ok = zzi_canary16_intact(p - ZZ_CANARY_LEN, r->canary[2 * i]);
-        int tail_ok = zzi_canary16_intact(p + span, r->canary[2 * i + 2]) &&
-                      (n == span || (n == 0 && zzi_is_zero_small(p, span)) ||
-                       (n > 0 && tail_acceptable(p + n, span - n, r->canary[2 * i + 1], r->epoch[i], e)));
-        if (!zzi_epoch_unchanged(e))
-            continue;
-        ZZ_CHECK(head_ok, "canary corrupted (before block)");
-        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
-        return;
-    }
+    struct cell_look l = {r, i, p, n};
+    zzi_canary_check_settled(look_at_cell, &l);
 }
 
 /* The canaries around cell i of r (block p, n bytes).  Intact canaries need
@@ -323,11 +326,11 @@ static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p,
     uint32_t sp1;
     if (under_lock) {
         sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-        atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_relaxed);
+        atomic_store_explicit(&r->size_plus1[i], ZZI_ARENA_CELL_FREEING, memory_order_relaxed);
     } else {
-        sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZA_CELL_FREEING, memory_order_acq_rel);
+        sp1 = atomic_exchange_explicit(&r->size_plus1[i], ZZI_ARENA_CELL_FREEING, memory_order_acq_rel);
     }
-    ZZ_CHECK(zza_cell_live(sp1), "double free");
+    ZZ_CHECK(zzi_arena_cell_live(sp1), "double free");
     size_t n = sp1 - 1, span = r->span;
     ZZ_VG_FREELIKE(p);
     ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
@@ -335,7 +338,7 @@ static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p,
     memset(p, 0, span);
     zzi_barrier(p);
     ZZ_VG_NOACCESS(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
-    atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREE, memory_order_release);
+    atomic_store_explicit(&r->size_plus1[i], ZZI_ARENA_CELL_FREE, memory_order_release);
     return n;
 }
 
@@ -355,7 +358,7 @@ static void free_indexes(zz_arena *a)
 /* A fixed arena's one chunk, set up as an empty heap, in a's index. */
 static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
 {
-    size_t bytes = zza_fixed_bytes(capacity);
+    size_t bytes = zzi_arena_fixed_bytes(capacity);
     struct chunk_index *ix = malloc(sizeof *ix + sizeof(struct chunk *));
     if (bytes == 0 || ix == NULL) {
         free(ix);
@@ -363,10 +366,10 @@ static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
         errno = ENOMEM;
         return NULL;
     }
-    struct chunk *c = zza_chunk_new(a, bytes, 1);
-    if (c != NULL && (zza_fixed_init(c) != 0 || zza_chunk_register(c) != 0)) {
+    struct chunk *c = zzi_arena_chunk_new(a, bytes, 1);
+    if (c != NULL && (zzi_arena_fixed_init(c) != 0 || zzi_arena_chunk_register(c) != 0)) {
         int e = errno;
-        zza_chunk_destroy(c);
+        zzi_arena_chunk_destroy(c);
         errno = e;
         c = NULL;
     }
@@ -386,6 +389,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     if (zzi_init() != 0)
         return NULL;
     zzi_check_fork();
+    register_fork_hooks();
     zz_arena *a = calloc(1, sizeof *a);
     if (a == NULL) {
         zzi_fail(ZZ_ERR_NOMEM);
@@ -394,7 +398,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     }
     a->growable = capacity == 0;
     a->rebuilt_gen = atomic_load(&zzi_fork_generation);
-    struct chunk *c = a->growable ? zza_grow_first_chunk(a) : fixed_chunk_new(a, capacity);
+    struct chunk *c = a->growable ? zzi_arena_grow_first_chunk(a) : fixed_chunk_new(a, capacity);
     if (c == NULL) {
         int e = errno;
         free(a);
@@ -403,10 +407,7 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     }
     pthread_mutex_lock(&zzi_arenas_lock);
     a->id = ++last_arena_id;
-    a->list_next = arenas;
-    if (arenas)
-        arenas->list_prev = a;
-    arenas = a;
+    ZZI_LIST_PUSH(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
     return a;
 }
@@ -419,14 +420,14 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
         return NULL;
     }
     zzi_check_fork();
-    struct zza_cell c;
+    struct zzi_arena_cell c;
     if (a->growable) {
-        if (zz_unlikely(n > ZZA_MAX_BLOCK))
-            return zza_grow_alloc_large(a, n);
-        if (zzi_arena_cache_take(a, zza_class_of(n), n, &c) != 0)
+        if (zz_unlikely(n > ZZI_ARENA_MAX_BLOCK))
+            return zzi_arena_grow_alloc_large(a, n);
+        if (zzi_arena_cache_take(a, zzi_arena_class_of(n), n, &c) != 0)
             return NULL;
     } else {
-        if (zz_unlikely(n > ZZA_FIXED_MAX_BLOCK)) {
+        if (zz_unlikely(n > ZZI_ARENA_FIXED_MAX_BLOCK)) {
             zzi_fail(ZZ_ERR_ARENA_BLOCK);
             errno = ENOMEM;
             return NULL;
@@ -434,7 +435,7 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
         /* under the lock for every block, so that all of a fixed arena's
          * capacity stays available to every thread (no cell sits in one
          * thread's cache while another is told the arena is full) */
-        if (zza_fixed_take(a, n, &c) != 0)
+        if (zzi_arena_fixed_take(a, n, &c) != 0)
             return NULL;
     }
     return cell_hand_out(c.run, c.index, n);
@@ -451,12 +452,12 @@ static void fixed_free(zz_arena *a, unsigned char *p)
     unsigned i;
     zzi_lock(&a->lock);
     struct chunk *c = atomic_load_explicit(&a->index, memory_order_relaxed)->chunks[0];
-    struct run *r = zza_fixed_find(c, p, &i);
-    zza_run_refresh(r);
+    struct run *r = zzi_arena_fixed_find(c, p, &i);
+    zzi_arena_run_refresh(r);
     size_t n = cell_take_back(r, i, p, 1);
     zzi_count(&a->live_blocks, (size_t)-1);
     zzi_count(&a->live_bytes, 0 - n);
-    zza_fixed_return_cell(a, r, i);
+    zzi_arena_fixed_return_cell(a, r, i);
     zzi_unlock(&a->lock);
 }
 
@@ -473,15 +474,15 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
         return;
     }
     unsigned i; /* errno: nothing here sets it; arena_cache.c keeps it on its slow paths */
-    struct run *r = zza_grow_find(a, p, &i);
+    struct run *r = zzi_arena_grow_find(a, p, &i);
     if (zz_unlikely(r == NULL)) { /* not in a chunk: a large block, or not a's */
-        zza_grow_free_large(a, p);
+        zzi_arena_grow_free_large(a, p);
         return;
     }
     if (zz_unlikely(run_is_stale(r))) {
         zzi_lock(&a->lock);
-        zza_grow_rebuild_after_fork(a); /* before any cell of a moves in this child */
-        zza_run_refresh(r);
+        zzi_arena_grow_rebuild_after_fork(a); /* before any cell of a moves in this child */
+        zzi_arena_run_refresh(r);
         zzi_unlock(&a->lock);
     }
     size_t n = cell_take_back(r, i, p, 0);
@@ -491,12 +492,12 @@ ZZ_API void zz_arena_free(zz_arena *a, void *p)
 /* Checks every cell's canaries (live ones fully) before the chunks go. */
 static void check_run_cells(struct run *r)
 {
-    zza_run_refresh(r);
+    zzi_arena_run_refresh(r);
     for (unsigned i = 0; i < r->ncells; i++) {
         uint32_t sp1 = atomic_load(&r->size_plus1[i]);
-        unsigned char *p = zza_cell_block(r, i);
+        unsigned char *p = zzi_arena_cell_block(r, i);
         ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, r->span + 2 * ZZ_CANARY_LEN);
-        if (zza_cell_live(sp1)) {
+        if (zzi_arena_cell_live(sp1)) {
             check_cell(r, i, p, sp1 - 1);
             ZZ_VG_FREELIKE(p);
         } else {
@@ -509,7 +510,7 @@ static void check_run_cells(struct run *r)
 static void each_run(struct chunk *c, void (*fn)(struct run *r))
 {
     if (c->heap != NULL) {
-        zza_fixed_each_run(c, fn);
+        zzi_arena_fixed_each_run(c, fn);
         return;
     }
     size_t used = atomic_load_explicit(&c->runs_used, memory_order_acquire);
@@ -523,12 +524,7 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
         return;
     zzi_check_fork();
     pthread_mutex_lock(&zzi_arenas_lock);
-    if (a->list_prev)
-        a->list_prev->list_next = a->list_next;
-    else
-        arenas = a->list_next;
-    if (a->list_next)
-        a->list_next->list_prev = a->list_prev;
+    ZZI_LIST_UNLINK(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
 
     if (atomic_load(&a->large_live) != 0)
@@ -536,7 +532,7 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
     for (size_t k = 0; k < ix->n; k++) {
         each_run(ix->chunks[k], check_run_cells);
-        zza_chunk_destroy(ix->chunks[k]);
+        zzi_arena_chunk_destroy(ix->chunks[k]);
     }
     free_indexes(a);
     free(a);
@@ -547,8 +543,8 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
 static void purge_run(struct run *r)
 {
     for (unsigned i = 0; i < r->ncells; i++)
-        if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != ZZA_CELL_FREE)
-            zzi_purge_wipe(zza_cell_block(r, i), r->span);
+        if (atomic_load_explicit(&r->size_plus1[i], memory_order_acquire) != ZZI_ARENA_CELL_FREE)
+            zzi_purge_wipe(zzi_arena_cell_block(r, i), r->span);
 }
 
 void zzi_arena_purge_region(struct zzi_region *reg)
@@ -564,13 +560,13 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
     struct run *r;
     if (c->heap != NULL) {
         zzi_lock(&c->arena->lock);
-        r = zza_fixed_find(c, p, &i);
+        r = zzi_arena_fixed_find(c, p, &i);
         zzi_unlock(&c->arena->lock);
     } else {
-        r = zza_grow_find(c->arena, p, &i);
+        r = zzi_arena_grow_find(c->arena, p, &i);
         ZZ_CHECK(r != NULL, "invalid pointer");
     }
-    ZZ_CHECK(zza_cell_live(atomic_load(&r->size_plus1[i])), "use after free (the block was already freed)");
+    ZZ_CHECK(zzi_arena_cell_live(atomic_load(&r->size_plus1[i])), "use after free (the block was already freed)");
     return reg->map.info | ZZ_INFO_CANARY | ZZ_INFO_PACKED;
 }
 
@@ -586,7 +582,7 @@ ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
     pthread_mutex_lock(&zzi_arenas_lock);
     zzi_lock(&a->lock);
     if (a->growable)
-        zza_grow_rebuild_after_fork(a);
+        zzi_arena_grow_rebuild_after_fork(a);
     out->live_blocks = atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
     out->live_bytes = atomic_load_explicit(&a->live_bytes, memory_order_relaxed);
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
@@ -602,7 +598,7 @@ ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
     return 0;
 }
 
-int zza_is_live(const zz_arena *a, uint64_t id)
+int zzi_arena_is_live(const zz_arena *a, uint64_t id)
 {
     for (const zz_arena *x = arenas; x != NULL; x = x->list_next)
         if (x == a && x->id == id)
@@ -612,11 +608,12 @@ int zza_is_live(const zz_arena *a, uint64_t id)
 
 void zzi_arena_count_live(size_t *blocks, size_t *bytes)
 {
+    register_fork_hooks();
     pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
         if (a->growable) { /* in a forked child, the counts are made again first */
             zzi_lock(&a->lock);
-            zza_grow_rebuild_after_fork(a);
+            zzi_arena_grow_rebuild_after_fork(a);
             zzi_unlock(&a->lock);
         }
         *blocks += atomic_load_explicit(&a->live_blocks, memory_order_relaxed);
@@ -626,21 +623,23 @@ void zzi_arena_count_live(size_t *blocks, size_t *bytes)
     pthread_mutex_unlock(&zzi_arenas_lock);
 }
 
-void zzi_arena_lock_all(void)
+static void lock_all(void)
 {
     pthread_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_lock(&a->lock);
 }
 
-void zzi_arena_unlock_all(void)
+static void unlock_all(void)
 {
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         zzi_unlock(&a->lock);
     pthread_mutex_unlock(&zzi_arenas_lock);
 }
 
-void zzi_arena_reset_locks(void)
+/* After a fork that ran no handler: makes every arena lock free again (the
+ * threads that may have held them do not exist in the child). */
+static void reset_locks(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     zzi_arenas_lock = fresh;
@@ -648,10 +647,28 @@ void zzi_arena_reset_locks(void)
         zzi_unlock(&a->lock);
 }
 
-void zzi_arena_after_fork_child(void)
+/* Fork child, pre: lock_all() held: takes back the cells that the threads'
+ * caches held (the other threads do not exist in the child). */
+static void after_fork_child(void)
 {
     /* a thread of the parent that was growing an arena does not exist here */
     for (zz_arena *a = arenas; a != NULL; a = a->list_next)
         a->growing = 0;
     zzi_arena_cache_after_fork_child();
+}
+
+/* Lock order: the arena list, then each arena (internal.h). */
+static const struct zzi_fork_hooks fork_hooks = {
+    .before = lock_all,
+    .after_parent = unlock_all,
+    .child_fixup = after_fork_child,
+    .after_child = unlock_all,
+    .reset = reset_locks,
+};
+
+/* Every path that takes zzi_arenas_lock first calls this (an arena exists
+ * only after zz_arena_create, which does). */
+static void register_fork_hooks(void)
+{
+    zzi_fork_register(ZZI_FORK_ARENAS, &fork_hooks);
 }

@@ -38,7 +38,7 @@
  * cannot forward (a stall that cost more than the rest of zz_arena_free). */
 struct bin {
     unsigned count, cap;
-    struct run *home;   /* the run this thread refills from (see zza_take_cells) */
+    struct run *home;   /* the run this thread refills from (see zzi_arena_take_cells) */
     uint16_t *index;
     struct run *run[];
 };
@@ -47,7 +47,7 @@ struct slot {
     zz_arena *arena;               /* NULL when unused; set under zzi_arenas_lock */
     uint64_t id;
     _Atomic size_t blocks, bytes;  /* live blocks this thread added (wrapping sums) */
-    struct bin *bins[ZZA_NCLASSES];
+    struct bin *bins[ZZI_ARENA_NCLASSES];
 };
 
 struct tcache {
@@ -67,7 +67,7 @@ static int exit_key_ok;
 static void bin_return(zz_arena *a, const struct bin *b, unsigned from, unsigned n)
 {
     for (unsigned k = from; k < from + n; k++)
-        zza_return_cell(a, b->run[k], b->index[k]);
+        zzi_arena_return_cell(a, b->run[k], b->index[k]);
 }
 
 /* ---- slots ---------------------------------------------------------------- */
@@ -78,18 +78,18 @@ static void bin_return(zz_arena *a, const struct bin *b, unsigned from, unsigned
 static void slot_release(struct slot *s, const struct tcache *t, int with_lock)
 {
     zz_arena *a = s->arena;
-    if (a != NULL && zza_is_live(a, s->id)) {
+    if (a != NULL && zzi_arena_is_live(a, s->id)) {
         if (with_lock)
             zzi_lock(&a->lock);
-        for (unsigned c = 0; c < ZZA_NCLASSES; c++)
+        for (unsigned c = 0; c < ZZI_ARENA_NCLASSES; c++)
             if (s->bins[c] != NULL)
                 bin_return(a, s->bins[c], 0, s->bins[c]->count);
-        zza_count_live(a, atomic_load(&s->blocks), atomic_load(&s->bytes), 0);
-        zza_disown(a, t);
+        zzi_arena_add_live(a, atomic_load(&s->blocks), atomic_load(&s->bytes), 0);
+        zzi_arena_disown(a, t);
         if (with_lock)
             zzi_unlock(&a->lock);
     }
-    for (unsigned c = 0; c < ZZA_NCLASSES; c++)
+    for (unsigned c = 0; c < ZZI_ARENA_NCLASSES; c++)
         if (s->bins[c] != NULL) {
             s->bins[c]->count = 0;
             s->bins[c]->home = NULL;
@@ -102,7 +102,7 @@ static void slot_release(struct slot *s, const struct tcache *t, int with_lock)
 
 static void free_bins(struct slot *s)
 {
-    for (unsigned c = 0; c < ZZA_NCLASSES; c++) {
+    for (unsigned c = 0; c < ZZI_ARENA_NCLASSES; c++) {
         free(s->bins[c]);
         s->bins[c] = NULL;
     }
@@ -111,12 +111,7 @@ static void free_bins(struct slot *s)
 /* pre: zzi_arenas_lock held. */
 static void unlink_tcache(struct tcache *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        all = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    ZZI_LIST_UNLINK(all, t, prev, next);
 }
 
 /* Thread exit (pthread key destructor): everything goes back. */
@@ -154,10 +149,7 @@ static struct tcache *tcache_create(void)
         return NULL;
     }
     pthread_mutex_lock(&zzi_arenas_lock);
-    t->next = all;
-    if (all)
-        all->prev = t;
-    all = t;
+    ZZI_LIST_PUSH(all, t, prev, next);
     pthread_mutex_unlock(&zzi_arenas_lock);
     mine = t;
     return t;
@@ -175,7 +167,7 @@ static struct slot *slot_claim(zz_arena *a)
     pthread_mutex_lock(&zzi_arenas_lock);
     struct slot *s = NULL;
     for (unsigned k = 0; k < SLOTS && s == NULL; k++)
-        if (t->slots[k].arena == NULL || !zza_is_live(t->slots[k].arena, t->slots[k].id))
+        if (t->slots[k].arena == NULL || !zzi_arena_is_live(t->slots[k].arena, t->slots[k].id))
             s = &t->slots[k];
     if (s == NULL)
         s = &t->slots[t->next_victim++ % SLOTS];
@@ -202,8 +194,8 @@ static inline struct slot *slot_for(zz_arena *a)
  * are cells another thread must grow the arena (and lock memory) for. */
 static unsigned bin_capacity(unsigned cls)
 {
-    size_t cap = BIN_BYTES / (zza_class_span(cls) + ZZ_CANARY_LEN);
-    if (cap > 2 && !zza_lock_budget_unlimited())
+    size_t cap = BIN_BYTES / (zzi_arena_class_span(cls) + ZZ_CANARY_LEN);
+    if (cap > 2 && !zzi_arena_lock_budget_unlimited())
         cap = 2;
     return cap < 2 ? 2 : cap > BIN_MAX ? BIN_MAX : (unsigned)cap;
 }
@@ -243,8 +235,8 @@ static void bin_spill(zz_arena *a, struct bin *b)
 /* Refills an empty bin with up to half its capacity.  Returns how many. */
 static unsigned bin_refill(zz_arena *a, struct bin *b, unsigned cls)
 {
-    struct zza_cell cells[BIN_MAX];
-    unsigned got = zza_take_cells(a, cls, cells, (b->cap + 1) / 2, mine, &b->home);
+    struct zzi_arena_cell cells[BIN_MAX];
+    unsigned got = zzi_arena_take_cells(a, cls, cells, (b->cap + 1) / 2, mine, &b->home);
     for (unsigned k = 0; k < got; k++) {
         b->run[k] = cells[k].run;
         b->index[k] = (uint16_t)cells[k].index;
@@ -255,7 +247,7 @@ static unsigned bin_refill(zz_arena *a, struct bin *b, unsigned cls)
 
 /* ---- the interface to arena.c ------------------------------------------- */
 
-int zzi_arena_cache_take(zz_arena *a, unsigned cls, size_t n, struct zza_cell *out)
+int zzi_arena_cache_take(zz_arena *a, unsigned cls, size_t n, struct zzi_arena_cell *out)
 {
     struct slot *s = slot_for(a);
     struct bin *b = s != NULL ? bin_of(s, cls) : NULL;
@@ -267,16 +259,16 @@ int zzi_arena_cache_take(zz_arena *a, unsigned cls, size_t n, struct zza_cell *o
         out->index = b->index[b->count];
         /* after a fork or a policy change, the cell's chunk must be found
          * fit again before it hands out anything */
-        if (zz_unlikely(!zza_run_checked(out->run)) && zza_recheck_cell(a, out, mine, &b->home) != 0)
+        if (zz_unlikely(!zzi_arena_run_checked(out->run)) && zzi_arena_recheck_cell(a, out, mine, &b->home) != 0)
             return -1;
-    } else if (zza_take_cells(a, cls, out, 1, NULL, NULL) == 0) {
+    } else if (zzi_arena_take_cells(a, cls, out, 1, NULL, NULL) == 0) {
         return -1;
     }
     if (s != NULL) {
         zzi_count(&s->blocks, 1);
         zzi_count(&s->bytes, n);
     } else {
-        zza_count_live(a, 1, n, 1);
+        zzi_arena_add_live(a, 1, n, 1);
     }
     return 0;
 }
@@ -293,14 +285,14 @@ void zzi_arena_cache_put(zz_arena *a, struct run *r, unsigned i, size_t n)
         b->count++;
     } else {
         zzi_lock(&a->lock);
-        zza_return_cell(a, r, i);
+        zzi_arena_return_cell(a, r, i);
         zzi_unlock(&a->lock);
     }
     if (s != NULL) {
         zzi_count(&s->blocks, (size_t)-1);
         zzi_count(&s->bytes, 0 - n);
     } else {
-        zza_count_live(a, (size_t)-1, 0 - n, 1);
+        zzi_arena_add_live(a, (size_t)-1, 0 - n, 1);
     }
 }
 

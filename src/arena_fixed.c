@@ -10,7 +10,7 @@
  *
  * So count blocks of n bytes need count * (round_up(n, 16) + 16) bytes plus
  * one partly used run and 16 bytes per run, which the reserve covers for
- * every n (zza_fixed_bytes), and an empty arena serves any block that fits.
+ * every n (zzi_arena_fixed_bytes), and an empty arena serves any block that fits.
  *
  * Bookkeeping is out of band and under the arena's lock: holes (free space,
  * zero-filled, sorted and merged), a page map to find a run from an address
@@ -37,7 +37,7 @@ struct hole {
     size_t off, len;
 };
 
-struct zza_heap {
+struct zzi_arena_heap {
     size_t npages;
     struct run **page_first;        /* the run covering each page's first byte */
     struct run **page_inside;       /* a run that starts inside the page, after its first byte */
@@ -51,20 +51,20 @@ struct zza_heap {
     struct run *avail[MULTI_CLASSES]; /* runs of many cells with a free one, per span */
 };
 
-size_t zza_fixed_bytes(size_t capacity)
+size_t zzi_arena_fixed_bytes(size_t capacity)
 {
     /* 9/8 of the capacity plus two 16 KiB runs: the 16 bytes each run adds
      * and one partly used run for any single block size, and room for a mix
      * of sizes, as the header promises. */
-    size_t page = zzi_page(), extra = capacity / 8 + 2 * ZZA_RUN_BYTES, bytes;
+    size_t page = zzi_page(), extra = capacity / 8 + 2 * ZZI_ARENA_RUN_BYTES, bytes;
     if (__builtin_add_overflow(capacity, extra, &bytes) || bytes > SIZE_MAX - page)
         return 0;
     return (bytes + page - 1) & ~(page - 1);
 }
 
-int zza_fixed_init(struct chunk *c)
+int zzi_arena_fixed_init(struct chunk *c)
 {
-    struct zza_heap *h = calloc(1, sizeof *h);
+    struct zzi_arena_heap *h = calloc(1, sizeof *h);
     if (h == NULL)
         goto nomem;
     h->npages = c->bytes / zzi_page();
@@ -77,7 +77,7 @@ int zza_fixed_init(struct chunk *c)
     h->holes = calloc(h->holes_cap, sizeof *h->holes);
     if (!h->page_first || !h->page_inside || !h->table || !h->free_slots || !h->holes) {
         c->heap = h;
-        zza_fixed_free(c);
+        zzi_arena_fixed_free(c);
         goto nomem;
     }
     h->holes[0] = (struct hole){0, c->bytes};
@@ -94,7 +94,7 @@ nomem:
 
 /* The smallest hole that holds len bytes (best fit keeps big holes whole for
  * big blocks); takes len from its start.  Returns the offset, or SIZE_MAX. */
-static size_t hole_take(struct zza_heap *h, size_t len)
+static size_t hole_take(struct zzi_arena_heap *h, size_t len)
 {
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < h->nholes; i++)
@@ -113,7 +113,7 @@ static size_t hole_take(struct zza_heap *h, size_t len)
 }
 
 /* Gives [off, off+len) back, merged with the holes on either side. */
-static void hole_give(struct zza_heap *h, size_t off, size_t len)
+static void hole_give(struct zzi_arena_heap *h, size_t off, size_t len)
 {
     size_t at = 0;
     while (at < h->nholes && h->holes[at].off < off)
@@ -140,7 +140,7 @@ static void hole_give(struct zza_heap *h, size_t off, size_t len)
 /* ---- the page map -------------------------------------------------------------- */
 
 /* Points the pages of r at r (or, with NULL, clears what pointed at r). */
-static void map_run(struct zza_heap *h, const struct chunk *c, struct run *r, struct run *value)
+static void map_run(struct zzi_arena_heap *h, const struct chunk *c, struct run *r, struct run *value)
 {
     size_t page = zzi_page(), off = (size_t)(r->start - c->data);
     size_t first = off / page, last = (off + r->length - 1) / page;
@@ -157,9 +157,9 @@ static int run_holds(const struct run *r, const unsigned char *p)
     return r != NULL && p >= r->start && (size_t)(p - r->start) < r->length;
 }
 
-struct run *zza_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell)
+struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     ZZ_CHECK(p >= c->data && (size_t)(p - c->data) < c->bytes, "invalid pointer");
     size_t pg = (size_t)(p - c->data) / zzi_page();
     struct run *r = h->page_first[pg];
@@ -176,24 +176,14 @@ struct run *zza_fixed_find(struct chunk *c, const unsigned char *p, unsigned *ce
 
 /* ---- runs ------------------------------------------------------------------------ */
 
-static void avail_push(struct zza_heap *h, struct run *r)
+static void avail_push(struct zzi_arena_heap *h, struct run *r)
 {
-    r->prev = NULL;
-    r->next = h->avail[r->cls];
-    if (r->next)
-        r->next->prev = r;
-    h->avail[r->cls] = r;
+    ZZI_LIST_PUSH(h->avail[r->cls], r, prev, next);
 }
 
-static void avail_remove(struct zza_heap *h, struct run *r)
+static void avail_remove(struct zzi_arena_heap *h, struct run *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        h->avail[r->cls] = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ZZI_LIST_UNLINK(h->avail[r->cls], r, prev, next);
 }
 
 static int multi(const struct run *r)
@@ -205,9 +195,9 @@ static int multi(const struct run *r)
  * (ENOMEM when no hole is large enough). */
 static struct run *run_add(struct chunk *c, size_t span)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     size_t cell = span + ZZ_CANARY_LEN;
-    unsigned ncells = span <= MULTI_MAX_SPAN ? (unsigned)((ZZA_RUN_BYTES - ZZ_CANARY_LEN) / cell) : 1;
+    unsigned ncells = span <= MULTI_MAX_SPAN ? (unsigned)((ZZI_ARENA_RUN_BYTES - ZZ_CANARY_LEN) / cell) : 1;
     size_t length = ncells * cell + ZZ_CANARY_LEN;
     size_t off = hole_take(h, length);
     if (off == SIZE_MAX) {
@@ -216,7 +206,7 @@ static struct run *run_add(struct chunk *c, size_t span)
         return NULL;
     }
     unsigned cls = span <= MULTI_MAX_SPAN ? (unsigned)(span / 16 - 1) : 0;
-    struct run *r = zza_run_new(c->data + off, span, ncells, length, cls);
+    struct run *r = zzi_arena_run_new(c->data + off, span, ncells, length, cls);
     if (r == NULL) {
         int e = errno;
         hole_give(h, off, length);
@@ -241,7 +231,7 @@ static struct run *run_add(struct chunk *c, size_t span)
  * reading it. */
 static void run_release(struct chunk *c, struct run *r)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     if (multi(r) && r->nfree > 0)
         avail_remove(h, r);
     atomic_store(&h->table[r->slot], NULL);
@@ -260,7 +250,7 @@ static void run_release(struct chunk *c, struct run *r)
  * block of another size can have their room.  Returns 1 if any went. */
 static int reclaim_empty_runs(struct chunk *c)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     int any = 0;
     size_t used = atomic_load(&h->used);
     for (size_t k = 0; k < used; k++) {
@@ -275,14 +265,14 @@ static int reclaim_empty_runs(struct chunk *c)
 
 /* ---- the arena's calls ----------------------------------------------------------- */
 
-int zza_fixed_take(zz_arena *a, size_t n, struct zza_cell *out)
+int zzi_arena_fixed_take(zz_arena *a, size_t n, struct zzi_arena_cell *out)
 {
     size_t span = n == 0 ? 16 : (n + 15) & ~(size_t)15;
     zzi_lock(&a->lock);
     struct chunk *c = atomic_load_explicit(&a->index, memory_order_relaxed)->chunks[0];
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     struct run *r = NULL;
-    if (!zza_chunk_fit(a, c)) {
+    if (!zzi_arena_chunk_fit(a, c)) {
         zzi_fail(ZZ_ERR_ARENA_UNFIT);
         errno = ENOMEM;
     } else if (span <= MULTI_MAX_SPAN && (r = h->avail[span / 16 - 1]) != NULL) {
@@ -291,8 +281,8 @@ int zza_fixed_take(zz_arena *a, size_t n, struct zza_cell *out)
         r = run_add(c, span);
     }
     if (r != NULL) {
-        zza_run_refresh(r);
-        *out = (struct zza_cell){r, r->free_stack[--r->nfree]};
+        zzi_arena_run_refresh(r);
+        *out = (struct zzi_arena_cell){r, r->free_stack[--r->nfree]};
         if (multi(r) && r->nfree == 0)
             avail_remove(h, r);
         zzi_count(&a->live_blocks, 1);
@@ -304,7 +294,7 @@ int zza_fixed_take(zz_arena *a, size_t n, struct zza_cell *out)
     return r != NULL ? 0 : -1;
 }
 
-void zza_fixed_return_cell(zz_arena *a, struct run *r, unsigned i)
+void zzi_arena_fixed_return_cell(zz_arena *a, struct run *r, unsigned i)
 {
     (void)a;
     r->free_stack[r->nfree++] = (uint16_t)i;
@@ -314,17 +304,17 @@ void zza_fixed_return_cell(zz_arena *a, struct run *r, unsigned i)
         avail_push(r->chunk->heap, r);
 }
 
-void zza_fixed_retire_runs(struct chunk *c)
+void zzi_arena_fixed_retire_runs(struct chunk *c)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     for (unsigned k = 0; k < MULTI_CLASSES; k++)
         while (h->avail[k] != NULL)
             avail_remove(h, h->avail[k]);
 }
 
-void zza_fixed_each_run(struct chunk *c, void (*fn)(struct run *r))
+void zzi_arena_fixed_each_run(struct chunk *c, void (*fn)(struct run *r))
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     /* sequentially consistent loads: they pair with run_release's store of
      * NULL (zzi_purge_wait_for_readers) */
     size_t used = atomic_load(&h->used);
@@ -335,9 +325,9 @@ void zza_fixed_each_run(struct chunk *c, void (*fn)(struct run *r))
     }
 }
 
-void zza_fixed_free(struct chunk *c)
+void zzi_arena_fixed_free(struct chunk *c)
 {
-    struct zza_heap *h = c->heap;
+    struct zzi_arena_heap *h = c->heap;
     if (h == NULL)
         return;
     if (h->table != NULL)

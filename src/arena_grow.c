@@ -1,6 +1,6 @@
 /*
  * arena_grow.c - growable arenas: chunks cut into a grid of runs of
- * ZZA_RUN_BYTES, each run one size class; growth by new chunks; which run a
+ * ZZI_ARENA_RUN_BYTES, each run one size class; growth by new chunks; which run a
  * thread takes cells from; and blocks larger than a run's largest cell,
  * which are zz_alloc blocks owned by the arena (a guarded span of their own,
  * with the same canaries, purge and stats).  arena.c owns the cells and the
@@ -18,25 +18,15 @@
 
 static void avail_push(zz_arena *a, struct run *r)
 {
-    r->prev = NULL;
-    r->next = a->avail[r->cls];
-    if (r->next)
-        r->next->prev = r;
-    a->avail[r->cls] = r;
+    ZZI_LIST_PUSH(a->avail[r->cls], r, prev, next);
 }
 
 static void avail_remove(zz_arena *a, struct run *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        a->avail[r->cls] = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ZZI_LIST_UNLINK(a->avail[r->cls], r, prev, next);
 }
 
-void zza_grow_retire_runs(zz_arena *a, struct chunk *c)
+void zzi_arena_grow_retire_runs(zz_arena *a, struct chunk *c)
 {
     for (size_t i = 0; i < c->runs_used; i++)
         if (c->runs[i]->nfree > 0)
@@ -59,20 +49,20 @@ static size_t growth_runs(size_t total_runs)
 /* A chunk of nruns runs, its grid set up (no run yet), not in the index. */
 static struct chunk *grid_chunk_new(zz_arena *a, size_t nruns, int first)
 {
-    struct chunk *c = zza_chunk_new(a, nruns * ZZA_RUN_BYTES, first);
+    struct chunk *c = zzi_arena_chunk_new(a, nruns * ZZI_ARENA_RUN_BYTES, first);
     if (c == NULL)
         return NULL;
     c->runs = calloc(nruns, sizeof *c->runs);
     if (c->runs == NULL) {
-        zza_chunk_destroy(c);
+        zzi_arena_chunk_destroy(c);
         zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
     }
     c->nruns = nruns;
-    if (zza_chunk_register(c) != 0) {
+    if (zzi_arena_chunk_register(c) != 0) {
         int e = errno;
-        zza_chunk_destroy(c);
+        zzi_arena_chunk_destroy(c);
         errno = e;
         return NULL;
     }
@@ -108,11 +98,11 @@ static int chunk_insert(zz_arena *a, struct chunk *c)
     return 0;
 }
 
-struct chunk *zza_grow_first_chunk(zz_arena *a)
+struct chunk *zzi_arena_grow_first_chunk(zz_arena *a)
 {
     struct chunk *c = grid_chunk_new(a, FIRST_CHUNK_RUNS, 1);
     if (c != NULL && chunk_insert(a, c) != 0) {
-        zza_chunk_destroy(c);
+        zzi_arena_chunk_destroy(c);
         return NULL;
     }
     return c;
@@ -156,7 +146,7 @@ static struct chunk *arena_grow(zz_arena *a)
     errno = e;
     if (c != NULL && chunk_insert(a, c) != 0) {
         e = errno;
-        zza_chunk_destroy(c);
+        zzi_arena_chunk_destroy(c);
         errno = e;
         return NULL;
     }
@@ -166,10 +156,10 @@ static struct chunk *arena_grow(zz_arena *a)
 /* pre: a->lock held.  Sets up a new run for class cls in chunk c. */
 static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
 {
-    size_t span = zza_class_span(cls), cell = span + ZZ_CANARY_LEN;
-    unsigned ncells = (unsigned)((ZZA_RUN_BYTES - ZZ_CANARY_LEN) / cell);
-    struct run *r = zza_run_new(c->data + c->runs_used * ZZA_RUN_BYTES, span, ncells,
-                                ZZA_RUN_BYTES, cls);
+    size_t span = zzi_arena_class_span(cls), cell = span + ZZ_CANARY_LEN;
+    unsigned ncells = (unsigned)((ZZI_ARENA_RUN_BYTES - ZZ_CANARY_LEN) / cell);
+    struct run *r = zzi_arena_run_new(c->data + c->runs_used * ZZI_ARENA_RUN_BYTES, span, ncells,
+                                ZZI_ARENA_RUN_BYTES, cls);
     if (r == NULL)
         return NULL;
     r->chunk = c;
@@ -185,7 +175,7 @@ static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
  * threads shared cache lines: worth it only when locked memory is not
  * rationed (no finite RLIMIT_MEMLOCK, or CAP_IPC_LOCK).  Asked only when the
  * arena would grow, which is rare: it costs two system calls. */
-int zza_lock_budget_unlimited(void)
+int zzi_arena_lock_budget_unlimited(void)
 {
     return zzi_os_memlock_limit() == SIZE_MAX;
 }
@@ -209,7 +199,7 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
         if (r->owner == owner || r->owner == NULL)
             return r;
     struct chunk *c = chunk_with_room(a);
-    if (c == NULL && first != NULL && (a->growing || !zza_lock_budget_unlimited()))
+    if (c == NULL && first != NULL && (a->growing || !zzi_arena_lock_budget_unlimited()))
         return first; /* share rather than wait for, or spend rationed memory on, growth */
     if (c == NULL) {
         int e = errno;
@@ -224,30 +214,30 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
     return arena_new_run(a, c, cls);
 }
 
-static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
+static unsigned take_cells_locked(zz_arena *a, unsigned cls, struct zzi_arena_cell *out, unsigned want,
                                   const void *owner, struct run **home)
 {
-    zza_grow_rebuild_after_fork(a);
+    zzi_arena_grow_rebuild_after_fork(a);
     struct run *r;
     do { /* a chunk found unfit is retired: its runs leave the lists */
         r = pick_run(a, cls, owner, home != NULL ? *home : NULL);
         if (r == NULL)
             return 0;
-    } while (!zza_chunk_fit(a, r->chunk));
-    zza_run_refresh(r);
+    } while (!zzi_arena_chunk_fit(a, r->chunk));
+    zzi_arena_run_refresh(r);
     if (r->owner == NULL)
         r->owner = owner;
     if (home != NULL && r->owner == owner)
         *home = r;
     unsigned got = 0;
     while (got < want && r->nfree > 0)
-        out[got++] = (struct zza_cell){r, r->free_stack[--r->nfree]};
+        out[got++] = (struct zzi_arena_cell){r, r->free_stack[--r->nfree]};
     if (r->nfree == 0)
         avail_remove(a, r);
     return got;
 }
 
-unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigned want,
+unsigned zzi_arena_take_cells(zz_arena *a, unsigned cls, struct zzi_arena_cell *out, unsigned want,
                         const void *owner, struct run **home)
 {
     zzi_lock(&a->lock);
@@ -258,7 +248,7 @@ unsigned zza_take_cells(zz_arena *a, unsigned cls, struct zza_cell *out, unsigne
     return got;
 }
 
-void zza_disown(zz_arena *a, const void *owner)
+void zzi_arena_disown(zz_arena *a, const void *owner)
 {
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
     for (size_t k = 0; k < ix->n; k++)
@@ -267,20 +257,20 @@ void zza_disown(zz_arena *a, const void *owner)
                 ix->chunks[k]->runs[ri]->owner = NULL;
 }
 
-void zza_return_cell(zz_arena *a, struct run *r, unsigned i)
+void zzi_arena_return_cell(zz_arena *a, struct run *r, unsigned i)
 {
     r->free_stack[r->nfree++] = (uint16_t)i;
     if (r->nfree == 1 && !r->chunk->retired)
         avail_push(a, r);
 }
 
-int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, struct run **home)
+int zzi_arena_recheck_cell(zz_arena *a, struct zzi_arena_cell *cell, const void *owner, struct run **home)
 {
     zzi_lock(&a->lock);
-    zza_grow_rebuild_after_fork(a);
-    int ok = zza_chunk_fit(a, cell->run->chunk);
+    zzi_arena_grow_rebuild_after_fork(a);
+    int ok = zzi_arena_chunk_fit(a, cell->run->chunk);
     if (!ok) {
-        zza_return_cell(a, cell->run, cell->index);
+        zzi_arena_return_cell(a, cell->run, cell->index);
         ok = take_cells_locked(a, cell->run->cls, cell, 1, owner, home) == 1;
     }
     int e = errno;
@@ -289,10 +279,10 @@ int zza_recheck_cell(zz_arena *a, struct zza_cell *cell, const void *owner, stru
     return ok ? 0 : -1;
 }
 
-void zza_grow_rebuild_slow(zz_arena *a)
+void zzi_arena_grow_rebuild_slow(zz_arena *a)
 {
     size_t blocks = 0, bytes = 0;
-    for (unsigned k = 0; k < ZZA_NCLASSES; k++)
+    for (unsigned k = 0; k < ZZI_ARENA_NCLASSES; k++)
         a->avail[k] = NULL;
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_relaxed);
     for (size_t c = 0; c < ix->n; c++) {
@@ -304,14 +294,14 @@ void zza_grow_rebuild_slow(zz_arena *a)
             r->prev = r->next = NULL;
             for (unsigned i = r->ncells; i-- > 0;) { /* low addresses handed out first */
                 uint32_t sp1 = atomic_load_explicit(&r->size_plus1[i], memory_order_relaxed);
-                if (zza_cell_live(sp1)) {
+                if (zzi_arena_cell_live(sp1)) {
                     blocks++;
                     bytes += sp1 - 1;
                     continue;
                 }
                 /* free, or freed half-way by a thread that is gone: zero here
                  * (WIPEONFORK, or zero pages in place of secret memory) */
-                atomic_store_explicit(&r->size_plus1[i], ZZA_CELL_FREE, memory_order_relaxed);
+                atomic_store_explicit(&r->size_plus1[i], ZZI_ARENA_CELL_FREE, memory_order_relaxed);
                 r->free_stack[r->nfree++] = (uint16_t)i;
             }
             if (r->nfree > 0 && !ch->retired)
@@ -325,7 +315,7 @@ void zza_grow_rebuild_slow(zz_arena *a)
 
 /* ---- finding a cell from its address, without the lock ------------------------ */
 
-struct run *zza_grow_find(zz_arena *a, const unsigned char *p, unsigned *cell)
+struct run *zzi_arena_grow_find(zz_arena *a, const unsigned char *p, unsigned *cell)
 {
     const struct chunk_index *ix = atomic_load_explicit(&a->index, memory_order_acquire);
     size_t lo = 0, hi = ix->n;
@@ -339,19 +329,19 @@ struct run *zza_grow_find(zz_arena *a, const unsigned char *p, unsigned *cell)
     if (lo == 0 || (size_t)(p - ix->chunks[lo - 1]->data) >= ix->chunks[lo - 1]->bytes)
         return NULL;
     struct chunk *c = ix->chunks[lo - 1];
-    size_t off = (size_t)(p - c->data), ri = off / ZZA_RUN_BYTES;
+    size_t off = (size_t)(p - c->data), ri = off / ZZI_ARENA_RUN_BYTES;
     ZZ_CHECK(ri < atomic_load_explicit(&c->runs_used, memory_order_acquire), "invalid pointer");
     struct run *r = c->runs[ri];
-    uint64_t x = off % ZZA_RUN_BYTES - ZZ_CANARY_LEN; /* huge when in_run < 16 */
+    uint64_t x = off % ZZI_ARENA_RUN_BYTES - ZZ_CANARY_LEN; /* huge when in_run < 16 */
     uint64_t q = (x * r->reciprocal) >> 32;          /* x / cell, exact for x < 2^32 / cell */
-    ZZ_CHECK(x < ZZA_RUN_BYTES && q * r->cell == x && q < r->ncells, "invalid pointer");
+    ZZ_CHECK(x < ZZI_ARENA_RUN_BYTES && q * r->cell == x && q < r->ncells, "invalid pointer");
     *cell = (unsigned)q;
     return r;
 }
 
 /* ---- large blocks ------------------------------------------------------------- */
 
-void *zza_grow_alloc_large(zz_arena *a, size_t n)
+void *zzi_arena_grow_alloc_large(zz_arena *a, size_t n)
 {
     void *p = zzi_block_alloc_for_arena(n, a->backend, a);
     if (p != NULL)
@@ -359,7 +349,7 @@ void *zza_grow_alloc_large(zz_arena *a, size_t n)
     return p;
 }
 
-void zza_grow_free_large(zz_arena *a, void *p)
+void zzi_arena_grow_free_large(zz_arena *a, void *p)
 {
     zzi_block_free_for_arena(p, a); /* fatal unless p is a's */
     atomic_fetch_sub(&a->large_live, 1);

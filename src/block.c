@@ -1,8 +1,8 @@
 /*
  * block.c - zz_alloc and friends: each block on data pages of its own, between
  * guard pages, packed into slabs of equal-sized slots.  This file owns what
- * goes into a slot (the block, its canaries), freeing, realloc, the live
- * counters and library initialisation; slab.c owns slabs, size classes and
+ * goes into a slot (the block, its canaries), freeing, realloc and the live
+ * counters; slab.c owns slabs, size classes and
  * the free-slot cache, block_modes.c protection modes and the purge of a
  * slab, pages.c the mappings, registry.c finding a slot's slab.
  *
@@ -31,55 +31,7 @@
 
 #include "block.h"
 
-struct zzi_counters zzi_counters;
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
-
-static _Atomic int initialized;
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#ifdef ZZ_VALGRIND
-int zzi_on_valgrind;
-#endif
-
-/* Runs until it succeeds once: a getrandom that fails early in boot is tried
- * again by the next call instead of breaking the library for good. */
-static int init_library(void)
-{
-    static int fork_handlers_registered;
-    uint64_t probe; /* the canaries need the kernel's generator: fail early if it does not work */
-    if (zzi_canary_draw(&probe, 1) != 0) {
-        if (errno == 0)
-            errno = EAGAIN;
-        return -1;
-    }
-    ZZ_VG_DETECT();
-    zzi_pages_uses_guard_install();
-    if (!fork_handlers_registered) {
-        zzi_registry_init_fork_handlers();
-        fork_handlers_registered = 1;
-    }
-    return 0;
-}
-
-int zzi_init(void)
-{
-    if (zz_likely(atomic_load_explicit(&initialized, memory_order_acquire)))
-        return 0;
-    pthread_mutex_lock(&init_lock);
-    int rc = 0;
-    if (!atomic_load(&initialized)) {
-        rc = init_library();
-        if (rc == 0)
-            atomic_store_explicit(&initialized, 1, memory_order_release);
-    }
-    int e = errno;
-    pthread_mutex_unlock(&init_lock);
-    if (rc != 0) {
-        zzi_fail(ZZ_ERR_RANDOM);
-        errno = e;
-    }
-    return rc;
-}
 
 /* ---- allocation ------------------------------------------------------------- */
 
@@ -189,29 +141,28 @@ struct slab *zzb_find_live(const void *p, size_t *idx, const char *freed_msg,
 
 /* ---- freeing ------------------------------------------------------------------- */
 
-/* 1 if the canary bytes at [p, p+n) are word w, or were zeroed (wholly or,
- * when the purge raced with their writing, in part) by a purge or a fork that
- * happened since the block was made (block_epoch != now). */
-static int canary_acceptable(const unsigned char *p, size_t n, uint64_t w, unsigned block_epoch,
-                             unsigned now)
+struct slot_look {
+    const struct slab *s;
+    size_t i, n, span;
+    const unsigned char *p;
+};
+
+static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
 {
-    return zzi_canary_check(p, n, w) || (block_epoch != now && zzi_canary_check_or_zero(p, n, w));
+    const struct slot_look *l = ctx;
+    size_t head = zzb_head_len(l->s, l->span), i = l->i;
+    struct zzi_canary_sides v = {
+        zzi_canary_acceptable(l->p - head, head, l->s->canary[2 * i], l->s->epoch[i], e),
+        zzi_canary_acceptable(l->p + l->n, l->span - l->n, l->s->canary[2 * i + 1], l->s->epoch[i], e),
+    };
+    return v;
 }
 
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
                            size_t span)
 {
-    size_t head = zzb_head_len(s, span);
-    for (;;) {
-        unsigned e = zzi_epoch_stable();
-        int head_ok = canary_acceptable(p - head, head, s->canary[2 * i], s->epoch[i], e);
-        int tail_ok = canary_acceptable(p + n, span - n, s->canary[2 * i + 1], s->epoch[i], e);
-        if (!zzi_epoch_unchanged(e))
-            continue; /* a purge ran while we looked: look again */
-        ZZ_CHECK(head_ok, "canary corrupted (before block)");
-        ZZ_CHECK(tail_ok, "canary corrupted (after block)");
-        return;
-    }
+    struct slot_look l = {s, i, n, span, p};
+    zzi_canary_check_settled(look_at_slot, &l);
 }
 
 static void free_impl(void *p, const zz_arena *owner)
@@ -352,12 +303,8 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     return q;
 }
 
-ZZ_API void zz_get_stats(zz_stats *out)
+void zzi_block_count_live(size_t *blocks, size_t *bytes)
 {
-    zzi_check_fork();
-    out->live_blocks = atomic_load_explicit(&live_blocks, memory_order_relaxed);
-    out->live_bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
-    zzi_arena_count_live(&out->live_blocks, &out->live_bytes);
-    out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
-    out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
+    *blocks += atomic_load_explicit(&live_blocks, memory_order_relaxed);
+    *bytes += atomic_load_explicit(&live_bytes, memory_order_relaxed);
 }

@@ -7,7 +7,7 @@
 #ifndef ZZ_BLOCK_H
 #define ZZ_BLOCK_H
 
-#include "internal.h"
+#include "canary.h"
 
 struct slab {
     struct zzi_region region;

@@ -1,7 +1,8 @@
 /*
  * block_modes.c - a zz_alloc block's protection mode (zz_protect), changed so
  * that a concurrent zz_purge never faults nor leaves a block in the wrong
- * mode; zz_purge's walk over a slab; and the queries zz_size and zz_info.
+ * mode; zz_purge's walk over a slab; and the queries zz_size and a block's
+ * zz_info flags (process.c's zz_info dispatches between blocks and arenas).
  */
 #include <errno.h>
 
@@ -89,22 +90,11 @@ ZZ_API size_t zz_size(const void *p)
     return n;
 }
 
-ZZ_API unsigned zz_info(const void *p)
+unsigned zzi_block_info_locked(const void *p)
 {
-    if (p == NULL)
-        return 0;
-    zzi_check_fork();
-    zzi_global_lock();
-    struct zzi_region *r = zzi_registry_find((uintptr_t)p);
-    if (r != NULL && r->kind == ZZI_REGION_ARENA) {
-        zzi_global_unlock(); /* a fixed arena's lookup takes its lock, which comes first */
-        return zzi_arena_info(r, (uintptr_t)p);
-    }
     size_t i;
     struct slab *s = zzb_find_live(p, &i, ZZB_USING, ZZB_ANY_OWNER);
-    unsigned info = s->region.map.info | ZZ_INFO_CANARY;
-    zzi_global_unlock();
-    return info;
+    return s->region.map.info | ZZ_INFO_CANARY;
 }
 
 ZZ_API int zz_protect(void *p, int mode)

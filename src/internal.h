@@ -2,6 +2,35 @@
  * internal.h - what the library's files share and nothing else: the export
  * macro, the fatal-check macro, the OS layer's contract and the internal
  * prototypes of each module.  Never installed.
+ *
+ * Layers.  A file calls only into its own layer or the ones below it, and
+ * the modules form no cycle (tools/check_layers.py checks both on the object
+ * files, as the ctest src_layers).  Lowest first:
+ *   1. base:      fatal.c, memcheck.c, wipe.c
+ *   2. OS:        os_posix.c, the only file that makes system calls
+ *   3. policy:    policy.c (lock policy, backend, last error), canary.c
+ *   4. pages, registry, lifecycle:
+ *                 pages.c (guarded, locked mappings; the counters),
+ *                 registry.c (address index, purge list and the purge
+ *                 protocol, global lock), lifecycle.c (initialisation, fork
+ *                 handlers, recovery from a fork that ran none)
+ *   5. zz_alloc blocks and caller-owned memory:
+ *                 slab.c, block.c, block_modes.c (one module: block.h),
+ *                 lockref.c
+ *   6. arenas:    arena.c, arena_grow.c, arena_fixed.c, arena_cache.c (one
+ *                 module: arena.h); a growable arena's large blocks are
+ *                 zz_alloc blocks
+ *   7. process-wide: purge.c (zz_purge walks the purge list and dispatches by
+ *                 region kind), signals.c, process.c (zz_get_stats, zz_info)
+ * Lower layers reach upper ones only through hooks the upper ones register:
+ * the fork handlers (lifecycle.c) run what signals.c, the arenas and
+ * lockref.c registered with zzi_fork_register.
+ *
+ * Lock order (take them in this order, never back): lifecycle's fork-hook
+ * lock, signals.c's rewrite lock, the arena list lock (zzi_arenas_lock), each
+ * arena's lock, lockref.c's lock, the global lock.  The fork handlers take
+ * all of them in that order before fork and release them after; zz_purge
+ * takes none (it announces itself with zzi_purge_begin instead).
  */
 #ifndef ZZ_INTERNAL_H
 #define ZZ_INTERNAL_H
@@ -48,7 +77,7 @@ static inline size_t zzi_page(void)
     size_t p = zzi_page_size_cache;
     return zz_likely(p != 0) ? p : zzi_os_page_size();
 }
-void *zzi_os_map(size_t len);
+void *zzi_os_map(size_t len);                        /* anonymous, named "zeroize" where the kernel can */
 void zzi_os_unmap(void *p, size_t len);              /* fatal on failure */
 int zzi_os_protect(void *p, size_t len, int zz_mode); /* ZZ_NOACCESS.. */
 int zzi_os_guard_install(void *p, size_t len);       /* MADV_GUARD_INSTALL */
@@ -94,7 +123,7 @@ size_t zzi_os_max_map_count(void);
  * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
  * "lock", "random".  nth == 0 clears. */
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
-/* Test-only: unmaps zz_alloc's cached empty slabs (block.c). */
+/* Test-only: unmaps zz_alloc's cached empty slabs (slab.c). */
 ZZ_API void zzi_fault_drop_caches(void);
 #endif
 
@@ -134,6 +163,29 @@ static inline void zzi_unlock(zzi_lock_t *l)
     atomic_store_explicit(&l->held, 0, memory_order_release);
 }
 
+/* ---- doubly-linked lists ---------------------------------------------------
+ * Lists threaded through two pointer fields of the node (prev and next, by
+ * name: the node types differ).  Push puts node at the head; unlink takes it
+ * out from anywhere and clears its links. */
+#define ZZI_LIST_PUSH(head, node, prev, next)                                \
+    do {                                                                     \
+        (node)->prev = NULL;                                                 \
+        (node)->next = (head);                                               \
+        if ((head) != NULL)                                                  \
+            (head)->prev = (node);                                           \
+        (head) = (node);                                                     \
+    } while (0)
+#define ZZI_LIST_UNLINK(head, node, prev, next)                              \
+    do {                                                                     \
+        if ((node)->prev != NULL)                                            \
+            (node)->prev->next = (node)->next;                               \
+        else                                                                 \
+            (head) = (node)->next;                                           \
+        if ((node)->next != NULL)                                            \
+            (node)->next->prev = (node)->prev;                               \
+        (node)->prev = (node)->next = NULL;                                  \
+    } while (0)
+
 /* ---- policy.c ---------------------------------------------------------- */
 /* The failure codes are the public enum zz_error (zeroize.h). */
 typedef enum zz_error zzi_failure_t;
@@ -170,35 +222,6 @@ static inline void zzi_purge_wipe(void *p, size_t n)
 #define zzi_purge_wipe(p, n) zz_wipe((p), (n))
 #endif
 
-/* 1 if the n bytes at p (16-byte aligned, n a multiple of 16) are all zero.
- * For checking that a free cell is still zero: it reads no secret, so it
- * need not be constant-time, and it is inline for the arena's fast path
- * (four 16-byte accumulators: a quarter of the instructions of word loads). */
-typedef uint64_t zzi_v2u64 __attribute__((vector_size(16)));
-static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
-{
-    zzi_v2u64 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0;
-    size_t k = 0;
-    for (; k + 64 <= n; k += 64) {
-        zzi_v2u64 v0, v1, v2, v3;
-        __builtin_memcpy(&v0, p + k, 16);
-        __builtin_memcpy(&v1, p + k + 16, 16);
-        __builtin_memcpy(&v2, p + k + 32, 16);
-        __builtin_memcpy(&v3, p + k + 48, 16);
-        a0 |= v0;
-        a1 |= v1;
-        a2 |= v2;
-        a3 |= v3;
-    }
-    for (; k < n; k += 16) {
-        zzi_v2u64 v;
-        __builtin_memcpy(&v, p + k, 16);
-        a0 |= v;
-    }
-    a0 |= a1 | a2 | a3;
-    return (a0[0] | a0[1]) == 0;
-}
-
 /* Copies n bytes through general-purpose registers only, at any alignment;
  * the ranges may overlap (as memmove).  memcpy moves data through vector
  * registers, which nothing else overwrites for a long time: a secret copied
@@ -207,6 +230,7 @@ static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
 void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- pages.c: guarded, locked, dump-excluded runs of slots -------------- */
+/* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
 extern _Atomic unsigned zzi_fork_generation;
 /* A slab: nslots runs of slot_pages data pages, each between guard pages
  * (neighbours share a guard):  [G][data][G][data][G]...[data][G]          */
@@ -247,10 +271,11 @@ int zzi_pages_try_lock(struct zzi_slab_map *m);
 /* Changes whenever every region must be checked again before it hands out
  * memory: in a forked child, and when the lock policy becomes required. */
 extern _Atomic unsigned zzi_checks_gen;
-/* 1 if err from mapping secret memory means the kernel does not offer it
- * (missing, or refused by seccomp or a security module), so AUTO may fall
- * back to anonymous memory; 0 for resource errors (memlock, memory). */
-int zzi_pages_secretmem_refused(int err);
+/* The AUTO backend's fallback, for every allocator: after mapping on backend
+ * tried failed with err, for a request of backend requested: 1 if it must try
+ * anonymous memory instead (requested AUTO, tried secretmem, and err says the
+ * kernel does not offer it: recorded, so AUTO stops trying), else 0. */
+int zzi_pages_fall_back_to_anon(int requested, int tried, int err);
 /* Maps a slab on the backend zzi_policy_backend() picks, falling back from
  * secretmem to anon under ZZ_BACKEND_AUTO when the kernel lacks it. */
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out);
@@ -269,33 +294,31 @@ struct zzi_region {
     void *owner;                        /* the slab or arena chunk it describes */
 };
 
-/* Walks the purge list and wipes every live block; async-signal-safe.
- * nested: this purge interrupted another one on the same thread, so it must
- * not change page protections (the interrupted purge is mid-way through
- * one): it wipes the blocks in ZZ_READWRITE mode and leaves the others.
- * pre: the caller has announced itself in zzi_purgers. */
-void zzi_registry_purge_all(int nested);
-
-/* signals.c, fork handlers: the rewrite lock, and handlers caught copying. */
-void zzi_signals_before_fork(void);
-void zzi_signals_after_fork_parent(void);
-void zzi_signals_after_fork_child(void);
-void zzi_signals_reset_lock(void);
-
-/* purge.c, fork child: forgets the purge another thread was running. */
-void zzi_purge_after_fork_child(void);
+/* The purge list's head (lock-free; follow r->next).  For zz_purge. */
+struct zzi_region *zzi_registry_purge_list(void);
+/* A purge announces itself before it reads the list and after it is done:
+ * zzi_purge_begin waits for a purge running in another thread and returns
+ * nested, 1 when this purge interrupted another one on the same thread (it
+ * must then not change page protections: the interrupted purge is mid-way
+ * through one; it wipes the blocks in ZZ_READWRITE mode and leaves the
+ * others).  Async-signal-safe. */
+int zzi_purge_begin(void);
+void zzi_purge_end(int nested);
 /* Called after unpublishing something zz_purge reads (a region, a fixed
  * arena's run): returns once no purge that could have seen it is running.
  * Sequentially consistent with the purge's own start, so either a purge
  * sees the removal or the remover waits for it. */
 void zzi_purge_wait_for_readers(void);
+/* Fork child: forgets the purge another thread was running, and starts a
+ * new wipe epoch (WIPEONFORK zeroed every canary). */
+void zzi_purge_forget_after_fork(void);
+/* Fork child, global lock held: no region keeps the locks and guard markers
+ * the child did not inherit (see zzi_pages_refresh_after_fork). */
+void zzi_registry_forget_inherited_protections(void);
 
 /* Thread-local storage read from signal handlers must not be allocated
  * lazily (__tls_get_addr may call malloc): initial-exec. */
 #define ZZ_TLS_SIGNAL_SAFE _Thread_local __attribute__((tls_model("initial-exec")))
-/* Registers the fork handlers; called once, from library initialisation. */
-void zzi_registry_init_fork_handlers(void);
-
 /* A fork that ran no atfork handler (_Fork(), a raw clone): the fork
  * sentinel is a byte on a MADV_WIPEONFORK page that reads zero in any
  * child, so every entry point notices such a fork with one load and does in
@@ -327,7 +350,9 @@ void zzi_global_lock(void);
 void zzi_global_unlock(void);
 
 /* pre: global lock held.  Adds r to the index and the purge list.
- * Returns 0, or -1 with ENOMEM. */
+ * Returns 0, or -1 with ENOMEM (recorded: ZZ_ERR_NOMEM).  The caller unwinds
+ * what it made (a slab unmaps at once; an arena chunk, registered only once
+ * its runs are set up, is destroyed with them). */
 int zzi_registry_add(struct zzi_region *r);
 /* pre: global lock held.  Removes r, then waits until no zz_purge can still
  * be reading it, so the caller may unmap its memory. */
@@ -340,8 +365,6 @@ struct zzi_region *zzi_registry_find(uintptr_t addr);
  * fork with WIPEONFORK). */
 extern _Atomic unsigned zzi_wipe_epoch;
 extern _Atomic unsigned zzi_purgers;
-/* Changes in every forked child (WIPEONFORK zeroed all our pages there). */
-extern _Atomic unsigned zzi_fork_generation;
 /* The epoch, once no purge is running (yields while one is).  Inline: the
  * allocation fast paths read it on every call. */
 static inline unsigned zzi_epoch_stable(void)
@@ -356,8 +379,7 @@ static inline int zzi_epoch_unchanged(unsigned e)
     return atomic_load(&zzi_purgers) == 0 && atomic_load(&zzi_wipe_epoch) == e;
 }
 
-/* ---- block.c ----------------------------------------------------------- */
-void zzi_block_init(void);
+/* ---- slab.c, block.c, block_modes.c: zz_alloc blocks ---------------------- */
 /* When err (from mapping or locking) means memory is short, unmaps the empty
  * slabs that zz_alloc keeps cached, giving their locked memory back (an arena
  * that cannot grow tries this before failing).  Takes the global lock;
@@ -374,118 +396,46 @@ void zzi_block_add_owned_stats(const zz_arena *owner, zz_stats *out);
 void zzi_block_free_all_for_arena(zz_arena *owner);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
 void zzi_block_purge_region(struct zzi_region *r, int nested);
+/* ZZ_INFO_* of the zz_alloc block p (fatal when p is not a live block).
+ * pre: global lock held. */
+unsigned zzi_block_info_locked(const void *p);
+/* Adds the live zz_alloc blocks and their bytes (arenas' large blocks
+ * included) to *blocks and *bytes. */
+void zzi_block_count_live(size_t *blocks, size_t *bytes);
 
-/* ---- canary.c (used by block.c and arena.c) ------------------------------ */
-/* Sets the low bit of every byte of w: a canary byte is never zero, so a
- * canary and zeroed memory (after zz_purge, or a fork with WIPEONFORK) can
- * never be mistaken for each other.  56 of each word's 64 bits stay secret. */
-static inline uint64_t zzi_canary_no_zero_bytes(uint64_t w)
-{
-    return w | UINT64_C(0x0101010101010101);
-}
-/* Fills out[0..n) with fresh canary words from getrandom.  Returns 0, or -1
- * with errno (zz_last_error says the generator failed). */
-int zzi_canary_draw(uint64_t *out, size_t n);
-/* Writes canary word w over [p, p+n) (the byte at x is byte x % 8 of w). */
-void zzi_canary_fill(unsigned char *p, size_t n, uint64_t w);
-/* Writes the canary byte over each zero byte of [p, p+n), leaving the others
- * as they are. */
-void zzi_canary_fill_zeros(unsigned char *p, size_t n, uint64_t w);
-/* 1 if [p, p+n) holds canary word w. */
-int zzi_canary_check(const unsigned char *p, size_t n, uint64_t w);
-/* 1 if each byte of [p, p+n) is its canary byte or zero: what a canary looks
- * like after a purge that may have raced with its writing. */
-int zzi_canary_check_or_zero(const unsigned char *p, size_t n, uint64_t w);
-
-/* 16 bytes as two little-endian words (a struct, not an array: arrays in the
- * fast paths would make them pay for -fstack-protector-strong). */
-struct zzi_words {
-    uint64_t lo, hi;
-};
-static inline struct zzi_words zzi_load16(const unsigned char *p)
-{
-    struct zzi_words v;
-    __builtin_memcpy(&v.lo, p, 8);
-    __builtin_memcpy(&v.hi, p + 8, 8);
-    return v;
-}
-/* zzi_canary_fill(p, 16, w) and zzi_canary_check(p, 16, w) for 16-byte-aligned
- * p, inline for the arena's fast path (a cell's head and trailing canaries
- * are one aligned chunk each). */
-static inline void zzi_canary16_write(unsigned char *p, uint64_t w)
-{
-    __builtin_memcpy(p, &w, 8);
-    __builtin_memcpy(p + 8, &w, 8);
-}
-static inline int zzi_canary16_intact(const unsigned char *p, uint64_t w)
-{
-    struct zzi_words v = zzi_load16(p);
-    return ((v.lo ^ w) | (v.hi ^ w)) == 0;
-}
-/* For a block whose end is not 16-byte aligned: its tail canary is the bytes
- * [k, 16) of the aligned chunk at p (0 <= k < 16), handled with word masks
- * instead of a byte loop. */
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-static inline struct zzi_words zzi_canary_tail_mask(unsigned k)
-{
-    struct zzi_words m = {
-        k >= 8 ? 0 : ~UINT64_C(0) << (8 * k),
-        k <= 8 ? ~UINT64_C(0) : ~UINT64_C(0) << (8 * (k - 8)),
-    };
-    return m;
-}
-/* zzi_canary_check(p + k, 16 - k, w). */
-static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k, uint64_t w)
-{
-    struct zzi_words v = zzi_load16(p), m = zzi_canary_tail_mask(k);
-    return (((v.lo ^ w) & m.lo) | ((v.hi ^ w) & m.hi)) == 0;
-}
-/* zzi_canary_fill(p + k, 16 - k, w), leaving [p, p+k) as it was. */
-static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k, uint64_t w)
-{
-    struct zzi_words v = zzi_load16(p), m = zzi_canary_tail_mask(k);
-    v.lo = (v.lo & ~m.lo) | (w & m.lo);
-    v.hi = (v.hi & ~m.hi) | (w & m.hi);
-    __builtin_memcpy(p, &v.lo, 8);
-    __builtin_memcpy(p + 8, &v.hi, 8);
-}
-#else
-static inline int zzi_canary16_tail_intact(const unsigned char *p, unsigned k, uint64_t w)
-{
-    return zzi_canary_check(p + k, 16 - k, w);
-}
-static inline void zzi_canary16_tail_write(unsigned char *p, unsigned k, uint64_t w)
-{
-    zzi_canary_fill(p + k, 16 - k, w);
-}
-#endif
-
-/* ---- init (block.c) ------------------------------------------------------ */
+/* ---- lifecycle.c: initialisation and fork handling -------------------------- */
 /* Initialises the library once.  Returns 0, or -1 with errno. */
 int zzi_init(void);
+/* What a module above lifecycle.c does around a fork.  before takes the
+ * module's locks (prepare handler); after_parent releases them; in the child,
+ * child_fixup (may be NULL) runs with every lock still held, then
+ * after_child releases them; reset frees the locks after a fork that ran no
+ * handler (before the handlers' work is done late). */
+struct zzi_fork_hooks {
+    void (*before)(void);
+    void (*after_parent)(void);
+    void (*child_fixup)(void);
+    void (*after_child)(void);
+    void (*reset)(void);
+};
+/* Ranks in the lock order (see the top of this file): before runs in rank
+ * order, the others in reverse; the global lock comes after every rank. */
+enum zzi_fork_rank { ZZI_FORK_SIGNALS, ZZI_FORK_ARENAS, ZZI_FORK_LOCKREF, ZZI_FORK_RANKS };
+/* Installs h for rank (idempotent; cheap once done).  A module calls it
+ * before it first takes a lock of its own, holding no library lock. */
+void zzi_fork_register(enum zzi_fork_rank rank, const struct zzi_fork_hooks *h);
 
 /* ---- arena.c ------------------------------------------------------------ */
 void zzi_arena_purge_region(struct zzi_region *r);
 /* ZZ_INFO_* of arena block addr in region r (fatal when addr is not a live
  * block).  pre: the global lock NOT held (a fixed arena takes its own). */
 unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
-void zzi_arena_lock_all(void);   /* atfork: before the global lock */
-void zzi_arena_unlock_all(void);
-/* Fork child, pre: zzi_arena_lock_all() held: takes back the cells that the
- * threads' caches held (the other threads do not exist in the child). */
-void zzi_arena_after_fork_child(void);
-/* After a fork that ran no handler: makes every arena lock free again (the
- * threads that may have held them do not exist in the child). */
-void zzi_arena_reset_locks(void);
 
 /* ---- lockref.c ---------------------------------------------------------- */
-void zzi_lockref_lock_all(void);  /* atfork */
-void zzi_lockref_unlock_all(void);
-void zzi_lockref_forget_after_fork(void); /* pre: lockref lock held */
-void zzi_lockref_reset_lock(void);        /* after a fork that ran no handler */
 size_t zzi_lockref_locked_bytes(void);
 
-/* ---- stats (block.c owns the counters; arena.c adds to them) ------------ */
+/* ---- stats (pages.c defines the counters; the registry and the arenas add
+ * to them) ---------------------------------------------------------------- */
 struct zzi_counters {
     _Atomic size_t locked_bytes, mapped_bytes;
 };

@@ -261,6 +261,44 @@ static void forget_new_pages(uintptr_t first, size_t npages, int changed)
     errno = e;
 }
 
+/* ---- fork ---------------------------------------------------------------- */
+
+/* A child inherits no memory locks: forget the counts, so its zz_unlock
+ * wipes and does nothing else. */
+static void forget_after_fork(void)
+{
+    free(table);
+    table = NULL;
+    table_cap = table_used = 0;
+    atomic_store(&locked_pages, 0);
+}
+
+/* After a fork that ran no handler: the lock may be held by a thread that
+ * does not exist here. */
+static void reset_lock(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    lock = fresh;
+}
+
+static void lock_for_fork(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+static void unlock_after_fork(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+static const struct zzi_fork_hooks fork_hooks = {
+    .before = lock_for_fork,
+    .after_parent = unlock_after_fork,
+    .child_fixup = forget_after_fork, /* pre: the lock held */
+    .after_child = unlock_after_fork,
+    .reset = reset_lock,
+};
+
 ZZ_API int zz_lock(void *p, size_t n)
 {
     uintptr_t first, page = zzi_os_page_size();
@@ -270,6 +308,7 @@ ZZ_API int zz_lock(void *p, size_t n)
     if (page_span(p, n, &first, &npages) != 0 || zzi_init() != 0)
         return -1;
     zzi_check_fork();
+    zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks); /* before our lock is first taken */
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     int rc = reserve(npages);
     if (rc != 0) {
@@ -312,6 +351,7 @@ static int unlock_impl(void *p, size_t n, int wipe)
     if (wipe)
         zz_wipe(p, n);
     zzi_check_fork();
+    zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks);
     ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
     for (size_t k = 0; k < npages; k++) {
         struct entry *e = lookup(first + k * page);
@@ -347,30 +387,4 @@ ZZ_API int zz_unlock_keep(void *p, size_t n)
 size_t zzi_lockref_locked_bytes(void)
 {
     return atomic_load_explicit(&locked_pages, memory_order_relaxed) * zzi_os_page_size();
-}
-
-/* A child inherits no memory locks: forget the counts, so its zz_unlock
- * wipes and does nothing else. */
-void zzi_lockref_forget_after_fork(void)
-{
-    free(table);
-    table = NULL;
-    table_cap = table_used = 0;
-    atomic_store(&locked_pages, 0);
-}
-
-void zzi_lockref_reset_lock(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    lock = fresh;
-}
-
-void zzi_lockref_lock_all(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-void zzi_lockref_unlock_all(void)
-{
-    pthread_mutex_unlock(&lock);
 }

@@ -7,6 +7,8 @@
 #include "internal.h"
 
 #ifdef ZZ_VALGRIND
+int zzi_on_valgrind;
+
 void zzi_vg_noaccess(const void *p, size_t n)
 {
     VALGRIND_MAKE_MEM_NOACCESS(p, n);

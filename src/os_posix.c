@@ -35,6 +35,12 @@
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT 0x01
 #endif
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41 /* Linux 5.17+ */
+#endif
+#ifndef PR_SET_VMA_ANON_NAME
+#define PR_SET_VMA_ANON_NAME 0
+#endif
 
 #ifdef ZZ_FAULT_INJECTION
 enum fault_op { FI_MAP, FI_PROTECT, FI_GUARD, FI_DONTDUMP, FI_WIPEONFORK, FI_LOCK, FI_RANDOM, FI_COUNT };
@@ -87,6 +93,28 @@ size_t zzi_os_page_size(void)
     return zzi_page_size_cache;
 }
 
+/* The name /proc/PID/maps shows for every anonymous mapping the library
+ * makes ("[anon:zeroize]"), so an operator can see how much secret memory a
+ * process holds.  One name for all of them: mappings with the same name and
+ * flags still merge, so naming adds no mapping (vm.max_map_count). */
+static const char anon_name[] = "zeroize";
+static _Atomic int anon_name_unsupported;
+
+/* Names [p, p+len).  Best effort and silent: a kernel without
+ * CONFIG_ANON_VMA_NAME (or older than 5.17) says EINVAL, and we stop asking;
+ * any other failure leaves that one mapping unnamed. */
+static void name_anon(void *p, size_t len)
+{
+    if (atomic_load_explicit(&anon_name_unsupported, memory_order_relaxed))
+        return;
+    int saved = errno;
+    if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, (unsigned long)len,
+              (unsigned long)anon_name) != 0 &&
+        (errno == EINVAL || errno == ENOSYS))
+        atomic_store_explicit(&anon_name_unsupported, 1, memory_order_relaxed);
+    errno = saved;
+}
+
 void *zzi_os_map(size_t len)
 {
     if (FAULT(FI_MAP))
@@ -97,6 +125,7 @@ void *zzi_os_map(size_t len)
             errno = ENOMEM; /* a length no address space can hold (valgrind says EINVAL) */
         return NULL;
     }
+    name_anon(p, len);
     return p;
 }
 
@@ -250,7 +279,10 @@ int zzi_os_dontfork(void *p, size_t len)
 int zzi_os_remap_zero(void *p, size_t len)
 {
     void *q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    return q == MAP_FAILED ? -1 : 0;
+    if (q == MAP_FAILED)
+        return -1;
+    name_anon(q, len); /* the fresh mapping has no name until we give it one */
+    return 0;
 }
 
 const char *zzi_os_getenv(const char *name)

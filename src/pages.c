@@ -23,6 +23,9 @@
 
 #include "internal.h"
 
+struct zzi_counters zzi_counters;
+_Atomic unsigned zzi_fork_generation;
+
 static int use_guard_install = -1;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
@@ -161,9 +164,20 @@ fail:;
     return -1;
 }
 
-int zzi_pages_secretmem_refused(int err)
+/* 1 if err from mapping secret memory means the kernel does not offer it
+ * (missing, or refused by seccomp or a security module); 0 for resource
+ * errors (memlock, memory). */
+static int secretmem_refused(int err)
 {
     return err == ENOSYS || err == EPERM || err == EINVAL || err == EACCES;
+}
+
+int zzi_pages_fall_back_to_anon(int requested, int tried, int err)
+{
+    if (tried != ZZ_BACKEND_SECRETMEM || requested != ZZ_BACKEND_AUTO || !secretmem_refused(err))
+        return 0;
+    zzi_policy_secretmem_unavailable();
+    return 1;
 }
 
 int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_map *out)
@@ -171,10 +185,8 @@ int zzi_pages_map_slab_auto(size_t slot_pages, size_t nslots, struct zzi_slab_ma
     int backend = zzi_policy_backend();
     if (zzi_pages_map_slab(slot_pages, nslots, backend, out) == 0)
         return 0;
-    if (backend != ZZ_BACKEND_SECRETMEM || zz_get_backend() != ZZ_BACKEND_AUTO ||
-        !zzi_pages_secretmem_refused(errno))
+    if (!zzi_pages_fall_back_to_anon(zz_get_backend(), backend, errno))
         return -1;
-    zzi_policy_secretmem_unavailable();
     return zzi_pages_map_slab(slot_pages, nslots, ZZ_BACKEND_ANON, out);
 }
 
@@ -227,8 +239,6 @@ fail:;
     errno = e;
     return -1;
 }
-
-_Atomic unsigned zzi_checks_gen;
 
 int zzi_pages_try_lock(struct zzi_slab_map *m)
 {

@@ -9,6 +9,8 @@
 
 #include "internal.h"
 
+_Atomic unsigned zzi_checks_gen;
+
 static _Atomic int lock_policy = -1; /* -1: not read from the environment yet */
 
 static int policy_from_env(void)

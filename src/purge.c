@@ -28,59 +28,33 @@
 
 #include "internal.h"
 
-/* One purge at a time: two would race on a protected block (one restoring
- * its mode while the other wipes it).  A purge waits for one in another
- * thread, which always finishes; a purge that interrupted a purge on its own
- * thread cannot wait, and leaves protected blocks to it. */
-static _Atomic int purge_running;
-static ZZ_TLS_SIGNAL_SAFE int purging_here;
-
-/* Fork child: a purge that another thread of the parent was running (or
- * waiting to run) does not exist here; the forking thread was in none. */
-/* Odd while a purge runs (one at a time, nested ones inside its window):
- * a remover waits for the purge that may have seen what it removed, never
- * for the ones after it, so a thread that purges in a loop cannot starve
- * it. */
-static _Atomic unsigned purge_gen;
-
-void zzi_purge_wait_for_readers(void)
+/* Wipes every live block of every region on the purge list (see
+ * zzi_purge_begin for nested). */
+static void purge_all(int nested)
 {
-    unsigned g = atomic_load(&purge_gen);
-    if (g & 1)
-        while (atomic_load(&purge_gen) == g)
-            zzi_os_yield();
-}
-
-void zzi_purge_after_fork_child(void)
-{
-    atomic_store(&purge_running, 0);
-    unsigned g = atomic_load(&purge_gen);
-    atomic_store(&purge_gen, g + (g & 1));
-    purging_here = 0;
+    /* After a fork that ran no handler, secret memory is not mapped here
+     * (MADV_DONTFORK) and the rest reads zero (WIPEONFORK): skip it, since
+     * recovering is not async-signal-safe. */
+    int missed = zzi_fork_missed();
+    for (struct zzi_region *r = zzi_registry_purge_list(); r != NULL;
+         r = atomic_load(&r->next)) {
+        if (missed && r->map.backend == ZZ_BACKEND_SECRETMEM)
+            continue;
+        if (r->kind == ZZI_REGION_SLAB)
+            zzi_block_purge_region(r, nested);
+        else
+            zzi_arena_purge_region(r);
+    }
 }
 
 ZZ_API void zz_purge(void)
 {
     int saved = errno;
-    int nested = purging_here;
-    if (!nested) {
-        while (atomic_exchange(&purge_running, 1))
-            zzi_os_yield();
-        atomic_fetch_add(&purge_gen, 1); /* before any region is read */
-    }
-    purging_here = 1;
-    atomic_fetch_add(&zzi_purgers, 1);
-    atomic_fetch_add(&zzi_wipe_epoch, 1);
+    int nested = zzi_purge_begin();
     ZZ_VG_QUIET_BEGIN();
-    zzi_registry_purge_all(nested);
+    purge_all(nested);
     ZZ_VG_QUIET_END();
-    atomic_fetch_add(&zzi_wipe_epoch, 1);
-    atomic_fetch_sub(&zzi_purgers, 1);
-    purging_here = nested;
-    if (!nested) {
-        atomic_fetch_add(&purge_gen, 1); /* after the last region was read */
-        atomic_store(&purge_running, 0);
-    }
+    zzi_purge_end(nested);
     errno = saved;
 }
 

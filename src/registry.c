@@ -1,8 +1,11 @@
 /*
  * registry.c - every region the library has mapped (slabs of zz_alloc slots,
  * arena chunks): a sorted index that maps an address to its region for
- * zz_free and friends, and a list that zz_purge walks without taking a lock.
- * It also owns the global lock and the fork handlers.
+ * zz_free and friends, and a list that zz_purge walks without taking a lock,
+ * with the protocol its readers follow (one purge at a time, the wipe epoch,
+ * waiting for the purges that may have seen a removed region).  It also owns
+ * the global lock.  It knows nothing of what a region holds: purge.c walks
+ * the list and dispatches by kind.
  *
  * The purge list is changed only under the global lock and read lock-free.
  * A region is unmapped only after it has left the list AND no purge that
@@ -12,7 +15,6 @@
  * only that one: a thread purging in a loop cannot starve it).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +29,6 @@ static _Atomic(struct zzi_region *) purge_list;
 
 _Atomic unsigned zzi_wipe_epoch;
 _Atomic unsigned zzi_purgers;
-_Atomic unsigned zzi_fork_generation;
 
 void zzi_global_lock(void)
 {
@@ -60,6 +61,7 @@ static int index_reserve(void)
     size_t cap = index_cap ? index_cap * 2 : 64;
     struct zzi_region **n = realloc(index_items, cap * sizeof *n);
     if (n == NULL) {
+        zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }
@@ -141,49 +143,12 @@ int zzi_registry_owns(uintptr_t addr)
     return owned;
 }
 
-/* ---- purge walk (called by purge.c, possibly from a signal handler) ----- */
-
-void zzi_registry_purge_all(int nested)
-{
-    /* After a fork that ran no handler, secret memory is not mapped here
-     * (MADV_DONTFORK) and the rest reads zero (WIPEONFORK): skip it, since
-     * recovering is not async-signal-safe. */
-    int missed = zzi_fork_missed();
-    for (struct zzi_region *r = atomic_load(&purge_list); r != NULL;
-         r = atomic_load(&r->next)) {
-        if (missed && r->map.backend == ZZ_BACKEND_SECRETMEM)
-            continue;
-        if (r->kind == ZZI_REGION_SLAB)
-            zzi_block_purge_region(r, nested);
-        else
-            zzi_arena_purge_region(r);
-    }
-}
-
-/* ---- fork ----------------------------------------------------------------- */
-
-/* Lock order everywhere: signal chains, arena list, each arena, lockref,
- * global. */
-static void before_fork(void)
-{
-    zzi_signals_before_fork();
-    zzi_arena_lock_all();
-    zzi_lockref_lock_all();
-    zzi_global_lock();
-}
-
-static void after_fork_parent(void)
-{
-    zzi_global_unlock();
-    zzi_lockref_unlock_all();
-    zzi_arena_unlock_all();
-    zzi_signals_after_fork_parent();
-}
+/* ---- fork ------------------------------------------------------------------ */
 
 /* mlock is not inherited by a child, and guard markers are not copied into
  * a WIPEONFORK mapping: until a region is refreshed (on its next allocation,
  * zzi_pages_refresh_after_fork), it must not claim them. */
-static void forget_inherited_protections(void)
+void zzi_registry_forget_inherited_protections(void)
 {
     unsigned lost = ZZ_INFO_LOCKED | (zzi_pages_uses_guard_install() ? ZZ_INFO_GUARDED : 0);
     for (size_t i = 0; i < index_len; i++) {
@@ -194,74 +159,68 @@ static void forget_inherited_protections(void)
     atomic_store(&zzi_counters.locked_bytes, 0);
 }
 
-static unsigned char *sentinel_page;
-_Atomic(const volatile unsigned char *) zzi_fork_sentinel;
+/* ---- the purge protocol ------------------------------------------------------ */
 
-/* Maps the fork sentinel (see internal.h); without WIPEONFORK there is none. */
-static void arm_fork_sentinel(void)
+/* One purge at a time: two would race on a protected block (one restoring
+ * its mode while the other wipes it).  A purge waits for one in another
+ * thread, which always finishes; a purge that interrupted a purge on its own
+ * thread cannot wait, and leaves protected blocks to it. */
+static _Atomic int purge_running;
+static ZZ_TLS_SIGNAL_SAFE int purging_here;
+
+/* Odd while a purge runs (one at a time, nested ones inside its window):
+ * a remover waits for the purge that may have seen what it removed, never
+ * for the ones after it, so a thread that purges in a loop cannot starve
+ * it. */
+static _Atomic unsigned purge_gen;
+
+void zzi_purge_wait_for_readers(void)
 {
-    size_t page = zzi_os_page_size();
-    unsigned char *p = zzi_os_map(page);
-    if (p == NULL)
-        return;
-    if (zzi_os_wipeonfork(p, page) != 0) {
-        zzi_os_unmap(p, page);
-        return;
-    }
-    p[0] = 1;
-    sentinel_page = p;
-    atomic_store_explicit(&zzi_fork_sentinel, p, memory_order_release);
+    unsigned g = atomic_load(&purge_gen);
+    if (g & 1)
+        while (atomic_load(&purge_gen) == g)
+            zzi_os_yield();
 }
 
-/* The child has one thread.  WIPEONFORK zeroed every block, canaries
- * included: the new epoch tells zz_free to accept zeroed canaries on blocks
- * allocated before the fork.  A purge that was running in another thread of
- * the parent will never finish here, so it is forgotten. */
-static void after_fork_child(void)
+int zzi_purge_begin(void)
 {
-    if (sentinel_page != NULL)
-        sentinel_page[0] = 1; /* zeroed by WIPEONFORK: this fork is handled */
+    int nested = purging_here;
+    if (!nested) {
+        while (atomic_exchange(&purge_running, 1))
+            zzi_os_yield();
+        atomic_fetch_add(&purge_gen, 1); /* before any region is read */
+    }
+    purging_here = 1;
+    atomic_fetch_add(&zzi_purgers, 1);
+    atomic_fetch_add(&zzi_wipe_epoch, 1);
+    return nested;
+}
+
+void zzi_purge_end(int nested)
+{
+    atomic_fetch_add(&zzi_wipe_epoch, 1);
+    atomic_fetch_sub(&zzi_purgers, 1);
+    purging_here = nested;
+    if (!nested) {
+        atomic_fetch_add(&purge_gen, 1); /* after the last region was read */
+        atomic_store(&purge_running, 0);
+    }
+}
+
+struct zzi_region *zzi_registry_purge_list(void)
+{
+    return atomic_load(&purge_list);
+}
+
+/* Fork child: a purge that another thread of the parent was running (or
+ * waiting to run) does not exist here; the forking thread was in none.
+ * WIPEONFORK zeroed every canary: a new epoch. */
+void zzi_purge_forget_after_fork(void)
+{
     atomic_store(&zzi_purgers, 0);
-    zzi_purge_after_fork_child();
+    atomic_store(&purge_running, 0);
+    unsigned g = atomic_load(&purge_gen);
+    atomic_store(&purge_gen, g + (g & 1));
+    purging_here = 0;
     atomic_fetch_add(&zzi_wipe_epoch, 2);
-    atomic_fetch_add(&zzi_fork_generation, 1);
-    atomic_fetch_add(&zzi_checks_gen, 1);
-    forget_inherited_protections();
-    zzi_lockref_forget_after_fork();
-    zzi_arena_after_fork_child();
-    zzi_global_unlock();
-    zzi_lockref_unlock_all();
-    zzi_arena_unlock_all();
-    zzi_signals_after_fork_child();
-}
-
-void zzi_registry_init_fork_handlers(void)
-{
-    ZZ_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0,
-             "cannot register fork handlers");
-    arm_fork_sentinel();
-}
-
-/* In a child made by a fork that ran no handler: the library's locks may be
- * held by threads that do not exist here, secret memory was not inherited,
- * locks were not, and WIPEONFORK zeroed the blocks.  Does what the fork
- * handlers would have done, once (two threads the child started may notice
- * together). */
-void zzi_recover_missed_fork(void)
-{
-    static zzi_lock_t recovering = ZZI_LOCK_INIT;
-    if (sentinel_page == NULL)
-        return;
-    zzi_lock(&recovering);
-    if (sentinel_page[0] == 0) {
-        int e = errno;
-        zzi_unlock(&global_lock);
-        zzi_signals_reset_lock();
-        zzi_lockref_reset_lock();
-        zzi_arena_reset_locks();
-        before_fork();
-        after_fork_child();
-        errno = e;
-    }
-    zzi_unlock(&recovering);
 }

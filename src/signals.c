@@ -109,12 +109,12 @@ static void publish(int sig, const struct chain *c)
     atomic_store(&published[sig], (unsigned char)next);
 }
 
-void zzi_signals_before_fork(void)
+static void before_fork(void)
 {
     pthread_mutex_lock(&rewrite_lock);
 }
 
-void zzi_signals_after_fork_parent(void)
+static void after_fork_parent(void)
 {
     pthread_mutex_unlock(&rewrite_lock);
 }
@@ -122,7 +122,7 @@ void zzi_signals_after_fork_parent(void)
 /* A handler of ours that was copying its entry in another thread of the
  * parent will never finish here: forget its count, or the next rewrite of
  * that entry would wait for it forever. */
-void zzi_signals_after_fork_child(void)
+static void after_fork_child(void)
 {
     for (int sig = 0; sig < NSIG; sig++) {
         atomic_store(&copying[sig][0], 0);
@@ -133,11 +133,18 @@ void zzi_signals_after_fork_child(void)
 
 /* After a fork that ran no handler: the lock may be held by a thread that
  * does not exist here. */
-void zzi_signals_reset_lock(void)
+static void reset_lock(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     rewrite_lock = fresh;
 }
+
+static const struct zzi_fork_hooks fork_hooks = {
+    .before = before_fork,
+    .after_parent = after_fork_parent,
+    .after_child = after_fork_child,
+    .reset = reset_lock,
+};
 
 static int catchable(int sig)
 {
@@ -182,6 +189,7 @@ ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
         }
     }
     int rc = 0;
+    zzi_fork_register(ZZI_FORK_SIGNALS, &fork_hooks); /* before the lock is first taken */
     pthread_mutex_lock(&rewrite_lock);
     for (size_t i = 0; i < count && rc == 0; i++)
         rc = install_one(signals[i]);

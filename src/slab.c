@@ -120,7 +120,6 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     if (zzi_registry_add(&s->region) != 0) {
         zzi_pages_unmap_slab(&s->region.map);
         free(s);
-        zzi_fail(ZZ_ERR_NOMEM);
         return NULL;
     }
     return s;
@@ -136,22 +135,12 @@ static void slab_destroy(struct slab *s)
 
 static void avail_push(struct size_class *c, struct slab *s)
 {
-    s->prev = NULL;
-    s->next = c->avail;
-    if (c->avail)
-        c->avail->prev = s;
-    c->avail = s;
+    ZZI_LIST_PUSH(c->avail, s, prev, next);
 }
 
 static void avail_remove(struct size_class *c, struct slab *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->avail = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    ZZI_LIST_UNLINK(c->avail, s, prev, next);
 }
 
 /* pre: global lock held; s is an empty slab of class c.  Takes it out of the
@@ -315,11 +304,8 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 {
     int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
-    if (s == NULL && backend == ZZ_BACKEND_SECRETMEM && requested == ZZ_BACKEND_AUTO &&
-        zzi_pages_secretmem_refused(errno)) {
-        zzi_policy_secretmem_unavailable();
+    if (s == NULL && zzi_pages_fall_back_to_anon(requested, backend, errno))
         s = take_slot_on(span, idx, ZZ_BACKEND_ANON);
-    }
     return s;
 }
 

@@ -54,6 +54,8 @@ zz_add_test_group(test_secretmem scale LABELS slow TIMEOUT 600)
 # report: it carries "death" like the other misuse programs.
 zz_add_test(test_canary LABELS death)
 zz_add_test(test_fatal LABELS death)
+zz_add_test(test_names)
+zz_add_test(test_fork_hooks)
 
 # zz_purge (from a thread, and from a 100 us SIGALRM on the same thread)
 # racing zz_arena_destroy (issue 11, defect 1).  Nothing crashes on purpose,
@@ -65,3 +67,34 @@ zz_add_test_group(test_purge teardown TIMEOUT 300)
 # zz_purge from a thread while another makes the library's first call: no
 # block is live, so the thread sanitizer sees only the set-up's publication.
 zz_add_test_group(test_purge first_use LABELS threads TIMEOUT 120)
+
+# The header's attributes (warn_unused_result on zz_realloc, nonnull where a
+# NULL is a bug): each snippet in header/ but null_allowed.c must fail to
+# compile with -Werror; null_allowed.c, which passes only documented NULLs,
+# must compile.  GCC and Clang only: the attributes are empty elsewhere.
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  foreach(_zz_snippet realloc_result_dropped protect_null stats_null null_allowed)
+    add_test(NAME header_${_zz_snippet}
+      COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -c
+              -o ${CMAKE_CURRENT_BINARY_DIR}/header_${_zz_snippet}.o
+              -I${PROJECT_SOURCE_DIR}/include
+              ${CMAKE_CURRENT_SOURCE_DIR}/header/${_zz_snippet}.c)
+    if(NOT _zz_snippet STREQUAL "null_allowed")
+      set_tests_properties(header_${_zz_snippet} PROPERTIES WILL_FAIL TRUE)
+    endif()
+  endforeach()
+endif()
+
+# src/ calls itself in layers (src/internal.h's top comment): no file uses a
+# function or variable of a higher layer, and the modules form no cycle.
+# Reads the object files with nm.
+if(CMAKE_NM)
+  add_test(NAME src_layers
+    COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/tools/check_layers.py ${CMAKE_NM}
+            $<TARGET_OBJECTS:zeroize_objects>
+    COMMAND_EXPAND_LISTS)
+  # ... and the check itself fails on an upward call and on a cycle.
+  add_test(NAME src_layers_selftest
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/layers/selftest.sh ${CMAKE_C_COMPILER} ${CMAKE_NM}
+            ${CMAKE_CURRENT_BINARY_DIR}/layers-selftest)
+endif()
