@@ -82,48 +82,80 @@ PyObject *zpy_UnsupportedOperation;
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* A refusal to lock memory: the library says so (RLIMIT_MEMLOCK reached,
+ * for mlock or for memfd_secret's always-locked pages). */
+static int is_lock_code(int code)
+{
+    return code == ZZ_ERR_MEMLOCK || code == ZZ_ERR_SECRETMEM_LIMIT;
+}
+
+/* The allocation could not get memory: too large, out of mappings or
+ * memory, or no room (or no fitting room) in a fixed arena. */
+static int is_memory_code(int code)
+{
+    return code == ZZ_ERR_NOMEM || code == ZZ_ERR_MAPCOUNT || code == ZZ_ERR_ARENA_FULL ||
+           code == ZZ_ERR_ARENA_BLOCK || code == ZZ_ERR_ARENA_UNFIT;
+}
+
+/* Only for a failure the library gave no cause for (ZZ_ERR_NONE: none of
+ * its calls has failed in this thread, so the errno came from elsewhere):
+ * the errnos mlock(2) reports a refusal with. */
 static int is_lock_errno(int err)
 {
     return err == EAGAIN || err == EPERM || err == ENOMEM;
 }
 
+/* Builds exc_type(errno, message) (exc_type(message) for a type that is
+ * not an OSError), sets exc.zz_error = code, and raises it. */
+static void raise_with_code(PyObject *exc_type, int err, PyObject *msg, int code)
+{
+    PyObject *exc = PyObject_IsSubclass(exc_type, PyExc_OSError)
+                        ? PyObject_CallFunction(exc_type, "iO", err, msg) /* sets .errno */
+                        : PyObject_CallOneArg(exc_type, msg);
+    if (exc == NULL)
+        return;
+    PyObject *value = PyLong_FromLong(code);
+    if (value == NULL || PyObject_SetAttrString(exc, "zz_error", value) < 0) {
+        Py_XDECREF(value);
+        Py_DECREF(exc);
+        return;
+    }
+    Py_DECREF(value);
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+}
+
 /* Raises exc_type(errno, message) where message is what the library says
- * about the failure; a LockError gets the RLIMIT_MEMLOCK hint when the
- * library did not already give it. */
+ * about the failure, and exc.zz_error its zz_last_error_code().  The
+ * library's lock messages name RLIMIT_MEMLOCK and `ulimit -l` themselves;
+ * a LockError for a refusal it gave no cause for gets that hint here. */
 PyObject *zpy_raise_library_error(PyObject *exc_type, int err, const char *what)
 {
-    const char *detail = zz_last_error();
+    int code = zz_last_error_code();
+    const char *detail = code == ZZ_ERR_NONE ? "" : zz_last_error();
     const char *hint = "";
-    if (exc_type == zpy_LockError && is_lock_errno(err) && strstr(detail, "ulimit -l") == NULL)
+    if (exc_type == zpy_LockError && code == ZZ_ERR_NONE && is_lock_errno(err))
         hint = " (locked memory is limited by RLIMIT_MEMLOCK: raise it with "
                "`ulimit -l`, or grant CAP_IPC_LOCK)";
     PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what,
                                          detail[0] ? detail : strerror(err), hint);
     if (msg == NULL)
         return NULL;
-    if (!PyObject_IsSubclass(exc_type, PyExc_OSError)) { /* MemoryError */
-        PyErr_SetObject(exc_type, msg);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyObject *exc = PyObject_CallFunction(exc_type, "iO", err, msg); /* sets .errno */
+    raise_with_code(exc_type, err, msg, code);
     Py_DECREF(msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
     return NULL;
 }
 
-/* zz_alloc failed: a lock refusal is a LockError, anything else OSError or
- * MemoryError (for sizes nobody can have). */
+/* zz_alloc, zz_realloc, zz_arena_create or zz_arena_alloc failed, and the
+ * library's code says why: a lock refusal is a LockError, a lack of memory
+ * a MemoryError, anything else (a kernel without memfd_secret or madvise
+ * flags, getrandom failing) an OSError. */
 PyObject *zpy_raise_alloc_error(int err)
 {
-    const char *detail = zz_last_error();
-    if (err == EAGAIN || err == EPERM || strstr(detail, "MEMLOCK") != NULL ||
-        strstr(detail, "ulimit -l") != NULL)
+    int code = zz_last_error_code();
+    if (is_lock_code(code) || (code == ZZ_ERR_NONE && (err == EAGAIN || err == EPERM)))
         return zpy_raise_library_error(zpy_LockError, err, "cannot allocate locked memory");
-    if (err == ENOMEM)
+    if (is_memory_code(code) || (code == ZZ_ERR_NONE && err == ENOMEM))
         return zpy_raise_library_error(PyExc_MemoryError, err, "cannot allocate secure memory");
     return zpy_raise_library_error(PyExc_OSError, err, "cannot allocate secure memory");
 }
@@ -630,6 +662,33 @@ static int add_int(PyObject *m, const char *name, long value)
     return PyModule_AddIntConstant(m, name, value);
 }
 
+/* zz_last_error_code()'s values, as ERR_<name> (zeroize.ErrorCode). */
+static int add_error_codes(PyObject *m)
+{
+    static const struct {
+        const char *name;
+        int value;
+    } codes[] = {
+        {"ERR_NONE", ZZ_ERR_NONE},
+        {"ERR_MEMLOCK", ZZ_ERR_MEMLOCK},
+        {"ERR_MAPCOUNT", ZZ_ERR_MAPCOUNT},
+        {"ERR_NOMEM", ZZ_ERR_NOMEM},
+        {"ERR_ADVICE", ZZ_ERR_ADVICE},
+        {"ERR_ARGUMENT", ZZ_ERR_ARGUMENT},
+        {"ERR_ARENA_FULL", ZZ_ERR_ARENA_FULL},
+        {"ERR_SECRETMEM", ZZ_ERR_SECRETMEM},
+        {"ERR_RANDOM", ZZ_ERR_RANDOM},
+        {"ERR_ARENA_BLOCK", ZZ_ERR_ARENA_BLOCK},
+        {"ERR_UNMAPPED", ZZ_ERR_UNMAPPED},
+        {"ERR_SECRETMEM_LIMIT", ZZ_ERR_SECRETMEM_LIMIT},
+        {"ERR_ARENA_UNFIT", ZZ_ERR_ARENA_UNFIT},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (add_int(m, codes[i].name, codes[i].value) < 0)
+            return -1;
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__zeroize(void); /* the one symbol Python looks up */
 
 /* tp_richcompare gives every ordering slot a wrapper (__lt__ ...) that
@@ -693,7 +752,8 @@ PyMODINIT_FUNC PyInit__zeroize(void)
         add_int(m, "INFO_SECRETMEM", ZZ_INFO_SECRETMEM) < 0 ||
         add_int(m, "INFO_CANARY", ZZ_INFO_CANARY) < 0 ||
         add_int(m, "INFO_PACKED", INFO_PACKED) < 0 ||
-        add_int(m, "RELEASE_GIL_FROM", (long)RELEASE_GIL_FROM) < 0)
+        add_int(m, "RELEASE_GIL_FROM", (long)RELEASE_GIL_FROM) < 0 ||
+        add_error_codes(m) < 0)
         goto fail;
     return m;
 fail:
