@@ -12,7 +12,8 @@
  * real work happens in C so no secret is ever copied into a bytes or str):
  *
  *   class LockError(OSError, TypeError): ...     # errno set; message from
- *                                                # zz_last_error()
+ *                                                # zz_last_error(), .zz_error
+ *                                                # zz_last_error_code()
  *
  *   def zeroize1(buf):                           # also zeroize_np(arr)
  *       view = memoryview(buf)                   # PyBUF_RECORDS: strided,
