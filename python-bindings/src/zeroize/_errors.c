@@ -40,9 +40,11 @@ static int is_lock_errno(int err)
  * not an OSError), sets exc.zz_error = code, and raises it. */
 static void raise_with_code(PyObject *exc_type, int err, PyObject *msg, int code)
 {
-    PyObject *exc = PyObject_IsSubclass(exc_type, PyExc_OSError)
-                        ? PyObject_CallFunction(exc_type, "iO", err, msg) /* sets .errno */
-                        : PyObject_CallOneArg(exc_type, msg);
+    int is_oserror = PyObject_IsSubclass(exc_type, PyExc_OSError);
+    if (is_oserror < 0)
+        return;
+    PyObject *exc = is_oserror ? PyObject_CallFunction(exc_type, "iO", err, msg) /* .errno */
+                               : PyObject_CallOneArg(exc_type, msg);
     if (exc == NULL)
         return;
     PyObject *value = PyLong_FromLong(code);
