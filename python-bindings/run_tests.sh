@@ -9,7 +9,13 @@
 #
 #   python-bindings/run_tests.sh [extra pytest arguments]
 #
-# Environment: ZZ_VENV (default /tmp/zzvenv), PYTHON (default /usr/bin/python3).
+# Environment: ZZ_VENV (default python-bindings/.venv, git-ignored),
+# PYTHON (default /usr/bin/python3).  Everything this script deletes lies
+# inside the checkout: the default venv and the --target directory
+# (python-bindings/build-target, git-ignored) are rebuilt from scratch.  A
+# venv named by ZZ_VENV is never deleted: it is created if missing, and
+# the package is reinstalled into it.
+#
 # The tests check the library's defaults, so ZEROIZE_LOCK and ZEROIZE_BACKEND
 # are cleared (the tests set them where they need them); ZEROIZE_GUARDS is
 # kept: the suite passes with ZEROIZE_GUARDS=mprotect too.
@@ -18,20 +24,29 @@ unset ZEROIZE_LOCK ZEROIZE_BACKEND
 
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-/usr/bin/python3}
-venv=${ZZ_VENV:-/tmp/zzvenv}
+venv=${ZZ_VENV:-$here/.venv}
+target=$here/build-target
 
 # setuptools reuses an old build/ and egg-info manifest: start clean.
 rm -rf "$here/build" "$here/src/zeroize.egg-info"
 
-echo "== creating $venv"
-rm -rf "$venv"
-"$python" -m venv --system-site-packages "$venv"
+if [ -z "${ZZ_VENV:-}" ]; then
+    echo "== creating $venv"
+    rm -rf "$venv"
+    "$python" -m venv --system-site-packages "$venv"
+elif [ -x "$venv/bin/python" ]; then
+    echo "== reusing ZZ_VENV=$venv (never deleted by this script)"
+else
+    echo "== creating ZZ_VENV=$venv"
+    "$python" -m venv --system-site-packages "$venv"
+fi
 
 echo "== pip install --no-build-isolation $here"
-"$venv/bin/pip" install --quiet --no-build-isolation "$here"
+"$venv/bin/pip" install --quiet --no-build-isolation --force-reinstall --no-deps "$here"
 
-echo "== pip install --target (smoke test)"
-target=$(mktemp -d /tmp/zztarget.XXXXXX)
+echo "== pip install --target $target (smoke test)"
+rm -rf "$target"
+mkdir -p "$target"
 trap 'rm -rf "$target"' EXIT
 rm -rf "$here/build" "$here/src/zeroize.egg-info"
 "$venv/bin/pip" install --quiet --no-build-isolation --target "$target" "$here"

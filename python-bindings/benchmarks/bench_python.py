@@ -36,12 +36,15 @@ import numpy as np
 
 def _import_zeroize():
     """Import the installed package; with /usr/bin/python3, also look in
-    the virtual environment run_tests.sh builds ($ZZ_VENV, /tmp/zzvenv)."""
+    the virtual environment run_tests.sh builds ($ZZ_VENV, else
+    python-bindings/.venv)."""
     try:
         import zeroize
         return zeroize
     except ImportError:
-        venv = os.environ.get("ZZ_VENV", "/tmp/zzvenv")
+        default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               ".venv")
+        venv = os.environ.get("ZZ_VENV", default)
         ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
         sys.path.insert(0, os.path.join(venv, "lib", ver, "site-packages"))
         import zeroize

@@ -17,7 +17,7 @@ SB_METHODS = ["close", "copy", "readonly", "noaccess", "readwrite", "info", "ran
 
 def test_names_exist_and_are_exported():
     for name in PUBLIC_FUNCTIONS + ["SecureBuffer", "Arena", "LockError", "Protection",
-                                    "GetPassWarning"]:
+                                    "GetPassWarning", "ErrorCode"]:
         assert hasattr(zeroize, name), name
         assert name in zeroize.__all__, name
     assert zeroize._zeroize is _zeroize
@@ -77,7 +77,7 @@ def test_typing_files_installed():
     with open(stub) as f:
         text = f.read()
     for name in PUBLIC_FUNCTIONS + ["class SecureBuffer", "class Arena", "class LockError",
-                                    "class Protection"]:
+                                    "class Protection", "class ErrorCode", "zz_error: int"]:
         assert name in text, name
     compile(text, stub, "exec")                      # the stub is valid Python
 

@@ -114,9 +114,10 @@ def record(name, fn):
         out[name] = None
     except zeroize.LockError as e:
         out[name] = dict(errno=e.errno, msg=str(e), oserror=isinstance(e, OSError),
-                         typeerror=isinstance(e, TypeError))
+                         typeerror=isinstance(e, TypeError), zz_error=e.zz_error)
 big = bytearray(1 << 20)
 record("mlock", lambda: zeroize.mlock(big))
+record("fixed_arena", lambda: zeroize.Arena(1 << 20))
 bufs = []
 def many():
     for _ in range(10000):
@@ -141,12 +142,13 @@ def test_lockerror_without_cap_ipc_lock(py):
     proc = py(LIMITED_CHILD, prefix=NO_LOCK_CAP)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    for name in ("mlock", "securebuffer"):
+    for name in ("mlock", "securebuffer", "fixed_arena"):
         err = out[name]
         assert err is not None, f"{name} did not fail under a 64 KiB RLIMIT_MEMLOCK"
         assert err["oserror"] and err["typeerror"]
         assert err["errno"] in (errno.ENOMEM, errno.EAGAIN, errno.EPERM)
         assert "ulimit -l" in err["msg"] and "RLIMIT_MEMLOCK" in err["msg"]
+        assert err["zz_error"] == zeroize.ErrorCode.MEMLOCK, err
     assert out["live_blocks_match"]
     assert out["live_after_close"] == 0
     assert out["best_effort_locked"] is False
@@ -202,3 +204,58 @@ def test_library_unlock_keeps_block_protection():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True", "True"]
+
+
+SECRETMEM_LIMITED_CHILD = r"""
+import json, zeroize
+zeroize.set_backend("secretmem")
+bufs, out = [], {}
+try:
+    for _ in range(1000):
+        bufs.append(zeroize.SecureBuffer(4096))
+except Exception as e:
+    out = dict(type=type(e).__name__, lockerror=isinstance(e, zeroize.LockError),
+               zz_error=getattr(e, "zz_error", None), msg=str(e))
+print(json.dumps(out))
+"""
+
+
+@needs_tools
+def test_secretmem_over_the_lock_limit_is_a_lockerror(py):
+    """memfd_secret's pages count against RLIMIT_MEMLOCK: running out of
+    it is a LockError with the library's code SECRETMEM_LIMIT and the
+    `ulimit -l` hint; a kernel without memfd_secret gives OSError with
+    code SECRETMEM (then this test has nothing to check)."""
+    proc = py(SECRETMEM_LIMITED_CHILD, prefix=NO_LOCK_CAP)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out, "1000 secretmem pages fitted under a 64 KiB RLIMIT_MEMLOCK"
+    if out["zz_error"] == zeroize.ErrorCode.SECRETMEM:
+        assert out["type"] == "OSError" and not out["lockerror"], out
+        pytest.skip(f"no memfd_secret here: {out['msg']}")
+    assert out["lockerror"], out
+    assert out["zz_error"] == zeroize.ErrorCode.SECRETMEM_LIMIT, out
+    assert "ulimit -l" in out["msg"], out
+
+
+def test_error_codes_match_the_library():
+    from zeroize import ErrorCode, _zeroize
+    names = [n for n in dir(_zeroize) if n.startswith("ERR_")]
+    assert sorted(names) == sorted("ERR_" + m.name for m in ErrorCode)
+    for m in ErrorCode:
+        assert getattr(_zeroize, "ERR_" + m.name) == m.value
+    assert ErrorCode.NONE == 0 and ErrorCode.MEMLOCK == 1
+
+
+def test_memory_errors_carry_the_library_code():
+    with zeroize.Arena(4096) as arena:
+        keep = []
+        with pytest.raises(MemoryError) as info:
+            for _ in range(10000):
+                keep.append(arena.buffer(64))
+        assert info.value.zz_error == zeroize.ErrorCode.ARENA_FULL
+        for b in keep:
+            b.close()
+    with pytest.raises(MemoryError) as info:
+        SecureBuffer(1 << 62)
+    assert info.value.zz_error == zeroize.ErrorCode.NOMEM

@@ -54,6 +54,7 @@ __doc__ = __doc__.replace("{recipes}", RECIPES)
 
 __all__ = [
     "Arena",
+    "ErrorCode",
     "LockError",
     "Protection",
     "SecureBuffer",
@@ -96,6 +97,42 @@ class Protection(_enum.Flag):
 
 
 _zeroize._register_protection_type(Protection)
+
+
+class ErrorCode(_enum.IntEnum):
+    """Why libzeroize refused (``zz_last_error_code()``), as ``err.zz_error``.
+
+    Every LockError, and every MemoryError or OSError this package raises
+    for a failure of the library, carries the library's code in its
+    ``zz_error`` attribute (an int equal to one of these members).
+    """
+
+    #: the library gave no cause (the error came from elsewhere)
+    NONE = _zeroize.ERR_NONE
+    #: mlock refused: RLIMIT_MEMLOCK reached without CAP_IPC_LOCK (``ulimit -l``)
+    MEMLOCK = _zeroize.ERR_MEMLOCK
+    #: the kernel refused a mapping: out of memory or vm.max_map_count
+    MAPCOUNT = _zeroize.ERR_MAPCOUNT
+    #: the requested size itself is too large
+    NOMEM = _zeroize.ERR_NOMEM
+    #: the kernel lacks MADV_DONTDUMP or MADV_WIPEONFORK
+    ADVICE = _zeroize.ERR_ADVICE
+    #: an invalid argument
+    ARGUMENT = _zeroize.ERR_ARGUMENT
+    #: a fixed-capacity Arena has no room
+    ARENA_FULL = _zeroize.ERR_ARENA_FULL
+    #: memfd_secret is refused or missing (set_backend("secretmem"))
+    SECRETMEM = _zeroize.ERR_SECRETMEM
+    #: getrandom failed: no canary key
+    RANDOM = _zeroize.ERR_RANDOM
+    #: larger than a fixed Arena's blocks may be
+    ARENA_BLOCK = _zeroize.ERR_ARENA_BLOCK
+    #: mlock() of memory that is not mapped
+    UNMAPPED = _zeroize.ERR_UNMAPPED
+    #: memfd_secret refused for RLIMIT_MEMLOCK (``ulimit -l``)
+    SECRETMEM_LIMIT = _zeroize.ERR_SECRETMEM_LIMIT
+    #: a fixed Arena's memory no longer meets its promises: make a new one
+    ARENA_UNFIT = _zeroize.ERR_ARENA_UNFIT
 
 
 def info(buf: SecureBuffer) -> Protection:

@@ -38,6 +38,22 @@ _Writable = Union[WriteableBuffer, _ArrayInterface]
 
 class LockError(OSError, TypeError):
     """Locking memory in RAM failed (errno set; see RLIMIT_MEMLOCK / `ulimit -l`)."""
+    zz_error: int  # an ErrorCode value (MemoryError / OSError from the library carry it too)
+
+class ErrorCode(enum.IntEnum):
+    NONE = 0
+    MEMLOCK = 1
+    MAPCOUNT = 2
+    NOMEM = 3
+    ADVICE = 4
+    ARGUMENT = 5
+    ARENA_FULL = 6
+    SECRETMEM = 7
+    RANDOM = 8
+    ARENA_BLOCK = 9
+    UNMAPPED = 10
+    SECRETMEM_LIMIT = 11
+    ARENA_UNFIT = 12
 
 class GetPassWarning(UserWarning): ...
 

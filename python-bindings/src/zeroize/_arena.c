@@ -48,13 +48,14 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
 {
     if (arena_closed(a))
         return NULL;
+    zpy_state *st = zpy_state_of((PyObject *)a);
     unsigned char *p = zz_arena_alloc(a->arena, (size_t)n);
     if (p == NULL) {
-        zpy_raise_alloc_error(errno);
+        zpy_raise_alloc_error(st, errno);
         return NULL;
     }
-    SecureBufferObject *sb =
-        (SecureBufferObject *)zpy_SecureBufferType.tp_alloc(&zpy_SecureBufferType, 0);
+    PyTypeObject *type = st->SecureBufferType;
+    SecureBufferObject *sb = (SecureBufferObject *)type->tp_alloc(type, 0);
     if (sb == NULL) {
         zz_arena_free(a->arena, p);
         return NULL;
@@ -130,7 +131,7 @@ static PyObject *arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self->arena == NULL) {
         int err = errno;
         Py_DECREF(self); /* no arena: no finalizer work */
-        return zpy_raise_alloc_error(err);
+        return zpy_raise_alloc_error(PyType_GetModuleState(type), err);
     }
     self->capacity = capacity;
     return (PyObject *)self;
@@ -159,13 +160,18 @@ static void arena_finalize(PyObject *op)
     PyErr_Restore(et, ev, tb);
 }
 
+/* Not a GC type: an Arena holds only borrowed pointers to its buffers
+ * (which hold it), so it is in no cycle; besides the arena it drops the
+ * reference each instance of a heap type holds to its type. */
 static void arena_dealloc(PyObject *op)
 {
     if (ARENA(op)->arena != NULL) {
         if (PyObject_CallFinalizerFromDealloc(op) < 0)
             return; /* resurrected by a warning handler */
     }
-    Py_TYPE(op)->tp_free(op);
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free(op);
+    Py_DECREF(type);
 }
 
 /* The bytes the arena maps (guard pages included) and locks. */
@@ -370,16 +376,22 @@ PyDoc_STRVAR(arena_doc,
 "A buffer keeps its arena alive.  repr() shows the arena's size and live\n"
 "count, never contents.");
 
-PyTypeObject zpy_ArenaType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "zeroize.Arena",
-    .tp_basicsize = sizeof(ArenaObject),
-    .tp_dealloc = arena_dealloc,
-    .tp_finalize = arena_finalize,
-    .tp_repr = arena_repr,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = arena_doc,
-    .tp_methods = arena_methods,
-    .tp_getset = arena_getset,
-    .tp_new = arena_new,
+static PyType_Slot arena_slots[] = {
+    {Py_tp_new, arena_new},
+    {Py_tp_dealloc, arena_dealloc},
+    {Py_tp_finalize, arena_finalize},
+    {Py_tp_repr, arena_repr},
+    {Py_tp_methods, arena_methods},
+    {Py_tp_getset, arena_getset},
+    {Py_tp_doc, ZPY_DOC_SLOT(arena_doc)},
+    {0, NULL},
+};
+
+/* A heap type, one per module object (_zeroize.c makes it): immutable and
+ * not subclassable, like SecureBuffer. */
+PyType_Spec zpy_arena_spec = {
+    .name = "zeroize.Arena",
+    .basicsize = sizeof(ArenaObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = arena_slots,
 };

@@ -84,20 +84,21 @@ PyObject *zpy_sb_wrap(PyTypeObject *type, unsigned char *data, Py_ssize_t size)
     return (PyObject *)self;
 }
 
-unsigned char *zpy_secure_alloc(Py_ssize_t size)
+unsigned char *zpy_secure_alloc(zpy_state *st, Py_ssize_t size)
 {
     unsigned char *p = zz_alloc((size_t)size);
     if (p == NULL)
-        zpy_raise_alloc_error(errno);
+        zpy_raise_alloc_error(st, errno);
     return p;
 }
 
 static PyObject *sb_from_buffer(PyTypeObject *type, PyObject *src, int wipe_source)
 {
+    zpy_state *st = PyType_GetModuleState(type);
     Py_buffer view;
     if (wipe_source) {
         /* refuse a read-only source before anything is allocated */
-        if (zpy_get_wipeable_view(src, &view, "SecureBuffer", "wipe") < 0)
+        if (zpy_get_wipeable_view(st, src, &view, "SecureBuffer", "wipe") < 0)
             return NULL;
     } else {
         if (zpy_get_view(src, &view, PyBUF_RECORDS_RO, "SecureBuffer") < 0)
@@ -109,7 +110,7 @@ static PyObject *sb_from_buffer(PyTypeObject *type, PyObject *src, int wipe_sour
             return NULL;
         }
     }
-    unsigned char *data = zpy_secure_alloc(view.len);
+    unsigned char *data = zpy_secure_alloc(st, view.len);
     if (data == NULL) {
         PyBuffer_Release(&view);
         return NULL;
@@ -148,7 +149,7 @@ static PyObject *sb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                 PyErr_Format(PyExc_ValueError, "SecureBuffer size must be >= 0, not %zd", size);
                 return NULL;
             }
-            unsigned char *data = zpy_secure_alloc(size);
+            unsigned char *data = zpy_secure_alloc(PyType_GetModuleState(type), size);
             if (data == NULL)
                 return NULL;
             return zpy_sb_wrap(type, data, size);
@@ -196,13 +197,19 @@ static void sb_finalize(PyObject *op)
     PyErr_Restore(et, ev, tb);
 }
 
+/* Not a GC type (a SecureBuffer refers to nothing that could refer back
+ * to it: its Arena lists it by a borrowed pointer), so the only reference
+ * to drop besides the block is the one each instance of a heap type holds
+ * to its type. */
 static void sb_dealloc(PyObject *op)
 {
     if (SB(op)->data != NULL) {
         if (PyObject_CallFinalizerFromDealloc(op) < 0)
             return; /* resurrected by a warning handler */
     }
-    Py_TYPE(op)->tp_free(op);
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free(op);
+    Py_DECREF(type);
 }
 
 static PyObject *sb_repr(PyObject *op)
@@ -403,7 +410,7 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
     /* A strided source into an extended slice, or a source that overlaps
      * the target: line the bytes up first, in secure memory (wiped when
      * freed). */
-    unsigned char *stage = zpy_secure_alloc(n);
+    unsigned char *stage = zpy_secure_alloc(zpy_state_of((PyObject *)self), n);
     if (stage == NULL) {
         PyBuffer_Release(&src);
         return -1;
@@ -484,7 +491,9 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
 {
     if (op != Py_EQ && op != Py_NE)
         Py_RETURN_NOTIMPLEMENTED;
-    if (!Py_IS_TYPE(a, &zpy_SecureBufferType)) { /* reflected: other == sb */
+    /* reflected (other == sb): a is not a SecureBuffer, whose types (one
+     * per module object) all compare with this function */
+    if (Py_TYPE(a)->tp_richcompare != sb_richcompare) {
         PyObject *t = a;
         a = b;
         b = t;
@@ -509,7 +518,7 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
             equal = zz_equal(self->data, other.buf, (size_t)self->size);
         } else {
             /* a strided array: line its bytes up in secure memory first */
-            unsigned char *flat = zpy_secure_alloc(other.len);
+            unsigned char *flat = zpy_secure_alloc(zpy_state_of(a), other.len);
             if (flat == NULL) {
                 PyBuffer_Release(&other);
                 return NULL;
@@ -558,7 +567,7 @@ static PyObject *sb_copy(PyObject *op, PyObject *unused)
     if (self->arena != NULL) {
         copy = (PyObject *)zpy_arena_new_buffer(self->arena, self->size);
     } else {
-        unsigned char *data = zpy_secure_alloc(self->size);
+        unsigned char *data = zpy_secure_alloc(zpy_state_of(op), self->size);
         copy = data == NULL ? NULL : zpy_sb_wrap(Py_TYPE(op), data, self->size);
     }
     if (copy == NULL)
@@ -571,7 +580,7 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
 {
     CHECK_OPEN(self, NULL);
     if (self->arena != NULL && mode != ZZ_READWRITE) {
-        PyErr_Format(zpy_UnsupportedOperation,
+        PyErr_Format(zpy_state_of((PyObject *)self)->UnsupportedOperation,
                      "a %sSecureBuffer from an Arena cannot be made %s: %s; use "
                      "SecureBuffer(n) for a buffer with pages of its own",
                      self->packed ? "packed " : "",
@@ -584,7 +593,8 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
     if (self->mode == mode)
         Py_RETURN_NONE;
     if (zz_protect(self->data, mode) != 0)
-        return zpy_raise_library_error(PyExc_OSError, errno, "zz_protect failed");
+        return zpy_raise_library_error(zpy_state_of((PyObject *)self), PyExc_OSError, errno,
+                                       "zz_protect failed");
     self->mode = mode;
     Py_RETURN_NONE;
 }
@@ -641,9 +651,10 @@ static PyObject *sb_info(PyObject *op, PyObject *unused)
     unsigned bits = zz_info(self->data);
     if (self->packed)
         bits = (bits & ~ZZ_INFO_GUARDED) | INFO_PACKED;
-    if (zpy_protection_type == NULL)
+    PyObject *protection = zpy_state_of(op)->protection_type;
+    if (protection == NULL)
         return PyLong_FromUnsignedLong(bits);
-    return PyObject_CallFunction(zpy_protection_type, "I", bits);
+    return PyObject_CallFunction(protection, "I", bits);
 }
 
 static PyObject *sb_enter(PyObject *op, PyObject *unused)
@@ -679,7 +690,7 @@ static PyObject *sb_random(PyObject *cls, PyObject *arg)
     Py_ssize_t n = zpy_size_arg(arg, "SecureBuffer.random");
     if (n < 0)
         return NULL;
-    unsigned char *data = zpy_secure_alloc(n);
+    unsigned char *data = zpy_secure_alloc(PyType_GetModuleState((PyTypeObject *)cls), n);
     if (data == NULL)
         return NULL;
     Py_ssize_t got = 0;
@@ -745,7 +756,8 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
     if (pos < 0)
         pos = 0;
     Py_ssize_t want = st.st_size > pos ? (Py_ssize_t)(st.st_size - pos) : 0;
-    unsigned char *data = zpy_secure_alloc(want);
+    zpy_state *state = PyType_GetModuleState(cls);
+    unsigned char *data = zpy_secure_alloc(state, want);
     if (data == NULL)
         return NULL;
     Py_ssize_t got = read_fully(fd, data, want);
@@ -758,7 +770,7 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
         if (smaller == NULL) {
             int err = errno;
             zz_free(data);
-            return zpy_raise_alloc_error(err);
+            return zpy_raise_alloc_error(state, err);
         }
         data = smaller;
     }
@@ -876,23 +888,6 @@ static PyGetSetDef sb_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PySequenceMethods sb_as_sequence = {
-    .sq_length = sb_length,
-    .sq_item = sb_item,
-    .sq_ass_item = sb_ass_item,
-};
-
-static PyMappingMethods sb_as_mapping = {
-    .mp_length = sb_length,
-    .mp_subscript = sb_subscript,
-    .mp_ass_subscript = sb_ass_subscript,
-};
-
-static PyBufferProcs sb_as_buffer = {
-    .bf_getbuffer = sb_getbuffer,
-    .bf_releasebuffer = sb_releasebuffer,
-};
-
 PyDoc_STRVAR(sb_doc,
 "SecureBuffer(size_or_bytes_like, /, *, wipe_source=False)\n--\n\n"
 "A fixed-size, bytearray-like buffer whose bytes live in one guarded,\n"
@@ -913,21 +908,47 @@ PyDoc_STRVAR(sb_doc,
 "is wiped and freed when garbage-collected, with a ResourceWarning.\n"
 "Arena.buffer(n) makes packed SecureBuffers: see zeroize.Arena.");
 
-PyTypeObject zpy_SecureBufferType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "zeroize.SecureBuffer",
-    .tp_basicsize = sizeof(SecureBufferObject),
-    .tp_dealloc = sb_dealloc,
-    .tp_finalize = sb_finalize,
-    .tp_repr = sb_repr,
-    .tp_as_sequence = &sb_as_sequence,
-    .tp_as_mapping = &sb_as_mapping,
-    .tp_hash = PyObject_HashNotImplemented,
-    .tp_as_buffer = &sb_as_buffer,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = sb_doc,
-    .tp_richcompare = sb_richcompare,
-    .tp_methods = sb_methods,
-    .tp_getset = sb_getset,
-    .tp_new = sb_new,
+static PyType_Slot sb_slots[] = {
+    {Py_tp_new, sb_new},
+    {Py_tp_dealloc, sb_dealloc},
+    {Py_tp_finalize, sb_finalize},
+    {Py_tp_repr, sb_repr},
+    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_richcompare, sb_richcompare},
+    {Py_tp_methods, sb_methods},
+    {Py_tp_getset, sb_getset},
+    {Py_tp_doc, ZPY_DOC_SLOT(sb_doc)},
+    {Py_sq_length, sb_length},
+    {Py_sq_item, sb_item},
+    {Py_sq_ass_item, sb_ass_item},
+    {Py_mp_length, sb_length},
+    {Py_mp_subscript, sb_subscript},
+    {Py_mp_ass_subscript, sb_ass_subscript},
+    {Py_bf_getbuffer, sb_getbuffer},
+    {Py_bf_releasebuffer, sb_releasebuffer},
+    {0, NULL},
 };
+
+/* A heap type, one per module object (_zeroize.c makes it): immutable like
+ * a static type, and not subclassable (so zpy_state_of() can take an
+ * instance's type for its module's). */
+PyType_Spec zpy_securebuffer_spec = {
+    .name = "zeroize.SecureBuffer",
+    .basicsize = sizeof(SecureBufferObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = sb_slots,
+};
+
+/* tp_richcompare gives every ordering slot a wrapper (__lt__ ...) that
+ * help() lists although it can only raise: a SecureBuffer has == and !=
+ * only.  The slot itself stays (it answers NotImplemented for ordering,
+ * so `<` raises TypeError as for any unordered type). */
+int zpy_securebuffer_ready(PyTypeObject *type)
+{
+    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (PyDict_DelItemString(type->tp_dict, names[i]) < 0)
+            return -1;
+    PyType_Modified(type);
+    return 0;
+}

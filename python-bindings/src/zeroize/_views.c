@@ -1,9 +1,10 @@
 /*
  * _views.c - reading, writing and wiping other objects' buffers: getting a
- * view (never one with suboffsets), walking strided views run by run, and
- * gathering them into secure memory (with libzeroize's copy, which leaves
- * nothing in vector registers).  Owns no
- * object type; SecureBuffer and Arena live in their own files.
+ * view (never one with suboffsets), the strided buffer walk (a view's
+ * bytes as runs of contiguous memory: wiped run by run, or gathered into
+ * secure memory with libzeroize's copy, which leaves nothing in vector
+ * registers), and a view's address extent for mlock.  Owns no object
+ * type; SecureBuffer and Arena live in their own files.
  */
 #include "_zeroize.h"
 
@@ -105,7 +106,8 @@ static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, const char *who
     return rc;
 }
 
-int zpy_get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who, const char *verb)
+int zpy_get_wipeable_view(zpy_state *st, PyObject *obj, Py_buffer *view, const char *who,
+                          const char *verb)
 {
     if (zpy_get_view(obj, view, PyBUF_RECORDS, who) == 0) {
         if (zpy_format_has_objects(view->format)) {
@@ -127,7 +129,7 @@ int zpy_get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who, const
     }
     if (PyErr_ExceptionMatches(PyExc_TypeError)) /* suboffsets, or the exporter's own */
         return -1;
-    if (Py_IS_TYPE(obj, &zpy_SecureBufferType)) {
+    if (Py_IS_TYPE(obj, st->SecureBufferType)) {
         if (PyErr_ExceptionMatches(PyExc_BufferError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError,

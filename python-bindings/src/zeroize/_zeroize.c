@@ -1,15 +1,19 @@
 /*
  * _zeroize.c - the CPython extension behind the `zeroize` package: a thin
  * layer over libzeroize (include/zeroize.h), compiled together with the
- * library's own sources by setup.py.  This file holds the module and its
- * functions; _securebuffer.c the SecureBuffer type, _arena.c the Arena type,
- * _views.c the helpers that read, write and wipe other objects' buffers.
+ * library's own sources by setup.py.  This file holds the module: its
+ * multi-phase initialisation (PEP 489: the Py_mod_exec slot makes the
+ * heap types and the LockError class of each module object and keeps them
+ * in the module's state), and the functions that wipe and lock caller-owned
+ * memory and set the library's policies.  _zeroize.h lists where the rest
+ * lives (errors, views, SecureBuffer, Arena, getpass, benchmark helpers).
  *
  * Python-equivalent pseudocode of the API (what each entry point does; the
  * real work happens in C so no secret is ever copied into a bytes or str):
  *
  *   class LockError(OSError, TypeError): ...     # errno set; message from
- *                                                # zz_last_error()
+ *                                                # zz_last_error(), .zz_error
+ *                                                # zz_last_error_code()
  *
  *   def zeroize1(buf):                           # also zeroize_np(arr)
  *       view = memoryview(buf)                   # PyBUF_RECORDS: strided,
@@ -69,111 +73,10 @@
 #include "_zeroize.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-PyObject *zpy_LockError;
-PyObject *zpy_protection_type;
-PyObject *zpy_UnsupportedOperation;
-
-/* ------------------------------------------------------------------------ */
-/* Errors                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static int is_lock_errno(int err)
-{
-    return err == EAGAIN || err == EPERM || err == ENOMEM;
-}
-
-/* Raises exc_type(errno, message) where message is what the library says
- * about the failure; a LockError gets the RLIMIT_MEMLOCK hint when the
- * library did not already give it. */
-PyObject *zpy_raise_library_error(PyObject *exc_type, int err, const char *what)
-{
-    const char *detail = zz_last_error();
-    const char *hint = "";
-    if (exc_type == zpy_LockError && is_lock_errno(err) && strstr(detail, "ulimit -l") == NULL)
-        hint = " (locked memory is limited by RLIMIT_MEMLOCK: raise it with "
-               "`ulimit -l`, or grant CAP_IPC_LOCK)";
-    PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what,
-                                         detail[0] ? detail : strerror(err), hint);
-    if (msg == NULL)
-        return NULL;
-    if (!PyObject_IsSubclass(exc_type, PyExc_OSError)) { /* MemoryError */
-        PyErr_SetObject(exc_type, msg);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyObject *exc = PyObject_CallFunction(exc_type, "iO", err, msg); /* sets .errno */
-    Py_DECREF(msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
-
-/* zz_alloc failed: a lock refusal is a LockError, anything else OSError or
- * MemoryError (for sizes nobody can have). */
-PyObject *zpy_raise_alloc_error(int err)
-{
-    const char *detail = zz_last_error();
-    if (err == EAGAIN || err == EPERM || strstr(detail, "MEMLOCK") != NULL ||
-        strstr(detail, "ulimit -l") != NULL)
-        return zpy_raise_library_error(zpy_LockError, err, "cannot allocate locked memory");
-    if (err == ENOMEM)
-        return zpy_raise_library_error(PyExc_MemoryError, err, "cannot allocate secure memory");
-    return zpy_raise_library_error(PyExc_OSError, err, "cannot allocate secure memory");
-}
 
 /* ------------------------------------------------------------------------ */
 /* Module functions: wiping and locking caller-owned memory                 */
 /* ------------------------------------------------------------------------ */
-
-/* Parses (obj, /, *, <flag>=False) by hand: PyArg_ParseTupleAndKeywords
- * wants a char ** keyword list, which string literals cannot be in C. */
-int zpy_parse_obj_and_flag(PyObject *args, PyObject *kwds, const char *fname,
-                           const char *flag_name, PyObject **obj, int *flag)
-{
-    if (PyTuple_GET_SIZE(args) != 1) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly one positional argument (%zd given)",
-                     fname, PyTuple_GET_SIZE(args));
-        return -1;
-    }
-    *obj = PyTuple_GET_ITEM(args, 0);
-    if (kwds == NULL || PyDict_GET_SIZE(kwds) == 0)
-        return 0;
-    PyObject *value = PyDict_GetItemString(kwds, flag_name);
-    if (value == NULL || PyDict_GET_SIZE(kwds) != 1) {
-        PyErr_Format(PyExc_TypeError, "%s() accepts only the keyword argument '%s'", fname,
-                     flag_name);
-        return -1;
-    }
-    int truth = PyObject_IsTrue(value);
-    if (truth < 0)
-        return -1;
-    *flag = truth;
-    return 0;
-}
-
-Py_ssize_t zpy_size_arg(PyObject *arg, const char *who)
-{
-    if (!PyIndex_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "%s() takes a size (an int), not '%.100s'", who,
-                     Py_TYPE(arg)->tp_name);
-        return -1;
-    }
-    Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "%s() size must be >= 0, not %zd", who, n);
-        return -1;
-    }
-    return n;
-}
 
 PyDoc_STRVAR(zeroize1_doc,
 "zeroize1(buf, /)\n--\n\n"
@@ -189,9 +92,8 @@ PyDoc_STRVAR(zeroize1_doc,
 
 static PyObject *zeroize1(PyObject *module, PyObject *buf)
 {
-    (void)module;
     Py_buffer view;
-    if (zpy_get_wipeable_view(buf, &view, "zeroize1", "wipe") < 0)
+    if (zpy_get_wipeable_view(PyModule_GetState(module), buf, &view, "zeroize1", "wipe") < 0)
         return NULL;
     zpy_wipe_view(&view);
     PyBuffer_Release(&view);
@@ -206,9 +108,8 @@ PyDoc_STRVAR(zeroize_np_doc,
 
 static PyObject *zeroize_np(PyObject *module, PyObject *arr)
 {
-    (void)module;
     Py_buffer view;
-    if (zpy_get_wipeable_view(arr, &view, "zeroize_np", "wipe") < 0)
+    if (zpy_get_wipeable_view(PyModule_GetState(module), arr, &view, "zeroize_np", "wipe") < 0)
         return NULL;
     zpy_wipe_view(&view);
     PyBuffer_Release(&view);
@@ -231,18 +132,18 @@ PyDoc_STRVAR(mlock_doc,
  * (An extra zz_lock count on a block's pages is redundant, and early
  * libzeroize builds let the matching zz_unlock strip the block's own lock
  * and MADV_DONTDUMP.) */
-static int is_securebuffer(PyObject *obj)
+static int is_securebuffer(const zpy_state *st, PyObject *obj)
 {
-    return Py_IS_TYPE(obj, &zpy_SecureBufferType);
+    return Py_IS_TYPE(obj, st->SecureBufferType);
 }
 
 static PyObject *py_mlock(PyObject *module, PyObject *buf)
 {
-    (void)module;
+    zpy_state *st = PyModule_GetState(module);
     Py_buffer view;
-    if (zpy_get_wipeable_view(buf, &view, "mlock", "lock") < 0)
+    if (zpy_get_wipeable_view(st, buf, &view, "mlock", "lock") < 0)
         return NULL;
-    if (is_securebuffer(buf)) {
+    if (is_securebuffer(st, buf)) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
@@ -253,7 +154,7 @@ static PyObject *py_mlock(PyObject *module, PyObject *buf)
     int err = errno;
     PyBuffer_Release(&view);
     if (rc != 0)
-        return zpy_raise_library_error(zpy_LockError, err, "mlock failed");
+        return zpy_raise_library_error(st, st->LockError, err, "mlock failed");
     Py_RETURN_NONE;
 }
 
@@ -267,15 +168,15 @@ PyDoc_STRVAR(munlock_doc,
 
 static PyObject *py_munlock(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    (void)module;
+    zpy_state *st = PyModule_GetState(module);
     PyObject *buf;
     int wipe = 1;
     if (zpy_parse_obj_and_flag(args, kwds, "munlock", "wipe", &buf, &wipe) < 0)
         return NULL;
     Py_buffer view;
-    if (zpy_get_wipeable_view(buf, &view, "munlock", "unlock") < 0)
+    if (zpy_get_wipeable_view(st, buf, &view, "munlock", "unlock") < 0)
         return NULL;
-    if (is_securebuffer(buf)) { /* see is_securebuffer() */
+    if (is_securebuffer(st, buf)) { /* see is_securebuffer() */
         if (wipe)
             zpy_wipe_view(&view);
         PyBuffer_Release(&view);
@@ -296,7 +197,7 @@ static PyObject *py_munlock(PyObject *module, PyObject *args, PyObject *kwds)
     int err = errno;
     PyBuffer_Release(&view);
     if (rc != 0)
-        return zpy_raise_library_error(zpy_LockError, err, "munlock failed");
+        return zpy_raise_library_error(st, st->LockError, err, "munlock failed");
     Py_RETURN_NONE;
 }
 
@@ -419,178 +320,13 @@ static PyObject *get_backend(PyObject *module, PyObject *unused)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Benchmark helpers (private)                                              */
-/* ------------------------------------------------------------------------ */
-
-PyDoc_STRVAR(volatile_loop_wipe_doc,
-"_volatile_loop_wipe(buf, /)\n--\n\n"
-"Benchmark baseline, not for use: zero a C-contiguous writable buffer one\n"
-"byte at a time through a volatile pointer, the way naive wipers do.");
-
-static PyObject *volatile_loop_wipe(PyObject *module, PyObject *buf)
-{
-    (void)module;
-    Py_buffer view;
-    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0)
-        return NULL;
-    volatile unsigned char *p = view.buf;
-    Py_ssize_t n = view.len;
-    if (n >= RELEASE_GIL_FROM) {
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++)
-            p[i] = 0;
-        Py_END_ALLOW_THREADS
-    } else {
-        for (Py_ssize_t i = 0; i < n; i++)
-            p[i] = 0;
-    }
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(wipe_c_loop_doc,
-"_wipe_c_loop(nbytes, reps, /)\n--\n\n"
-"Benchmark baseline, not for use: call zz_wipe on an nbytes heap buffer\n"
-"reps times in C and return the total seconds (CLOCK_MONOTONIC).");
-
-static PyObject *wipe_c_loop(PyObject *module, PyObject *args)
-{
-    (void)module;
-    Py_ssize_t nbytes, reps;
-    if (!PyArg_ParseTuple(args, "nn:_wipe_c_loop", &nbytes, &reps))
-        return NULL;
-    if (nbytes < 0 || reps < 0) {
-        PyErr_SetString(PyExc_ValueError, "nbytes and reps must be >= 0");
-        return NULL;
-    }
-    unsigned char *buf = PyMem_RawMalloc(nbytes ? (size_t)nbytes : 1);
-    if (buf == NULL)
-        return PyErr_NoMemory();
-    memset(buf, 0xA5, (size_t)nbytes); /* fault the pages in first */
-    struct timespec t0, t1;
-    Py_BEGIN_ALLOW_THREADS
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (Py_ssize_t i = 0; i < reps; i++)
-        zz_wipe(buf, (size_t)nbytes);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(buf);
-    return PyFloat_FromDouble((double)(t1.tv_sec - t0.tv_sec) +
-                              (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
-}
-
-/* ------------------------------------------------------------------------ */
-/* getpass() helper                                                         */
-/* ------------------------------------------------------------------------ */
-
-/* Waits up to 250 ms for fd to become readable, then reads one byte.
- * Returns 1 or 0 (end of input) from read(2), or -1 with *err set (EAGAIN
- * when nothing arrived in time).  Called without the GIL. */
-static ssize_t read_byte_when_ready(int fd, unsigned char *c, int *err)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int ready = poll(&p, 1, 250);
-    if (ready <= 0) {
-        *err = ready == 0 ? EAGAIN : errno;
-        return -1;
-    }
-    ssize_t r = read(fd, c, 1);
-    *err = errno;
-    return r;
-}
-
-PyDoc_STRVAR(read_secret_line_doc,
-"_read_secret_line(fd, max_length, /)\n--\n\n"
-"Private helper of getpass(): read one line from fd with one read(2) per\n"
-"byte into secure memory, drop the newline and return a SecureBuffer of\n"
-"exactly the line's length.  EOFError if the input ends before any byte,\n"
-"ValueError (after wiping) if the line exceeds max_length bytes.  Signals\n"
-"(Ctrl-C) interrupt the read and raise as usual.");
-
-static PyObject *read_secret_line(PyObject *module, PyObject *args)
-{
-    (void)module;
-    int fd;
-    Py_ssize_t max_length;
-    if (!PyArg_ParseTuple(args, "in:_read_secret_line", &fd, &max_length))
-        return NULL;
-    if (max_length < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_length must be >= 0");
-        return NULL;
-    }
-    Py_ssize_t cap = 64, len = 0;
-    unsigned char *data = zpy_secure_alloc(cap);
-    if (data == NULL)
-        return NULL;
-    int seen_eof = 0;
-    for (;;) {
-        unsigned char c;
-        ssize_t r;
-        int err;
-        /* A signal that arrived while we were not blocked in the kernel
-         * would otherwise wait for the next keystroke: check before each
-         * wait, and wait in slices so a late one is seen within 250 ms. */
-        if (PyErr_CheckSignals() < 0)
-            goto fail;
-        Py_BEGIN_ALLOW_THREADS
-        r = read_byte_when_ready(fd, &c, &err);
-        Py_END_ALLOW_THREADS
-        if (r < 0) {
-            if (err == EINTR || err == EAGAIN)
-                continue;
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto fail;
-        }
-        if (r == 0) {
-            seen_eof = 1;
-            break;
-        }
-        if (c == '\n')
-            break;
-        if (len == max_length) {
-            zz_wipe(&c, 1);
-            PyErr_Format(PyExc_ValueError, "input line longer than %zd bytes", max_length);
-            goto fail;
-        }
-        if (len == cap) {
-            unsigned char *bigger = zz_realloc(data, (size_t)cap * 2);
-            if (bigger == NULL) {
-                zz_wipe(&c, 1);
-                zpy_raise_alloc_error(errno);
-                goto fail;
-            }
-            data = bigger;
-            cap *= 2;
-        }
-        data[len++] = c;
-        zz_wipe(&c, 1);
-    }
-    if (seen_eof && len == 0) {
-        PyErr_SetNone(PyExc_EOFError);
-        goto fail;
-    }
-    if (len > 0 && data[len - 1] == '\r')
-        data[--len] = 0;
-    unsigned char *exact = zz_realloc(data, (size_t)len);
-    if (exact == NULL) {
-        zpy_raise_alloc_error(errno);
-        goto fail;
-    }
-    return zpy_sb_wrap(&zpy_SecureBufferType, exact, len);
-fail:
-    zz_free(data);
-    return NULL;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Module                                                                   */
 /* ------------------------------------------------------------------------ */
 
 static PyObject *register_protection_type(PyObject *module, PyObject *cls)
 {
-    (void)module;
-    Py_XSETREF(zpy_protection_type, Py_NewRef(cls));
+    zpy_state *st = PyModule_GetState(module);
+    Py_XSETREF(st->protection_type, Py_NewRef(cls));
     Py_RETURN_NONE;
 }
 
@@ -605,12 +341,151 @@ static PyMethodDef module_methods[] = {
     {"get_lock_policy", get_lock_policy, METH_NOARGS, get_lock_policy_doc},
     {"set_backend", set_backend, METH_O, set_backend_doc},
     {"get_backend", get_backend, METH_NOARGS, get_backend_doc},
-    {"_read_secret_line", read_secret_line, METH_VARARGS, read_secret_line_doc},
-    {"_volatile_loop_wipe", volatile_loop_wipe, METH_O, volatile_loop_wipe_doc},
-    {"_wipe_c_loop", wipe_c_loop, METH_VARARGS, wipe_c_loop_doc},
+    {"_read_secret_line", zpy_read_secret_line, METH_VARARGS, zpy_read_secret_line_doc},
+    {"_volatile_loop_wipe", zpy_volatile_loop_wipe, METH_O, zpy_volatile_loop_wipe_doc},
+    {"_wipe_c_loop", zpy_wipe_c_loop, METH_VARARGS, zpy_wipe_c_loop_doc},
     {"_register_protection_type", register_protection_type, METH_O,
      "Private: the class info() returns (zeroize.Protection)."},
     {NULL, NULL, 0, NULL},
+};
+
+static int add_int(PyObject *m, const char *name, long value)
+{
+    return PyModule_AddIntConstant(m, name, value);
+}
+
+/* zz_last_error_code()'s values, as ERR_<name> (zeroize.ErrorCode). */
+static int add_error_codes(PyObject *m)
+{
+    static const struct {
+        const char *name;
+        int value;
+    } codes[] = {
+        {"ERR_NONE", ZZ_ERR_NONE},
+        {"ERR_MEMLOCK", ZZ_ERR_MEMLOCK},
+        {"ERR_MAPCOUNT", ZZ_ERR_MAPCOUNT},
+        {"ERR_NOMEM", ZZ_ERR_NOMEM},
+        {"ERR_ADVICE", ZZ_ERR_ADVICE},
+        {"ERR_ARGUMENT", ZZ_ERR_ARGUMENT},
+        {"ERR_ARENA_FULL", ZZ_ERR_ARENA_FULL},
+        {"ERR_SECRETMEM", ZZ_ERR_SECRETMEM},
+        {"ERR_RANDOM", ZZ_ERR_RANDOM},
+        {"ERR_ARENA_BLOCK", ZZ_ERR_ARENA_BLOCK},
+        {"ERR_UNMAPPED", ZZ_ERR_UNMAPPED},
+        {"ERR_SECRETMEM_LIMIT", ZZ_ERR_SECRETMEM_LIMIT},
+        {"ERR_ARENA_UNFIT", ZZ_ERR_ARENA_UNFIT},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (add_int(m, codes[i].name, codes[i].value) < 0)
+            return -1;
+    return 0;
+}
+
+static int add_constants(PyObject *m)
+{
+    if (PyModule_AddStringConstant(m, "LIBRARY_VERSION", zz_version()) < 0 ||
+        add_int(m, "INFO_LOCKED", ZZ_INFO_LOCKED) < 0 ||
+        add_int(m, "INFO_DONTDUMP", ZZ_INFO_DONTDUMP) < 0 ||
+        add_int(m, "INFO_WIPEONFORK", ZZ_INFO_WIPEONFORK) < 0 ||
+        add_int(m, "INFO_GUARDED", ZZ_INFO_GUARDED) < 0 ||
+        add_int(m, "INFO_SECRETMEM", ZZ_INFO_SECRETMEM) < 0 ||
+        add_int(m, "INFO_CANARY", ZZ_INFO_CANARY) < 0 ||
+        add_int(m, "INFO_PACKED", INFO_PACKED) < 0 ||
+        add_int(m, "RELEASE_GIL_FROM", (long)RELEASE_GIL_FROM) < 0)
+        return -1;
+    return add_error_codes(m);
+}
+
+/* Makes one of the module's types and adds it under its short name. */
+static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec)
+{
+    PyObject *type = PyType_FromModuleAndSpec(m, spec, NULL);
+    if (type == NULL)
+        return NULL;
+    if (PyModule_AddType(m, (PyTypeObject *)type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return (PyTypeObject *)type;
+}
+
+static PyObject *new_lock_error(void)
+{
+    PyObject *bases = PyTuple_Pack(2, PyExc_OSError, PyExc_TypeError);
+    if (bases == NULL)
+        return NULL;
+    PyObject *exc = PyErr_NewExceptionWithDoc(
+        "zeroize.LockError",
+        "Locking memory in RAM failed (mlock, munlock, or a SecureBuffer under\n"
+        "the \"required\" lock policy).  An OSError (errno is set) and a\n"
+        "TypeError.  The usual cause is RLIMIT_MEMLOCK: raise it with\n"
+        "`ulimit -l`, or run with CAP_IPC_LOCK.  exc.zz_error holds the\n"
+        "library's reason (zeroize.ErrorCode).",
+        bases, NULL);
+    Py_DECREF(bases);
+    return exc;
+}
+
+/* The Py_mod_exec slot: fills a new module object and its state.  Runs
+ * once per module object (per interpreter, and again after the module is
+ * removed from sys.modules and imported anew). */
+static int module_exec(PyObject *m)
+{
+    zpy_state *st = PyModule_GetState(m);
+    PyObject *io = PyImport_ImportModule("io");
+    if (io == NULL)
+        return -1;
+    st->UnsupportedOperation = PyObject_GetAttrString(io, "UnsupportedOperation");
+    Py_DECREF(io);
+    if (st->UnsupportedOperation == NULL)
+        return -1;
+    st->LockError = new_lock_error();
+    if (st->LockError == NULL || PyModule_AddObjectRef(m, "LockError", st->LockError) < 0)
+        return -1;
+    st->SecureBufferType = add_type(m, &zpy_securebuffer_spec);
+    if (st->SecureBufferType == NULL || zpy_securebuffer_ready(st->SecureBufferType) < 0)
+        return -1;
+    st->ArenaType = add_type(m, &zpy_arena_spec);
+    if (st->ArenaType == NULL)
+        return -1;
+    return add_constants(m);
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    zpy_state *st = PyModule_GetState(m);
+    Py_VISIT(st->SecureBufferType);
+    Py_VISIT(st->ArenaType);
+    Py_VISIT(st->LockError);
+    Py_VISIT(st->protection_type);
+    Py_VISIT(st->UnsupportedOperation);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    zpy_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->SecureBufferType);
+    Py_CLEAR(st->ArenaType);
+    Py_CLEAR(st->LockError);
+    Py_CLEAR(st->protection_type);
+    Py_CLEAR(st->UnsupportedOperation);
+    return 0;
+}
+
+static void module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The library's state is process-wide and guarded by its own locks,
+     * but the types' per-object counts rely on a GIL shared with them. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+    {0, NULL},
 };
 
 PyDoc_STRVAR(module_doc,
@@ -621,82 +496,17 @@ static struct PyModuleDef zeroize_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "zeroize._zeroize",
     .m_doc = module_doc,
-    .m_size = -1,
+    .m_size = sizeof(zpy_state),
     .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
-
-static int add_int(PyObject *m, const char *name, long value)
-{
-    return PyModule_AddIntConstant(m, name, value);
-}
 
 PyMODINIT_FUNC PyInit__zeroize(void); /* the one symbol Python looks up */
 
-/* tp_richcompare gives every ordering slot a wrapper (__lt__ ...) that
- * help() lists although it can only raise: a SecureBuffer has == and !=
- * only.  The slot itself stays (it answers NotImplemented for ordering,
- * so `<` raises TypeError as for any unordered type). */
-static int drop_ordering_wrappers(PyTypeObject *type)
-{
-    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (PyDict_DelItemString(type->tp_dict, names[i]) < 0)
-            return -1;
-    PyType_Modified(type);
-    return 0;
-}
-
 PyMODINIT_FUNC PyInit__zeroize(void)
 {
-    if (zpy_SecureBufferType.tp_dict == NULL) {
-        if (PyType_Ready(&zpy_SecureBufferType) < 0 ||
-            drop_ordering_wrappers(&zpy_SecureBufferType) < 0)
-            return NULL;
-    }
-    if (PyType_Ready(&zpy_ArenaType) < 0)
-        return NULL;
-    if (zpy_UnsupportedOperation == NULL) {
-        PyObject *io = PyImport_ImportModule("io");
-        if (io == NULL)
-            return NULL;
-        zpy_UnsupportedOperation = PyObject_GetAttrString(io, "UnsupportedOperation");
-        Py_DECREF(io);
-        if (zpy_UnsupportedOperation == NULL)
-            return NULL;
-    }
-    PyObject *m = PyModule_Create(&zeroize_module);
-    if (m == NULL)
-        return NULL;
-    if (zpy_LockError == NULL) {
-        PyObject *bases = PyTuple_Pack(2, PyExc_OSError, PyExc_TypeError);
-        if (bases == NULL)
-            goto fail;
-        zpy_LockError = PyErr_NewExceptionWithDoc(
-            "zeroize.LockError",
-            "Locking memory in RAM failed (mlock, munlock, or a SecureBuffer under\n"
-            "the \"required\" lock policy).  An OSError (errno is set) and a\n"
-            "TypeError.  The usual cause is RLIMIT_MEMLOCK: raise it with\n"
-            "`ulimit -l`, or run with CAP_IPC_LOCK.",
-            bases, NULL);
-        Py_DECREF(bases);
-        if (zpy_LockError == NULL)
-            goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "LockError", zpy_LockError) < 0 ||
-        PyModule_AddObjectRef(m, "SecureBuffer", (PyObject *)&zpy_SecureBufferType) < 0 ||
-        PyModule_AddObjectRef(m, "Arena", (PyObject *)&zpy_ArenaType) < 0 ||
-        PyModule_AddStringConstant(m, "LIBRARY_VERSION", zz_version()) < 0 ||
-        add_int(m, "INFO_LOCKED", ZZ_INFO_LOCKED) < 0 ||
-        add_int(m, "INFO_DONTDUMP", ZZ_INFO_DONTDUMP) < 0 ||
-        add_int(m, "INFO_WIPEONFORK", ZZ_INFO_WIPEONFORK) < 0 ||
-        add_int(m, "INFO_GUARDED", ZZ_INFO_GUARDED) < 0 ||
-        add_int(m, "INFO_SECRETMEM", ZZ_INFO_SECRETMEM) < 0 ||
-        add_int(m, "INFO_CANARY", ZZ_INFO_CANARY) < 0 ||
-        add_int(m, "INFO_PACKED", INFO_PACKED) < 0 ||
-        add_int(m, "RELEASE_GIL_FROM", (long)RELEASE_GIL_FROM) < 0)
-        goto fail;
-    return m;
-fail:
-    Py_DECREF(m);
-    return NULL;
+    return PyModuleDef_Init(&zeroize_module);
 }

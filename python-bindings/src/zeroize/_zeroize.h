@@ -1,14 +1,32 @@
 /*
- * _zeroize.h - what the extension's C files share: the two object types,
- * the error helpers, and the buffer helpers of _views.c.  The files are
- * compiled into one module (zeroize._zeroize) together with libzeroize;
- * names shared between them start with zpy_ (the library's are zz_/zzi_).
+ * _zeroize.h - what the extension's C files share: the module state, the
+ * two object types, the error and argument helpers, and the buffer helpers
+ * of _views.c.  The files are compiled into one module (zeroize._zeroize)
+ * together with libzeroize; names shared between them start with zpy_ (the
+ * library's are zz_/zzi_).
+ *
+ *   _zeroize.c      the module: multi-phase init (PEP 489), its state, and
+ *                   the functions zeroize1, zeroize_np, mlock, munlock,
+ *                   stats, lock policy and backend
+ *   _errors.c       exceptions from library failures, argument parsing
+ *   _views.c        other objects' buffers: views, the strided walk, wipes
+ *   _securebuffer.c the SecureBuffer type
+ *   _arena.c        the Arena type
+ *   _getpass.c      getpass()'s C half: a line from a fd into secure memory
+ *   _bench.c        private baselines for benchmarks/bench_python.py
+ *
+ * Nothing is global: the types and exceptions live in the module's state
+ * (zpy_state), reached from a module function's module or, in a method,
+ * from the object's type (both types are heap types made from that
+ * module), so each module object, in each (sub)interpreter, has its own.
  */
 #ifndef ZEROIZE_PY_H
 #define ZEROIZE_PY_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <stdint.h>
 
 #include "zeroize.h"
 
@@ -50,23 +68,47 @@ struct ArenaObject {
     SecureBufferObject *buffers; /* open buffers (borrowed: each owns itself) */
 };
 
-extern PyTypeObject zpy_SecureBufferType;
-extern PyTypeObject zpy_ArenaType;
-extern PyObject *zpy_LockError;          /* zeroize.LockError(OSError, TypeError) */
-extern PyObject *zpy_protection_type;    /* zeroize.Protection, set by __init__.py */
-extern PyObject *zpy_UnsupportedOperation; /* io.UnsupportedOperation */
+/* The module's state (PyModule_GetState): every object the C code needs
+ * that is not an argument.  All strong references. */
+typedef struct {
+    PyTypeObject *SecureBufferType;
+    PyTypeObject *ArenaType;
+    PyObject *LockError;            /* zeroize.LockError(OSError, TypeError) */
+    PyObject *protection_type;      /* zeroize.Protection, set by __init__.py */
+    PyObject *UnsupportedOperation; /* io.UnsupportedOperation */
+} zpy_state;
 
 #define SB(o) ((SecureBufferObject *)(o))
 #define ARENA(o) ((ArenaObject *)(o))
 
-/* ---- errors (_zeroize.c) ------------------------------------------------ */
-/* Raises exc_type(errno, "<what>: <zz_last_error()>"), adding the
- * RLIMIT_MEMLOCK hint to a LockError.  Returns NULL. */
-PyObject *zpy_raise_library_error(PyObject *exc_type, int err, const char *what);
-/* An allocation failed with err: LockError, MemoryError or OSError.  NULL. */
-PyObject *zpy_raise_alloc_error(int err);
+/* The state of the module that made obj's type (a SecureBuffer or an
+ * Arena: neither type can be subclassed, so the type is the module's). */
+static inline zpy_state *zpy_state_of(PyObject *obj)
+{
+    return (zpy_state *)PyType_GetModuleState(Py_TYPE(obj));
+}
 
-/* ---- arguments (_zeroize.c) ----------------------------------------------- */
+/* ---- the types (_securebuffer.c, _arena.c) ------------------------------- */
+/* A PyType_Slot's pfunc for a const docstring (the slot table is not
+ * const-correct; CPython copies the text). */
+#define ZPY_DOC_SLOT(doc) ((void *)(uintptr_t)(doc))
+/* Made in the module's exec slot with PyType_FromModuleAndSpec. */
+extern PyType_Spec zpy_securebuffer_spec;
+extern PyType_Spec zpy_arena_spec;
+/* Finishes the SecureBuffer type after it is made (drops the ordering
+ * wrappers tp_richcompare adds).  Returns 0, or -1 with an exception. */
+int zpy_securebuffer_ready(PyTypeObject *type);
+
+/* ---- errors (_errors.c) ---------------------------------------------------- */
+/* Raises exc_type(errno, "<what>: <zz_last_error()>") with .zz_error set to
+ * zz_last_error_code(), adding the RLIMIT_MEMLOCK hint to a LockError
+ * (st->LockError) the library gave no cause for.  Returns NULL. */
+PyObject *zpy_raise_library_error(zpy_state *st, PyObject *exc_type, int err, const char *what);
+/* An allocation failed with err: LockError, MemoryError or OSError, as
+ * zz_last_error_code() says.  Returns NULL. */
+PyObject *zpy_raise_alloc_error(zpy_state *st, int err);
+
+/* ---- arguments (_errors.c) ------------------------------------------------ */
 /* Parses (obj, /, *, <flag>=False).  Returns 0, or -1 with an exception. */
 int zpy_parse_obj_and_flag(PyObject *args, PyObject *kwds, const char *fname,
                            const char *flag_name, PyObject **obj, int *flag);
@@ -85,7 +127,8 @@ int zpy_get_view(PyObject *obj, Py_buffer *view, int flags, const char *who);
  * anything that cannot be written (bytes, str, read-only buffers, object
  * arrays, suboffsets).  who is the function ("zeroize1"), verb what it
  * does ("wipe"), for messages. */
-int zpy_get_wipeable_view(PyObject *obj, Py_buffer *view, const char *who, const char *verb);
+int zpy_get_wipeable_view(zpy_state *st, PyObject *obj, Py_buffer *view, const char *who,
+                          const char *verb);
 /* 1 if a struct-module format describes Python objects ('O'). */
 int zpy_format_has_objects(const char *fmt);
 /* Wipes exactly the bytes the view covers, releasing the GIL for big ones.
@@ -104,7 +147,7 @@ void zzi_copy_secret(void *dst, const void *src, size_t n);
 
 /* ---- SecureBuffer (_securebuffer.c) ------------------------------------------ */
 /* A new zz_alloc block of size bytes, or NULL with the exception set. */
-unsigned char *zpy_secure_alloc(Py_ssize_t size);
+unsigned char *zpy_secure_alloc(zpy_state *st, Py_ssize_t size);
 /* A new SecureBuffer that owns data (size bytes from zz_alloc); on failure
  * the block is freed. */
 PyObject *zpy_sb_wrap(PyTypeObject *type, unsigned char *data, Py_ssize_t size);
@@ -116,5 +159,15 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
 /* Wipes and frees a packed buffer's block and forgets the buffer.
  * pre: sb->data != NULL, sb->arena != NULL, no exports. */
 void zpy_arena_free_buffer(SecureBufferObject *sb);
+
+/* ---- module functions defined outside _zeroize.c --------------------------- */
+/* _getpass.c: _read_secret_line(fd, max_length) */
+extern const char zpy_read_secret_line_doc[];
+PyObject *zpy_read_secret_line(PyObject *module, PyObject *args);
+/* _bench.c: _volatile_loop_wipe(buf), _wipe_c_loop(nbytes, reps) */
+extern const char zpy_volatile_loop_wipe_doc[];
+PyObject *zpy_volatile_loop_wipe(PyObject *module, PyObject *buf);
+extern const char zpy_wipe_c_loop_doc[];
+PyObject *zpy_wipe_c_loop(PyObject *module, PyObject *args);
 
 #endif /* ZEROIZE_PY_H */
