@@ -71,6 +71,7 @@ int zzi_os_raise_default(int sig);
 int zzi_os_set_core_limit_zero(void);
 int zzi_os_set_nondumpable(void);
 void zzi_os_yield(void);
+uint64_t zzi_os_now_ms(void);                       /* monotonic, coarse */
 /* One mapping of the calling process, as /proc/self/smaps describes it. */
 #define ZZI_VMA_LOCKED 0x1u   /* VmFlags "lo": mlock'ed (mlock, mlock2, mlockall) */
 #define ZZI_VMA_DONTDUMP 0x2u /* VmFlags "dd": left out of core dumps            */
