@@ -22,7 +22,7 @@
  * A free slot is all zeros: zz_free wipes the block and both canaries, so the
  * next zz_alloc checks it is still zero instead of clearing it.  Freed slots
  * stay mapped, guarded and locked: that is the cache that makes the steady
- * state free of system calls (slab.c bounds it).
+ * state free of system calls (slab.c keeps it, block_cache.c bounds it).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -360,4 +360,5 @@ ZZ_API void zz_get_stats(zz_stats *out)
     zzi_arena_count_live(&out->live_blocks, &out->live_bytes);
     out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
     out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
+    zzb_cache_stats(&out->cached_bytes, &out->cache_bound_bytes);
 }

@@ -66,6 +66,9 @@ void zzb_release_slot(struct slab *s, size_t i, uintptr_t p);
 /* 1 if p was a block whose slab was unmapped when it was freed (one of the
  * last few thousand): a pointer no region covers is then a double free. */
 int zzb_was_unmapped_block(uintptr_t p);
+/* Takes the global lock.  The bytes of free slots the size classes keep
+ * mapped for reuse (guard pages included), and the sum of their bounds. */
+void zzb_cache_stats(size_t *cached, size_t *bound);
 
 /* ---- block.c ------------------------------------------------------------- */
 /* What the caller does with the block, for the message when it was freed. */

@@ -1,14 +1,16 @@
 /*
  * slab.c - slabs of equal slots and the size classes that hold them: where a
  * new zz_alloc block goes, and what happens to a slot when it is freed (the
- * free-slot cache, bounded per class by the larger of 1 MiB and the class's
- * live bytes; emptied slabs beyond it are unmapped).  pages.c makes the
+ * free-slot cache, bounded per class by block_cache.c: the largest of 1 MiB,
+ * the class's live bytes and its recent peak; emptied slabs beyond it are
+ * unmapped).  pages.c makes the
  * mappings; block.c puts blocks in the slots.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "block.h"
+#include "block_cache.h"
 
 #define MAX_CLASS_PAGES 16            /* larger blocks get a mapping each  */
 #define SLAB_MAX_BYTES (2u << 20)     /* a slab maps at most this much      */
@@ -19,12 +21,8 @@ struct size_class {
     size_t total_slots;  /* in its slabs (retired ones excepted) */
     size_t live_slots;   /* of those, handed out */
     size_t empty_slabs;
+    struct zzb_demand demand; /* what bounds its free-slot cache */
 };
-
-/* The free-slot cache of a class is kept up to the larger of this and the
- * class's live bytes (so a burst that is freed and comes back finds its slots
- * still mapped, guarded and locked); beyond it, empty slabs are unmapped. */
-#define CACHE_MIN_BYTES (1u << 20)
 
 /* One class table per backend, so a block asked for on secretmem never
  * lands in an anonymous slab. */
@@ -182,6 +180,7 @@ static int drop_cached_slabs(void)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
             struct slab *next;
+            zzb_demand_forget(&c->demand);
             for (struct slab *s = c->avail; s != NULL; s = next) {
                 next = s->next;
                 if (s->nfree != s->nslots)
@@ -288,8 +287,17 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         struct size_class *c = &classes[backend][pages];
         for (;;) {
             s = class_slab_with_room((int)pages, backend);
-            if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
+            if (s == NULL)
                 return NULL;
+            if (zzi_pages_refresh_after_fork(&s->region.map) != 0) {
+                /* relocking a slab in a forked child: cached slabs give way */
+                int e = errno;
+                if (short_of_memory(e) && drop_cached_slabs()) {
+                    errno = e;
+                    continue;
+                }
+                return NULL;
+            }
             if (slab_fit_for_policy(s, backend))
                 break;
             retire(c, s);
@@ -299,6 +307,7 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         if (s->nfree == 1)
             avail_remove(c, s);
         c->live_slots++;
+        zzb_demand_note(&c->demand, c->live_slots * ((size_t)pages + 1) * zzi_page());
     } else {
         s = slab_create(pages, 1, 0, backend);
         if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
@@ -325,13 +334,12 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 
 /* ---- giving a slot back ------------------------------------------------------ */
 
-/* Would the class still cache at least its bound of free bytes without s? */
-static int cache_would_stay_full(const struct size_class *c, const struct slab *s)
+/* Would the class still cache at least its bound of free bytes without s?
+ * (Reads the clock: called only when a slab has emptied.) */
+static int cache_would_stay_full(struct size_class *c, const struct slab *s)
 {
     size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
-    size_t keep = c->live_slots * s->stride;
-    if (keep < CACHE_MIN_BYTES)
-        keep = CACHE_MIN_BYTES;
+    size_t keep = zzb_demand_bound(&c->demand, c->live_slots * s->stride);
     return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
 }
 
@@ -380,3 +388,22 @@ void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
         trim_idle_class(c);
 }
 
+
+/* ---- stats ------------------------------------------------------------------- */
+
+void zzb_cache_stats(size_t *cached, size_t *bound)
+{
+    *cached = *bound = 0;
+    zzi_global_lock();
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            struct size_class *c = &classes[t][k];
+            if (c->total_slots == 0)
+                continue;
+            size_t stride = ((size_t)k + 1) * zzi_page();
+            *cached += (c->total_slots - c->live_slots) * stride;
+            *bound += zzb_demand_bound(&c->demand, c->live_slots * stride);
+        }
+    }
+    zzi_global_unlock();
+}
