@@ -65,16 +65,13 @@ ZZ_API unsigned long zz_get_cache_decay_ms(void)
     return (unsigned long)current_decay_ms();
 }
 
-/* peak halved once per whole period elapsed, and linearly toward the next
- * halving within the period. */
+/* peak halved once per whole period elapsed: held in full for the first
+ * period, so a burst that comes back at its size within it finds every slot
+ * it had (a smooth decay would let a slab go a moment after the burst). */
 static size_t decayed(size_t peak, uint64_t elapsed, uint64_t period)
 {
     uint64_t halvings = elapsed / period;
-    if (halvings >= 8 * sizeof(size_t))
-        return 0;
-    size_t p = peak >> halvings;
-    uint64_t part = elapsed % period;
-    return p - (size_t)((p / 2) * (double)part / (double)period);
+    return halvings >= 8 * sizeof(size_t) ? 0 : peak >> halvings;
 }
 
 size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
