@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "zeroize.h"
@@ -639,6 +640,32 @@ static int child_syscalls(const allocator *a, size_t n, size_t count, void **ptr
     return ok ? 0 : 1;
 }
 
+/* The "burst" child: one live batch of count blocks in this fresh process
+ * (after one warm-up pair: the library's set-up is not the burst's cost),
+ * then what the kernel alone needs for the pages such blocks occupy: mmap,
+ * mlock and a write to each page of count blocks of n bytes. */
+static int child_first_burst(const allocator *a, size_t n, size_t count, void **ptrs)
+{
+    uint64_t t0 = zb_now_ns();
+    size_t got = batch_loop(a, n, ptrs, count);
+    uint64_t t1 = zb_now_ns();
+    if (got < count)
+        return 1;
+    printf("burst_ns_per_block %.1f\n", (double)(t1 - t0) / (double)count);
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = count * ((n + (size_t)page - 1) / (size_t)page), len = pages * (size_t)page;
+    t0 = zb_now_ns();
+    unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mlock(m, len) != 0)
+        return 1;
+    for (size_t i = 0; i < pages; i++)
+        ((volatile unsigned char *)m)[i * (size_t)page] = 1;
+    t1 = zb_now_ns();
+    munmap(m, len);
+    printf("kernel_ns_per_block %.1f\n", (double)(t1 - t0) / (double)count);
+    return 0;
+}
+
 typedef struct {
     long vmas;
     long long locked, resident;
@@ -681,8 +708,8 @@ int zb_alloc_child_main(int argc, char **argv)
     const allocator *a = find_allocator(argv[2]);
     size_t n = strtoull(argv[3], NULL, 10);
     size_t count = strtoull(argv[4], NULL, 10);
-    int mem = strcmp(mode, "mem") == 0;
-    if (!a || n == 0 || !(mem || strcmp(mode, "sys") == 0))
+    int mem = strcmp(mode, "mem") == 0, burst = strcmp(mode, "burst") == 0;
+    if (!a || n == 0 || !(mem || burst || strcmp(mode, "sys") == 0))
         return 2;
     void **ptrs = calloc(count ? count : 1, sizeof(void *));
     if (!ptrs)
@@ -704,7 +731,8 @@ int zb_alloc_child_main(int argc, char **argv)
                 a->release(warm, n);
             before = sample_memory();
         }
-        rc = mem ? child_memory(a, n, count, ptrs, before) : child_syscalls(a, n, count, ptrs);
+        rc = burst ? child_first_burst(a, n, count, ptrs)
+             : mem ? child_memory(a, n, count, ptrs, before) : child_syscalls(a, n, count, ptrs);
     }
     free(ptrs);
     return rc;
@@ -811,6 +839,26 @@ static void measure_memory(const zb_options *opt, const allocator *a, size_t n)
                   zb_single(v));
 }
 
+/* The first live batch in a fresh process, next to the kernel's own cost for
+ * its pages (recorded under the allocator's name as kernel_ns_per_block). */
+static void measure_first_burst(const zb_options *opt, const allocator *a, size_t n)
+{
+    char size_arg[32], count_arg[32], self[4096], out[1024];
+    snprintf(size_arg, sizeof(size_arg), "%zu", n);
+    snprintf(count_arg, sizeof(count_arg), "%zu", opt->batch);
+    snprintf(self, sizeof(self), "%s", zb_self_path());
+    const char *argv[] = {self, "_alloc-child", "burst", a->name, size_arg, count_arg, NULL};
+    zb_run_capture(argv, NULL, out, sizeof(out));
+    char row[32];
+    zb_format_size(row, sizeof(row), n);
+    double v;
+    if (zb_kv_double(out, "burst_ns_per_block", &v) == 0)
+        zb_record("alloc", "first burst", row, (double)n, a->name, "ns_per_block", "ns", zb_single(v));
+    if (zb_kv_double(out, "kernel_ns_per_block", &v) == 0)
+        zb_record("alloc", "first burst", row, (double)n, a->name, "kernel_ns_per_block", "ns",
+                  zb_single(v));
+}
+
 /* ---------------------------------------------------------------- report */
 
 /* A table with an "allocator" column and one column per block size. */
@@ -878,6 +926,32 @@ static void print_batch_table(const zb_options *opt, const allocator_set *set, c
             const zb_summary *b = zb_lookup("alloc", "live batch", row, set->list[i]->name, "ns_per_block");
             if (b)
                 zb_format_summary(cell, sizeof(cell), *b, 1);
+            else
+                snprintf(cell, sizeof(cell), "failed");
+            zb_table_cell(tb, i, s + 1, cell);
+        }
+    }
+    zb_table_print(stdout, tb);
+    zb_table_free(tb);
+}
+
+static void print_first_burst_table(const zb_options *opt, const allocator_set *set,
+                                    const size_t *sizes, int nsizes)
+{
+    printf("### first burst in a fresh process: %zu blocks allocated and touched, then freed; ns per "
+           "block (in brackets: mmap + mlock + a write per page of the same blocks, the kernel "
+           "alone)\n\n", opt->batch);
+    zb_table *tb = new_size_table(sizes, nsizes);
+    for (int i = 0; i < set->count; i++) {
+        zb_table_cell(tb, i, 0, set->list[i]->name);
+        for (int s = 0; s < nsizes; s++) {
+            char row[32], cell[64];
+            zb_format_size(row, sizeof(row), sizes[s]);
+            const zb_summary *b = zb_lookup("alloc", "first burst", row, set->list[i]->name, "ns_per_block");
+            const zb_summary *k =
+                zb_lookup("alloc", "first burst", row, set->list[i]->name, "kernel_ns_per_block");
+            if (b && k)
+                snprintf(cell, sizeof(cell), "%.0f (%.0f)", b->median, k->median);
             else
                 snprintf(cell, sizeof(cell), "failed");
             zb_table_cell(tb, i, s + 1, cell);
@@ -973,6 +1047,41 @@ static void target_at_most(const char *table, const char *row, const char *mine,
     zb_target("alloc", what, 1.0 / ratio, 1.0 / best, goal, 1, goal_text);
 }
 
+/* mine's figure over other's (table, row, metric of each), the median over
+ * the medians, and the most favourable end of the interquartile ranges. */
+static void target_figure_ratio(const char *table_m, const char *table_o, const char *row,
+                                const char *mine, const char *other, const char *metric,
+                                double goal, const char *label)
+{
+    const zb_summary *m = zb_lookup("alloc", table_m, row, mine, metric);
+    const zb_summary *o = zb_lookup("alloc", table_o, row, other, metric);
+    if (!m || !o || m->median <= 0 || o->median <= 0 || o->q3 <= 0)
+        return;
+    char what[160], goal_text[48];
+    snprintf(what, sizeof(what), "%s, %s, %s relative to %s", mine, table_m, row, label);
+    snprintf(goal_text, sizeof(goal_text), "<= %.1fx", goal);
+    zb_target("alloc", what, m->median / o->median, m->q1 / o->q3, goal, 1, goal_text);
+}
+
+/* Issue 13: zz_alloc at malloc's pace with any number of threads, bursts
+ * that come back for free. */
+static void add_issue13_targets(const char *row, size_t n)
+{
+    char one[48];
+    table_name_pairs(one, sizeof(one), 1);
+    for (size_t t = 0; t < ZB_ARRAY_LEN(thread_counts); t++) {
+        char table[48];
+        table_name_pairs(table, sizeof(table), thread_counts[t]);
+        target_at_most(table, row, "zz_alloc", "malloc_bzero", 3, "malloc+explicit_bzero+free");
+        if (thread_counts[t] > 1)
+            target_figure_ratio(table, one, row, "zz_alloc", "zz_alloc", "ns_per_pair", 1.3,
+                                "its 1-thread CPU per pair");
+    }
+    if (n == 32)
+        target_figure_ratio("live batch", "live batch", row, "zz_alloc", "openssl_secure",
+                            "ns_per_block", 5, "OpenSSL secure heap per block");
+}
+
 static void add_targets(const size_t *sizes, int nsizes)
 {
     for (int s = 0; s < nsizes; s++) {
@@ -991,6 +1100,7 @@ static void add_targets(const size_t *sizes, int nsizes)
                 target_cheaper(table, row, "zz_arena", "openssl_secure", 5, "OpenSSL secure heap");
                 target_at_most(table, row, "zz_arena", "malloc", 4, "malloc+free");
             }
+            add_issue13_targets(row, sizes[s]);
         }
     }
 }
@@ -1045,6 +1155,7 @@ int zb_run_alloc(const zb_options *opt)
     for (int i = 0; i < set.count; i++) {
         for (int s = 0; s < nsizes; s++) {
             measure_memory(opt, set.list[i], sizes[s]);
+            measure_first_burst(opt, set.list[i], sizes[s]);
             if (count_syscalls)
                 measure_syscalls(opt, set.list[i], sizes[s]);
         }
@@ -1095,6 +1206,7 @@ int zb_run_alloc(const zb_options *opt)
            sysconf(_SC_NPROCESSORS_ONLN));
     print_pair_tables(&set, sizes, nsizes);
     print_batch_table(opt, &set, sizes, nsizes);
+    print_first_burst_table(opt, &set, sizes, nsizes);
     print_resource_table(opt, &set, sizes, nsizes);
     add_targets(sizes, nsizes);
     zb_print_targets(stdout, "alloc");
