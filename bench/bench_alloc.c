@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -859,6 +860,159 @@ static void measure_first_burst(const zb_options *opt, const allocator *a, size_
                   zb_single(v));
 }
 
+/* ------------------------------------------------- mixed, 4 threads */
+
+/* Each of 4 threads allocates blocks of 16 B to 8 KiB (log-uniform), writes
+ * its size into it and keeps it in a ring of 64; one in four goes instead
+ * to a shared mailbox of 16 slots, and the block it displaces (most often
+ * another thread's) is freed by this thread.  Every block is freed once. */
+#define MIX_THREADS 4
+#define MIX_RING 64
+#define MIX_MAILBOX 16
+#define MIX_MAX_SIZE 8192u
+static const char *const mixed_columns[] = {"zz_alloc", "zz_arena", "malloc_bzero", "openssl_secure"};
+static _Atomic(void *) mix_mailbox[MIX_MAILBOX];
+
+typedef struct {
+    const allocator *a;
+    uint64_t iters, rng;
+    pthread_barrier_t *start;
+    uint64_t c0, c1, t0, t1;
+    int failed, err;
+} mix_job;
+
+static uint64_t mix_rand(uint64_t *s) /* xorshift64 */
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static size_t mix_size(uint64_t *rng)
+{
+    uint64_t r = mix_rand(rng);
+    unsigned shift = 4 + (unsigned)(r % 10); /* 16 .. 8192 */
+    size_t lo = (size_t)1 << shift;
+    return shift == 13 ? MIX_MAX_SIZE : lo + (size_t)((r >> 8) % lo);
+}
+
+static void mix_release(const allocator *a, void *p)
+{
+    size_t n;
+    memcpy(&n, p, sizeof(n));
+    a->release(p, n);
+}
+
+static void *mix_thread(void *arg)
+{
+    mix_job *job = arg;
+    void *ring[MIX_RING] = {0};
+    pthread_barrier_wait(job->start);
+    job->t0 = zb_now_ns();
+    job->c0 = zb_clock_ns();
+    for (uint64_t i = 0; i < job->iters; i++) {
+        size_t n = mix_size(&job->rng);
+        void *p = job->a->alloc(n);
+        if (!p) {
+            job->failed = 1, job->err = errno;
+            break;
+        }
+        touch(p, n);
+        memcpy(p, &n, sizeof(n));
+        uint64_t r = mix_rand(&job->rng);
+        void *old;
+        if (r % 4 == 0) {
+            old = atomic_exchange(&mix_mailbox[(r >> 8) % MIX_MAILBOX], p);
+        } else {
+            old = ring[i % MIX_RING];
+            ring[i % MIX_RING] = p;
+        }
+        if (old)
+            mix_release(job->a, old);
+    }
+    job->c1 = zb_clock_ns();
+    job->t1 = zb_now_ns();
+    for (size_t k = 0; k < MIX_RING; k++)
+        if (ring[k])
+            mix_release(job->a, ring[k]);
+    return NULL;
+}
+
+/* One repetition: CPU ns per operation (alloc + free) in each thread, mean
+ * over the threads; aggregate: wall time / all operations. */
+static int mixed_once(const allocator *a, uint64_t iters, uint64_t seed, double *per, double *agg)
+{
+    pthread_t tid[MIX_THREADS];
+    mix_job job[MIX_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, MIX_THREADS);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    zb_unpinned_thread_attr(&attr);
+    for (int t = 0; t < MIX_THREADS; t++) {
+        job[t] = (mix_job){.a = a, .iters = iters, .rng = seed * 7919 + (uint64_t)t + 1, .start = &start};
+        if (pthread_create(&tid[t], &attr, mix_thread, &job[t]) != 0)
+            abort();
+    }
+    pthread_attr_destroy(&attr);
+    uint64_t first = UINT64_MAX, last = 0;
+    double sum = 0;
+    int failed = 0, err = 0;
+    for (int t = 0; t < MIX_THREADS; t++) {
+        pthread_join(tid[t], NULL);
+        first = job[t].t0 < first ? job[t].t0 : first;
+        last = job[t].t1 > last ? job[t].t1 : last;
+        sum += (double)(job[t].c1 - job[t].c0) / (double)iters;
+        if (job[t].failed)
+            failed = 1, err = job[t].err;
+    }
+    pthread_barrier_destroy(&start);
+    for (size_t k = 0; k < MIX_MAILBOX; k++) {
+        void *p = atomic_exchange(&mix_mailbox[k], NULL);
+        if (p)
+            mix_release(a, p);
+    }
+    if (failed) {
+        errno = err;
+        return -1;
+    }
+    *per = sum / MIX_THREADS;
+    *agg = (double)(last - first) / ((double)iters * MIX_THREADS);
+    return 0;
+}
+
+static void measure_mixed(const zb_options *opt, const allocator_set *set)
+{
+    uint64_t iters = opt->quick ? 2000 : 20000;
+    int reps = opt->reps;
+    double *per = calloc((size_t)reps, sizeof(double)), *agg = calloc((size_t)reps, sizeof(double));
+    if (!per || !agg)
+        abort();
+    for (int i = 0; i < set->count; i++) {
+        int wanted = 0;
+        for (size_t c = 0; c < ZB_ARRAY_LEN(mixed_columns); c++)
+            wanted |= strcmp(set->list[i]->name, mixed_columns[c]) == 0;
+        if (!wanted || !set->usable[i])
+            continue;
+        int ok = 1;
+        for (int r = 0; r < reps && ok; r++) {
+            if (mixed_once(set->list[i], iters, (uint64_t)r, &per[r], &agg[r]) != 0) {
+                note_failure(set->list[i], MIX_MAX_SIZE, "mixed workload", errno);
+                ok = 0;
+            }
+        }
+        if (!ok)
+            continue;
+        zb_record("alloc", "mixed, 4 threads", "16 B-8 KiB", 0, set->list[i]->name, "ns_per_op", "ns",
+                  zb_summarize(per, reps));
+        zb_record("alloc", "mixed, 4 threads", "16 B-8 KiB", 0, set->list[i]->name,
+                  "aggregate_ns_per_op", "ns", zb_summarize(agg, reps));
+    }
+    free(per);
+    free(agg);
+}
+
 /* ---------------------------------------------------------------- report */
 
 /* A table with an "allocator" column and one column per block size. */
@@ -956,6 +1110,33 @@ static void print_first_burst_table(const zb_options *opt, const allocator_set *
                 snprintf(cell, sizeof(cell), "failed");
             zb_table_cell(tb, i, s + 1, cell);
         }
+    }
+    zb_table_print(stdout, tb);
+    zb_table_free(tb);
+}
+
+static void print_mixed_table(const allocator_set *set)
+{
+    printf("### mixed, %d threads: blocks of 16 B to 8 KiB (log-uniform), one in four freed by "
+           "whichever thread takes it from a shared mailbox; ns of CPU per alloc + touch + free in "
+           "each thread (in brackets: wall time / all operations)\n\n", MIX_THREADS);
+    zb_table *tb = zb_table_new(2);
+    zb_table_header(tb, 0, "allocator");
+    zb_table_header(tb, 1, "16 B-8 KiB");
+    int row = 0;
+    for (int i = 0; i < set->count; i++) {
+        const zb_summary *p =
+            zb_lookup("alloc", "mixed, 4 threads", "16 B-8 KiB", set->list[i]->name, "ns_per_op");
+        const zb_summary *g = zb_lookup("alloc", "mixed, 4 threads", "16 B-8 KiB", set->list[i]->name,
+                                        "aggregate_ns_per_op");
+        if (!p || !g)
+            continue;
+        char cell[96], a[48];
+        zb_format_summary(a, sizeof(a), *p, 1);
+        snprintf(cell, sizeof(cell), "%s (%.0f)", a, g->median);
+        zb_table_cell(tb, row, 0, set->list[i]->name);
+        zb_table_cell(tb, row, 1, cell);
+        row++;
     }
     zb_table_print(stdout, tb);
     zb_table_free(tb);
@@ -1123,7 +1304,7 @@ int zb_run_alloc(const zb_options *opt)
         sizes = opt->sizes;
         nsizes = opt->nsizes;
     }
-    size_t max_size = 0;
+    size_t max_size = MIX_MAX_SIZE; /* the mixed workload's largest block */
     for (int s = 0; s < nsizes; s++)
         max_size = sizes[s] > max_size ? sizes[s] : max_size;
 #ifndef ZB_HAVE_SODIUM
@@ -1179,6 +1360,9 @@ int zb_run_alloc(const zb_options *opt)
                 (double)(zb_now_ns() - phase) / 1e9);
     }
     free(ptrs);
+    measure_mixed(opt, &set);
+    fprintf(stderr, "zz-bench: alloc: mixed workload timed (%.1f s so far)\n",
+            (double)(zb_now_ns() - phase) / 1e9);
 #ifdef ZB_HAVE_OPENSSL
     if (openssl_pool)
         zb_note("alloc", "openssl_secure used a %zu MiB secure heap, locked at init (not counted per block).",
@@ -1207,6 +1391,7 @@ int zb_run_alloc(const zb_options *opt)
     print_pair_tables(&set, sizes, nsizes);
     print_batch_table(opt, &set, sizes, nsizes);
     print_first_burst_table(opt, &set, sizes, nsizes);
+    print_mixed_table(&set);
     print_resource_table(opt, &set, sizes, nsizes);
     add_targets(sizes, nsizes);
     zb_print_targets(stdout, "alloc");
