@@ -88,8 +88,9 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * Steady state makes no system call: freed blocks are wiped and kept, still
  * guarded and locked, in a cache of free slots.  Each size class keeps up to
  * the largest of 1 MiB, its live bytes, and its recent peak of bytes in use,
- * a peak that halves every decay period (zz_set_cache_decay_ms, default
- * 10 s): a burst that is freed and comes back soon makes no system call.
+ * a peak held for one decay period and halved every period after
+ * (zz_set_cache_decay_ms, default 10 s): a burst that is freed and comes
+ * back soon makes no system call.
  * When a mapping or a lock is refused (the RLIMIT_MEMLOCK, memory), every
  * cached slab is unmapped at once and the allocation tried again, so cached
  * memory never makes a live block fail.
@@ -328,8 +329,9 @@ typedef struct {
 ZZ_EXPORT void zz_get_stats(zz_stats *out);
 
 /* How long zz_alloc's free-slot cache remembers a peak of demand: the peak a
- * size class's cache may keep halves every `ms` milliseconds (applied when
- * the class next frees a slab's last block: there is no timer).  0 remembers
+ * size class's cache may keep is held for `ms` milliseconds after it was
+ * last seen, then halves every `ms` (applied when the class next frees a
+ * slab's last block: there is no timer).  0 remembers
  * no peak: a class keeps the larger of 1 MiB and its live bytes.  The
  * environment variable ZEROIZE_CACHE_DECAY_MS (a decimal number, read on
  * first use) sets the initial value; the default is 10000.  Returns 0, or -1

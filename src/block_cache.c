@@ -1,8 +1,9 @@
 /*
  * block_cache.c - the bound of zz_alloc's free-slot cache: a class keeps
  * cached up to the largest of 1 MiB, its live slot bytes and the peak of its
- * slot bytes in use, a peak that halves every decay period (default 10 s;
- * ZEROIZE_CACHE_DECAY_MS, zz_set_cache_decay_ms).  So a burst of blocks that
+ * slot bytes in use, a peak held for one decay period and then halved every
+ * period (default 10 s; ZEROIZE_CACHE_DECAY_MS, zz_set_cache_decay_ms).
+ * So a burst of blocks that
  * is freed and comes back within a few periods finds its slots still mapped,
  * guarded, locked and wiped, and makes no system call; memory a burst left
  * behind goes back to the kernel once its demand has faded.  The decay is
