@@ -330,8 +330,8 @@ ZZ_EXPORT void zz_get_stats(zz_stats *out);
 
 /* How long zz_alloc's free-slot cache remembers a peak of demand: the peak a
  * size class's cache may keep is held for `ms` milliseconds after it was
- * last seen, then halves every `ms` (applied when the class next frees a
- * slab's last block: there is no timer).  0 remembers
+ * last seen, then halves every `ms` (applied by the class's frees that empty
+ * a slab, which read the clock once every 16 of them: there is no timer).  0 remembers
  * no peak: a class keeps the larger of 1 MiB and its live bytes.  The
  * environment variable ZEROIZE_CACHE_DECAY_MS (a decimal number, read on
  * first use) sets the initial value; the default is 10000.  Returns 0, or -1

@@ -21,6 +21,7 @@
 #define MAX_DECAY_MS (1000u * 3600u * 24u) /* one day */
 
 static _Atomic long decay_ms = -1; /* -1: not read from the environment yet */
+static _Atomic unsigned decay_gen;  /* bumped by every zz_set_cache_decay_ms */
 
 /* ZEROIZE_CACHE_DECAY_MS: a decimal number of milliseconds; anything else
  * leaves the default. */
@@ -58,6 +59,7 @@ ZZ_API int zz_set_cache_decay_ms(unsigned long ms)
         return -1;
     }
     atomic_store(&decay_ms, (long)ms);
+    atomic_fetch_add(&decay_gen, 1);
     return 0;
 }
 
@@ -80,9 +82,17 @@ size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
     long period = current_decay_ms();
     size_t keep = ZZB_CACHE_FLOOR_BYTES > in_use ? ZZB_CACHE_FLOOR_BYTES : in_use;
     if (period == 0) { /* remember nothing */
-        d->peak = d->recent = 0;
+        d->peak = d->recent = d->decayed = 0;
         return keep;
     }
+    unsigned gen = atomic_load_explicit(&decay_gen, memory_order_relaxed);
+    if (d->ticks != 0 && d->gen == gen) {
+        d->ticks--;
+        size_t p = d->recent > d->decayed ? d->recent : d->decayed;
+        return p > keep ? p : keep;
+    }
+    d->ticks = ZZB_DEMAND_TICKS - 1;
+    d->gen = gen;
     uint64_t now = zzi_os_now_ms();
     size_t p = now >= d->peak_ms ? decayed(d->peak, now - d->peak_ms, (uint64_t)period) : d->peak;
     if (d->recent >= p) { /* demand came back since we last looked: it is fresh */
@@ -91,10 +101,12 @@ size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
         p = d->recent;
     }
     d->recent = in_use;
+    d->decayed = p;
     return p > keep ? p : keep;
 }
 
 void zzb_demand_forget(struct zzb_demand *d)
 {
-    d->peak = d->recent = 0;
+    d->peak = d->recent = d->decayed = 0;
+    d->ticks = 0;
 }

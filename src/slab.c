@@ -22,6 +22,7 @@ struct size_class {
     size_t live_slots;   /* of those, handed out */
     size_t empty_slabs;
     struct zzb_demand demand; /* what bounds its free-slot cache */
+    size_t trimmed_keep, trimmed_total; /* the bound and slots of the last trim walk */
 };
 
 /* One class table per backend, so a block asked for on secretmem never
@@ -334,12 +335,16 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 
 /* ---- giving a slot back ------------------------------------------------------ */
 
-/* Would the class still cache at least its bound of free bytes without s?
- * (Reads the clock: called only when a slab has emptied.) */
-static int cache_would_stay_full(struct size_class *c, const struct slab *s)
+/* The free bytes class c may keep cached now (block_cache.c). */
+static size_t class_keep(struct size_class *c, size_t stride)
+{
+    return zzb_demand_bound(&c->demand, c->live_slots * stride);
+}
+
+/* Would the class still cache at least keep free bytes without s? */
+static int cache_would_stay_full(const struct size_class *c, const struct slab *s, size_t keep)
 {
     size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
-    size_t keep = zzb_demand_bound(&c->demand, c->live_slots * s->stride);
     return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
 }
 
@@ -349,14 +354,20 @@ static int cache_would_stay_full(struct size_class *c, const struct slab *s)
  * frees were kept while many blocks were still live, and unmapping a big
  * slab can take milliseconds (secretmem pages go back into the kernel's
  * direct map, one TLB flush each). */
-static void trim_idle_class(struct size_class *c)
+static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
 {
+    if (c->total_slots * stride <= keep)
+        return; /* nothing beyond the bound: the common case, without a walk */
+    if (keep >= c->trimmed_keep && c->total_slots == c->trimmed_total)
+        return; /* walked at this bound or a lower one, nothing mapped since */
     struct slab *next;
     for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
         next = t->next;
-        if (t->nfree == t->nslots && cache_would_stay_full(c, t))
+        if (t->nfree == t->nslots && cache_would_stay_full(c, t, keep))
             unmap_empty_slab(c, t);
     }
+    c->trimmed_keep = keep;
+    c->trimmed_total = c->total_slots;
 }
 
 void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
@@ -380,12 +391,15 @@ void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
         avail_remove(c, s);
         avail_push(c, s);
     }
-    if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
-        remember_unmapped_block(p);
-        unmap_empty_slab(c, s);
+    if (s->nfree == s->nslots && ++c->empty_slabs > 1) {
+        size_t stride = s->stride, keep = class_keep(c, stride);
+        if (cache_would_stay_full(c, s, keep)) {
+            remember_unmapped_block(p);
+            unmap_empty_slab(c, s);
+        }
+        if (c->live_slots == 0 && c->empty_slabs > 1)
+            trim_idle_class(c, stride, keep);
     }
-    if (c->live_slots == 0 && c->empty_slabs > 1)
-        trim_idle_class(c);
 }
 
 
@@ -402,6 +416,7 @@ void zzb_cache_stats(size_t *cached, size_t *bound)
                 continue;
             size_t stride = ((size_t)k + 1) * zzi_page();
             *cached += (c->total_slots - c->live_slots) * stride;
+            zzb_demand_refresh(&c->demand);
             *bound += zzb_demand_bound(&c->demand, c->live_slots * stride);
         }
     }
