@@ -8,8 +8,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "zeroize.h"
@@ -639,6 +641,32 @@ static int child_syscalls(const allocator *a, size_t n, size_t count, void **ptr
     return ok ? 0 : 1;
 }
 
+/* The "burst" child: one live batch of count blocks in this fresh process
+ * (after one warm-up pair: the library's set-up is not the burst's cost),
+ * then what the kernel alone needs for the pages such blocks occupy: mmap,
+ * mlock and a write to each page of count blocks of n bytes. */
+static int child_first_burst(const allocator *a, size_t n, size_t count, void **ptrs)
+{
+    uint64_t t0 = zb_now_ns();
+    size_t got = batch_loop(a, n, ptrs, count);
+    uint64_t t1 = zb_now_ns();
+    if (got < count)
+        return 1;
+    printf("burst_ns_per_block %.1f\n", (double)(t1 - t0) / (double)count);
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = count * ((n + (size_t)page - 1) / (size_t)page), len = pages * (size_t)page;
+    t0 = zb_now_ns();
+    unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mlock(m, len) != 0)
+        return 1;
+    for (size_t i = 0; i < pages; i++)
+        ((volatile unsigned char *)m)[i * (size_t)page] = 1;
+    t1 = zb_now_ns();
+    munmap(m, len);
+    printf("kernel_ns_per_block %.1f\n", (double)(t1 - t0) / (double)count);
+    return 0;
+}
+
 typedef struct {
     long vmas;
     long long locked, resident;
@@ -681,8 +709,8 @@ int zb_alloc_child_main(int argc, char **argv)
     const allocator *a = find_allocator(argv[2]);
     size_t n = strtoull(argv[3], NULL, 10);
     size_t count = strtoull(argv[4], NULL, 10);
-    int mem = strcmp(mode, "mem") == 0;
-    if (!a || n == 0 || !(mem || strcmp(mode, "sys") == 0))
+    int mem = strcmp(mode, "mem") == 0, burst = strcmp(mode, "burst") == 0;
+    if (!a || n == 0 || !(mem || burst || strcmp(mode, "sys") == 0))
         return 2;
     void **ptrs = calloc(count ? count : 1, sizeof(void *));
     if (!ptrs)
@@ -704,7 +732,8 @@ int zb_alloc_child_main(int argc, char **argv)
                 a->release(warm, n);
             before = sample_memory();
         }
-        rc = mem ? child_memory(a, n, count, ptrs, before) : child_syscalls(a, n, count, ptrs);
+        rc = burst ? child_first_burst(a, n, count, ptrs)
+             : mem ? child_memory(a, n, count, ptrs, before) : child_syscalls(a, n, count, ptrs);
     }
     free(ptrs);
     return rc;
@@ -811,6 +840,179 @@ static void measure_memory(const zb_options *opt, const allocator *a, size_t n)
                   zb_single(v));
 }
 
+/* The first live batch in a fresh process, next to the kernel's own cost for
+ * its pages (recorded under the allocator's name as kernel_ns_per_block). */
+static void measure_first_burst(const zb_options *opt, const allocator *a, size_t n)
+{
+    char size_arg[32], count_arg[32], self[4096], out[1024];
+    snprintf(size_arg, sizeof(size_arg), "%zu", n);
+    snprintf(count_arg, sizeof(count_arg), "%zu", opt->batch);
+    snprintf(self, sizeof(self), "%s", zb_self_path());
+    const char *argv[] = {self, "_alloc-child", "burst", a->name, size_arg, count_arg, NULL};
+    zb_run_capture(argv, NULL, out, sizeof(out));
+    char row[32];
+    zb_format_size(row, sizeof(row), n);
+    double v;
+    if (zb_kv_double(out, "burst_ns_per_block", &v) == 0)
+        zb_record("alloc", "first burst", row, (double)n, a->name, "ns_per_block", "ns", zb_single(v));
+    if (zb_kv_double(out, "kernel_ns_per_block", &v) == 0)
+        zb_record("alloc", "first burst", row, (double)n, a->name, "kernel_ns_per_block", "ns",
+                  zb_single(v));
+}
+
+/* ------------------------------------------------- mixed, 4 threads */
+
+/* Each of 4 threads allocates blocks of 16 B to 8 KiB (log-uniform), writes
+ * its size into it and keeps it in a ring of 64; one in four goes instead
+ * to a shared mailbox of 16 slots, and the block it displaces (most often
+ * another thread's) is freed by this thread.  Every block is freed once. */
+#define MIX_THREADS 4
+#define MIX_RING 64
+#define MIX_MAILBOX 16
+#define MIX_MAX_SIZE 8192u
+static const char *const mixed_columns[] = {"zz_alloc", "zz_arena", "malloc_bzero", "openssl_secure"};
+static _Atomic(void *) mix_mailbox[MIX_MAILBOX];
+
+typedef struct {
+    const allocator *a;
+    uint64_t iters, rng;
+    pthread_barrier_t *start;
+    uint64_t c0, c1, t0, t1;
+    int failed, err;
+} mix_job;
+
+static uint64_t mix_rand(uint64_t *s) /* xorshift64 */
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static size_t mix_size(uint64_t *rng)
+{
+    uint64_t r = mix_rand(rng);
+    unsigned shift = 4 + (unsigned)(r % 10); /* 16 .. 8192 */
+    size_t lo = (size_t)1 << shift;
+    return shift == 13 ? MIX_MAX_SIZE : lo + (size_t)((r >> 8) % lo);
+}
+
+static void mix_release(const allocator *a, void *p)
+{
+    size_t n;
+    memcpy(&n, p, sizeof(n));
+    a->release(p, n);
+}
+
+static void *mix_thread(void *arg)
+{
+    mix_job *job = arg;
+    void *ring[MIX_RING] = {0};
+    pthread_barrier_wait(job->start);
+    job->t0 = zb_now_ns();
+    job->c0 = zb_clock_ns();
+    for (uint64_t i = 0; i < job->iters; i++) {
+        size_t n = mix_size(&job->rng);
+        void *p = job->a->alloc(n);
+        if (!p) {
+            job->failed = 1, job->err = errno;
+            break;
+        }
+        touch(p, n);
+        memcpy(p, &n, sizeof(n));
+        uint64_t r = mix_rand(&job->rng);
+        void *old;
+        if (r % 4 == 0) {
+            old = atomic_exchange(&mix_mailbox[(r >> 8) % MIX_MAILBOX], p);
+        } else {
+            old = ring[i % MIX_RING];
+            ring[i % MIX_RING] = p;
+        }
+        if (old)
+            mix_release(job->a, old);
+    }
+    job->c1 = zb_clock_ns();
+    job->t1 = zb_now_ns();
+    for (size_t k = 0; k < MIX_RING; k++)
+        if (ring[k])
+            mix_release(job->a, ring[k]);
+    return NULL;
+}
+
+/* One repetition: CPU ns per operation (alloc + free) in each thread, mean
+ * over the threads; aggregate: wall time / all operations. */
+static int mixed_once(const allocator *a, uint64_t iters, uint64_t seed, double *per, double *agg)
+{
+    pthread_t tid[MIX_THREADS];
+    mix_job job[MIX_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, MIX_THREADS);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    zb_unpinned_thread_attr(&attr);
+    for (int t = 0; t < MIX_THREADS; t++) {
+        job[t] = (mix_job){.a = a, .iters = iters, .rng = seed * 7919 + (uint64_t)t + 1, .start = &start};
+        if (pthread_create(&tid[t], &attr, mix_thread, &job[t]) != 0)
+            abort();
+    }
+    pthread_attr_destroy(&attr);
+    uint64_t first = UINT64_MAX, last = 0;
+    double sum = 0;
+    int failed = 0, err = 0;
+    for (int t = 0; t < MIX_THREADS; t++) {
+        pthread_join(tid[t], NULL);
+        first = job[t].t0 < first ? job[t].t0 : first;
+        last = job[t].t1 > last ? job[t].t1 : last;
+        sum += (double)(job[t].c1 - job[t].c0) / (double)iters;
+        if (job[t].failed)
+            failed = 1, err = job[t].err;
+    }
+    pthread_barrier_destroy(&start);
+    for (size_t k = 0; k < MIX_MAILBOX; k++) {
+        void *p = atomic_exchange(&mix_mailbox[k], NULL);
+        if (p)
+            mix_release(a, p);
+    }
+    if (failed) {
+        errno = err;
+        return -1;
+    }
+    *per = sum / MIX_THREADS;
+    *agg = (double)(last - first) / ((double)iters * MIX_THREADS);
+    return 0;
+}
+
+static void measure_mixed(const zb_options *opt, const allocator_set *set)
+{
+    uint64_t iters = opt->quick ? 2000 : 20000;
+    int reps = opt->reps;
+    double *per = calloc((size_t)reps, sizeof(double)), *agg = calloc((size_t)reps, sizeof(double));
+    if (!per || !agg)
+        abort();
+    for (int i = 0; i < set->count; i++) {
+        int wanted = 0;
+        for (size_t c = 0; c < ZB_ARRAY_LEN(mixed_columns); c++)
+            wanted |= strcmp(set->list[i]->name, mixed_columns[c]) == 0;
+        if (!wanted || !set->usable[i])
+            continue;
+        int ok = 1;
+        for (int r = 0; r < reps && ok; r++) {
+            if (mixed_once(set->list[i], iters, (uint64_t)r, &per[r], &agg[r]) != 0) {
+                note_failure(set->list[i], MIX_MAX_SIZE, "mixed workload", errno);
+                ok = 0;
+            }
+        }
+        if (!ok)
+            continue;
+        zb_record("alloc", "mixed, 4 threads", "16 B-8 KiB", 0, set->list[i]->name, "ns_per_op", "ns",
+                  zb_summarize(per, reps));
+        zb_record("alloc", "mixed, 4 threads", "16 B-8 KiB", 0, set->list[i]->name,
+                  "aggregate_ns_per_op", "ns", zb_summarize(agg, reps));
+    }
+    free(per);
+    free(agg);
+}
+
 /* ---------------------------------------------------------------- report */
 
 /* A table with an "allocator" column and one column per block size. */
@@ -882,6 +1084,59 @@ static void print_batch_table(const zb_options *opt, const allocator_set *set, c
                 snprintf(cell, sizeof(cell), "failed");
             zb_table_cell(tb, i, s + 1, cell);
         }
+    }
+    zb_table_print(stdout, tb);
+    zb_table_free(tb);
+}
+
+static void print_first_burst_table(const zb_options *opt, const allocator_set *set,
+                                    const size_t *sizes, int nsizes)
+{
+    printf("### first burst in a fresh process: %zu blocks allocated and touched, then freed; ns per "
+           "block (in brackets: mmap + mlock + a write per page of the same blocks, the kernel "
+           "alone)\n\n", opt->batch);
+    zb_table *tb = new_size_table(sizes, nsizes);
+    for (int i = 0; i < set->count; i++) {
+        zb_table_cell(tb, i, 0, set->list[i]->name);
+        for (int s = 0; s < nsizes; s++) {
+            char row[32], cell[64];
+            zb_format_size(row, sizeof(row), sizes[s]);
+            const zb_summary *b = zb_lookup("alloc", "first burst", row, set->list[i]->name, "ns_per_block");
+            const zb_summary *k =
+                zb_lookup("alloc", "first burst", row, set->list[i]->name, "kernel_ns_per_block");
+            if (b && k)
+                snprintf(cell, sizeof(cell), "%.0f (%.0f)", b->median, k->median);
+            else
+                snprintf(cell, sizeof(cell), "failed");
+            zb_table_cell(tb, i, s + 1, cell);
+        }
+    }
+    zb_table_print(stdout, tb);
+    zb_table_free(tb);
+}
+
+static void print_mixed_table(const allocator_set *set)
+{
+    printf("### mixed, %d threads: blocks of 16 B to 8 KiB (log-uniform), one in four freed by "
+           "whichever thread takes it from a shared mailbox; ns of CPU per alloc + touch + free in "
+           "each thread (in brackets: wall time / all operations)\n\n", MIX_THREADS);
+    zb_table *tb = zb_table_new(2);
+    zb_table_header(tb, 0, "allocator");
+    zb_table_header(tb, 1, "16 B-8 KiB");
+    int row = 0;
+    for (int i = 0; i < set->count; i++) {
+        const zb_summary *p =
+            zb_lookup("alloc", "mixed, 4 threads", "16 B-8 KiB", set->list[i]->name, "ns_per_op");
+        const zb_summary *g = zb_lookup("alloc", "mixed, 4 threads", "16 B-8 KiB", set->list[i]->name,
+                                        "aggregate_ns_per_op");
+        if (!p || !g)
+            continue;
+        char cell[96], a[48];
+        zb_format_summary(a, sizeof(a), *p, 1);
+        snprintf(cell, sizeof(cell), "%s (%.0f)", a, g->median);
+        zb_table_cell(tb, row, 0, set->list[i]->name);
+        zb_table_cell(tb, row, 1, cell);
+        row++;
     }
     zb_table_print(stdout, tb);
     zb_table_free(tb);
@@ -973,6 +1228,41 @@ static void target_at_most(const char *table, const char *row, const char *mine,
     zb_target("alloc", what, 1.0 / ratio, 1.0 / best, goal, 1, goal_text);
 }
 
+/* mine's figure over other's (table, row, metric of each), the median over
+ * the medians, and the most favourable end of the interquartile ranges. */
+static void target_figure_ratio(const char *table_m, const char *table_o, const char *row,
+                                const char *mine, const char *other, const char *metric,
+                                double goal, const char *label)
+{
+    const zb_summary *m = zb_lookup("alloc", table_m, row, mine, metric);
+    const zb_summary *o = zb_lookup("alloc", table_o, row, other, metric);
+    if (!m || !o || m->median <= 0 || o->median <= 0 || o->q3 <= 0)
+        return;
+    char what[160], goal_text[48];
+    snprintf(what, sizeof(what), "%s, %s, %s relative to %s", mine, table_m, row, label);
+    snprintf(goal_text, sizeof(goal_text), "<= %.1fx", goal);
+    zb_target("alloc", what, m->median / o->median, m->q1 / o->q3, goal, 1, goal_text);
+}
+
+/* Issue 13: zz_alloc at malloc's pace with any number of threads, bursts
+ * that come back for free. */
+static void add_issue13_targets(const char *row, size_t n)
+{
+    char one[48];
+    table_name_pairs(one, sizeof(one), 1);
+    for (size_t t = 0; t < ZB_ARRAY_LEN(thread_counts); t++) {
+        char table[48];
+        table_name_pairs(table, sizeof(table), thread_counts[t]);
+        target_at_most(table, row, "zz_alloc", "malloc_bzero", 3, "malloc+explicit_bzero+free");
+        if (thread_counts[t] > 1)
+            target_figure_ratio(table, one, row, "zz_alloc", "zz_alloc", "ns_per_pair", 1.3,
+                                "its 1-thread CPU per pair");
+    }
+    if (n == 32)
+        target_figure_ratio("live batch", "live batch", row, "zz_alloc", "openssl_secure",
+                            "ns_per_block", 5, "OpenSSL secure heap per block");
+}
+
 static void add_targets(const size_t *sizes, int nsizes)
 {
     for (int s = 0; s < nsizes; s++) {
@@ -991,6 +1281,7 @@ static void add_targets(const size_t *sizes, int nsizes)
                 target_cheaper(table, row, "zz_arena", "openssl_secure", 5, "OpenSSL secure heap");
                 target_at_most(table, row, "zz_arena", "malloc", 4, "malloc+free");
             }
+            add_issue13_targets(row, sizes[s]);
         }
     }
 }
@@ -1013,7 +1304,7 @@ int zb_run_alloc(const zb_options *opt)
         sizes = opt->sizes;
         nsizes = opt->nsizes;
     }
-    size_t max_size = 0;
+    size_t max_size = MIX_MAX_SIZE; /* the mixed workload's largest block */
     for (int s = 0; s < nsizes; s++)
         max_size = sizes[s] > max_size ? sizes[s] : max_size;
 #ifndef ZB_HAVE_SODIUM
@@ -1045,6 +1336,7 @@ int zb_run_alloc(const zb_options *opt)
     for (int i = 0; i < set.count; i++) {
         for (int s = 0; s < nsizes; s++) {
             measure_memory(opt, set.list[i], sizes[s]);
+            measure_first_burst(opt, set.list[i], sizes[s]);
             if (count_syscalls)
                 measure_syscalls(opt, set.list[i], sizes[s]);
         }
@@ -1068,6 +1360,9 @@ int zb_run_alloc(const zb_options *opt)
                 (double)(zb_now_ns() - phase) / 1e9);
     }
     free(ptrs);
+    measure_mixed(opt, &set);
+    fprintf(stderr, "zz-bench: alloc: mixed workload timed (%.1f s so far)\n",
+            (double)(zb_now_ns() - phase) / 1e9);
 #ifdef ZB_HAVE_OPENSSL
     if (openssl_pool)
         zb_note("alloc", "openssl_secure used a %zu MiB secure heap, locked at init (not counted per block).",
@@ -1095,6 +1390,8 @@ int zb_run_alloc(const zb_options *opt)
            sysconf(_SC_NPROCESSORS_ONLN));
     print_pair_tables(&set, sizes, nsizes);
     print_batch_table(opt, &set, sizes, nsizes);
+    print_first_burst_table(opt, &set, sizes, nsizes);
+    print_mixed_table(&set);
     print_resource_table(opt, &set, sizes, nsizes);
     add_targets(sizes, nsizes);
     zb_print_targets(stdout, "alloc");

@@ -33,7 +33,8 @@ REQUIRED_METRICS = {
              ("misaligned", "throughput"), ("misaligned", "ns_per_call")],
     "alloc": [("pair, 1 thread", "ns_per_pair"), ("pair, 2 threads", "ns_per_pair"),
               ("pair, 4 threads", "ns_per_pair"), ("pair, 4 threads", "aggregate_ns_per_pair"),
-              ("live batch", "ns_per_block"), ("memory", "vmas_per_block")],
+              ("live batch", "ns_per_block"), ("memory", "vmas_per_block"),
+              ("first burst", "ns_per_block"), ("first burst", "kernel_ns_per_block")],
 }
 # Scale figures that must be positive (others, e.g. VMAs per block, may be 0).
 SCALE_POSITIVE = {

@@ -96,8 +96,14 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * guard page, so any access faults.
  *
  * Steady state makes no system call: freed blocks are wiped and kept, still
- * guarded and locked, in a cache bounded per size class by the larger of
- * 1 MiB and the class's live bytes.
+ * guarded and locked, in a cache of free slots.  Each size class keeps up to
+ * the largest of 1 MiB, its live bytes, and its recent peak of bytes in use,
+ * a peak held for one decay period and halved every period after
+ * (zz_set_cache_decay_ms, default 10 s): a burst that is freed and comes
+ * back soon makes no system call.
+ * When a mapping or a lock is refused (the RLIMIT_MEMLOCK, memory), every
+ * cached slab is unmapped at once and the allocation tried again, so cached
+ * memory never makes a live block fail.
  *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
@@ -325,10 +331,27 @@ typedef struct {
     size_t locked_bytes; /* bytes this library holds locked (as the kernel counts
                             them against RLIMIT_MEMLOCK, zz_lock pages included)      */
     size_t mapped_bytes; /* bytes this library has mapped, guard pages included       */
+    size_t cached_bytes; /* of those, zz_alloc's free slots kept for reuse (wiped,
+                            guarded, locked as the policy asks), guard pages included */
+    size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now: the sum over the
+                            size classes in use of the bound zz_alloc() describes      */
 } zz_stats;
 
 /* Fills *out with a snapshot of the counters above.  out must not be NULL. */
 ZZ_EXPORT ZZ_NONNULL(1) void zz_get_stats(zz_stats *out);
+
+/* How long zz_alloc's free-slot cache remembers a peak of demand: the peak a
+ * size class's cache may keep is held for `ms` milliseconds after it was
+ * last seen, then halves every `ms` (applied by the class's frees that empty
+ * a slab, which read the clock once every 16 of them: there is no timer).  0 remembers
+ * no peak: a class keeps the larger of 1 MiB and its live bytes.  The
+ * environment variable ZEROIZE_CACHE_DECAY_MS (a decimal number, read on
+ * first use) sets the initial value; the default is 10000.  Returns 0, or -1
+ * with EINVAL when ms exceeds one day (86400000). */
+ZZ_EXPORT int zz_set_cache_decay_ms(unsigned long ms);
+
+/* The current decay period of zz_alloc's cache, in milliseconds. */
+ZZ_EXPORT unsigned long zz_get_cache_decay_ms(void);
 
 /* Fills *out for one arena: its live blocks and their bytes (those cached
  * free in threads excluded), and the bytes it has mapped (guard pages

@@ -22,7 +22,7 @@
  * A free slot is all zeros: zz_free wipes the block and both canaries, so the
  * next zz_alloc checks it is still zero instead of clearing it.  Freed slots
  * stay mapped, guarded and locked: that is the cache that makes the steady
- * state free of system calls (slab.c bounds it).
+ * state free of system calls (slab.c keeps it, block_cache.c bounds it).
  */
 #include <errno.h>
 #include <pthread.h>

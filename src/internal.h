@@ -100,6 +100,7 @@ int zzi_os_raise_default(int sig);
 int zzi_os_set_core_limit_zero(void);
 int zzi_os_set_nondumpable(void);
 void zzi_os_yield(void);
+uint64_t zzi_os_now_ms(void);                       /* monotonic, coarse */
 /* One mapping of the calling process, as /proc/self/smaps describes it. */
 #define ZZI_VMA_LOCKED 0x1u   /* VmFlags "lo": mlock'ed (mlock, mlock2, mlockall) */
 #define ZZI_VMA_DONTDUMP 0x2u /* VmFlags "dd": left out of core dumps            */
@@ -402,6 +403,9 @@ unsigned zzi_block_info_locked(const void *p);
 /* Adds the live zz_alloc blocks and their bytes (arenas' large blocks
  * included) to *blocks and *bytes. */
 void zzi_block_count_live(size_t *blocks, size_t *bytes);
+/* Takes the global lock.  The bytes of free slots the size classes keep
+ * mapped for reuse (guard pages included), and the sum of their bounds. */
+void zzi_block_cache_stats(size_t *cached, size_t *bound);
 
 /* ---- lifecycle.c: initialisation and fork handling -------------------------- */
 /* Initialises the library once.  Returns 0, or -1 with errno. */

@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -486,4 +487,15 @@ size_t zzi_os_physical_memory(void)
 void zzi_os_yield(void)
 {
     sched_yield();
+}
+
+/* Milliseconds on a monotonic clock; the coarse clock (a vDSO read, no
+ * system call) is precise enough for the cache's decay. */
+uint64_t zzi_os_now_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0 &&
+        clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -1,14 +1,16 @@
 /*
  * slab.c - slabs of equal slots and the size classes that hold them: where a
  * new zz_alloc block goes, and what happens to a slot when it is freed (the
- * free-slot cache, bounded per class by the larger of 1 MiB and the class's
- * live bytes; emptied slabs beyond it are unmapped).  pages.c makes the
+ * free-slot cache, bounded per class by block_cache.c: the largest of 1 MiB,
+ * the class's live bytes and its recent peak; emptied slabs beyond it are
+ * unmapped).  pages.c makes the
  * mappings; block.c puts blocks in the slots.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "block.h"
+#include "block_cache.h"
 
 #define MAX_CLASS_PAGES 16            /* larger blocks get a mapping each  */
 #define SLAB_MAX_BYTES (2u << 20)     /* a slab maps at most this much      */
@@ -19,12 +21,9 @@ struct size_class {
     size_t total_slots;  /* in its slabs (retired ones excepted) */
     size_t live_slots;   /* of those, handed out */
     size_t empty_slabs;
+    struct zzb_demand demand; /* what bounds its free-slot cache */
+    size_t trimmed_keep, trimmed_total; /* the bound and slots of the last trim walk */
 };
-
-/* The free-slot cache of a class is kept up to the larger of this and the
- * class's live bytes (so a burst that is freed and comes back finds its slots
- * still mapped, guarded and locked); beyond it, empty slabs are unmapped. */
-#define CACHE_MIN_BYTES (1u << 20)
 
 /* One class table per backend, so a block asked for on secretmem never
  * lands in an anonymous slab. */
@@ -171,6 +170,7 @@ static int drop_cached_slabs(void)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
             struct slab *next;
+            zzb_demand_forget(&c->demand);
             for (struct slab *s = c->avail; s != NULL; s = next) {
                 next = s->next;
                 if (s->nfree != s->nslots)
@@ -277,8 +277,17 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         struct size_class *c = &classes[backend][pages];
         for (;;) {
             s = class_slab_with_room((int)pages, backend);
-            if (s == NULL || zzi_pages_refresh_after_fork(&s->region.map) != 0)
+            if (s == NULL)
                 return NULL;
+            if (zzi_pages_refresh_after_fork(&s->region.map) != 0) {
+                /* relocking a slab in a forked child: cached slabs give way */
+                int e = errno;
+                if (short_of_memory(e) && drop_cached_slabs()) {
+                    errno = e;
+                    continue;
+                }
+                return NULL;
+            }
             if (slab_fit_for_policy(s, backend))
                 break;
             retire(c, s);
@@ -288,6 +297,7 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         if (s->nfree == 1)
             avail_remove(c, s);
         c->live_slots++;
+        zzb_demand_note(&c->demand, c->live_slots * ((size_t)pages + 1) * zzi_page());
     } else {
         s = slab_create(pages, 1, 0, backend);
         if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
@@ -311,13 +321,16 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 
 /* ---- giving a slot back ------------------------------------------------------ */
 
-/* Would the class still cache at least its bound of free bytes without s? */
-static int cache_would_stay_full(const struct size_class *c, const struct slab *s)
+/* The free bytes class c may keep cached now (block_cache.c). */
+static size_t class_keep(struct size_class *c, size_t stride)
+{
+    return zzb_demand_bound(&c->demand, c->live_slots * stride);
+}
+
+/* Would the class still cache at least keep free bytes without s? */
+static int cache_would_stay_full(const struct size_class *c, const struct slab *s, size_t keep)
 {
     size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
-    size_t keep = c->live_slots * s->stride;
-    if (keep < CACHE_MIN_BYTES)
-        keep = CACHE_MIN_BYTES;
     return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
 }
 
@@ -327,14 +340,20 @@ static int cache_would_stay_full(const struct size_class *c, const struct slab *
  * frees were kept while many blocks were still live, and unmapping a big
  * slab can take milliseconds (secretmem pages go back into the kernel's
  * direct map, one TLB flush each). */
-static void trim_idle_class(struct size_class *c)
+static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
 {
+    if (c->total_slots * stride <= keep)
+        return; /* nothing beyond the bound: the common case, without a walk */
+    if (keep >= c->trimmed_keep && c->total_slots == c->trimmed_total)
+        return; /* walked at this bound or a lower one, nothing mapped since */
     struct slab *next;
     for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
         next = t->next;
-        if (t->nfree == t->nslots && cache_would_stay_full(c, t))
+        if (t->nfree == t->nslots && cache_would_stay_full(c, t, keep))
             unmap_empty_slab(c, t);
     }
+    c->trimmed_keep = keep;
+    c->trimmed_total = c->total_slots;
 }
 
 void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
@@ -358,11 +377,34 @@ void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
         avail_remove(c, s);
         avail_push(c, s);
     }
-    if (s->nfree == s->nslots && ++c->empty_slabs > 1 && cache_would_stay_full(c, s)) {
-        remember_unmapped_block(p);
-        unmap_empty_slab(c, s);
+    if (s->nfree == s->nslots && ++c->empty_slabs > 1) {
+        size_t stride = s->stride, keep = class_keep(c, stride);
+        if (cache_would_stay_full(c, s, keep)) {
+            remember_unmapped_block(p);
+            unmap_empty_slab(c, s);
+        }
+        if (c->live_slots == 0 && c->empty_slabs > 1)
+            trim_idle_class(c, stride, keep);
     }
-    if (c->live_slots == 0 && c->empty_slabs > 1)
-        trim_idle_class(c);
 }
 
+
+/* ---- stats ------------------------------------------------------------------- */
+
+void zzi_block_cache_stats(size_t *cached, size_t *bound)
+{
+    *cached = *bound = 0;
+    zzi_global_lock();
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            struct size_class *c = &classes[t][k];
+            if (c->total_slots == 0)
+                continue;
+            size_t stride = ((size_t)k + 1) * zzi_page();
+            *cached += (c->total_slots - c->live_slots) * stride;
+            zzb_demand_refresh(&c->demand);
+            *bound += zzb_demand_bound(&c->demand, c->live_slots * stride);
+        }
+    }
+    zzi_global_unlock();
+}

@@ -99,12 +99,15 @@ static void test_stats_failed_alloc_changes_nothing(void **state)
 }
 
 /* When the last live block of a size goes, the memory cached for that size
- * shrinks to its bound (1 MiB, or one slab of at most 2 MiB) in that very
- * free, not over later calls (whose latency it would spoil: unmapping a big
- * secretmem slab takes milliseconds). */
+ * shrinks to its bound (with no memory of demand, decay 0: 1 MiB, or one
+ * slab of at most 2 MiB) in that very free, not over later calls (whose
+ * latency it would spoil: unmapping a big secretmem slab takes
+ * milliseconds). */
 static void test_stats_free_all_trims_cache_at_once(void **state)
 {
     (void)state;
+    unsigned long decay = zz_get_cache_decay_ms();
+    assert_int_equal(zz_set_cache_decay_ms(0), 0);
     enum { N = 1000 }; /* about 8 MiB of slots and guards */
     static void *p[N];
     zz_stats s0, s1, s2;
@@ -121,6 +124,7 @@ static void test_stats_free_all_trims_cache_at_once(void **state)
     print_message("mapped: +%zu KiB with %d live blocks, +%zu KiB once all are freed\n",
                   (s1.mapped_bytes - s0.mapped_bytes) >> 10, N, kept >> 10);
     assert_true(kept <= (3u << 20) + (64u << 10));
+    assert_int_equal(zz_set_cache_decay_ms(decay), 0);
 }
 
 int main(void)

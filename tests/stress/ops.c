@@ -491,12 +491,50 @@ static void op_edge(struct zs_thread *t)
     }
 }
 
+/* ---- the free-slot cache ---- */
+
+/* A new decay period for zz_alloc's cache (from forgetting at once to a
+ * day), then a burst: up to 300 blocks of one size, each checked zero-filled
+ * and written, then all freed, newest first or oldest first.  The blocks
+ * stay out of the model: other threads' purges may zero them, which is why
+ * only the zero fill is checked. */
+static void op_cache_burst(struct zs_thread *t)
+{
+    static const unsigned long decays[] = { 0, 1, 50, 10000, 86400000ul };
+    unsigned long ms = decays[zs_below(&t->rng, sizeof decays / sizeof decays[0])];
+    zs_log(t, "zz_set_cache_decay_ms(%lu)", ms);
+    ZS_CHECK(zz_set_cache_decay_ms(ms) == 0, "zz_set_cache_decay_ms(%lu) failed", ms);
+    enum { MAXB = 300 };
+    void *p[MAXB];
+    size_t n = 1 + zs_below(&t->rng, 3 * 4096), count = 1 + zs_below(&t->rng, MAXB), got = 0;
+    zs_log(t, "burst of %zu x zz_alloc(%zu)", count, n);
+    for (; got < count; got++) {
+        p[got] = zz_alloc(n);
+        if (p[got] == NULL) {
+            int err = errno;
+            zs_log(t, "  -> NULL errno %d after %zu", err, got);
+            alloc_failed(t, "zz_alloc in a burst", err);
+            break;
+        }
+        const unsigned char *c = p[got];
+        for (size_t k = 0; k < n; k++)
+            ZS_CHECK(c[k] == 0, "burst block %p of %zu bytes: byte %zu is %#x, not 0", p[got], n,
+                     k, c[k]);
+        memset(p[got], 0xa5, n);
+    }
+    int newest_first = (int)zs_below(&t->rng, 2);
+    for (size_t k = 0; k < got; k++)
+        zz_free(p[newest_first ? got - 1 - k : k]);
+    t->n.allocs += got;
+    t->n.frees += got;
+}
+
 /* ---- the step ---- */
 
 enum {
     OP_ALLOC, OP_ALIGNED, OP_BACKEND, OP_REALLOC, OP_FREE, OP_WRITE, OP_CHECK, OP_PROTECT,
     OP_LOCK, OP_UNLOCK, OP_CALLER_WRITE, OP_ARENA, OP_PURGE, OP_POLICY, OP_SET_BACKEND, OP_FORK,
-    OP_MISUSE, OP_EDGE, OP_RECHAIN, OP_COUNT
+    OP_MISUSE, OP_EDGE, OP_RECHAIN, OP_CACHE, OP_COUNT
 };
 
 /* Weights per 10,000 steps.  Forks are few: each child checks a lot. */
@@ -505,7 +543,7 @@ static const unsigned weights[OP_COUNT] = {
     [OP_FREE] = 1500,  [OP_WRITE] = 1300,  [OP_CHECK] = 1000,  [OP_PROTECT] = 500,
     [OP_LOCK] = 300,   [OP_UNLOCK] = 300,  [OP_CALLER_WRITE] = 150, [OP_ARENA] = 2200,
     [OP_PURGE] = 60,   [OP_POLICY] = 25,   [OP_SET_BACKEND] = 25, [OP_FORK] = 6,
-    [OP_MISUSE] = 5,   [OP_EDGE] = 60,     [OP_RECHAIN] = 8,
+    [OP_MISUSE] = 5,   [OP_EDGE] = 60,     [OP_RECHAIN] = 8,       [OP_CACHE] = 15,
 };
 
 static int op_enabled(unsigned op)
@@ -523,6 +561,7 @@ static int op_enabled(unsigned op)
     case OP_MISUSE: return ZS_ON(ZS_F_MISUSE);
     case OP_EDGE: return ZS_ON(ZS_F_EDGE);
     case OP_RECHAIN: return ZS_ON(ZS_F_RECHAIN) && ZS_ON(ZS_F_SIGNALS);
+    case OP_CACHE: return ZS_ON(ZS_F_CACHE);
     default: return 1;
     }
 }
@@ -577,6 +616,7 @@ void zs_step(struct zs_thread *t)
     case OP_MISUSE: zs_misuse_check(t); break;
     case OP_EDGE: op_edge(t); break;
     case OP_RECHAIN: zs_rechain(t); break;
+    case OP_CACHE: op_cache_burst(t); break;
     default: break;
     }
 }

@@ -67,6 +67,7 @@ enum zs_feature {
     ZS_F_MISUSE_INHERITED, /* misuse children also misuse blocks inherited from the parent */
     ZS_F_GUARDS,     /* the pages around a new block fault (probed in place) */
     ZS_F_FIXED,      /* fixed-capacity arenas (off: only growable ones) */
+    ZS_F_CACHE,      /* zz_set_cache_decay_ms switches and bursts of blocks freed at once */
     ZS_NFEATURES
 };
 const char *zs_feature_name(int f);

@@ -46,7 +46,7 @@ static const char *const feature_names[ZS_NFEATURES] = {
     [ZS_F_SMAPS] = "smaps",       [ZS_F_STATS] = "stats",       [ZS_F_CHAIN] = "chain",
     [ZS_F_RECHAIN] = "rechain",   [ZS_F_EDGE] = "edge",         [ZS_F_CAPACITY] = "capacity",
     [ZS_F_REALLOC_KEEPS] = "realloc-keeps", [ZS_F_MISUSE_INHERITED] = "misuse-inherited",
-    [ZS_F_GUARDS] = "guards",     [ZS_F_FIXED] = "fixed",
+    [ZS_F_GUARDS] = "guards",     [ZS_F_FIXED] = "fixed",       [ZS_F_CACHE] = "cache",
 };
 
 static const char *const feature_help[ZS_NFEATURES] = {
@@ -75,6 +75,7 @@ static const char *const feature_help[ZS_NFEATURES] = {
     [ZS_F_MISUSE_INHERITED] = "misuse also of blocks inherited from before the fork",
     [ZS_F_GUARDS] = "reading the page after (and before) a new block faults",
     [ZS_F_FIXED] = "fixed-capacity arenas (off: growable ones only)",
+    [ZS_F_CACHE] = "zz_set_cache_decay_ms switches; bursts of blocks allocated, then all freed",
 };
 
 const char *zs_feature_name(int f)
@@ -173,6 +174,9 @@ static void check_stats(const char *when)
     ZS_CHECK(s.live_blocks == blocks && s.live_bytes == bytes,
              "%s: zz_get_stats says live_blocks %zu, live_bytes %zu; the model holds %zu blocks of "
              "%zu bytes", when, s.live_blocks, s.live_bytes, blocks, bytes);
+    ZS_CHECK(s.cached_bytes <= s.mapped_bytes,
+             "%s: zz_get_stats says cached_bytes %zu > mapped_bytes %zu", when, s.cached_bytes,
+             s.mapped_bytes);
 }
 
 static void remake_shared(uint64_t *rng, int destroy)

@@ -1,0 +1,195 @@
+/* zz_alloc's free-slot cache remembers demand: a burst that is freed and
+ * comes back finds its slots still mapped; the remembered peak decays; the
+ * bound is set by ZEROIZE_CACHE_DECAY_MS or zz_set_cache_decay_ms, shown in
+ * zz_get_stats, and gives way at once to live blocks when the lock limit is
+ * reached. */
+#include "test_util.h"
+
+enum { BURST = 1000 };
+static void *blocks[BURST];
+
+static void burst_alloc(size_t size, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        blocks[i] = zz_alloc(size);
+        assert_non_null(blocks[i]);
+    }
+}
+
+static void burst_free(size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zz_free(blocks[i]);
+}
+
+/* Must stay the first test: ZEROIZE_CACHE_DECAY_MS is read on first use, and
+ * the children are forked before the parent has used it. */
+static void child_env_decay(void *arg)
+{
+    const char *value = arg;
+    child_check(setenv("ZEROIZE_CACHE_DECAY_MS", value, 1) == 0);
+    unsigned long want = strcmp(value, "1234") == 0 ? 1234 : strcmp(value, "0") == 0 ? 0 : 10000;
+    child_check(zz_get_cache_decay_ms() == want);
+    void *p = zz_alloc(32);
+    child_check(p != NULL);
+    zz_free(p);
+}
+
+static void test_cache_env_sets_decay(void **state)
+{
+    (void)state;
+    expect_child_ok(child_env_decay, (void *)(uintptr_t)"1234");
+    expect_child_ok(child_env_decay, (void *)(uintptr_t)"0");
+    expect_child_ok(child_env_decay, (void *)(uintptr_t)"12x"); /* not a number: default */
+    expect_child_ok(child_env_decay, (void *)(uintptr_t)"-5");
+    expect_child_ok(child_env_decay, (void *)(uintptr_t)"99999999999999999999");
+}
+
+static void test_cache_default_and_set(void **state)
+{
+    (void)state;
+    assert_int_equal(zz_get_cache_decay_ms(), 10000);
+    errno = 0;
+    assert_int_equal(zz_set_cache_decay_ms(86400001ul), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_ARGUMENT);
+    assert_int_equal(zz_get_cache_decay_ms(), 10000);
+    assert_int_equal(zz_set_cache_decay_ms(86400000ul), 0);
+    assert_int_equal(zz_get_cache_decay_ms(), 86400000ul);
+    assert_int_equal(zz_set_cache_decay_ms(10000), 0);
+}
+
+/* The second burst of 1,000 x 32 B maps nothing: the first one's slots were
+ * kept (the old cache trimmed them to 1 MiB when the last block went). */
+static void test_cache_burst_comes_back_without_mapping(void **state)
+{
+    (void)state;
+    zz_stats s0, s1, s2, s3;
+    zz_get_stats(&s0);
+    burst_alloc(32, BURST);
+    zz_get_stats(&s1);
+    assert_true(s1.mapped_bytes - s0.mapped_bytes >= (size_t)BURST * 4096);
+    burst_free(BURST);
+    zz_get_stats(&s2);
+    assert_int_equal(s2.live_blocks, s0.live_blocks);
+    print_message("mapped +%zu KiB with %d live blocks, +%zu KiB once freed; cached %zu KiB, "
+                  "bound %zu KiB\n", (s1.mapped_bytes - s0.mapped_bytes) >> 10, BURST,
+                  (s2.mapped_bytes - s0.mapped_bytes) >> 10, s2.cached_bytes >> 10,
+                  s2.cache_bound_bytes >> 10);
+    assert_true(s2.cached_bytes >= (size_t)BURST * 2 * 4096);
+    assert_true(s2.cache_bound_bytes >= (size_t)BURST * 2 * 4096); /* the peak, held for a period */
+    burst_alloc(32, BURST);
+    zz_get_stats(&s3);
+    assert_int_equal(s3.mapped_bytes, s2.mapped_bytes); /* no new mapping */
+    assert_true(s3.cached_bytes < s2.cached_bytes);
+    burst_free(BURST);
+}
+
+/* With no memory of demand, the cache shrinks to its floor in the free of the
+ * class's last block. */
+static void test_cache_decay_zero_trims_at_once(void **state)
+{
+    (void)state;
+    assert_int_equal(zz_set_cache_decay_ms(0), 0);
+    zz_stats s0, s1, s2;
+    zz_get_stats(&s0);
+    burst_alloc(5000, 400); /* a class of its own: 2 data pages */
+    zz_get_stats(&s1);
+    burst_free(400);
+    zz_get_stats(&s2);
+    size_t kept = s2.mapped_bytes > s0.mapped_bytes ? s2.mapped_bytes - s0.mapped_bytes : 0;
+    print_message("decay 0: +%zu KiB live, +%zu KiB kept\n",
+                  (s1.mapped_bytes - s0.mapped_bytes) >> 10, kept >> 10);
+    assert_true(kept <= (3u << 20) + (64u << 10));
+    assert_int_equal(zz_set_cache_decay_ms(10000), 0);
+}
+
+/* A peak that is not seen again fades: after many decay periods, the next
+ * frees in the class give the burst's memory back. */
+static void test_cache_peak_decays(void **state)
+{
+    (void)state;
+    assert_int_equal(zz_set_cache_decay_ms(20), 0);
+    zz_stats s0, s1, s2;
+    zz_get_stats(&s0);
+    burst_alloc(9000, 400); /* 3 data pages */
+    burst_free(400);
+    zz_get_stats(&s1);
+    size_t kept1 = s1.mapped_bytes - s0.mapped_bytes;
+    assert_true(kept1 >= (size_t)300 * 4 * 4096); /* the free itself took well under 20 ms */
+    struct timespec pause = { 0, 400 * 1000 * 1000 }; /* 20 periods */
+    nanosleep(&pause, NULL);
+    for (int k = 0; k < 32; k++) { /* the clock is read once every 16 slab-emptying frees */
+        void *p = zz_alloc(9000);
+        assert_non_null(p);
+        zz_free(p);
+    }
+    zz_get_stats(&s2);
+    size_t kept2 = s2.mapped_bytes > s0.mapped_bytes ? s2.mapped_bytes - s0.mapped_bytes : 0;
+    print_message("decay 20 ms: %zu KiB kept after the burst, %zu KiB 400 ms later\n",
+                  kept1 >> 10, kept2 >> 10);
+    assert_true(kept2 <= (3u << 20) + (64u << 10));
+    assert_int_equal(zz_set_cache_decay_ms(10000), 0);
+}
+
+/* Without CAP_IPC_LOCK and with RLIMIT_MEMLOCK at 4 MiB, a child counts how
+ * many live 32-byte blocks it gets, each locked, until the limit says no;
+ * with burst set, it first fills and frees a burst of 200 blocks of another
+ * size, whose slots its cache remembers (decay: a day).  The cached burst
+ * must cost the live blocks nothing: the cache gives way when a lock is
+ * refused.  Counts go back through shared memory. */
+static size_t *live_counts; /* [0]: after no burst, [1]: after a cached burst */
+
+static void child_count_live_blocks(void *arg)
+{
+    int burst = arg != NULL;
+    child_check(tu_drop_ipc_lock(4u << 20) == 0);
+    child_check(zz_set_cache_decay_ms(86400000ul) == 0);
+    static void *mine[4096];
+    if (burst) {
+        for (size_t i = 0; i < 200; i++)
+            child_check((mine[i] = zz_alloc(5000)) != NULL); /* 12 KiB slots */
+        for (size_t i = 0; i < 200; i++)
+            zz_free(mine[i]);
+        zz_stats s;
+        zz_get_stats(&s);
+        child_check(s.cached_bytes >= (size_t)200 * 12 * 1024);
+    }
+    size_t got = 0;
+    while (got < 4096 && (mine[got] = zz_alloc(32)) != NULL) {
+        child_check(zz_info(mine[got]) & ZZ_INFO_LOCKED);
+        got++;
+    }
+    child_check(got < 4096);
+    child_check(errno == ENOMEM || errno == EAGAIN || errno == EPERM);
+    live_counts[burst] = got;
+    for (size_t i = 0; i < got; i++)
+        zz_free(mine[i]);
+}
+
+static void test_cache_gives_way_to_live_blocks_under_memlock(void **state)
+{
+    (void)state;
+    live_counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(live_counts != MAP_FAILED);
+    expect_child_ok(child_count_live_blocks, NULL);
+    expect_child_ok(child_count_live_blocks, (void *)1);
+    print_message("live 32-byte blocks under a 4 MiB lock limit: %zu, %zu after a cached burst of "
+                  "200 x 5000 B\n", live_counts[0], live_counts[1]);
+    assert_true(live_counts[0] >= 100);
+    assert_true(live_counts[1] + 8 >= live_counts[0]);
+    munmap(live_counts, 4096);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache_env_sets_decay),
+        cmocka_unit_test(test_cache_default_and_set),
+        cmocka_unit_test(test_cache_burst_comes_back_without_mapping),
+        cmocka_unit_test(test_cache_decay_zero_trims_at_once),
+        cmocka_unit_test(test_cache_peak_decays),
+        cmocka_unit_test(test_cache_gives_way_to_live_blocks_under_memlock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
