@@ -15,7 +15,8 @@
  *                 protocol, global lock), lifecycle.c (initialisation, fork
  *                 handlers, recovery from a fork that ran none)
  *   5. zz_alloc blocks and caller-owned memory:
- *                 slab.c, block.c, block_modes.c (one module: block.h),
+ *                 slab.c, block_cache.c (the free-slot cache's bound),
+ *                 block.c, block_modes.c (one module: block.h),
  *                 lockref.c
  *   6. arenas:    arena.c, arena_grow.c, arena_fixed.c, arena_cache.c (one
  *                 module: arena.h); a growable arena's large blocks are
