@@ -88,6 +88,10 @@ void zb_format_summary(char *buf, size_t len, zb_summary s, int decimals);
 /* Formats a byte count as "16 B", "4 KiB", "256 MiB". */
 void zb_format_size(char *buf, size_t len, size_t n);
 
+/* Reads the first line of a small file (/proc, /sys) into buf, newline
+ * stripped; an empty string when it cannot be read. */
+void zb_read_first_line(const char *path, char *buf, size_t len);
+
 /* ------------------------------------------------------------ reliability */
 
 /* A figure with repetitions is unreliable when its spread (the "±" of

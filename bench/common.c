@@ -157,6 +157,17 @@ void zb_format_summary(char *buf, size_t len, zb_summary s, int decimals)
              zb_unreliable(s) ? " " ZB_UNRELIABLE_MARK : "");
 }
 
+void zb_read_first_line(const char *path, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    if (fgets(buf, (int)len, f))
+        buf[strcspn(buf, "\n")] = '\0';
+    fclose(f);
+}
+
 void zb_format_size(char *buf, size_t len, size_t n)
 {
     if (n >= ZB_MIB && n % ZB_MIB == 0)

@@ -38,18 +38,6 @@ typedef struct {
     char loadavg[64];
 } machine_info;
 
-/* Reads the first line of a small file into buf (newline stripped). */
-static void read_first_line(const char *path, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    if (fgets(buf, (int)len, f))
-        buf[strcspn(buf, "\n")] = '\0';
-    fclose(f);
-}
-
 static int has_flag(const char *flags_line, const char *flag)
 {
     size_t n = strlen(flag);
@@ -128,11 +116,11 @@ static void read_machine(machine_info *m)
                  " (root: CAP_IPC_LOCK ignores it)");
     }
     char line[128];
-    read_first_line("/proc/sys/vm/max_map_count", line, sizeof(line));
+    zb_read_first_line("/proc/sys/vm/max_map_count", line, sizeof(line));
     m->max_map_count = line[0] ? atol(line) : -1;
-    read_first_line("/sys/kernel/mm/transparent_hugepage/enabled", m->thp, sizeof(m->thp));
+    zb_read_first_line("/sys/kernel/mm/transparent_hugepage/enabled", m->thp, sizeof(m->thp));
     /* other load skews timings: say how busy the machine was */
-    read_first_line("/proc/loadavg", m->loadavg, sizeof(m->loadavg));
+    zb_read_first_line("/proc/loadavg", m->loadavg, sizeof(m->loadavg));
     m->mem_total = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
 #ifdef __VERSION__
     snprintf(m->compiler, sizeof(m->compiler), "%s", __VERSION__);
@@ -239,6 +227,6 @@ void zb_machine_json(FILE *out)
 void zb_print_load(FILE *out, const char *when)
 {
     char load[64];
-    read_first_line("/proc/loadavg", load, sizeof(load));
+    zb_read_first_line("/proc/loadavg", load, sizeof(load));
     fprintf(out, "Load average %s: %s\n\n", when, load);
 }

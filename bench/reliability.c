@@ -26,32 +26,21 @@ static load_sample at_start, at_end;
 static double highest_load; /* highest 1-minute load seen in any sample */
 static time_t last_sample;
 
-static void read_line(const char *path, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    if (fgets(buf, (int)len, f))
-        buf[strcspn(buf, "\n")] = '\0';
-    fclose(f);
-}
-
 static void take_sample(load_sample *s)
 {
     memset(s, 0, sizeof(*s));
-    read_line("/proc/loadavg", s->loadavg, sizeof(s->loadavg));
+    zb_read_first_line("/proc/loadavg", s->loadavg, sizeof(s->loadavg));
     s->load1 = s->loadavg[0] ? strtod(s->loadavg, NULL) : 0;
     char line[256];
     /* nanoseconds on a CPU, nanoseconds waiting on a run queue, timeslices */
-    read_line("/proc/self/schedstat", line, sizeof(line));
+    zb_read_first_line("/proc/self/schedstat", line, sizeof(line));
     unsigned long long run = 0, wait = 0;
     if (sscanf(line, "%llu %llu", &run, &wait) == 2) {
         s->on_cpu_s = (double)run / 1e9;
         s->waited_s = (double)wait / 1e9;
     }
     /* cpu  user nice system idle iowait irq softirq steal ... (USER_HZ ticks) */
-    read_line("/proc/stat", line, sizeof(line));
+    zb_read_first_line("/proc/stat", line, sizeof(line));
     unsigned long long v[8] = {0};
     if (sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
                &v[4], &v[5], &v[6], &v[7]) == 8)
