@@ -130,6 +130,23 @@ struct run *zzi_arena_run_new(unsigned char *start, size_t span, unsigned ncells
 
 /* ---- chunks -------------------------------------------------------------- */
 
+/* Maps a chunk's pages.  zz_alloc's free-slot cache gives way to arenas:
+ * when the kernel refuses memory or a lock, or (under best effort) maps the
+ * chunk unlocked, the cached slabs are unmapped and the chunk is mapped or
+ * locked again, so locked memory goes to live blocks before caches. */
+static int map_chunk_pages(zz_arena *a, size_t pages, int first, struct zzi_slab_map *m)
+{
+    for (int tries = 0;; tries++) {
+        int rc = first ? zzi_pages_map_slab_auto(pages, 1, m)
+                       : zzi_pages_map_slab(pages, 1, a->backend, m);
+        if (rc != 0 && tries == 0 && zzi_block_drop_caches(errno))
+            continue;
+        if (rc == 0 && !(m->info & ZZ_INFO_LOCKED) && zzi_block_drop_caches(ENOMEM))
+            (void)zzi_pages_try_lock(m); /* stays unlocked if still refused */
+        return rc;
+    }
+}
+
 struct chunk *zzi_arena_chunk_new(zz_arena *a, size_t bytes, int first)
 {
     struct chunk *c = calloc(1, sizeof *c);
@@ -141,9 +158,7 @@ struct chunk *zzi_arena_chunk_new(zz_arena *a, size_t bytes, int first)
     c->arena = a;
     c->bytes = bytes;
     size_t pages = bytes / zzi_page();
-    int rc = first ? zzi_pages_map_slab_auto(pages, 1, &c->region.map)
-                   : zzi_pages_map_slab(pages, 1, a->backend, &c->region.map);
-    if (rc != 0) {
+    if (map_chunk_pages(a, pages, first, &c->region.map) != 0) {
         int e = errno;
         free(c);
         errno = e;

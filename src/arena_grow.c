@@ -137,9 +137,7 @@ static struct chunk *arena_grow(zz_arena *a)
     a->growing = 1;
     size_t nruns = growth_runs(a->total_runs);
     zzi_unlock(&a->lock);
-    struct chunk *c = grid_chunk_new(a, nruns, 0);
-    if (c == NULL && zzi_block_drop_caches(errno)) /* zz_alloc's cached slabs were in the way */
-        c = grid_chunk_new(a, nruns, 0);
+    struct chunk *c = grid_chunk_new(a, nruns, 0); /* zz_alloc's cache gives way in there */
     int e = errno;
     zzi_lock(&a->lock);
     a->growing = 0;

@@ -299,6 +299,17 @@ static const struct zzi_fork_hooks fork_hooks = {
     .reset = reset_lock,
 };
 
+/* Locks the new pages of [first, +npages).  zz_alloc's free-slot cache gives
+ * way to the caller's memory: when the kernel refuses the lock for want of
+ * locked memory, the cached slabs are unmapped and the lock is tried again. */
+static int lock_new_pages(uintptr_t first, size_t npages)
+{
+    int rc = apply(first, npages, DO_LOCK, is_new_page);
+    if (rc != 0 && zzi_block_drop_caches(errno))
+        rc = apply(first, npages, DO_LOCK, is_new_page);
+    return rc;
+}
+
 ZZ_API int zz_lock(void *p, size_t n)
 {
     uintptr_t first, page = zzi_os_page_size();
@@ -316,7 +327,7 @@ ZZ_API int zz_lock(void *p, size_t n)
         errno = ENOMEM;
     } else if ((rc = survey_new_pages(first, npages)) != 0) {
         forget_new_pages(first, npages, 0);
-    } else if ((rc = apply(first, npages, DO_LOCK, is_new_page)) != 0) {
+    } else if ((rc = lock_new_pages(first, npages)) != 0) {
         zzi_fail(errno == EINVAL ? ZZ_ERR_ARGUMENT : ZZ_ERR_MEMLOCK);
         forget_new_pages(first, npages, 1);
     } else {

@@ -181,6 +181,58 @@ static void test_cache_gives_way_to_live_blocks_under_memlock(void **state)
     munmap(live_counts, 4096);
 }
 
+/* The cache gives way to every other user of locked memory too: arenas
+ * (their first chunk, under either policy, and a fixed arena's reserve) and
+ * zz_lock of the caller's memory.  Each case in a child that drops
+ * CAP_IPC_LOCK, fills the lock limit with zz_alloc blocks and frees them all,
+ * so the cache holds every locked byte. */
+enum cache_rival { RIVAL_GROWABLE, RIVAL_FIXED, RIVAL_BEST_EFFORT, RIVAL_ZZ_LOCK };
+
+static void child_rival_after_cached_burst(void *arg)
+{
+    enum cache_rival rival = (enum cache_rival)(uintptr_t)arg;
+    child_check(tu_drop_ipc_lock(1u << 20) == 0);
+    static void *mine[1024];
+    size_t got = 0;
+    while (got < 1024 && (mine[got] = zz_alloc(32)) != NULL)
+        got++;
+    child_check(got < 1024); /* the limit was reached */
+    for (size_t i = 0; i < got; i++)
+        zz_free(mine[i]);
+    zz_stats s;
+    zz_get_stats(&s);
+    /* most of the limit is the cache's (the mprotect path locks data pages
+     * only, and the process holds a few locked pages of its own) */
+    child_check(s.cached_bytes > 0 && s.locked_bytes >= (1u << 20) / 2);
+    if (rival == RIVAL_ZZ_LOCK) {
+        size_t n = 256 * 1024;
+        unsigned char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        child_check(m != MAP_FAILED);
+        child_check(zz_lock(m, n) == 0);
+        child_check(tu_addr_has_flag(m, "lo"));
+        child_check(zz_unlock(m, n) == 0);
+        return;
+    }
+    if (rival == RIVAL_BEST_EFFORT)
+        child_check(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT) == 0);
+    zz_arena *a = zz_arena_create(rival == RIVAL_FIXED ? 64 * 1024 : 0);
+    child_check(a != NULL);
+    void *p = zz_arena_alloc(a, 32);
+    child_check(p != NULL);
+    child_check(zz_info(p) & ZZ_INFO_LOCKED);
+    zz_arena_free(a, p);
+    zz_arena_destroy(a);
+}
+
+static void test_cache_gives_way_to_arenas_and_zz_lock(void **state)
+{
+    (void)state;
+    expect_child_ok(child_rival_after_cached_burst, (void *)(uintptr_t)RIVAL_GROWABLE);
+    expect_child_ok(child_rival_after_cached_burst, (void *)(uintptr_t)RIVAL_FIXED);
+    expect_child_ok(child_rival_after_cached_burst, (void *)(uintptr_t)RIVAL_BEST_EFFORT);
+    expect_child_ok(child_rival_after_cached_burst, (void *)(uintptr_t)RIVAL_ZZ_LOCK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_cache_decay_zero_trims_at_once),
         cmocka_unit_test(test_cache_peak_decays),
         cmocka_unit_test(test_cache_gives_way_to_live_blocks_under_memlock),
+        cmocka_unit_test(test_cache_gives_way_to_arenas_and_zz_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
