@@ -216,6 +216,15 @@ static void chunk_retire(zz_arena *a, struct chunk *c)
         zzi_arena_grow_retire_runs(a, c);
 }
 
+/* pre: a->lock held.  Locks a chunk mapped under best effort, now that the
+ * policy requires it; zz_alloc's cached slabs give way if the limit refuses. */
+static int lock_chunk_now(struct zzi_slab_map *m)
+{
+    if (zzi_pages_try_lock(m) == 0)
+        return 0;
+    return zzi_block_drop_caches(errno) ? zzi_pages_try_lock(m) : -1;
+}
+
 /* May chunk c hand out cells now?  Only if refreshed after a fork (locks
  * and guards made again), still on the arena's backend (a forked child's
  * secret memory is replaced by anonymous zero pages), and locked if the
@@ -232,7 +241,7 @@ int zzi_arena_chunk_fit(zz_arena *a, struct chunk *c)
     int e = errno;
     int fit = zzi_pages_refresh_after_fork(m) == 0 && m->backend == a->backend &&
               ((m->info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required() ||
-               zzi_pages_try_lock(m) == 0);
+               lock_chunk_now(m) == 0);
     errno = e;
     if (!fit) {
         chunk_retire(a, c);

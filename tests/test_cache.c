@@ -233,6 +233,62 @@ static void test_cache_gives_way_to_arenas_and_zz_lock(void **state)
     expect_child_ok(child_rival_after_cached_burst, (void *)(uintptr_t)RIVAL_ZZ_LOCK);
 }
 
+/* An arena chunk mapped unlocked under best effort is locked when the policy
+ * becomes required, even if zz_alloc's cache holds the locked memory by then
+ * (it gives way): the chunk's live blocks become LOCKED, rather than the
+ * chunk being retired with them unlocked. */
+static void child_relock_chunk_after_cached_burst(void *arg)
+{
+    (void)arg;
+    size_t limit = 1u << 20, pg = (size_t)sysconf(_SC_PAGESIZE);
+    child_check(tu_drop_ipc_lock(limit) == 0);
+    child_check(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT) == 0);
+    /* Fill the limit with a lock of our own (raw system calls: the
+     * sanitizers' mlock interceptors do nothing), so the chunk maps unlocked. */
+    unsigned char *hog = mmap(NULL, limit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    child_check(hog != MAP_FAILED);
+    for (size_t at = 0; at < limit && syscall(SYS_mlock, hog + at, pg) == 0;)
+        at += pg;
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    void *p = zz_arena_alloc(a, 32);
+    child_check(p != NULL && !(zz_info(p) & ZZ_INFO_LOCKED));
+    child_check(syscall(SYS_munlock, hog, limit) == 0);
+    /* Now zz_alloc's cache takes the room: a burst to the limit, all freed. */
+    static void *mine[1024];
+    size_t got = 0;
+    while (got < 1024 && (mine[got] = zz_alloc(32)) != NULL) {
+        if (!(zz_info(mine[got]) & ZZ_INFO_LOCKED)) {
+            zz_free(mine[got]);
+            break;
+        }
+        got++;
+    }
+    child_check(got < 1024);
+    for (size_t at = 0; at < limit && syscall(SYS_mlock, hog + at, pg) == 0;)
+        at += pg; /* what the burst left: ours again */
+    for (size_t i = 0; i < got; i++)
+        zz_free(mine[i]); /* cached, still locked: the only room left */
+    zz_stats s;
+    zz_get_stats(&s);
+    child_check(s.cached_bytes > 0);
+    child_check(zz_set_lock_policy(ZZ_LOCK_REQUIRED) == 0);
+    void *q = zz_arena_alloc(a, 32);
+    child_check(q != NULL && (zz_info(q) & ZZ_INFO_LOCKED));
+    child_check(zz_info(p) & ZZ_INFO_LOCKED); /* its chunk was locked, not retired */
+    child_check(tu_addr_has_flag(p, "lo"));
+    zz_arena_free(a, q);
+    zz_arena_free(a, p);
+    zz_arena_destroy(a);
+    munmap(hog, limit);
+}
+
+static void test_cache_gives_way_to_a_chunk_locked_on_policy_change(void **state)
+{
+    (void)state;
+    expect_child_ok(child_relock_chunk_after_cached_burst, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_cache_peak_decays),
         cmocka_unit_test(test_cache_gives_way_to_live_blocks_under_memlock),
         cmocka_unit_test(test_cache_gives_way_to_arenas_and_zz_lock),
+        cmocka_unit_test(test_cache_gives_way_to_a_chunk_locked_on_policy_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
