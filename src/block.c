@@ -47,7 +47,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     }
     size_t span = (n + align - 1) & ~(align - 1), i;
     zzi_global_lock();
-    struct slab *s = zzb_take_slot(span, &i, backend);
+    struct slab *s = zzi_take_slot(span, &i, backend);
     if (s == NULL) {
         int e = errno;
         zzi_global_unlock();
@@ -65,8 +65,8 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     /* The epoch is read before the canaries are written: a purge that wipes
      * them after this point changes the epoch, so zz_free will know. */
     s->epoch[i] = zzi_epoch_stable();
-    unsigned char *p = zzb_block_at(s, i, span);
-    size_t head = zzb_head_len(s, span);
+    unsigned char *p = zzi_block_at(s, i, span);
+    size_t head = zzi_head_len(s, span);
     ZZ_VG_DEFINED(p - head, head + span);
     /* A free slot is all zeros (zz_free wiped it); anything else was written
      * through a stale pointer, and handing it out would break both the
@@ -117,12 +117,12 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 
 /* ---- finding a block ---------------------------------------------------------- */
 
-struct slab *zzb_find_live(const void *p, size_t *idx, const char *freed_msg,
+struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
                               const zz_arena *owner)
 {
     uintptr_t a = (uintptr_t)p;
     struct zzi_region *r = zzi_registry_find(a);
-    ZZ_CHECK(r != NULL || !zzb_was_unmapped_block(a), freed_msg);
+    ZZ_CHECK(r != NULL || !zzi_was_unmapped_block(a), freed_msg);
     ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
     struct slab *s = r->owner;
     size_t page = zzi_page(), off = a - s->region.map.base;
@@ -132,9 +132,9 @@ struct slab *zzb_find_live(const void *p, size_t *idx, const char *freed_msg,
     size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
     ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    ZZ_CHECK(a == (uintptr_t)zzb_block_at(s, i, span), "invalid pointer");
+    ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
     ZZ_CHECK(state != SLOT_FREED, freed_msg);
-    ZZ_CHECK(owner == ZZB_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
+    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
     *idx = i;
     return s;
 }
@@ -150,7 +150,7 @@ struct slot_look {
 static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
 {
     const struct slot_look *l = ctx;
-    size_t head = zzb_head_len(l->s, l->span), i = l->i;
+    size_t head = zzi_head_len(l->s, l->span), i = l->i;
     struct zzi_canary_sides v = {
         zzi_canary_acceptable(l->p - head, head, l->s->canary[2 * i], l->s->epoch[i], e),
         zzi_canary_acceptable(l->p + l->n, l->span - l->n, l->s->canary[2 * i + 1], l->s->epoch[i], e),
@@ -171,14 +171,14 @@ static void free_impl(void *p, const zz_arena *owner)
     zzi_check_fork();
     zzi_global_lock();
     size_t i;
-    struct slab *s = zzb_find_live(p, &i, ZZB_FREEING, owner);
+    struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
-        ZZ_CHECK(zzb_change_protection(s, i, ZZ_READWRITE) == 0,
+        ZZ_CHECK(zzi_change_protection(s, i, ZZ_READWRITE) == 0,
                  "cannot restore write access to a block being freed (mprotect failed)");
     unsigned char *b = p;
-    size_t head = zzb_head_len(s, span);
+    size_t head = zzi_head_len(s, span);
     ZZ_VG_FREELIKE(b);
     ZZ_VG_DEFINED(b - head, head + span);
     check_canaries(s, i, b, n, span);
@@ -186,7 +186,7 @@ static void free_impl(void *p, const zz_arena *owner)
     ZZ_VG_NOACCESS(b - head, head + span);
     atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
     s->owner[i] = NULL;
-    zzb_release_slot(s, i, (uintptr_t)p);
+    zzi_release_slot(s, i, (uintptr_t)p);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();
@@ -217,8 +217,8 @@ static int find_one_owned(struct zzi_region *r, void *ctx)
     const struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
         if (s->owner[i] == w->owner &&
-            zzb_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
-            w->found = zzb_block_at(s, i, atomic_load_explicit(&s->span[i], memory_order_relaxed));
+            zzi_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
+            w->found = zzi_block_at(s, i, atomic_load_explicit(&s->span[i], memory_order_relaxed));
             return 1;
         }
     }
@@ -240,7 +240,7 @@ static int add_owned(struct zzi_region *r, void *ctx)
         return 0;
     for (size_t i = 0; i < s->nslots; i++) {
         size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
-        if (s->owner[i] != w->owner || !zzb_slot_live(sp1))
+        if (s->owner[i] != w->owner || !zzi_slot_live(sp1))
             continue;
         w->out->live_blocks++;
         w->out->live_bytes += sp1 - 1;
@@ -284,7 +284,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     int backend;
     zzi_check_fork();
     zzi_global_lock();
-    struct slab *s = zzb_find_live(p, &i, ZZB_FREEING, NULL); /* realloc frees p */
+    struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, NULL); /* realloc frees p */
     old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     int readable = atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_NOACCESS;
     backend = s->table;

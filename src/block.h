@@ -33,25 +33,25 @@ struct slab {
  * fatal message can tell a double free from a pointer never returned. */
 #define SLOT_UNUSED ((size_t)0)
 #define SLOT_FREED SIZE_MAX
-static inline int zzb_slot_live(size_t size_plus1)
+static inline int zzi_slot_live(size_t size_plus1)
 {
     return size_plus1 != SLOT_UNUSED && size_plus1 != SLOT_FREED;
 }
 
 /* ---- slot geometry -------------------------------------------------------- */
 
-static inline uintptr_t zzb_slot_data(const struct slab *s, size_t i)
+static inline uintptr_t zzi_slot_data(const struct slab *s, size_t i)
 {
     return s->region.map.base + zzi_page() + i * s->stride;
 }
 
-static inline unsigned char *zzb_block_at(const struct slab *s, size_t i, size_t span)
+static inline unsigned char *zzi_block_at(const struct slab *s, size_t i, size_t span)
 {
-    return (unsigned char *)(zzb_slot_data(s, i) + s->data_len - span);
+    return (unsigned char *)(zzi_slot_data(s, i) + s->data_len - span);
 }
 
 /* Bytes before the block that hold the head canary (0 or 16). */
-static inline size_t zzb_head_len(const struct slab *s, size_t span)
+static inline size_t zzi_head_len(const struct slab *s, size_t span)
 {
     return s->data_len - span >= ZZ_CANARY_LEN ? ZZ_CANARY_LEN : 0;
 }
@@ -60,29 +60,29 @@ static inline size_t zzb_head_len(const struct slab *s, size_t span)
 /* pre: global lock held.  A free slot for a block of span bytes, on the
  * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon).
  * NULL with errno. */
-struct slab *zzb_take_slot(size_t span, size_t *idx, int requested);
+struct slab *zzi_take_slot(size_t span, size_t *idx, int requested);
 /* pre: global lock held; slot i is now free and wiped; p was its block. */
-void zzb_release_slot(struct slab *s, size_t i, uintptr_t p);
+void zzi_release_slot(struct slab *s, size_t i, uintptr_t p);
 /* 1 if p was a block whose slab was unmapped when it was freed (one of the
  * last few thousand): a pointer no region covers is then a double free. */
-int zzb_was_unmapped_block(uintptr_t p);
+int zzi_was_unmapped_block(uintptr_t p);
 
 /* ---- block.c ------------------------------------------------------------- */
 /* What the caller does with the block, for the message when it was freed. */
-#define ZZB_FREEING "double free"
-#define ZZB_USING "use after free (the block was already freed)"
+#define ZZI_FREEING "double free"
+#define ZZI_USING "use after free (the block was already freed)"
 /* Any owner (zz_size, zz_info), or exactly this one (NULL: a zz_alloc block). */
-#define ZZB_ANY_OWNER ((const zz_arena *)1)
+#define ZZI_ANY_OWNER ((const zz_arena *)1)
 /* pre: global lock held.  The slab and slot of live block p, a block of
  * `owner`; fatal when p is not a live block's start (freed_msg when it is a
  * freed one) or belongs to another owner (an arena block given to zz_free,
  * or the other way round: "invalid pointer"). */
-struct slab *zzb_find_live(const void *p, size_t *idx, const char *freed_msg,
+struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
                            const zz_arena *owner);
 
 /* ---- block_modes.c -------------------------------------------------------- */
 /* pre: global lock held.  mprotects slot i's pages to mode, safely against a
  * concurrent zz_purge.  Returns 0, or -1 with errno. */
-int zzb_change_protection(struct slab *s, size_t i, int mode);
+int zzi_change_protection(struct slab *s, size_t i, int mode);
 
 #endif /* ZZ_BLOCK_H */

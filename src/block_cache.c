@@ -77,10 +77,10 @@ static size_t decayed(size_t peak, uint64_t elapsed, uint64_t period)
     return halvings >= 8 * sizeof(size_t) ? 0 : peak >> halvings;
 }
 
-size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
+size_t zzi_demand_bound(struct zzi_demand *d, size_t in_use)
 {
     long period = current_decay_ms();
-    size_t keep = ZZB_CACHE_FLOOR_BYTES > in_use ? ZZB_CACHE_FLOOR_BYTES : in_use;
+    size_t keep = ZZI_CACHE_FLOOR_BYTES > in_use ? ZZI_CACHE_FLOOR_BYTES : in_use;
     if (period == 0) { /* remember nothing */
         d->peak = d->recent = d->decayed = 0;
         return keep;
@@ -91,7 +91,7 @@ size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
         size_t p = d->recent > d->decayed ? d->recent : d->decayed;
         return p > keep ? p : keep;
     }
-    d->ticks = ZZB_DEMAND_TICKS - 1;
+    d->ticks = ZZI_DEMAND_TICKS - 1;
     d->gen = gen;
     uint64_t now = zzi_os_now_ms();
     size_t p = now >= d->peak_ms ? decayed(d->peak, now - d->peak_ms, (uint64_t)period) : d->peak;
@@ -105,7 +105,7 @@ size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use)
     return p > keep ? p : keep;
 }
 
-void zzb_demand_forget(struct zzb_demand *d)
+void zzi_demand_forget(struct zzi_demand *d)
 {
     d->peak = d->recent = d->decayed = 0;
     d->ticks = 0;

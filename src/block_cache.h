@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* A class's demand: the most slot bytes it had in use lately. */
-struct zzb_demand {
+struct zzi_demand {
     size_t peak;      /* slot bytes in use at the remembered peak           */
     uint64_t peak_ms; /* when that peak was last seen (zzi_os_now_ms)        */
     size_t recent;    /* the most in use since the bound was last computed  */
@@ -20,11 +20,11 @@ struct zzb_demand {
 };
 
 /* The floor: a class always keeps this much cached (1 MiB). */
-#define ZZB_CACHE_FLOOR_BYTES ((size_t)1 << 20)
+#define ZZI_CACHE_FLOOR_BYTES ((size_t)1 << 20)
 
 /* pre: global lock held.  Called as a slot is handed out: in_use is the
  * class's slot bytes now in use.  No clock read: this is the fast path. */
-static inline void zzb_demand_note(struct zzb_demand *d, size_t in_use)
+static inline void zzi_demand_note(struct zzi_demand *d, size_t in_use)
 {
     if (in_use > d->recent)
         d->recent = in_use;
@@ -33,20 +33,20 @@ static inline void zzb_demand_note(struct zzb_demand *d, size_t in_use)
 /* pre: global lock held.  The free bytes the class may keep cached now: the
  * largest of the floor, in_use (its live slot bytes) and its peak decayed
  * by the time since it was seen (halved every decay period).  The clock is
- * read once every ZZB_DEMAND_TICKS calls (or after the decay setting
+ * read once every ZZI_DEMAND_TICKS calls (or after the decay setting
  * changed): a steady alloc/free pair that empties a slab each time pays no
  * clock read; new demand counts at once, decay a few frees late. */
-#define ZZB_DEMAND_TICKS 16u
-size_t zzb_demand_bound(struct zzb_demand *d, size_t in_use);
+#define ZZI_DEMAND_TICKS 16u
+size_t zzi_demand_bound(struct zzi_demand *d, size_t in_use);
 
-/* The next zzb_demand_bound reads the clock (for stats: an exact figure). */
-static inline void zzb_demand_refresh(struct zzb_demand *d)
+/* The next zzi_demand_bound reads the clock (for stats: an exact figure). */
+static inline void zzi_demand_refresh(struct zzi_demand *d)
 {
     d->ticks = 0;
 }
 
 /* pre: global lock held.  Forgets the peak (memory or the lock limit ran
  * short: the caches give way). */
-void zzb_demand_forget(struct zzb_demand *d);
+void zzi_demand_forget(struct zzi_demand *d);
 
 #endif /* ZZ_BLOCK_CACHE_H */

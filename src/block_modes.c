@@ -30,7 +30,7 @@ static _Atomic size_t change_index;
 static _Atomic int change_target;
 static _Atomic uintptr_t change_owner;
 
-int zzb_change_protection(struct slab *s, size_t i, int mode)
+int zzi_change_protection(struct slab *s, size_t i, int mode)
 {
     atomic_store(&change_slab, s);
     atomic_store(&change_index, i);
@@ -44,7 +44,7 @@ int zzb_change_protection(struct slab *s, size_t i, int mode)
         while (atomic_load(&zzi_purgers) != 0)
             zzi_os_yield();
     }
-    int rc = zzi_os_protect((void *)zzb_slot_data(s, i), s->data_len, mode);
+    int rc = zzi_os_protect((void *)zzi_slot_data(s, i), s->data_len, mode);
     int e = errno;
     if (rc == 0)
         atomic_store(&s->prot[i], (unsigned char)mode);
@@ -84,7 +84,7 @@ ZZ_API size_t zz_size(const void *p)
     size_t i;
     zzi_check_fork();
     zzi_global_lock();
-    struct slab *s = zzb_find_live(p, &i, ZZB_USING, ZZB_ANY_OWNER);
+    struct slab *s = zzi_find_live(p, &i, ZZI_USING, ZZI_ANY_OWNER);
     size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
     zzi_global_unlock();
     return n;
@@ -93,7 +93,7 @@ ZZ_API size_t zz_size(const void *p)
 unsigned zzi_block_info_locked(const void *p)
 {
     size_t i;
-    struct slab *s = zzb_find_live(p, &i, ZZB_USING, ZZB_ANY_OWNER);
+    struct slab *s = zzi_find_live(p, &i, ZZI_USING, ZZI_ANY_OWNER);
     return s->region.map.info | ZZ_INFO_CANARY;
 }
 
@@ -114,14 +114,14 @@ ZZ_API int zz_protect(void *p, int mode)
         return -1;
     }
     size_t i;
-    struct slab *s = zzb_find_live(p, &i, ZZB_USING, ZZB_ANY_OWNER);
+    struct slab *s = zzi_find_live(p, &i, ZZI_USING, ZZI_ANY_OWNER);
     if (s->owner[i] != NULL) { /* an arena's large block: arena blocks keep their mode */
         zzi_global_unlock();
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
         return -1;
     }
-    int rc = zzb_change_protection(s, i, mode);
+    int rc = zzi_change_protection(s, i, mode);
     if (rc != 0)
         zzi_fail(ZZ_ERR_MAPCOUNT);
     int e = errno;
@@ -136,13 +136,13 @@ void zzi_block_purge_region(struct zzi_region *r, int nested)
 {
     struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
-        if (!zzb_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_acquire)))
+        if (!zzi_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_acquire)))
             continue;
         size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
         if (span > s->data_len)
             continue; /* being reassigned right now */
-        uintptr_t data = zzb_slot_data(s, i);
-        unsigned char *start = zzb_block_at(s, i, span) - zzb_head_len(s, span);
+        uintptr_t data = zzi_slot_data(s, i);
+        unsigned char *start = zzi_block_at(s, i, span) - zzi_head_len(s, span);
         int unsure, mode = mode_for_purge(s, i, &unsure);
         if (mode < 0)
             continue; /* another thread is changing its mode right now */

@@ -3,6 +3,9 @@
  * macro, the fatal-check macro, the OS layer's contract and the internal
  * prototypes of each module.  Never installed.
  *
+ * Names.  Public names start zz_ / ZZ_ (zeroize.h); every name shared between
+ * files inside the library starts zzi_ / ZZI_, whatever its module.
+ *
  * Layers.  A file calls only into its own layer or the ones below it, and
  * the modules form no cycle (tools/check_layers.py checks both on the object
  * files, as the ctest src_layers).  Lowest first:

@@ -21,7 +21,7 @@ struct size_class {
     size_t total_slots;  /* in its slabs (retired ones excepted) */
     size_t live_slots;   /* of those, handed out */
     size_t empty_slabs;
-    struct zzb_demand demand; /* what bounds its free-slot cache */
+    struct zzi_demand demand; /* what bounds its free-slot cache */
     size_t trimmed_keep, trimmed_total; /* the bound and slots of the last trim walk */
 };
 
@@ -44,7 +44,7 @@ static void remember_unmapped_block(uintptr_t p)
     freed_ring[freed_ring_next++ % FREED_RING] = p;
 }
 
-int zzb_was_unmapped_block(uintptr_t p)
+int zzi_was_unmapped_block(uintptr_t p)
 {
     for (unsigned i = 0; i < FREED_RING; i++)
         if (p != 0 && freed_ring[i] == p)
@@ -114,7 +114,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     for (size_t i = 0; i < nslots; i++) {
         s->free_stack[i] = nslots - 1 - i; /* hand out low addresses first */
         atomic_init(&s->prot[i], ZZ_READWRITE);
-        ZZ_VG_NOACCESS((void *)zzb_slot_data(s, i), s->data_len);
+        ZZ_VG_NOACCESS((void *)zzi_slot_data(s, i), s->data_len);
     }
     if (zzi_registry_add(&s->region) != 0) {
         zzi_pages_unmap_slab(&s->region.map);
@@ -170,7 +170,7 @@ static int drop_cached_slabs(void)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
             struct slab *next;
-            zzb_demand_forget(&c->demand);
+            zzi_demand_forget(&c->demand);
             for (struct slab *s = c->avail; s != NULL; s = next) {
                 next = s->next;
                 if (s->nfree != s->nslots)
@@ -297,7 +297,7 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
         if (s->nfree == 1)
             avail_remove(c, s);
         c->live_slots++;
-        zzb_demand_note(&c->demand, c->live_slots * ((size_t)pages + 1) * zzi_page());
+        zzi_demand_note(&c->demand, c->live_slots * ((size_t)pages + 1) * zzi_page());
     } else {
         s = slab_create(pages, 1, 0, backend);
         if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
@@ -310,7 +310,7 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 }
 
 /* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
-struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
+struct slab *zzi_take_slot(size_t span, size_t *idx, int requested)
 {
     int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
@@ -324,7 +324,7 @@ struct slab *zzb_take_slot(size_t span, size_t *idx, int requested)
 /* The free bytes class c may keep cached now (block_cache.c). */
 static size_t class_keep(struct size_class *c, size_t stride)
 {
-    return zzb_demand_bound(&c->demand, c->live_slots * stride);
+    return zzi_demand_bound(&c->demand, c->live_slots * stride);
 }
 
 /* Would the class still cache at least keep free bytes without s? */
@@ -356,7 +356,7 @@ static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
     c->trimmed_total = c->total_slots;
 }
 
-void zzb_release_slot(struct slab *s, size_t i, uintptr_t p)
+void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
 {
     s->free_stack[s->nfree++] = i;
     if (s->cls == 0 || (s->retired && s->nfree == s->nslots)) {
@@ -402,8 +402,8 @@ void zzi_block_cache_stats(size_t *cached, size_t *bound)
                 continue;
             size_t stride = ((size_t)k + 1) * zzi_page();
             *cached += (c->total_slots - c->live_slots) * stride;
-            zzb_demand_refresh(&c->demand);
-            *bound += zzb_demand_bound(&c->demand, c->live_slots * stride);
+            zzi_demand_refresh(&c->demand);
+            *bound += zzi_demand_bound(&c->demand, c->live_slots * stride);
         }
     }
     zzi_global_unlock();
