@@ -158,6 +158,11 @@ struct chunk *zzi_arena_chunk_new(zz_arena *a, size_t bytes, int first)
     c->arena = a;
     c->bytes = bytes;
     size_t pages = bytes / zzi_page();
+    /* The generation before the mapping reads the policy: a switch to
+     * ZZ_LOCK_REQUIRED that lands after that read (the chunk mapped
+     * unlocked) leaves the chunk unchecked, so it is locked or retired
+     * before it hands out a cell. */
+    unsigned gen = atomic_load(&zzi_checks_gen);
     if (map_chunk_pages(a, pages, first, &c->region.map) != 0) {
         int e = errno;
         free(c);
@@ -166,7 +171,7 @@ struct chunk *zzi_arena_chunk_new(zz_arena *a, size_t bytes, int first)
     }
     c->region.kind = ZZI_REGION_ARENA;
     c->region.owner = c;
-    atomic_init(&c->checked_gen, atomic_load(&zzi_checks_gen));
+    atomic_init(&c->checked_gen, gen);
     c->data = (unsigned char *)c->region.map.base + zzi_page();
     if (first)
         a->backend = c->region.map.backend;

@@ -128,6 +128,10 @@ size_t zzi_os_max_map_count(void);
  * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
  * "lock", "random".  nth == 0 clears. */
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
+/* Test-only: fn(op) runs each time an injected fault fires, just before the
+ * operation fails: a test makes another thread's step happen at exactly
+ * that point (a policy switch in the middle of a mapping).  NULL clears. */
+ZZ_API void zzi_fault_on_inject(void (*fn)(const char *op));
 /* Test-only: unmaps zz_alloc's cached empty slabs (slab.c). */
 ZZ_API void zzi_fault_drop_caches(void);
 #endif

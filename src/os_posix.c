@@ -49,6 +49,12 @@ static const char *const fault_names[FI_COUNT] = {
     "map", "protect", "guard", "dontdump", "wipeonfork", "lock", "random"};
 static _Atomic unsigned fault_countdown[FI_COUNT];
 static _Atomic int fault_errno[FI_COUNT];
+static void (*_Atomic fault_hook)(const char *op);
+
+ZZ_API void zzi_fault_on_inject(void (*fn)(const char *op))
+{
+    atomic_store(&fault_hook, fn);
+}
 
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err)
 {
@@ -69,6 +75,9 @@ static int injected(enum fault_op op)
     while (n > 0) {
         if (atomic_compare_exchange_weak(&fault_countdown[op], &n, n - 1)) {
             if (n == 1) {
+                void (*fn)(const char *) = atomic_load(&fault_hook);
+                if (fn != NULL)
+                    fn(fault_names[op]);
                 errno = atomic_load(&fault_errno[op]);
                 return 1;
             }

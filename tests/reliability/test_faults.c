@@ -25,6 +25,7 @@
 /* Test-only, exported by a ZZ_FAULT_INJECTION build (src/internal.h). */
 void zzi_fault_inject(const char *op, unsigned nth, int err);
 void zzi_fault_drop_caches(void);
+void zzi_fault_on_inject(void (*fn)(const char *op));
 
 #define LARGE (20 * 4096 + 100) /* more than 16 pages: a mapping of its own */
 #define SENTINEL_ARENA_BLOCKS 3
@@ -533,6 +534,49 @@ static void test_faults_arena_grow_fails(void **state)
     check_live_blocks();
 }
 
+/* zz_set_lock_policy(ZZ_LOCK_REQUIRED) from another thread, landing after
+ * the new chunk's mapping found the lock refused under best effort and
+ * before the chunk was put in service: the first lock refusal lets the
+ * mapping go on unlocked (best effort), the retry after zz_alloc's cache
+ * gave way is refused too, and at that moment the policy becomes required.
+ * The chunk must not count as checked under the new policy (zz-stress found
+ * an arena created during a switch handing out unlocked blocks). */
+static int refusals_seen;
+
+static void require_on_second_refusal(const char *op)
+{
+    if (strcmp(op, "lock") != 0)
+        return;
+    if (++refusals_seen == 1)
+        zzi_fault_inject("lock", 1, EPERM);
+    else
+        assert_int_equal(zz_set_lock_policy(ZZ_LOCK_REQUIRED), 0);
+}
+
+static void test_faults_arena_chunk_mapped_during_policy_switch(void **state)
+{
+    (void)state;
+    zz_free(zz_alloc(5000)); /* an empty two-page slab in the cache, to give way */
+    assert_int_equal(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT), 0);
+    refusals_seen = 0;
+    zzi_fault_on_inject(require_on_second_refusal);
+    zzi_fault_inject("lock", 1, EPERM);
+    zz_arena *a = zz_arena_create(0);
+    zzi_fault_on_inject(NULL);
+    assert_int_equal(refusals_seen, 2);
+    assert_int_equal(zz_get_lock_policy(), ZZ_LOCK_REQUIRED);
+    if (a == NULL)
+        return; /* refusing the arena is also correct */
+    unsigned char *p = zz_arena_alloc(a, 32);
+    if (p != NULL) {
+        assert_true(zz_info(p) & ZZ_INFO_LOCKED);
+        assert_true(tu_addr_has_flag(p, "lo"));
+        zz_arena_free(a, p);
+    }
+    zz_arena_destroy(a);
+    check_live_blocks();
+}
+
 /* ---- zz_lock ------------------------------------------------------------------------------ */
 
 static unsigned char *map_pages(size_t pages)
@@ -912,6 +956,7 @@ int main(int argc, char **argv)
         T(test_faults_arena_create_wipeonfork_fails),
         T(test_faults_arena_create_lock_fails),
         T(test_faults_arena_grow_fails),
+        T(test_faults_arena_chunk_mapped_during_policy_switch),
         T(test_faults_lock_mlock_fails),
         T(test_faults_lock_dontdump_fails),
         T(test_faults_lock_partial_failure_undone),
