@@ -57,7 +57,7 @@ void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t 
         zzi_canary16_write(p - head, s->canary[2 * i]);
     if (n < span && span - n <= 16) /* the usual tail: inside the last aligned chunk */
         zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
-    else
+    else if (n < span)
         zzi_canary_fill(p + n, span - n, s->canary[2 * i + 1]);
     ZZ_VG_NOACCESS(p - head, head + span);
     ZZ_VG_MALLOCLIKE(p, n);
@@ -181,9 +181,24 @@ static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
     return v;
 }
 
+/* The usual case, inline: a 16-byte head canary (or none) and a tail of at
+ * most 16 bytes, both intact.  0 sends the caller to the general look. */
+static inline int canaries_intact(const struct slab *s, size_t i, const unsigned char *p, size_t n,
+                                  size_t span)
+{
+    if (zzi_head_len(s, span) != 0 && !zzi_canary16_intact(p - ZZ_CANARY_LEN, s->canary[2 * i]))
+        return 0;
+    if (n == span)
+        return 1;
+    return span - n <= 16 &&
+           zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
+}
+
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
                            size_t span)
 {
+    if (zz_likely(canaries_intact(s, i, p, n, span)))
+        return;
     struct slot_look l = {s, i, n, span, p};
     zzi_canary_check_settled(look_at_slot, &l);
 }

@@ -72,8 +72,8 @@ static inline size_t zzi_head_len(const struct slab *s, size_t span)
 /* Data pages per slot for a block of span bytes (its size class). */
 static inline size_t zzi_pages_for(size_t span)
 {
-    size_t page = zzi_page();
-    return span == 0 ? 1 : (span + page - 1) / page;
+    size_t page = zzi_page(); /* a power of two: a shift, not a division */
+    return span == 0 ? 1 : (span + page - 1) >> __builtin_ctzl(page);
 }
 
 /* ---- slab.c -------------------------------------------------------------- */

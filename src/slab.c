@@ -387,6 +387,19 @@ static void slab_now_idle(struct size_class *c, struct slab *s, uintptr_t p)
         trim_idle_class(c, stride, keep);
 }
 
+/* pre: global lock held; class cls of table is idle but for what the calling
+ * thread's cache holds.  If it maps more than its bound, the cache gives its
+ * slots and slabs of the class back, so that the class is trimmed as it
+ * would be without the cache (the steady pair, well within the bound, keeps
+ * its cache). */
+static void give_back_if_over_bound(struct size_class *c, int table, int cls)
+{
+    size_t stride = ((size_t)cls + 1) * zzi_page();
+    zzi_demand_refresh(&c->demand); /* rare here: let the bound see the clock */
+    if (c->total_slots * stride > class_keep(c, stride))
+        zzi_tcache_give_back_class(table, cls);
+}
+
 void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
 {
     s->free_stack[s->nfree++] = i;
@@ -417,10 +430,8 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
     /* Idle but for what this thread's cache holds: that goes back too (its
      * slots return through here), so the class is trimmed as it would be
      * without the cache. */
-    if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls)) {
-        zzi_demand_refresh(&c->demand); /* rare here: let the bound see the clock */
-        zzi_tcache_give_back_class(table, cls);
-    }
+    if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
+        give_back_if_over_bound(c, table, cls);
 }
 
 void zzi_slab_unpin(struct slab *s)
