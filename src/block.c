@@ -217,7 +217,8 @@ size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b)
     check_canaries(s, i, b, n, span);
     zz_wipe(b - head, head + span);
     ZZ_VG_NOACCESS(b - head, head + span);
-    s->owner[i] = NULL;
+    /* owner[i] stays as it was: the slot's state says it holds no block, the
+     * next hand-out sets it, and a second free racing this one reads it */
     atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
     return n;
 }
