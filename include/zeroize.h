@@ -105,6 +105,17 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * cached slab is unmapped at once and the allocation tried again, so cached
  * memory never makes a live block fail.
  *
+ * Threads: each thread keeps a small cache of its own wiped free slots
+ * (blocks up to 16 KiB: at most 8 slots per size class and backend, in at
+ * most 8 slabs it pins, which stay mapped while pinned), so a thread's
+ * steady alloc/free takes no shared lock.  A thread's cache goes back when
+ * the thread exits; in a forked child every thread's cache is taken back;
+ * when the lock policy becomes ZZ_LOCK_REQUIRED or a mapping or lock is
+ * refused, each thread gives its cache back at its next call (the calling
+ * thread at once).  Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK) the
+ * thread caches are off: locked memory goes to live blocks.  zz_get_stats
+ * counts the threads' cached slots in cached_bytes.
+ *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
  * mappings) MADV_GUARD_INSTALL guards to a child, so until the child
@@ -148,7 +159,9 @@ ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc_aligned(size_t n, size_t alignment);
  * again (for a block whose mapping was unmapped, among the last 4,096 such
  * blocks); once a later zz_alloc reuses the address, freeing the stale
  * pointer frees the new block (no allocator that reuses addresses can tell
- * them apart).  Freed slots are reused last-in, first-out.
+ * them apart).  Two threads that free one block at once: exactly one
+ * succeeds, the other aborts with "zeroize: double free".  Freed slots are
+ * reused last-in, first-out (per thread and size class, see below).
  *
  * Canaries: every slot's (and every arena cell's) canaries are random words
  * of their own, drawn from getrandom when the slab or run is set up and kept
@@ -332,9 +345,11 @@ typedef struct {
                             them against RLIMIT_MEMLOCK, zz_lock pages included)      */
     size_t mapped_bytes; /* bytes this library has mapped, guard pages included       */
     size_t cached_bytes; /* of those, zz_alloc's free slots kept for reuse (wiped,
-                            guarded, locked as the policy asks), guard pages included */
+                            guarded, locked as the policy asks), guard pages included,
+                            the threads' own caches included                           */
     size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now: the sum over the
-                            size classes in use of the bound zz_alloc() describes      */
+                            size classes in use of the bound zz_alloc() describes (the
+                            threads' own caches come on top)                           */
 } zz_stats;
 
 /* Fills *out with a snapshot of the counters above.  out must not be NULL. */

@@ -35,32 +35,13 @@ static _Atomic size_t live_blocks, live_bytes; /* written under the global lock 
 
 /* ---- allocation ------------------------------------------------------------- */
 
-static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
+void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t align,
+                        zz_arena *owner)
 {
-    if (zzi_init() != 0)
-        return NULL;
-    zzi_check_fork();
-    if (n > SIZE_MAX - align - 2 * zzi_page()) {
-        zzi_fail(ZZ_ERR_NOMEM);
-        errno = ENOMEM;
-        return NULL;
-    }
-    size_t span = (n + align - 1) & ~(align - 1), i;
-    zzi_global_lock();
-    struct slab *s = zzi_take_slot(span, &i, backend);
-    if (s == NULL) {
-        int e = errno;
-        zzi_global_unlock();
-        errno = e;
-        return NULL;
-    }
     atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
     s->align_shift[i] = (unsigned char)__builtin_ctzl(align);
     s->owner[i] = owner;
     atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
-    zzi_count(&live_blocks, 1);
-    zzi_count(&live_bytes, n);
-    zzi_global_unlock();
 
     /* The epoch is read before the canaries are written: a purge that wipes
      * them after this point changes the epoch, so zz_free will know. */
@@ -76,11 +57,47 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
         zzi_canary16_write(p - head, s->canary[2 * i]);
     if (n < span && span - n <= 16) /* the usual tail: inside the last aligned chunk */
         zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
-    else
+    else if (n < span)
         zzi_canary_fill(p + n, span - n, s->canary[2 * i + 1]);
     ZZ_VG_NOACCESS(p - head, head + span);
     ZZ_VG_MALLOCLIKE(p, n);
     return p;
+}
+
+static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
+{
+    if (zzi_init() != 0)
+        return NULL;
+    zzi_check_fork();
+    if (n > SIZE_MAX - align - 2 * zzi_page()) {
+        zzi_fail(ZZ_ERR_NOMEM);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t span = (n + align - 1) & ~(align - 1), i;
+    if (owner == NULL) {
+        void *p = zzi_tcache_alloc(n, span, align, backend);
+        if (p != NULL)
+            return p;
+        zzi_tcache_prepare();
+    }
+    zzi_global_lock();
+    struct slab *s = zzi_take_slot(span, &i, backend);
+    if (s == NULL) {
+        int e = errno;
+        zzi_global_unlock();
+        errno = e;
+        return NULL;
+    }
+    /* published under the lock, so the thread cache's refill and every
+     * lookup see the slot taken */
+    atomic_store_explicit(&s->size_plus1[i], SLOT_FREEING, memory_order_relaxed);
+    zzi_count(&live_blocks, 1);
+    zzi_count(&live_bytes, n);
+    if (owner == NULL)
+        zzi_tcache_refill(s, backend);
+    zzi_global_unlock();
+    return zzi_slot_hand_out(s, i, n, span, align, owner);
 }
 
 ZZ_API void *zz_alloc(size_t n)
@@ -117,25 +134,31 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
 
 /* ---- finding a block ---------------------------------------------------------- */
 
+size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *freed_msg,
+                   const zz_arena *owner)
+{
+    size_t page = zzi_page(), off = a - s->region.map.base;
+    ZZ_CHECK(off >= page, "invalid pointer");
+    size_t i = (off - page) / s->stride;
+    ZZ_CHECK(i < s->nslots, "invalid pointer");
+    size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_acquire);
+    ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
+    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+    ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
+    ZZ_CHECK(zzi_slot_in_use(state), freed_msg);
+    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
+    return i;
+}
+
 struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
-                              const zz_arena *owner)
+                           const zz_arena *owner)
 {
     uintptr_t a = (uintptr_t)p;
     struct zzi_region *r = zzi_registry_find(a);
     ZZ_CHECK(r != NULL || !zzi_was_unmapped_block(a), freed_msg);
     ZZ_CHECK(r != NULL && r->kind == ZZI_REGION_SLAB, "invalid pointer");
     struct slab *s = r->owner;
-    size_t page = zzi_page(), off = a - s->region.map.base;
-    ZZ_CHECK(off >= page, "invalid pointer");
-    size_t i = (off - page) / s->stride;
-    ZZ_CHECK(i < s->nslots, "invalid pointer");
-    size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
-    ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
-    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
-    ZZ_CHECK(state != SLOT_FREED, freed_msg);
-    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
-    *idx = i;
+    *idx = zzi_slot_of(s, a, freed_msg, owner);
     return s;
 }
 
@@ -158,34 +181,60 @@ static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
     return v;
 }
 
+/* The usual case, inline: a 16-byte head canary (or none) and a tail of at
+ * most 16 bytes, both intact.  0 sends the caller to the general look. */
+static inline int canaries_intact(const struct slab *s, size_t i, const unsigned char *p, size_t n,
+                                  size_t span)
+{
+    if (zzi_head_len(s, span) != 0 && !zzi_canary16_intact(p - ZZ_CANARY_LEN, s->canary[2 * i]))
+        return 0;
+    if (n == span)
+        return 1;
+    return span - n <= 16 &&
+           zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
+}
+
 static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
                            size_t span)
 {
+    if (zz_likely(canaries_intact(s, i, p, n, span)))
+        return;
     struct slot_look l = {s, i, n, span, p};
     zzi_canary_check_settled(look_at_slot, &l);
 }
 
-static void free_impl(void *p, const zz_arena *owner)
+size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b)
 {
-    int saved = errno;
-    zzi_check_fork();
-    zzi_global_lock();
-    size_t i;
-    struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
-    size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
-    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+    size_t sp1 = atomic_exchange_explicit(&s->size_plus1[i], SLOT_FREEING, memory_order_acq_rel);
+    ZZ_CHECK(zzi_slot_in_use(sp1), ZZI_FREEING); /* another thread freed it first */
+    size_t n = sp1 - 1, span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
     if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
         ZZ_CHECK(zzi_change_protection(s, i, ZZ_READWRITE) == 0,
                  "cannot restore write access to a block being freed (mprotect failed)");
-    unsigned char *b = p;
     size_t head = zzi_head_len(s, span);
     ZZ_VG_FREELIKE(b);
     ZZ_VG_DEFINED(b - head, head + span);
     check_canaries(s, i, b, n, span);
     zz_wipe(b - head, head + span);
     ZZ_VG_NOACCESS(b - head, head + span);
+    /* owner[i] stays as it was: the slot's state says it holds no block, the
+     * next hand-out sets it, and a second free racing this one reads it */
     atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
-    s->owner[i] = NULL;
+    return n;
+}
+
+static void free_impl(void *p, const zz_arena *owner)
+{
+    int saved = errno;
+    zzi_check_fork();
+    if (owner == NULL && zzi_tcache_free(p)) {
+        errno = saved;
+        return;
+    }
+    zzi_global_lock();
+    size_t i;
+    struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
+    size_t n = zzi_slot_take_back(s, i, p);
     zzi_release_slot(s, i, (uintptr_t)p);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
@@ -217,7 +266,7 @@ static int find_one_owned(struct zzi_region *r, void *ctx)
     const struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
         if (s->owner[i] == w->owner &&
-            zzi_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
+            zzi_slot_in_use(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
             w->found = zzi_block_at(s, i, atomic_load_explicit(&s->span[i], memory_order_relaxed));
             return 1;
         }
@@ -240,7 +289,7 @@ static int add_owned(struct zzi_region *r, void *ctx)
         return 0;
     for (size_t i = 0; i < s->nslots; i++) {
         size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
-        if (s->owner[i] != w->owner || !zzi_slot_live(sp1))
+        if (s->owner[i] != w->owner || !zzi_slot_in_use(sp1))
             continue;
         w->out->live_blocks++;
         w->out->live_bytes += sp1 - 1;
@@ -305,6 +354,40 @@ ZZ_API void *zz_realloc(void *p, size_t n)
 
 void zzi_block_count_live(size_t *blocks, size_t *bytes)
 {
-    *blocks += atomic_load_explicit(&live_blocks, memory_order_relaxed);
-    *bytes += atomic_load_explicit(&live_bytes, memory_order_relaxed);
+    size_t b = 0, n = 0, cached = 0;
+    zzi_global_lock();
+    zzi_tcache_stats(&b, &n, &cached);
+    *blocks += atomic_load_explicit(&live_blocks, memory_order_relaxed) + b;
+    *bytes += atomic_load_explicit(&live_bytes, memory_order_relaxed) + n;
+    zzi_global_unlock();
+}
+
+void zzi_block_count_add(size_t blocks, size_t bytes)
+{
+    zzi_count(&live_blocks, blocks);
+    zzi_count(&live_bytes, bytes);
+}
+
+static int recount_region(struct zzi_region *r, void *ctx)
+{
+    size_t *sum = ctx;
+    if (r->kind != ZZI_REGION_SLAB)
+        return 0;
+    const struct slab *s = r->owner;
+    for (size_t i = 0; i < s->nslots; i++) {
+        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+        if (zzi_slot_in_use(sp1)) {
+            sum[0]++;
+            sum[1] += sp1 - 1;
+        }
+    }
+    return 0;
+}
+
+void zzi_block_recount_after_fork(void)
+{
+    size_t sum[2] = {0, 0};
+    zzi_registry_each(recount_region, sum);
+    atomic_store_explicit(&live_blocks, sum[0], memory_order_relaxed);
+    atomic_store_explicit(&live_bytes, sum[1], memory_order_relaxed);
 }

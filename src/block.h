@@ -17,25 +17,38 @@ struct slab {
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
     int table;        /* the backend whose class table holds it */
     int retired;      /* hands out no new blocks; unmapped once empty */
+    unsigned pins;    /* thread caches that may free into it (block_tcache.c):
+                       * never unmapped while any does */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     uint64_t *canary;            /* per slot: head canary word, tail canary word */
     zz_arena **owner;            /* per slot: the growable arena of a large arena block */
     size_t *free_stack;
-    _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, or n + 1 */
+    _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, SLOT_FREEING or n + 1 */
     _Atomic size_t *span;        /* the block ends span bytes before data end */
     _Atomic unsigned char *prot; /* ZZ_NOACCESS / ZZ_READONLY / ZZ_READWRITE */
     unsigned char *align_shift;  /* log2 of the alignment the block was asked with */
     unsigned *epoch;             /* zzi_wipe_epoch when the block was made */
 };
 
-/* A slot's state in size_plus1: never handed out, freed, or live with n
- * bytes (n + 1: n is at most SIZE_MAX - 3 pages, see alloc_impl), so that a
- * fatal message can tell a double free from a pointer never returned. */
+/* A slot's state in size_plus1: never handed out, freed, being freed, or
+ * live with n bytes (n + 1: n is at most SIZE_MAX - 3 pages, see
+ * alloc_impl), so that a fatal message can tell a double free from a
+ * pointer never returned.  A free claims the slot with one atomic exchange
+ * to SLOT_FREEING (a second free, from any thread, then sees it and
+ * aborts); the slot still counts as live for zz_purge until its wipe is
+ * done and it becomes SLOT_FREED. */
 #define SLOT_UNUSED ((size_t)0)
 #define SLOT_FREED SIZE_MAX
+#define SLOT_FREEING (SIZE_MAX - 1)
+/* Live for zz_purge: holds a block, or one whose wipe is not done. */
 static inline int zzi_slot_live(size_t size_plus1)
 {
     return size_plus1 != SLOT_UNUSED && size_plus1 != SLOT_FREED;
+}
+/* Holds a block a caller may use (not freed, not being freed). */
+static inline int zzi_slot_in_use(size_t size_plus1)
+{
+    return zzi_slot_live(size_plus1) && size_plus1 != SLOT_FREEING;
 }
 
 /* ---- slot geometry -------------------------------------------------------- */
@@ -56,6 +69,13 @@ static inline size_t zzi_head_len(const struct slab *s, size_t span)
     return s->data_len - span >= ZZ_CANARY_LEN ? ZZ_CANARY_LEN : 0;
 }
 
+/* Data pages per slot for a block of span bytes (its size class). */
+static inline size_t zzi_pages_for(size_t span)
+{
+    size_t page = zzi_page(); /* a power of two: a shift, not a division */
+    return span == 0 ? 1 : (span + page - 1) >> __builtin_ctzl(page);
+}
+
 /* ---- slab.c -------------------------------------------------------------- */
 /* pre: global lock held.  A free slot for a block of span bytes, on the
  * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon).
@@ -63,11 +83,78 @@ static inline size_t zzi_head_len(const struct slab *s, size_t span)
 struct slab *zzi_take_slot(size_t span, size_t *idx, int requested);
 /* pre: global lock held; slot i is now free and wiped; p was its block. */
 void zzi_release_slot(struct slab *s, size_t i, uintptr_t p);
+/* pre: global lock held; s was fit when its slot was just taken.  Takes up
+ * to want more free slots of s (no new mapping), their indexes in idx[];
+ * returns how many. */
+size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want);
+/* pre: global lock held.  A thread cache lets go of s: an empty slab is then
+ * unmapped or kept as the cache bound says, a retired one unmapped. */
+void zzi_slab_unpin(struct slab *s);
+/* pre: global lock held, in a forked child.  Rebuilds s's free slots from
+ * the slots' states (a thread that does not exist here may have held some
+ * in its cache, or been half-way through taking or freeing one): a slot
+ * caught half-freed is wiped.  Drops every pin. */
+void zzi_slab_rebuild_after_fork(struct slab *s);
+/* pre: global lock held, in a forked child, after the rebuilds.  Unmaps the
+ * slabs the rebuild found empty that nothing keeps: retired ones and the
+ * mappings of single large blocks. */
+void zzi_slab_drop_empty_after_fork(void);
 /* 1 if p was a block whose slab was unmapped when it was freed (one of the
  * last few thousand): a pointer no region covers is then a double free. */
 int zzi_was_unmapped_block(uintptr_t p);
 
 /* ---- block.c ------------------------------------------------------------- */
+/* Makes free slot i of s the block of n bytes (span, align; owner: the arena
+ * of a large arena block, else NULL) and returns it: checks the slot is
+ * still zero, writes the canaries.  The caller counts it live. */
+void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t align,
+                        zz_arena *owner);
+/* Takes live block b of slot i back: claims the slot (a second free is fatal
+ * from here on), restores write access if need be, checks the canaries,
+ * wipes it and marks it SLOT_FREED.  Returns the block's size.  pre: the
+ * global lock held, or s is pinned by the caller's cache and b's mode is
+ * ZZ_READWRITE. */
+size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b);
+/* Slot of s whose block starts at a (a lies in s's mapping): fatal when a is
+ * not a block's start, freed_msg when it is a freed one, "invalid pointer"
+ * when it belongs to another owner. */
+size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *freed_msg,
+                   const zz_arena *owner);
+/* pre: global lock held.  Adds to the live counts of zz_alloc blocks. */
+void zzi_block_count_add(size_t blocks, size_t bytes);
+/* pre: global lock held, in a forked child.  Counts the live blocks again
+ * from the slots' states (a thread cache's counts may have been half-way
+ * through a change when the fork happened). */
+void zzi_block_recount_after_fork(void);
+
+/* ---- block_tcache.c: per-thread caches of free slots ------------------------ */
+/* The fast paths: a block of n bytes from the calling thread's cache, NULL
+ * when it has none of that class (then the caller takes the global lock). */
+void *zzi_tcache_alloc(size_t n, size_t span, size_t align, int backend);
+/* 1 if p was freed through the calling thread's cache, 0 if the caller must
+ * take the global lock and free it there. */
+int zzi_tcache_free(void *p);
+/* Call before taking the global lock on a slow path: sets up the thread's
+ * cache the first time (registers its fork hook while no lock is held). */
+void zzi_tcache_prepare(void);
+/* pre: global lock held.  A zz_alloc slot of s was just handed out on the
+ * slow path: brings the thread's cache up to date and lets it keep more of
+ * s's free slots (and free into s without the lock). */
+void zzi_tcache_refill(struct slab *s, int backend);
+/* pre: global lock held.  Gives every slot the calling thread's cache holds
+ * back (memory is short), and asks the other threads to do the same at
+ * their next call. */
+void zzi_tcache_give_back(void);
+/* pre: global lock held.  The calling thread's cache holds `held` slots of
+ * class cls of backend table t (0 if it has no cache). */
+size_t zzi_tcache_held(int t, int cls);
+/* pre: global lock held.  The class went idle but for the calling thread's
+ * cache: gives its slots of that class back and unpins its slabs of it, so
+ * the class can be trimmed. */
+void zzi_tcache_give_back_class(int t, int cls);
+/* pre: global lock held.  Adds what running threads hold: live blocks and
+ * bytes allocated minus freed through their caches, free slot bytes cached. */
+void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_bytes);
 /* What the caller does with the block, for the message when it was freed. */
 #define ZZI_FREEING "double free"
 #define ZZI_USING "use after free (the block was already freed)"

@@ -19,6 +19,7 @@
  *                 handlers, recovery from a fork that ran none)
  *   5. zz_alloc blocks and caller-owned memory:
  *                 slab.c, block_cache.c (the free-slot cache's bound),
+ *                 block_tcache.c (per-thread caches of free slots),
  *                 block.c, block_modes.c (one module: block.h),
  *                 lockref.c
  *   6. arenas:    arena.c, arena_grow.c, arena_fixed.c, arena_cache.c (one
@@ -27,7 +28,7 @@
  *   7. process-wide: purge.c (zz_purge walks the purge list and dispatches by
  *                 region kind), signals.c, process.c (zz_get_stats, zz_info)
  * Lower layers reach upper ones only through hooks the upper ones register:
- * the fork handlers (lifecycle.c) run what signals.c, the arenas and
+ * the fork handlers (lifecycle.c) run what signals.c, the arenas, the thread caches and
  * lockref.c registered with zzi_fork_register.
  *
  * Lock order (take them in this order, never back): lifecycle's fork-hook
@@ -432,7 +433,13 @@ struct zzi_fork_hooks {
 };
 /* Ranks in the lock order (see the top of this file): before runs in rank
  * order, the others in reverse; the global lock comes after every rank. */
-enum zzi_fork_rank { ZZI_FORK_SIGNALS, ZZI_FORK_ARENAS, ZZI_FORK_LOCKREF, ZZI_FORK_RANKS };
+enum zzi_fork_rank {
+    ZZI_FORK_SIGNALS,
+    ZZI_FORK_ARENAS,
+    ZZI_FORK_LOCKREF,
+    ZZI_FORK_BLOCKS, /* zz_alloc's thread caches: no lock of their own, a child fixup */
+    ZZI_FORK_RANKS
+};
 /* Installs h for rank (idempotent; cheap once done).  A module calls it
  * before it first takes a lock of its own, holding no library lock. */
 void zzi_fork_register(enum zzi_fork_rank rank, const struct zzi_fork_hooks *h);

@@ -166,6 +166,7 @@ static int short_of_memory(int err)
 static int drop_cached_slabs(void)
 {
     int dropped = 0;
+    zzi_tcache_give_back();
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
@@ -173,7 +174,7 @@ static int drop_cached_slabs(void)
             zzi_demand_forget(&c->demand);
             for (struct slab *s = c->avail; s != NULL; s = next) {
                 next = s->next;
-                if (s->nfree != s->nslots)
+                if (s->nfree != s->nslots || s->pins != 0)
                     continue;
                 unmap_empty_slab(c, s);
                 dropped = 1;
@@ -238,12 +239,6 @@ static struct slab *class_slab_with_room(int cls, int backend)
 
 /* ---- taking a slot ----------------------------------------------------------- */
 
-static size_t pages_for(size_t span)
-{
-    size_t page = zzi_page();
-    return span == 0 ? 1 : (span + page - 1) / page;
-}
-
 /* pre: global lock held.  Takes s out of service: its live blocks stay valid,
  * but it hands out no new ones. */
 static void retire(struct size_class *c, struct slab *s)
@@ -254,7 +249,7 @@ static void retire(struct size_class *c, struct slab *s)
     c->total_slots -= s->nslots;
     c->live_slots -= s->nslots - s->nfree;
     s->retired = 1;
-    if (s->nfree == s->nslots)
+    if (s->nfree == s->nslots && s->pins == 0)
         slab_destroy(s);
 }
 
@@ -268,10 +263,35 @@ static int slab_fit_for_policy(const struct slab *s, int backend)
     return (s->region.map.info & ZZ_INFO_LOCKED) || !zzi_policy_lock_required();
 }
 
+/* pre: global lock held.  Slab s of class c is about to hand out one of its
+ * free slots. */
+static void note_slot_taken(struct size_class *c, struct slab *s)
+{
+    if (s->nfree == s->nslots)
+        c->empty_slabs--;
+    if (s->nfree == 1)
+        avail_remove(c, s);
+    c->live_slots++;
+    zzi_demand_note(&c->demand, c->live_slots * s->stride);
+}
+
+size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want)
+{
+    struct size_class *c = &classes[s->table][s->cls];
+    size_t got = 0;
+    if (s->cls == 0 || s->retired)
+        return 0;
+    while (got < want && s->nfree > 0) {
+        note_slot_taken(c, s);
+        idx[got++] = s->free_stack[--s->nfree];
+    }
+    return got;
+}
+
 /* pre: global lock held.  Takes a free slot for a block of span bytes. */
 static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
 {
-    size_t pages = pages_for(span);
+    size_t pages = zzi_pages_for(span);
     struct slab *s;
     if (pages <= MAX_CLASS_PAGES) {
         struct size_class *c = &classes[backend][pages];
@@ -292,12 +312,7 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
                 break;
             retire(c, s);
         }
-        if (s->nfree == s->nslots)
-            c->empty_slabs--;
-        if (s->nfree == 1)
-            avail_remove(c, s);
-        c->live_slots++;
-        zzi_demand_note(&c->demand, c->live_slots * ((size_t)pages + 1) * zzi_page());
+        note_slot_taken(c, s);
     } else {
         s = slab_create(pages, 1, 0, backend);
         if (s == NULL && short_of_memory(errno) && drop_cached_slabs())
@@ -349,24 +364,54 @@ static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
     struct slab *next;
     for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
         next = t->next;
-        if (t->nfree == t->nslots && cache_would_stay_full(c, t, keep))
+        if (t->nfree == t->nslots && t->pins == 0 && cache_would_stay_full(c, t, keep))
             unmap_empty_slab(c, t);
     }
     c->trimmed_keep = keep;
     c->trimmed_total = c->total_slots;
 }
 
+/* pre: global lock held; s, of class c, is empty and nobody pins it: unmaps
+ * it if the class's cache is full without it (p: the block freed last, for
+ * remember_unmapped_block), and trims an idle class. */
+static void slab_now_idle(struct size_class *c, struct slab *s, uintptr_t p)
+{
+    if (c->empty_slabs <= 1)
+        return;
+    size_t stride = s->stride, keep = class_keep(c, stride);
+    if (cache_would_stay_full(c, s, keep)) {
+        remember_unmapped_block(p);
+        unmap_empty_slab(c, s);
+    }
+    if (c->live_slots == 0 && c->empty_slabs > 1)
+        trim_idle_class(c, stride, keep);
+}
+
+/* pre: global lock held; class cls of table is idle but for what the calling
+ * thread's cache holds.  If it maps more than its bound, the cache gives its
+ * slots and slabs of the class back, so that the class is trimmed as it
+ * would be without the cache (the steady pair, well within the bound, keeps
+ * its cache). */
+static void give_back_if_over_bound(struct size_class *c, int table, int cls)
+{
+    size_t stride = ((size_t)cls + 1) * zzi_page();
+    zzi_demand_refresh(&c->demand); /* rare here: let the bound see the clock */
+    if (c->total_slots * stride > class_keep(c, stride))
+        zzi_tcache_give_back_class(table, cls);
+}
+
 void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
 {
     s->free_stack[s->nfree++] = i;
-    if (s->cls == 0 || (s->retired && s->nfree == s->nslots)) {
+    if (s->cls == 0 || (s->retired && s->nfree == s->nslots && s->pins == 0)) {
         remember_unmapped_block(p);
         slab_destroy(s);
         return;
     }
     if (s->retired)
         return;
-    struct size_class *c = &classes[s->table][s->cls];
+    int table = s->table, cls = s->cls; /* s may be unmapped below */
+    struct size_class *c = &classes[table][cls];
     c->live_slots--;
     /* the slab of the slot freed last goes first, so that freed slots come
      * back last-in, first-out across the class (as zeroize.h promises: a
@@ -377,14 +422,82 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
         avail_remove(c, s);
         avail_push(c, s);
     }
-    if (s->nfree == s->nslots && ++c->empty_slabs > 1) {
-        size_t stride = s->stride, keep = class_keep(c, stride);
-        if (cache_would_stay_full(c, s, keep)) {
-            remember_unmapped_block(p);
-            unmap_empty_slab(c, s);
+    if (s->nfree == s->nslots) {
+        c->empty_slabs++;
+        if (s->pins == 0)
+            slab_now_idle(c, s, p);
+    }
+    /* Idle but for what this thread's cache holds: that goes back too (its
+     * slots return through here), so the class is trimmed as it would be
+     * without the cache. */
+    if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
+        give_back_if_over_bound(c, table, cls);
+}
+
+void zzi_slab_unpin(struct slab *s)
+{
+    if (--s->pins != 0 || s->nfree != s->nslots)
+        return;
+    if (s->retired) {
+        slab_destroy(s);
+        return;
+    }
+    slab_now_idle(&classes[s->table][s->cls], s, zzi_slot_data(s, 0));
+}
+
+/* A slot's state says whether it is free: the index in slot order. */
+static size_t rebuild_free_stack(struct slab *s)
+{
+    size_t nfree = 0;
+    for (size_t i = s->nslots; i-- > 0;) { /* low addresses handed out first */
+        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+        if (zzi_slot_in_use(sp1))
+            continue;
+        if (sp1 == SLOT_FREEING) { /* taken or freed half-way: wipe the whole slot */
+            void *data = (void *)zzi_slot_data(s, i);
+            ZZ_VG_UNDEFINED(data, s->data_len);
+            zz_wipe(data, s->data_len);
+            ZZ_VG_NOACCESS(data, s->data_len);
+            s->owner[i] = NULL;
+            atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_relaxed);
         }
-        if (c->live_slots == 0 && c->empty_slabs > 1)
-            trim_idle_class(c, stride, keep);
+        s->free_stack[nfree++] = i;
+    }
+    return nfree;
+}
+
+void zzi_slab_rebuild_after_fork(struct slab *s)
+{
+    size_t was = s->nfree, now = rebuild_free_stack(s);
+    s->pins = 0;
+    s->nfree = now;
+    if (s->cls == 0 || s->retired)
+        return; /* a retired slab's class no longer counts it */
+    struct size_class *c = &classes[s->table][s->cls];
+    c->live_slots -= now - was;
+    if (was == 0 && now > 0)
+        avail_push(c, s);
+    if (now == s->nslots && was != s->nslots)
+        c->empty_slabs++;
+}
+
+static int find_unkept_empty(struct zzi_region *r, void *ctx)
+{
+    struct slab *s = r->owner;
+    if (r->kind != ZZI_REGION_SLAB || s->nfree != s->nslots || (s->cls != 0 && !s->retired))
+        return 0;
+    *(struct slab **)ctx = s;
+    return 1;
+}
+
+void zzi_slab_drop_empty_after_fork(void)
+{
+    for (;;) {
+        struct slab *s = NULL;
+        zzi_registry_each(find_unkept_empty, &s);
+        if (s == NULL)
+            return;
+        slab_destroy(s);
     }
 }
 
@@ -393,8 +506,10 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
 
 void zzi_block_cache_stats(size_t *cached, size_t *bound)
 {
+    size_t unused_blocks = 0, unused_bytes = 0;
     *cached = *bound = 0;
     zzi_global_lock();
+    zzi_tcache_stats(&unused_blocks, &unused_bytes, cached);
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];

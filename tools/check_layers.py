@@ -9,7 +9,7 @@ layers are the ones src/internal.h describes; a source file missing from
 LAYERS fails as well, so a new file has to be placed.
 
 The cycle check is between modules: the files that share a private header
-(block.h: slab.c, block_cache.c, block.c, block_modes.c; arena.h: the arena files) form one
+(block.h: slab.c, block_cache.c, block_tcache.c, block.c, block_modes.c; arena.h: the arena files) form one
 module, and may call each other both ways; every other file is a module of
 its own.
 
@@ -26,14 +26,14 @@ LAYERS = [
     ("policy", ["policy.c", "canary.c"]),
     ("pages, registry, lifecycle", ["pages.c", "registry.c", "lifecycle.c"]),
     ("zz_alloc blocks and caller-owned locks",
-     ["slab.c", "block_cache.c", "block.c", "block_modes.c", "lockref.c"]),
+     ["slab.c", "block_cache.c", "block_tcache.c", "block.c", "block_modes.c", "lockref.c"]),
     ("arenas", ["arena.c", "arena_grow.c", "arena_fixed.c", "arena_cache.c"]),
     ("process-wide", ["purge.c", "signals.c", "process.c"]),
 ]
 
 # Files behind one private header: one module for the cycle check.
 MODULES = {
-    "blocks": ["slab.c", "block_cache.c", "block.c", "block_modes.c"],
+    "blocks": ["slab.c", "block_cache.c", "block_tcache.c", "block.c", "block_modes.c"],
     "arenas": ["arena.c", "arena_grow.c", "arena_fixed.c", "arena_cache.c"],
 }
 

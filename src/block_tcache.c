@@ -1,0 +1,382 @@
+/*
+ * block_tcache.c - per-thread caches of zz_alloc's free slots, so that the
+ * steady alloc/free of a thread takes no shared lock and touches no shared
+ * cache line.
+ *
+ * A thread's cache pins a few slabs (s->pins, under the global lock): a
+ * pinned slab is never unmapped, so the thread may look a pointer up in it
+ * and free the block without the lock.  The cache keeps, per backend and
+ * small class, a short stack of that thread's free slots of pinned slabs:
+ * wiped, still guarded and locked, counted out of their slab.  zz_free of a
+ * block in a slab the thread pins claims the slot with one atomic exchange
+ * (block.c: a second free from any thread then aborts), checks and wipes it
+ * and pushes it here; zz_alloc pops it (last in, first out: a write after
+ * free is found by the thread's next allocation of that class).  Anything
+ * else (another thread's block, a full stack, a block in a protection mode)
+ * takes the global lock as before.
+ *
+ * When a cache is brought up to date (the global lock held): every event
+ * that makes old slots unfit bumps zzi_checks_gen (a fork, the lock policy
+ * becoming ZZ_LOCK_REQUIRED, memory or the lock limit running short), and a
+ * cache whose generation is old hands out and takes nothing until its
+ * thread, on its next slow path, has given everything back.  Under a
+ * finite RLIMIT_MEMLOCK the caches stay off: locked memory goes to live
+ * blocks before caches.  At thread exit (a pthread key destructor) and in a
+ * forked child (for every thread, which no longer exist there) everything
+ * goes back.
+ *
+ * Counts: each cache counts the blocks and bytes its thread allocated minus
+ * freed through it, and the slot bytes it holds; zz_get_stats adds them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block.h"
+
+#define TC_CLASSES 4 /* classes of 1 to 4 data pages: blocks up to 16 KiB */
+#define TC_BIN 8     /* free slots kept per backend and class */
+#define TC_PINS 8    /* slabs pinned at once */
+/* One free in this many takes the global path even when the cache could
+ * take it: there the class notices it is idle but for this cache, and the
+ * cache bound's decay runs (block_cache.c), so a steady pair never keeps a
+ * burst's memory for good. */
+#define TC_GLOBAL_EVERY 16u
+
+struct tc_bin {
+    unsigned n;
+    uint32_t slot[TC_BIN];
+    struct slab *slab[TC_BIN];
+};
+
+struct tcache {
+    struct tcache *prev, *next; /* every thread's cache, under the global lock */
+    unsigned gen;               /* zzi_checks_gen when brought up to date */
+    int on;                     /* 0 under a finite lock limit */
+    unsigned npinned, evict_next;
+    unsigned frees;             /* through the cache: every TC_GLOBAL_EVERY-th goes global */
+    unsigned busy;              /* giving slots back: zzi_tcache_held says 0 meanwhile */
+    struct slab *pinned[TC_PINS];
+    struct tc_bin bin[2][TC_CLASSES + 1];
+    /* written by the owner only, read by zz_get_stats: relaxed, no RMW */
+    _Atomic size_t live_blocks, live_bytes, cached_bytes;
+};
+
+static ZZ_TLS_SIGNAL_SAFE struct tcache *self;
+static ZZ_TLS_SIGNAL_SAFE int exited; /* the thread's cache is gone: no new one */
+static struct tcache *all;            /* under the global lock */
+static _Atomic int ever_used;         /* a cache was ever made */
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_ok;
+
+static void tc_count(_Atomic size_t *c, size_t delta)
+{
+    zzi_count(c, delta);
+}
+
+/* 1 if the cache may hand out and take slots now. */
+static inline int tc_current(const struct tcache *tc)
+{
+    return tc->on && tc->gen == atomic_load_explicit(&zzi_checks_gen, memory_order_relaxed);
+}
+
+/* ---- fast paths --------------------------------------------------------------- */
+
+void *zzi_tcache_alloc(size_t n, size_t span, size_t align, int backend)
+{
+    struct tcache *tc = self;
+    size_t pages = zzi_pages_for(span);
+    if (tc == NULL || pages > TC_CLASSES || !tc_current(tc))
+        return NULL;
+    struct tc_bin *b = &tc->bin[zzi_policy_resolve(backend)][pages];
+    if (b->n == 0)
+        return NULL;
+    unsigned k = --b->n;
+    struct slab *s = b->slab[k];
+    tc_count(&tc->cached_bytes, 0 - s->stride);
+    tc_count(&tc->live_blocks, 1);
+    tc_count(&tc->live_bytes, n);
+    return zzi_slot_hand_out(s, b->slot[k], n, span, align, NULL);
+}
+
+static inline struct slab *pinned_slab_of(const struct tcache *tc, uintptr_t a)
+{
+    for (unsigned k = 0; k < tc->npinned; k++) {
+        struct slab *s = tc->pinned[k];
+        if (a - s->region.map.base < s->region.map.len)
+            return s;
+    }
+    return NULL;
+}
+
+int zzi_tcache_free(void *p)
+{
+    struct tcache *tc = self;
+    if (tc == NULL || !tc_current(tc))
+        return 0;
+    uintptr_t a = (uintptr_t)p;
+    struct slab *s = pinned_slab_of(tc, a);
+    if (s == NULL)
+        return 0;
+    size_t i = zzi_slot_of(s, a, ZZI_FREEING, NULL);
+    struct tc_bin *b = &tc->bin[s->table][s->cls];
+    if (b->n == TC_BIN || atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE ||
+        ++tc->frees % TC_GLOBAL_EVERY == 0)
+        return 0; /* the global path keeps the slot, or changes the mode under its lock */
+    size_t n = zzi_slot_take_back(s, i, p);
+    b->slab[b->n] = s;
+    b->slot[b->n] = (uint32_t)i;
+    b->n++;
+    tc_count(&tc->cached_bytes, s->stride);
+    tc_count(&tc->live_blocks, (size_t)-1);
+    tc_count(&tc->live_bytes, 0 - n);
+    return 1;
+}
+
+/* ---- giving back (global lock held) ---------------------------------------------- */
+
+/* Every cached slot of slab s (any slab if s is NULL) goes back to its
+ * slab.  The bins are set first and the slots released after: a release
+ * may come back here (zzi_release_slot asks zzi_tcache_held), and finds
+ * the cache busy. */
+static void return_slots(struct tcache *tc, const struct slab *s)
+{
+    tc->busy++;
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= TC_CLASSES; k++) {
+            struct tc_bin *b = &tc->bin[t][k], out;
+            unsigned keep = 0;
+            out.n = 0;
+            for (unsigned j = 0; j < b->n; j++) {
+                int stays = s != NULL && b->slab[j] != s;
+                struct tc_bin *to = stays ? b : &out;
+                unsigned at = stays ? keep++ : out.n++;
+                to->slab[at] = b->slab[j];
+                to->slot[at] = b->slot[j];
+            }
+            b->n = keep;
+            for (unsigned j = 0; j < out.n; j++) {
+                tc_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
+                zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
+            }
+        }
+    }
+    tc->busy--;
+}
+
+size_t zzi_tcache_held(int t, int cls)
+{
+    struct tcache *tc = self;
+    if (tc == NULL || tc->busy || cls < 1 || cls > TC_CLASSES)
+        return 0;
+    return tc->bin[t][cls].n;
+}
+
+void zzi_tcache_give_back_class(int t, int cls)
+{
+    struct tcache *tc = self;
+    struct tc_bin *b = &tc->bin[t][cls], out = *b;
+    tc->busy++;
+    b->n = 0;
+    for (unsigned j = 0; j < out.n; j++) {
+        tc_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
+        zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
+    }
+    unsigned keep = 0;
+    for (unsigned k = 0; k < tc->npinned; k++) {
+        struct slab *s = tc->pinned[k];
+        if (s->table == t && s->cls == cls)
+            zzi_slab_unpin(s);
+        else
+            tc->pinned[keep++] = s;
+    }
+    tc->npinned = keep;
+    tc->busy--;
+}
+
+static void unpin_all(struct tcache *tc)
+{
+    for (unsigned k = 0; k < tc->npinned; k++)
+        zzi_slab_unpin(tc->pinned[k]);
+    tc->npinned = 0;
+}
+
+static void give_back_all(struct tcache *tc)
+{
+    tc->busy++;
+    return_slots(tc, NULL);
+    unpin_all(tc);
+    tc->busy--;
+}
+
+/* Brings the cache up to date: what it held under an older generation
+ * goes back, and it is on only while locking is not rationed. */
+static void bring_up_to_date(struct tcache *tc)
+{
+    unsigned gen = atomic_load(&zzi_checks_gen); /* before: a later bump is seen next time */
+    if (tc->gen == gen)
+        return;
+    give_back_all(tc);
+    tc->on = zzi_os_memlock_limit() == SIZE_MAX;
+    tc->gen = gen;
+}
+
+void zzi_tcache_give_back(void)
+{
+    if (!atomic_load_explicit(&ever_used, memory_order_relaxed))
+        return;
+    atomic_fetch_add(&zzi_checks_gen, 1); /* the other threads give back at their next call */
+    if (self != NULL)
+        give_back_all(self);
+}
+
+/* ---- set-up, refill, thread exit ----------------------------------------------------- */
+
+static void thread_exit(void *arg)
+{
+    struct tcache *tc = arg;
+    zzi_global_lock();
+    give_back_all(tc);
+    zzi_block_count_add(atomic_load_explicit(&tc->live_blocks, memory_order_relaxed),
+                        atomic_load_explicit(&tc->live_bytes, memory_order_relaxed));
+    ZZI_LIST_UNLINK(all, tc, prev, next);
+    zzi_global_unlock();
+    self = NULL;
+    exited = 1;
+    free(tc);
+}
+
+static void make_exit_key(void)
+{
+    exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
+}
+
+static void fork_child_fixup(void);
+static void fork_nothing(void)
+{
+}
+static const struct zzi_fork_hooks fork_hooks = {fork_nothing, fork_nothing, fork_child_fixup,
+                                                 fork_nothing, fork_nothing};
+
+void zzi_tcache_prepare(void)
+{
+    if (zz_likely(self != NULL) || exited)
+        return;
+    zzi_fork_register(ZZI_FORK_BLOCKS, &fork_hooks); /* no library lock held here */
+    pthread_once(&exit_key_once, make_exit_key);
+    if (!exit_key_ok)
+        return; /* no way to give the slots back at thread exit: no cache */
+    int e = errno;
+    struct tcache *tc = calloc(1, sizeof *tc);
+    errno = e;
+    if (tc == NULL)
+        return; /* the global path serves this thread */
+    tc->gen = atomic_load(&zzi_checks_gen) - 1; /* up to date at the first refill */
+    if (pthread_setspecific(exit_key, tc) != 0) {
+        free(tc);
+        errno = e;
+        return;
+    }
+    zzi_global_lock();
+    ZZI_LIST_PUSH(all, tc, prev, next);
+    zzi_global_unlock();
+    atomic_store(&ever_used, 1);
+    self = tc;
+}
+
+/* Pins s, letting go of the longest-pinned slab if all places are taken. */
+static void pin(struct tcache *tc, struct slab *s)
+{
+    for (unsigned k = 0; k < tc->npinned; k++)
+        if (tc->pinned[k] == s)
+            return;
+    unsigned at = tc->npinned;
+    if (at == TC_PINS) {
+        at = tc->evict_next++ % TC_PINS;
+        struct slab *old = tc->pinned[at];
+        tc->busy++;
+        return_slots(tc, old);
+        zzi_slab_unpin(old);
+        tc->busy--;
+    } else {
+        tc->npinned++;
+    }
+    tc->pinned[at] = s;
+    s->pins++;
+}
+
+void zzi_tcache_refill(struct slab *s, int backend)
+{
+    struct tcache *tc = self;
+    (void)backend;
+    if (tc == NULL)
+        return;
+    bring_up_to_date(tc);
+    if (!tc->on || s->cls == 0 || s->cls > TC_CLASSES || s->retired)
+        return;
+    pin(tc, s);
+    /* Half a stack of the same slab's free slots: the next allocations take
+     * no lock, and threads' slots (and so the slot metadata they write)
+     * fall in different cache lines. */
+    struct tc_bin *b = &tc->bin[s->table][s->cls];
+    size_t idx[TC_BIN / 2];
+    size_t want = b->n < TC_BIN / 2 ? TC_BIN / 2 - b->n : 0;
+    if (want > s->nfree / 2)
+        want = s->nfree / 2; /* leave the slab's room to others (a new slab costs a mapping) */
+    size_t got = zzi_take_more_slots(s, idx, want);
+    for (size_t j = got; j-- > 0;) { /* the lowest address on top */
+        b->slab[b->n] = s;
+        b->slot[b->n++] = (uint32_t)idx[j];
+        tc_count(&tc->cached_bytes, s->stride);
+    }
+}
+
+/* ---- stats ----------------------------------------------------------------------- */
+
+void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_bytes)
+{
+    for (const struct tcache *tc = all; tc != NULL; tc = tc->next) {
+        *live_blocks += atomic_load_explicit(&tc->live_blocks, memory_order_relaxed);
+        *live_bytes += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
+        *cached_bytes += atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+    }
+}
+
+/* ---- fork ------------------------------------------------------------------------ */
+
+static int rebuild_region(struct zzi_region *r, void *ctx)
+{
+    (void)ctx;
+    if (r->kind == ZZI_REGION_SLAB)
+        zzi_slab_rebuild_after_fork(r->owner);
+    return 0;
+}
+
+/* Global lock held; the child has one thread.  The other threads' caches
+ * are gone with them, and any of them may have been half-way through a fast
+ * path: every slab's free slots are rebuilt from the slots' states, the
+ * live counts recounted, every cache emptied and the others freed. */
+static void fork_child_fixup(void)
+{
+    if (!atomic_load_explicit(&ever_used, memory_order_relaxed))
+        return;
+    struct tcache *next;
+    for (struct tcache *tc = all; tc != NULL; tc = next) {
+        next = tc->next;
+        if (tc != self)
+            free(tc);
+    }
+    all = NULL;
+    zzi_registry_each(rebuild_region, NULL);
+    zzi_slab_drop_empty_after_fork();
+    zzi_block_recount_after_fork();
+    struct tcache *tc = self;
+    if (tc == NULL)
+        return;
+    memset(tc, 0, sizeof *tc);
+    tc->gen = atomic_load(&zzi_checks_gen) - 1;
+    ZZI_LIST_PUSH(all, tc, prev, next);
+}
