@@ -152,6 +152,11 @@ size_t zzi_tcache_held(int t, int cls);
  * cache: gives its slots of that class back and unpins its slabs of it, so
  * the class can be trimmed. */
 void zzi_tcache_give_back_class(int t, int cls);
+/* pre: global lock held.  1 if the calling thread's cache is on and keeps
+ * slots of class cls: its slow path then prefers a slab of its own. */
+int zzi_tcache_wants_own(int cls);
+/* pre: global lock held.  1 if the calling thread's cache pins s, else 0. */
+unsigned zzi_tcache_pins(const struct slab *s);
 /* pre: global lock held.  Adds what running threads hold: live blocks and
  * bytes allocated minus freed through their caches, free slot bytes cached. */
 void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_bytes);

@@ -334,6 +334,23 @@ void zzi_tcache_refill(struct slab *s, int backend)
     }
 }
 
+int zzi_tcache_wants_own(int cls)
+{
+    const struct tcache *tc = self;
+    return tc != NULL && cls <= TC_CLASSES && tc_current(tc);
+}
+
+unsigned zzi_tcache_pins(const struct slab *s)
+{
+    const struct tcache *tc = self;
+    if (tc == NULL)
+        return 0;
+    for (unsigned k = 0; k < tc->npinned; k++)
+        if (tc->pinned[k] == s)
+            return 1;
+    return 0;
+}
+
 /* ---- stats ----------------------------------------------------------------------- */
 
 void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_bytes)

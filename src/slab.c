@@ -209,11 +209,35 @@ ZZ_API void zzi_fault_drop_caches(void)
  * class geometrically; when the kernel refuses, drops the caches of empty
  * slabs and tries again, then halves the new slab (so an unprivileged process
  * uses all of its RLIMIT_MEMLOCK). */
+/* How far down a class's slabs with room a thread with a cache looks for one
+ * no other thread's cache pins. */
+#define OWN_SCAN 8
+
+/* pre: global lock held.  For a thread whose cache is on: a slab of class c
+ * with room that no other thread's cache pins (threads that share a slab
+ * write the same cache lines of slot metadata: a pair then costs several
+ * times as much), or NULL. */
+static struct slab *slab_of_its_own(struct size_class *c, int cls)
+{
+    unsigned k = 0;
+    for (struct slab *s = c->avail; s != NULL && k < OWN_SCAN; s = s->next, k++)
+        if (s->pins == zzi_tcache_pins(s))
+            return s;
+    (void)cls;
+    return NULL;
+}
+
 static struct slab *class_slab_with_room(int cls, int backend)
 {
     struct size_class *c = &classes[backend][cls];
-    if (c->avail != NULL)
+    int own = c->avail != NULL && zzi_tcache_wants_own(cls);
+    if (c->avail != NULL && !own)
         return c->avail;
+    if (own) {
+        struct slab *s = slab_of_its_own(c, cls);
+        if (s != NULL)
+            return s;
+    }
     size_t stride = (size_t)(cls + 1) * zzi_page();
     size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
     size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
@@ -232,7 +256,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
             continue;
         }
         if (nslots == 1)
-            return NULL;
+            return c->avail; /* NULL, or a slab another thread pins: share it */
         nslots /= 2;
     }
 }

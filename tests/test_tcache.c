@@ -1107,10 +1107,14 @@ static void *come_and_go(void *arg)
 }
 
 /* 64 threads, two at a time, each ending with free slots in its cache.  The
- * counts come back to zero and, after the first waves, nothing more is
- * mapped: a cache lost at thread exit pins its slots for good and the next
- * threads need new ones.  Under memcheck (and LeakSanitizer) a per-thread
- * structure not freed at exit is a definite leak. */
+ * counts come back to zero and, after the first waves, the mappings stay
+ * within one slab (at most 2 MiB) per size class touched of where they
+ * were: a cache lost at thread exit pins its slabs for good, and every
+ * later thread, which prefers slabs no other thread pins, maps new ones
+ * (hundreds of MiB over the waves).  The slack is for two threads of one
+ * wave that find no unpinned slab with room and map one each.  Under
+ * memcheck (and LeakSanitizer) a per-thread structure not freed at exit is
+ * a definite leak. */
 static void test_threads_come_and_go(void **state)
 {
     (void)state;
@@ -1134,7 +1138,7 @@ static void test_threads_come_and_go(void **state)
                   WAVES, s2.mapped_bytes >> 10);
     assert_int_equal(s2.live_blocks, s0.live_blocks);
     assert_int_equal(s2.live_bytes, s0.live_bytes);
-    assert_true(s2.mapped_bytes <= s1.mapped_bytes);
+    assert_true(s2.mapped_bytes <= s1.mapped_bytes + (size_t)5 * (2u << 20)); /* 5 classes */
 }
 
 /* ---- misuse: double frees across threads ------------------------------------------------- */
