@@ -14,35 +14,6 @@
 
 #include "canary.h"
 
-/* 1 if the n bytes at p (16-byte aligned, n a multiple of 16) are all zero.
- * For checking that a free cell is still zero: it reads no secret, so it
- * need not be constant-time, and it is inline for the arena's fast path
- * (four 16-byte accumulators: a quarter of the instructions of word loads). */
-typedef uint64_t zzi_v2u64 __attribute__((vector_size(16)));
-static inline int zzi_is_zero_small(const unsigned char *p, size_t n)
-{
-    zzi_v2u64 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0;
-    size_t k = 0;
-    for (; k + 64 <= n; k += 64) {
-        zzi_v2u64 v0, v1, v2, v3;
-        __builtin_memcpy(&v0, p + k, 16);
-        __builtin_memcpy(&v1, p + k + 16, 16);
-        __builtin_memcpy(&v2, p + k + 32, 16);
-        __builtin_memcpy(&v3, p + k + 48, 16);
-        a0 |= v0;
-        a1 |= v1;
-        a2 |= v2;
-        a3 |= v3;
-    }
-    for (; k < n; k += 16) {
-        zzi_v2u64 v;
-        __builtin_memcpy(&v, p + k, 16);
-        a0 |= v;
-    }
-    a0 |= a1 | a2 | a3;
-    return (a0[0] | a0[1]) == 0;
-}
-
 #define ZZI_ARENA_RUN_BYTES (16u << 10)
 /* Growable arenas' size classes: spans of 16..1024 bytes in steps of 16
  * (exact: a 32-byte secret costs 48 bytes), then steps of 64 to 4 KiB and of

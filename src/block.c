@@ -52,7 +52,9 @@ void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t 
     /* A free slot is all zeros (zz_free wiped it); anything else was written
      * through a stale pointer, and handing it out would break both the
      * zero-fill promise and the secrecy of whatever was written. */
-    ZZ_CHECK(zz_is_zero(p - head, head + span), "write after free (a freed block was modified)");
+    size_t len = head + span; /* a multiple of 16 */
+    ZZ_CHECK(len <= 1024 ? zzi_is_zero_small(p - head, len) : zz_is_zero(p - head, len),
+             "write after free (a freed block was modified)");
     if (head != 0) /* p is 16-byte aligned: the head canary is one aligned chunk */
         zzi_canary16_write(p - head, s->canary[2 * i]);
     if (n < span && span - n <= 16) /* the usual tail: inside the last aligned chunk */
@@ -139,7 +141,7 @@ size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *freed_msg,
 {
     size_t page = zzi_page(), off = a - s->region.map.base;
     ZZ_CHECK(off >= page, "invalid pointer");
-    size_t i = (off - page) / s->stride;
+    size_t i = s->stride_shift ? (off - page) >> s->stride_shift : (off - page) / s->stride;
     ZZ_CHECK(i < s->nslots, "invalid pointer");
     size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_acquire);
     ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */

@@ -13,6 +13,7 @@ struct slab {
     struct zzi_region region;
     size_t data_len;  /* bytes of data pages per slot */
     size_t stride;    /* data_len + one guard page */
+    unsigned stride_shift; /* log2 of stride when it is a power of two, else 0 */
     size_t nslots, nfree;
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
     int table;        /* the backend whose class table holds it */
