@@ -97,7 +97,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     zzi_count(&live_blocks, 1);
     zzi_count(&live_bytes, n);
     if (owner == NULL)
-        zzi_tcache_refill(s, backend);
+        zzi_tcache_refill(s);
     zzi_global_unlock();
     return zzi_slot_hand_out(s, i, n, span, align, owner);
 }

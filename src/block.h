@@ -141,7 +141,7 @@ void zzi_tcache_prepare(void);
 /* pre: global lock held.  A zz_alloc slot of s was just handed out on the
  * slow path: brings the thread's cache up to date and lets it keep more of
  * s's free slots (and free into s without the lock). */
-void zzi_tcache_refill(struct slab *s, int backend);
+void zzi_tcache_refill(struct slab *s);
 /* pre: global lock held.  Gives every slot the calling thread's cache holds
  * back (memory is short), and asks the other threads to do the same at
  * their next call. */

@@ -72,11 +72,6 @@ static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static int exit_key_ok;
 
-static void tc_count(_Atomic size_t *c, size_t delta)
-{
-    zzi_count(c, delta);
-}
-
 /* 1 if the cache may hand out and take slots now. */
 static inline int tc_current(const struct tcache *tc)
 {
@@ -96,9 +91,9 @@ void *zzi_tcache_alloc(size_t n, size_t span, size_t align, int backend)
         return NULL;
     unsigned k = --b->n;
     struct slab *s = b->slab[k];
-    tc_count(&tc->cached_bytes, 0 - s->stride);
-    tc_count(&tc->live_blocks, 1);
-    tc_count(&tc->live_bytes, n);
+    zzi_count(&tc->cached_bytes, 0 - s->stride);
+    zzi_count(&tc->live_blocks, 1);
+    zzi_count(&tc->live_bytes, n);
     return zzi_slot_hand_out(s, b->slot[k], n, span, align, NULL);
 }
 
@@ -130,9 +125,9 @@ int zzi_tcache_free(void *p)
     b->slab[b->n] = s;
     b->slot[b->n] = (uint32_t)i;
     b->n++;
-    tc_count(&tc->cached_bytes, s->stride);
-    tc_count(&tc->live_blocks, (size_t)-1);
-    tc_count(&tc->live_bytes, 0 - n);
+    zzi_count(&tc->cached_bytes, s->stride);
+    zzi_count(&tc->live_blocks, (size_t)-1);
+    zzi_count(&tc->live_bytes, 0 - n);
     return 1;
 }
 
@@ -159,7 +154,7 @@ static void return_slots(struct tcache *tc, const struct slab *s)
             }
             b->n = keep;
             for (unsigned j = 0; j < out.n; j++) {
-                tc_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
+                zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
                 zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
             }
         }
@@ -182,7 +177,7 @@ void zzi_tcache_give_back_class(int t, int cls)
     tc->busy++;
     b->n = 0;
     for (unsigned j = 0; j < out.n; j++) {
-        tc_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
+        zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
         zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
     }
     unsigned keep = 0;
@@ -308,10 +303,9 @@ static void pin(struct tcache *tc, struct slab *s)
     s->pins++;
 }
 
-void zzi_tcache_refill(struct slab *s, int backend)
+void zzi_tcache_refill(struct slab *s)
 {
     struct tcache *tc = self;
-    (void)backend;
     if (tc == NULL)
         return;
     bring_up_to_date(tc);
@@ -330,7 +324,7 @@ void zzi_tcache_refill(struct slab *s, int backend)
     for (size_t j = got; j-- > 0;) { /* the lowest address on top */
         b->slab[b->n] = s;
         b->slot[b->n++] = (uint32_t)idx[j];
-        tc_count(&tc->cached_bytes, s->stride);
+        zzi_count(&tc->cached_bytes, s->stride);
     }
 }
 

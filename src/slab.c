@@ -207,10 +207,6 @@ ZZ_API void zzi_fault_drop_caches(void)
 }
 #endif
 
-/* pre: global lock held.  A slab of class cls with a free slot, growing the
- * class geometrically; when the kernel refuses, drops the caches of empty
- * slabs and tries again, then halves the new slab (so an unprivileged process
- * uses all of its RLIMIT_MEMLOCK). */
 /* How far down a class's slabs with room a thread with a cache looks for one
  * no other thread's cache pins. */
 #define OWN_SCAN 8
@@ -219,16 +215,21 @@ ZZ_API void zzi_fault_drop_caches(void)
  * with room that no other thread's cache pins (threads that share a slab
  * write the same cache lines of slot metadata: a pair then costs several
  * times as much), or NULL. */
-static struct slab *slab_of_its_own(struct size_class *c, int cls)
+static struct slab *slab_of_its_own(struct size_class *c)
 {
     unsigned k = 0;
     for (struct slab *s = c->avail; s != NULL && k < OWN_SCAN; s = s->next, k++)
         if (s->pins == zzi_tcache_pins(s))
             return s;
-    (void)cls;
     return NULL;
 }
 
+/* pre: global lock held.  A slab of class cls with a free slot, growing the
+ * class geometrically; when the kernel refuses, drops the caches of empty
+ * slabs and tries again, then halves the new slab (so an unprivileged process
+ * uses all of its RLIMIT_MEMLOCK).  A thread whose cache is on gets a slab
+ * of its own when one has room (slab_of_its_own), else a new one; if that
+ * cannot be mapped, it shares. */
 static struct slab *class_slab_with_room(int cls, int backend)
 {
     struct size_class *c = &classes[backend][cls];
@@ -236,7 +237,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
     if (c->avail != NULL && !own)
         return c->avail;
     if (own) {
-        struct slab *s = slab_of_its_own(c, cls);
+        struct slab *s = slab_of_its_own(c);
         if (s != NULL)
             return s;
     }
