@@ -227,12 +227,10 @@ size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b)
 
 static void free_impl(void *p, const zz_arena *owner)
 {
-    int saved = errno;
     zzi_check_fork();
-    if (owner == NULL && zzi_tcache_free(p)) {
-        errno = saved;
-        return;
-    }
+    if (owner == NULL && zzi_tcache_free(p))
+        return; /* no system call on that path: errno is untouched */
+    int saved = errno;
     zzi_global_lock();
     size_t i;
     struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);

@@ -88,6 +88,10 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p);
  * to want more free slots of s (no new mapping), their indexes in idx[];
  * returns how many. */
 size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want);
+/* Takes the global lock.  If class cls of backend table t is idle but for
+ * the calling thread's cache and maps more than its bound, the cache gives
+ * the class's slots and slabs back (so the class is trimmed). */
+void zzi_slab_check_idle(int t, int cls);
 /* pre: global lock held.  A thread cache lets go of s: an empty slab is then
  * unmapped or kept as the cache bound says, a retired one unmapped. */
 void zzi_slab_unpin(struct slab *s);

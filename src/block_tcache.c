@@ -38,11 +38,12 @@
 #define TC_CLASSES 4 /* classes of 1 to 4 data pages: blocks up to 16 KiB */
 #define TC_BIN 8     /* free slots kept per backend and class */
 #define TC_PINS 8    /* slabs pinned at once */
-/* One free in this many takes the global path even when the cache could
- * take it: there the class notices it is idle but for this cache, and the
- * cache bound's decay runs (block_cache.c), so a steady pair never keeps a
- * burst's memory for good. */
-#define TC_GLOBAL_EVERY 16u
+/* After one free in this many through the cache, the class is asked (under
+ * the global lock) whether it is idle but for this cache and maps more than
+ * its bound (whose decay reads the clock there, block_cache.c): then the
+ * cache gives the class back, so a steady pair never keeps a burst's memory
+ * for good. */
+#define TC_CHECK_EVERY 16u
 
 struct tc_bin {
     unsigned n;
@@ -55,7 +56,7 @@ struct tcache {
     unsigned gen;               /* zzi_checks_gen when brought up to date */
     int on;                     /* 0 under a finite lock limit */
     unsigned npinned, evict_next;
-    unsigned frees;             /* through the cache: every TC_GLOBAL_EVERY-th goes global */
+    unsigned frees;             /* through the cache: every TC_CHECK_EVERY-th checks the class */
     unsigned busy;              /* giving slots back: zzi_tcache_held says 0 meanwhile */
     struct slab *pinned[TC_PINS];
     struct tc_bin bin[2][TC_CLASSES + 1];
@@ -118,8 +119,7 @@ int zzi_tcache_free(void *p)
         return 0;
     size_t i = zzi_slot_of(s, a, ZZI_FREEING, NULL);
     struct tc_bin *b = &tc->bin[s->table][s->cls];
-    if (b->n == TC_BIN || atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE ||
-        ++tc->frees % TC_GLOBAL_EVERY == 0)
+    if (b->n == TC_BIN || atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
         return 0; /* the global path keeps the slot, or changes the mode under its lock */
     size_t n = zzi_slot_take_back(s, i, p);
     b->slab[b->n] = s;
@@ -128,6 +128,8 @@ int zzi_tcache_free(void *p)
     zzi_count(&tc->cached_bytes, s->stride);
     zzi_count(&tc->live_blocks, (size_t)-1);
     zzi_count(&tc->live_bytes, 0 - n);
+    if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0))
+        zzi_slab_check_idle(s->table, s->cls);
     return 1;
 }
 

@@ -427,6 +427,17 @@ static void give_back_if_over_bound(struct size_class *c, int table, int cls)
         zzi_tcache_give_back_class(table, cls);
 }
 
+void zzi_slab_check_idle(int table, int cls)
+{
+    int e = errno; /* zz_free preserves it, and this may unmap */
+    zzi_global_lock();
+    struct size_class *c = &classes[table][cls];
+    if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
+        give_back_if_over_bound(c, table, cls);
+    zzi_global_unlock();
+    errno = e;
+}
+
 void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
 {
     s->free_stack[s->nfree++] = i;
