@@ -61,8 +61,80 @@ static void child_watchdog(int sig)
     raise(sig);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ZS_FORK_GATE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZS_FORK_GATE 1
+#endif
+#endif
+
+#ifdef ZS_FORK_GATE
+static pthread_rwlock_t gate;
+static _Thread_local int holding_gate;
+
+static void gate_init(void)
+{
+    pthread_rwlockattr_t attr;
+    ZS_CHECK(pthread_rwlockattr_init(&attr) == 0, "pthread_rwlockattr_init");
+    /* a fork must not wait for ever behind a stream of steps */
+    ZS_CHECK(pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP) == 0,
+             "pthread_rwlockattr_setkind_np");
+    ZS_CHECK(pthread_rwlock_init(&gate, &attr) == 0, "pthread_rwlock_init");
+    pthread_rwlockattr_destroy(&attr);
+}
+
+void zs_gate_step_begin(void)
+{
+    ZS_CHECK(pthread_rwlock_rdlock(&gate) == 0, "pthread_rwlock_rdlock");
+    holding_gate = 1;
+}
+
+void zs_gate_step_end(void)
+{
+    holding_gate = 0;
+    ZS_CHECK(pthread_rwlock_unlock(&gate) == 0, "pthread_rwlock_unlock");
+}
+
+/* A child is single-threaded: it forks its grandchildren without the gate. */
+static void gate_fork_begin(void)
+{
+    if (zs_child != NULL)
+        return;
+    if (holding_gate)
+        ZS_CHECK(pthread_rwlock_unlock(&gate) == 0, "pthread_rwlock_unlock");
+    ZS_CHECK(pthread_rwlock_wrlock(&gate) == 0, "pthread_rwlock_wrlock");
+}
+
+static void gate_fork_end(void)
+{
+    if (zs_child != NULL)
+        return;
+    ZS_CHECK(pthread_rwlock_unlock(&gate) == 0, "pthread_rwlock_unlock");
+    if (holding_gate)
+        ZS_CHECK(pthread_rwlock_rdlock(&gate) == 0, "pthread_rwlock_rdlock");
+}
+#else
+static void gate_init(void)
+{
+}
+void zs_gate_step_begin(void)
+{
+}
+void zs_gate_step_end(void)
+{
+}
+static void gate_fork_begin(void)
+{
+}
+static void gate_fork_end(void)
+{
+}
+#endif
+
 void zs_fork_check_init(void)
 {
+    gate_init();
     /* backtrace() loads its unwinder (and mallocs) on first use: not in a
      * hung child */
     void *frames[4];
@@ -115,6 +187,7 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
     int fds[2] = { -1, -1 };
     if (capture)
         ZS_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+    gate_fork_begin();
     pid_t pid = fork();
     ZS_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
@@ -131,6 +204,7 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
             zs_fail("%s", async);
         _exit(0);
     }
+    gate_fork_end();
     if (capture) {
         close_fd(fds[1]);
         ZS_CHECK(fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0, "fcntl: %s", strerror(errno));

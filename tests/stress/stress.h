@@ -239,6 +239,14 @@ void zs_handoff_drain(struct zs_thread *to);
 
 /* ---- fork_check.c ---- */
 void zs_fork_check_init(void);
+/* The fork gate.  Under AddressSanitizer, GCC 12's runtime does not hold
+ * its allocator's locks across fork(): a child forked while another thread
+ * is inside malloc hangs in its first malloc (seen in CI).  There, each
+ * worker holds the gate shared for a step and a fork takes it alone, so a
+ * fork lands between steps (and mid-call forks are left to the plain
+ * builds).  Elsewhere these do nothing. */
+void zs_gate_step_begin(void);
+void zs_gate_step_end(void);
 void zs_fork_check(struct zs_thread *t, int quiescent);
 void zs_misuse_check(struct zs_thread *t);
 

@@ -146,7 +146,9 @@ static void *worker_main(void *arg)
             continue;
         }
         atomic_store(&t->in_step, 1);
+        zs_gate_step_begin();
         zs_step(t);
+        zs_gate_step_end();
         atomic_store(&t->in_step, 0);
         atomic_fetch_add(&t->steps, 1);
     }
