@@ -84,6 +84,8 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
         zzi_tcache_prepare();
     }
     zzi_global_lock();
+    if (owner == NULL)
+        zzi_tcache_sync();
     struct slab *s = zzi_take_slot(span, &i, backend);
     if (s == NULL) {
         int e = errno;

@@ -142,6 +142,11 @@ int zzi_tcache_free(void *p);
 /* Call before taking the global lock on a slow path: sets up the thread's
  * cache the first time (registers its fork hook while no lock is held). */
 void zzi_tcache_prepare(void);
+/* pre: global lock held.  Brings the calling thread's cache up to date
+ * before a slow path takes a slot, so that the take knows whether the thread
+ * gets a slab of its own (zzi_tcache_wants_own): a thread's first slow path
+ * may be its only one, when a steady alloc/free pair follows. */
+void zzi_tcache_sync(void);
 /* pre: global lock held.  A zz_alloc slot of s was just handed out on the
  * slow path: brings the thread's cache up to date and lets it keep more of
  * s's free slots (and free into s without the lock). */

@@ -305,6 +305,12 @@ static void pin(struct tcache *tc, struct slab *s)
     s->pins++;
 }
 
+void zzi_tcache_sync(void)
+{
+    if (self != NULL)
+        bring_up_to_date(self);
+}
+
 void zzi_tcache_refill(struct slab *s)
 {
     struct tcache *tc = self;
