@@ -29,43 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block.h"
+#include "slot.h"
 
 static _Atomic size_t live_blocks, live_bytes; /* written under the global lock */
 
 /* ---- allocation ------------------------------------------------------------- */
 
-void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t align,
-                        zz_arena *owner)
-{
-    atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
-    s->align_shift[i] = (unsigned char)__builtin_ctzl(align);
-    s->owner[i] = owner;
-    atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
-
-    /* The epoch is read before the canaries are written: a purge that wipes
-     * them after this point changes the epoch, so zz_free will know. */
-    s->epoch[i] = zzi_epoch_stable();
-    unsigned char *p = zzi_block_at(s, i, span);
-    size_t head = zzi_head_len(s, span);
-    ZZ_VG_DEFINED(p - head, head + span);
-    /* A free slot is all zeros (zz_free wiped it); anything else was written
-     * through a stale pointer, and handing it out would break both the
-     * zero-fill promise and the secrecy of whatever was written. */
-    size_t len = head + span; /* a multiple of 16 */
-    ZZ_CHECK(len <= 1024 ? zzi_is_zero_small(p - head, len) : zz_is_zero(p - head, len),
-             "write after free (a freed block was modified)");
-    if (head != 0) /* p is 16-byte aligned: the head canary is one aligned chunk */
-        zzi_canary16_write(p - head, s->canary[2 * i]);
-    if (n < span && span - n <= 16) /* the usual tail: inside the last aligned chunk */
-        zzi_canary16_tail_write(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
-    else if (n < span)
-        zzi_canary_fill(p + n, span - n, s->canary[2 * i + 1]);
-    ZZ_VG_NOACCESS(p - head, head + span);
-    ZZ_VG_MALLOCLIKE(p, n);
-    return p;
-}
-
+/* Every allocation: the calling thread's cache first (for zz_alloc
+ * blocks), then the global lock. */
 static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
 {
     if (zzi_init() != 0)
@@ -104,9 +75,22 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     return zzi_slot_hand_out(s, i, n, span, align, owner);
 }
 
+/* The steady state of zz_alloc, inline: a block from the calling thread's
+ * cache, or NULL, and alloc_impl does everything (the first call's set-up,
+ * a fork that ran no handler, sizes no cache keeps, a miss). */
+static inline void *alloc_cached(size_t n, size_t align, int backend)
+{
+    if (zz_unlikely(!atomic_load_explicit(&zzi_initialized, memory_order_acquire) ||
+                    zzi_fork_missed() || n > ((size_t)1 << 20)))
+        return NULL; /* (below 1 MiB, rounding n up to the alignment cannot overflow) */
+    return zzi_tcache_alloc(n, (n + align - 1) & ~(align - 1), align, backend);
+}
+
 ZZ_API void *zz_alloc(size_t n)
 {
-    return alloc_impl(n, ZZ_ALIGN, zz_get_backend(), NULL);
+    int backend = zzi_backend_setting();
+    void *p = alloc_cached(n, ZZ_ALIGN, backend);
+    return zz_likely(p != NULL) ? p : alloc_impl(n, ZZ_ALIGN, backend, NULL);
 }
 
 void *zzi_block_alloc_for_arena(size_t n, int backend, zz_arena *owner)
@@ -133,26 +117,10 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zz_get_backend(), NULL);
+    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zzi_backend_setting(), NULL);
 }
 
 /* ---- finding a block ---------------------------------------------------------- */
-
-size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *freed_msg,
-                   const zz_arena *owner)
-{
-    size_t page = zzi_page(), off = a - s->region.map.base;
-    ZZ_CHECK(off >= page, "invalid pointer");
-    size_t i = s->stride_shift ? (off - page) >> s->stride_shift : (off - page) / s->stride;
-    ZZ_CHECK(i < s->nslots, "invalid pointer");
-    size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_acquire);
-    ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
-    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
-    ZZ_CHECK(zzi_slot_in_use(state), freed_msg);
-    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
-    return i;
-}
 
 struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
                            const zz_arena *owner)
@@ -167,6 +135,8 @@ struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
 }
 
 /* ---- freeing ------------------------------------------------------------------- */
+
+/* ---- the slot protocol's rare paths (slot.h has the rest) ------------------- */
 
 struct slot_look {
     const struct slab *s;
@@ -185,53 +155,22 @@ static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
     return v;
 }
 
-/* The usual case, inline: a 16-byte head canary (or none) and a tail of at
- * most 16 bytes, both intact.  0 sends the caller to the general look. */
-static inline int canaries_intact(const struct slab *s, size_t i, const unsigned char *p, size_t n,
-                                  size_t span)
+void zzi_slot_check_canaries_settled(const struct slab *s, size_t i, const unsigned char *p,
+                                     size_t n, size_t span)
 {
-    if (zzi_head_len(s, span) != 0 && !zzi_canary16_intact(p - ZZ_CANARY_LEN, s->canary[2 * i]))
-        return 0;
-    if (n == span)
-        return 1;
-    return span - n <= 16 &&
-           zzi_canary16_tail_intact(p + span - 16, (unsigned)(n + 16 - span), s->canary[2 * i + 1]);
-}
-
-static void check_canaries(const struct slab *s, size_t i, const unsigned char *p, size_t n,
-                           size_t span)
-{
-    if (zz_likely(canaries_intact(s, i, p, n, span)))
-        return;
     struct slot_look l = {s, i, n, span, p};
     zzi_canary_check_settled(look_at_slot, &l);
 }
 
-size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b)
+void zzi_slot_restore_write_access(struct slab *s, size_t i)
 {
-    size_t sp1 = atomic_exchange_explicit(&s->size_plus1[i], SLOT_FREEING, memory_order_acq_rel);
-    ZZ_CHECK(zzi_slot_in_use(sp1), ZZI_FREEING); /* another thread freed it first */
-    size_t n = sp1 - 1, span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    if (atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
-        ZZ_CHECK(zzi_change_protection(s, i, ZZ_READWRITE) == 0,
-                 "cannot restore write access to a block being freed (mprotect failed)");
-    size_t head = zzi_head_len(s, span);
-    ZZ_VG_FREELIKE(b);
-    ZZ_VG_DEFINED(b - head, head + span);
-    check_canaries(s, i, b, n, span);
-    zz_wipe(b - head, head + span);
-    ZZ_VG_NOACCESS(b - head, head + span);
-    /* owner[i] stays as it was: the slot's state says it holds no block, the
-     * next hand-out sets it, and a second free racing this one reads it */
-    atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
-    return n;
+    ZZ_CHECK(zzi_change_protection(s, i, ZZ_READWRITE) == 0,
+             "cannot restore write access to a block being freed (mprotect failed)");
 }
 
-static void free_impl(void *p, const zz_arena *owner)
+/* The global path of a free (the lock held for the slot's whole take-back). */
+static void free_global(void *p, const zz_arena *owner)
 {
-    zzi_check_fork();
-    if (owner == NULL && zzi_tcache_free(p))
-        return; /* no system call on that path: errno is untouched */
     int saved = errno;
     zzi_global_lock();
     size_t i;
@@ -246,13 +185,18 @@ static void free_impl(void *p, const zz_arena *owner)
 
 ZZ_API void zz_free(void *p)
 {
-    if (p != NULL)
-        free_impl(p, NULL);
+    if (p == NULL)
+        return;
+    zzi_check_fork();
+    if (zzi_tcache_free(p))
+        return; /* no system call on that path: errno is untouched */
+    free_global(p, NULL);
 }
 
 void zzi_block_free_for_arena(void *p, zz_arena *owner)
 {
-    free_impl(p, owner);
+    zzi_check_fork();
+    free_global(p, owner);
 }
 
 struct owned_walk {
@@ -320,7 +264,7 @@ void zzi_block_free_all_for_arena(zz_arena *owner)
         zzi_global_unlock();
         if (w.found == NULL)
             return;
-        free_impl(w.found, owner);
+        zzi_block_free_for_arena(w.found, owner);
     }
 }
 

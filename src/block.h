@@ -109,22 +109,7 @@ void zzi_slab_drop_empty_after_fork(void);
 int zzi_was_unmapped_block(uintptr_t p);
 
 /* ---- block.c ------------------------------------------------------------- */
-/* Makes free slot i of s the block of n bytes (span, align; owner: the arena
- * of a large arena block, else NULL) and returns it: checks the slot is
- * still zero, writes the canaries.  The caller counts it live. */
-void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span, size_t align,
-                        zz_arena *owner);
-/* Takes live block b of slot i back: claims the slot (a second free is fatal
- * from here on), restores write access if need be, checks the canaries,
- * wipes it and marks it SLOT_FREED.  Returns the block's size.  pre: the
- * global lock held, or s is pinned by the caller's cache and b's mode is
- * ZZ_READWRITE. */
-size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b);
-/* Slot of s whose block starts at a (a lies in s's mapping): fatal when a is
- * not a block's start, freed_msg when it is a freed one, "invalid pointer"
- * when it belongs to another owner. */
-size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *freed_msg,
-                   const zz_arena *owner);
+/* (slot.h: handing out, finding and taking back one slot's block) */
 /* pre: global lock held.  Adds to the live counts of zz_alloc blocks. */
 void zzi_block_count_add(size_t blocks, size_t bytes);
 /* pre: global lock held, in a forked child.  Counts the live blocks again

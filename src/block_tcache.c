@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block.h"
+#include "slot.h"
 
 #define TC_CLASSES 4 /* classes of 1 to 4 data pages: blocks up to 16 KiB */
 #define TC_BIN 8     /* free slots kept per backend and class */

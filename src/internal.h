@@ -207,8 +207,22 @@ int zzi_policy_lock_required(void);
 /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:
  * secretmem if the kernel has it). */
 int zzi_policy_backend(void);
-/* The same for an explicitly requested backend. */
-int zzi_policy_resolve(int backend);
+/* The same for an explicitly requested backend.  Inline, with zz_get_backend's
+ * usual case: zz_alloc's fast path asks both on every call. */
+extern _Atomic int zzi_backend_choice; /* zz_set_backend's; -1 until read from the environment */
+extern _Atomic int zzi_secretmem_unavailable;
+static inline int zzi_policy_resolve(int backend)
+{
+    if (backend != ZZ_BACKEND_AUTO)
+        return backend;
+    return atomic_load(&zzi_secretmem_unavailable) ? ZZ_BACKEND_ANON : ZZ_BACKEND_SECRETMEM;
+}
+/* zz_get_backend(), inline once the environment was read. */
+static inline int zzi_backend_setting(void)
+{
+    int b = atomic_load_explicit(&zzi_backend_choice, memory_order_relaxed);
+    return zz_likely(b >= 0) ? b : zz_get_backend();
+}
 /* Records that memfd_secret failed, so AUTO stops trying it. */
 void zzi_policy_secretmem_unavailable(void);
 
@@ -417,8 +431,16 @@ void zzi_block_count_live(size_t *blocks, size_t *bytes);
 void zzi_block_cache_stats(size_t *cached, size_t *bound);
 
 /* ---- lifecycle.c: initialisation and fork handling -------------------------- */
-/* Initialises the library once.  Returns 0, or -1 with errno. */
-int zzi_init(void);
+/* Initialises the library once.  Returns 0, or -1 with errno.  Inline: every
+ * allocation asks, and only the first call finds work to do. */
+extern _Atomic int zzi_initialized;
+int zzi_init_slow(void);
+static inline int zzi_init(void)
+{
+    if (zz_likely(atomic_load_explicit(&zzi_initialized, memory_order_acquire)))
+        return 0;
+    return zzi_init_slow();
+}
 /* What a module above lifecycle.c does around a fork.  before takes the
  * module's locks (prepare handler); after_parent releases them; in the child,
  * child_fixup (may be NULL) runs with every lock still held, then

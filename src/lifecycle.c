@@ -131,7 +131,7 @@ void zzi_recover_missed_fork(void)
 
 /* ---- initialisation ----------------------------------------------------------- */
 
-static _Atomic int initialized;
+_Atomic int zzi_initialized;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Runs until it succeeds once: a getrandom that fails early in boot is tried
@@ -154,16 +154,14 @@ static int init_library(void)
     return 0;
 }
 
-int zzi_init(void)
+int zzi_init_slow(void)
 {
-    if (zz_likely(atomic_load_explicit(&initialized, memory_order_acquire)))
-        return 0;
     pthread_mutex_lock(&init_lock);
     int rc = 0;
-    if (!atomic_load(&initialized)) {
+    if (!atomic_load(&zzi_initialized)) {
         rc = init_library();
         if (rc == 0)
-            atomic_store_explicit(&initialized, 1, memory_order_release);
+            atomic_store_explicit(&zzi_initialized, 1, memory_order_release);
     }
     int e = errno;
     pthread_mutex_unlock(&init_lock);

@@ -55,8 +55,8 @@ ZZ_API int zz_get_lock_policy(void)
     return current_policy();
 }
 
-static _Atomic int backend = -1; /* -1: not read from the environment yet */
-static _Atomic int secretmem_unavailable;
+_Atomic int zzi_backend_choice = -1; /* -1: not read from the environment yet */
+_Atomic int zzi_secretmem_unavailable;
 
 static int backend_from_env(void)
 {
@@ -72,11 +72,11 @@ static int backend_from_env(void)
 
 ZZ_API int zz_get_backend(void)
 {
-    int b = atomic_load_explicit(&backend, memory_order_relaxed);
+    int b = atomic_load_explicit(&zzi_backend_choice, memory_order_relaxed);
     if (zz_unlikely(b < 0)) {
         int expected = -1;
-        atomic_compare_exchange_strong(&backend, &expected, backend_from_env());
-        b = atomic_load(&backend);
+        atomic_compare_exchange_strong(&zzi_backend_choice, &expected, backend_from_env());
+        b = atomic_load(&zzi_backend_choice);
     }
     return b;
 }
@@ -88,7 +88,7 @@ ZZ_API int zz_set_backend(int b)
         errno = EINVAL;
         return -1;
     }
-    atomic_store(&backend, b);
+    atomic_store(&zzi_backend_choice, b);
     return 0;
 }
 
@@ -97,16 +97,9 @@ int zzi_policy_backend(void)
     return zzi_policy_resolve(zz_get_backend());
 }
 
-int zzi_policy_resolve(int b)
-{
-    if (b == ZZ_BACKEND_AUTO)
-        return atomic_load(&secretmem_unavailable) ? ZZ_BACKEND_ANON : ZZ_BACKEND_SECRETMEM;
-    return b;
-}
-
 void zzi_policy_secretmem_unavailable(void)
 {
-    atomic_store(&secretmem_unavailable, 1);
+    atomic_store(&zzi_secretmem_unavailable, 1);
 }
 
 static _Thread_local zzi_failure_t last_failure;

@@ -422,6 +422,8 @@ static void slab_now_idle(struct size_class *c, struct slab *s, uintptr_t p)
 static void give_back_if_over_bound(struct size_class *c, int table, int cls)
 {
     size_t stride = ((size_t)cls + 1) * zzi_page();
+    if (c->total_slots * stride <= ZZI_CACHE_FLOOR_BYTES)
+        return; /* within any bound (the steady pair): no clock read */
     zzi_demand_refresh(&c->demand); /* rare here: let the bound see the clock */
     if (c->total_slots * stride > class_keep(c, stride))
         zzi_tcache_give_back_class(table, cls);
