@@ -66,7 +66,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     }
     /* published under the lock, so the thread cache's refill and every
      * lookup see the slot taken */
-    atomic_store_explicit(&s->size_plus1[i], SLOT_FREEING, memory_order_relaxed);
+    atomic_store_explicit(&s->meta[i].size_plus1, SLOT_FREEING, memory_order_relaxed);
     zzi_count(&live_blocks, 1);
     zzi_count(&live_bytes, n);
     if (owner == NULL)
@@ -149,8 +149,8 @@ static struct zzi_canary_sides look_at_slot(const void *ctx, unsigned e)
     const struct slot_look *l = ctx;
     size_t head = zzi_head_len(l->s, l->span), i = l->i;
     struct zzi_canary_sides v = {
-        zzi_canary_acceptable(l->p - head, head, l->s->canary[2 * i], l->s->epoch[i], e),
-        zzi_canary_acceptable(l->p + l->n, l->span - l->n, l->s->canary[2 * i + 1], l->s->epoch[i], e),
+        zzi_canary_acceptable(l->p - head, head, l->s->canary[2 * i], l->s->meta[i].epoch, e),
+        zzi_canary_acceptable(l->p + l->n, l->span - l->n, l->s->canary[2 * i + 1], l->s->meta[i].epoch, e),
     };
     return v;
 }
@@ -211,9 +211,9 @@ static int find_one_owned(struct zzi_region *r, void *ctx)
         return 0;
     const struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
-        if (s->owner[i] == w->owner &&
-            zzi_slot_in_use(atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed))) {
-            w->found = zzi_block_at(s, i, atomic_load_explicit(&s->span[i], memory_order_relaxed));
+        if (s->meta[i].owner == w->owner &&
+            zzi_slot_in_use(atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed))) {
+            w->found = zzi_block_at(s, i, atomic_load_explicit(&s->meta[i].span, memory_order_relaxed));
             return 1;
         }
     }
@@ -234,8 +234,8 @@ static int add_owned(struct zzi_region *r, void *ctx)
     if (r->kind != ZZI_REGION_SLAB)
         return 0;
     for (size_t i = 0; i < s->nslots; i++) {
-        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
-        if (s->owner[i] != w->owner || !zzi_slot_in_use(sp1))
+        size_t sp1 = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed);
+        if (s->meta[i].owner != w->owner || !zzi_slot_in_use(sp1))
             continue;
         w->out->live_blocks++;
         w->out->live_bytes += sp1 - 1;
@@ -280,10 +280,10 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     zzi_check_fork();
     zzi_global_lock();
     struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, NULL); /* realloc frees p */
-    old_n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
-    int readable = atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_NOACCESS;
+    old_n = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed) - 1;
+    int readable = atomic_load_explicit(&s->meta[i].prot, memory_order_relaxed) != ZZ_NOACCESS;
     backend = s->table;
-    align = (size_t)1 << s->align_shift[i];
+    align = (size_t)1 << s->meta[i].align_shift;
     zzi_global_unlock();
     if (!readable) {
         zzi_fail(ZZ_ERR_ARGUMENT);
@@ -321,7 +321,7 @@ static int recount_region(struct zzi_region *r, void *ctx)
         return 0;
     const struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
-        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+        size_t sp1 = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed);
         if (zzi_slot_in_use(sp1)) {
             sum[0]++;
             sum[1] += sp1 - 1;

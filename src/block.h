@@ -9,6 +9,18 @@
 
 #include "canary.h"
 
+/* What a slab knows of each slot, side by side (the fast paths read and
+ * write them all: one cache line, not six).  The canaries are apart, in
+ * struct slab's canary array: drawn for the whole slab at once. */
+struct slot_meta {
+    _Atomic size_t size_plus1;  /* SLOT_UNUSED, SLOT_FREED, SLOT_FREEING or n + 1 */
+    _Atomic size_t span;        /* the block ends span bytes before data end */
+    zz_arena *owner;            /* the growable arena of a large arena block */
+    unsigned epoch;             /* zzi_wipe_epoch when the block was made */
+    _Atomic unsigned char prot; /* ZZ_NOACCESS / ZZ_READONLY / ZZ_READWRITE */
+    unsigned char align_shift;  /* log2 of the alignment the block was asked with */
+};
+
 struct slab {
     struct zzi_region region;
     size_t data_len;  /* bytes of data pages per slot */
@@ -21,14 +33,9 @@ struct slab {
     unsigned pins;    /* thread caches that may free into it (block_tcache.c):
                        * never unmapped while any does */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
-    uint64_t *canary;            /* per slot: head canary word, tail canary word */
-    zz_arena **owner;            /* per slot: the growable arena of a large arena block */
+    uint64_t *canary;       /* per slot: head canary word, tail canary word */
+    struct slot_meta *meta; /* per slot */
     size_t *free_stack;
-    _Atomic size_t *size_plus1;  /* SLOT_UNUSED, SLOT_FREED, SLOT_FREEING or n + 1 */
-    _Atomic size_t *span;        /* the block ends span bytes before data end */
-    _Atomic unsigned char *prot; /* ZZ_NOACCESS / ZZ_READONLY / ZZ_READWRITE */
-    unsigned char *align_shift;  /* log2 of the alignment the block was asked with */
-    unsigned *epoch;             /* zzi_wipe_epoch when the block was made */
 };
 
 /* A slot's state in size_plus1: never handed out, freed, being freed, or

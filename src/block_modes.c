@@ -47,7 +47,7 @@ int zzi_change_protection(struct slab *s, size_t i, int mode)
     int rc = zzi_os_protect((void *)zzi_slot_data(s, i), s->data_len, mode);
     int e = errno;
     if (rc == 0)
-        atomic_store(&s->prot[i], (unsigned char)mode);
+        atomic_store(&s->meta[i].prot, (unsigned char)mode);
     atomic_store(&change_stage, CHANGE_IDLE);
     atomic_store(&change_slab, NULL);
     errno = e;
@@ -66,7 +66,7 @@ static int mode_for_purge(const struct slab *s, size_t i, int *unsure)
 {
     *unsure = 0;
     if (!committing(s, i))
-        return atomic_load(&s->prot[i]);
+        return atomic_load(&s->meta[i].prot);
     if (atomic_load(&change_owner) == (uintptr_t)&thread_tag) {
         *unsure = 1; /* our own change, suspended under us: before or after mprotect */
         return atomic_load(&change_target);
@@ -85,7 +85,7 @@ ZZ_API size_t zz_size(const void *p)
     zzi_check_fork();
     zzi_global_lock();
     struct slab *s = zzi_find_live(p, &i, ZZI_USING, ZZI_ANY_OWNER);
-    size_t n = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed) - 1;
+    size_t n = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed) - 1;
     zzi_global_unlock();
     return n;
 }
@@ -115,7 +115,7 @@ ZZ_API int zz_protect(void *p, int mode)
     }
     size_t i;
     struct slab *s = zzi_find_live(p, &i, ZZI_USING, ZZI_ANY_OWNER);
-    if (s->owner[i] != NULL) { /* an arena's large block: arena blocks keep their mode */
+    if (s->meta[i].owner != NULL) { /* an arena's large block: arena blocks keep their mode */
         zzi_global_unlock();
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
@@ -136,9 +136,9 @@ void zzi_block_purge_region(struct zzi_region *r, int nested)
 {
     struct slab *s = r->owner;
     for (size_t i = 0; i < s->nslots; i++) {
-        if (!zzi_slot_live(atomic_load_explicit(&s->size_plus1[i], memory_order_acquire)))
+        if (!zzi_slot_live(atomic_load_explicit(&s->meta[i].size_plus1, memory_order_acquire)))
             continue;
-        size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+        size_t span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
         if (span > s->data_len)
             continue; /* being reassigned right now */
         uintptr_t data = zzi_slot_data(s, i);

@@ -119,7 +119,7 @@ int zzi_tcache_free(void *p)
         return 0;
     size_t i = zzi_slot_of(s, a, ZZI_FREEING, NULL);
     struct tc_bin *b = &tc->bin[s->table][s->cls];
-    if (b->n == TC_BIN || atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE)
+    if (b->n == TC_BIN || atomic_load_explicit(&s->meta[i].prot, memory_order_relaxed) != ZZ_READWRITE)
         return 0; /* the global path keeps the slot, or changes the mode under its lock */
     size_t n = zzi_slot_take_back(s, i, p);
     b->slab[b->n] = s;

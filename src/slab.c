@@ -57,28 +57,20 @@ int zzi_was_unmapped_block(uintptr_t p)
 /* The slab and its per-slot arrays in one allocation, widest first. */
 static struct slab *slab_struct_new(size_t nslots)
 {
+    _Static_assert(sizeof(struct slab) % sizeof(uint64_t) == 0 &&
+                       sizeof(struct slot_meta) % sizeof(uint64_t) == 0,
+                   "each array stays aligned");
     size_t bytes = sizeof(struct slab) +
-                   nslots * (2 * sizeof(uint64_t) + sizeof(zz_arena *) + sizeof(size_t) * 3 +
-                             sizeof(unsigned) + 2);
+                   nslots * (2 * sizeof(uint64_t) + sizeof(struct slot_meta) + sizeof(size_t));
     struct slab *s = calloc(1, bytes);
     if (s == NULL)
         return NULL;
     char *at = (char *)(s + 1);
     s->canary = (uint64_t *)(void *)at;
     at += 2 * nslots * sizeof(uint64_t);
-    s->owner = (zz_arena **)(void *)at;
-    at += nslots * sizeof(zz_arena *);
+    s->meta = (struct slot_meta *)(void *)at;
+    at += nslots * sizeof(struct slot_meta);
     s->free_stack = (size_t *)(void *)at;
-    at += nslots * sizeof(size_t);
-    s->size_plus1 = (_Atomic size_t *)(void *)at;
-    at += nslots * sizeof(size_t);
-    s->span = (_Atomic size_t *)(void *)at;
-    at += nslots * sizeof(size_t);
-    s->epoch = (unsigned *)(void *)at;
-    at += nslots * sizeof(unsigned);
-    s->prot = (_Atomic unsigned char *)(void *)at;
-    at += nslots;
-    s->align_shift = (unsigned char *)at;
     return s;
 }
 
@@ -115,7 +107,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     s->table = backend;
     for (size_t i = 0; i < nslots; i++) {
         s->free_stack[i] = nslots - 1 - i; /* hand out low addresses first */
-        atomic_init(&s->prot[i], ZZ_READWRITE);
+        atomic_init(&s->meta[i].prot, ZZ_READWRITE);
         ZZ_VG_NOACCESS((void *)zzi_slot_data(s, i), s->data_len);
     }
     if (zzi_registry_add(&s->region) != 0) {
@@ -490,7 +482,7 @@ static size_t rebuild_free_stack(struct slab *s)
 {
     size_t nfree = 0;
     for (size_t i = s->nslots; i-- > 0;) { /* low addresses handed out first */
-        size_t sp1 = atomic_load_explicit(&s->size_plus1[i], memory_order_relaxed);
+        size_t sp1 = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed);
         if (zzi_slot_in_use(sp1))
             continue;
         if (sp1 == SLOT_FREEING) { /* taken or freed half-way: wipe the whole slot */
@@ -498,8 +490,8 @@ static size_t rebuild_free_stack(struct slab *s)
             ZZ_VG_UNDEFINED(data, s->data_len);
             zz_wipe(data, s->data_len);
             ZZ_VG_NOACCESS(data, s->data_len);
-            s->owner[i] = NULL;
-            atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_relaxed);
+            s->meta[i].owner = NULL;
+            atomic_store_explicit(&s->meta[i].size_plus1, SLOT_FREED, memory_order_relaxed);
         }
         s->free_stack[nfree++] = i;
     }

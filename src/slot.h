@@ -29,14 +29,14 @@ void zzi_slot_restore_write_access(struct slab *s, size_t i);
 static inline void *zzi_slot_hand_out(struct slab *s, size_t i, size_t n, size_t span,
                                       size_t align, zz_arena *owner)
 {
-    atomic_store_explicit(&s->span[i], span, memory_order_relaxed);
-    s->align_shift[i] = (unsigned char)__builtin_ctzl(align);
-    s->owner[i] = owner;
-    atomic_store_explicit(&s->size_plus1[i], n + 1, memory_order_release);
+    atomic_store_explicit(&s->meta[i].span, span, memory_order_relaxed);
+    s->meta[i].align_shift = (unsigned char)__builtin_ctzl(align);
+    s->meta[i].owner = owner;
+    atomic_store_explicit(&s->meta[i].size_plus1, n + 1, memory_order_release);
 
     /* The epoch is read before the canaries are written: a purge that wipes
      * them after this point changes the epoch, so zz_free will know. */
-    s->epoch[i] = zzi_epoch_stable();
+    s->meta[i].epoch = zzi_epoch_stable();
     unsigned char *p = zzi_block_at(s, i, span);
     size_t head = zzi_head_len(s, span);
     ZZ_VG_DEFINED(p - head, head + span);
@@ -67,12 +67,12 @@ static inline size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *
     ZZ_CHECK(off >= page, "invalid pointer");
     size_t i = s->stride_shift ? (off - page) >> s->stride_shift : (off - page) / s->stride;
     ZZ_CHECK(i < s->nslots, "invalid pointer");
-    size_t state = atomic_load_explicit(&s->size_plus1[i], memory_order_acquire);
+    size_t state = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_acquire);
     ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
-    size_t span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
+    size_t span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
     ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
     ZZ_CHECK(zzi_slot_in_use(state), freed_msg);
-    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->owner[i] == owner, "invalid pointer");
+    ZZ_CHECK(owner == ZZI_ANY_OWNER || s->meta[i].owner == owner, "invalid pointer");
     return i;
 }
 
@@ -98,10 +98,10 @@ static inline size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char 
 {
     /* One atomic exchange: of two frees of b, from any threads, exactly one
      * sees a block in use; the other aborts. */
-    size_t sp1 = atomic_exchange_explicit(&s->size_plus1[i], SLOT_FREEING, memory_order_acq_rel);
+    size_t sp1 = atomic_exchange_explicit(&s->meta[i].size_plus1, SLOT_FREEING, memory_order_acq_rel);
     ZZ_CHECK(zzi_slot_in_use(sp1), ZZI_FREEING);
-    size_t n = sp1 - 1, span = atomic_load_explicit(&s->span[i], memory_order_relaxed);
-    if (zz_unlikely(atomic_load_explicit(&s->prot[i], memory_order_relaxed) != ZZ_READWRITE))
+    size_t n = sp1 - 1, span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
+    if (zz_unlikely(atomic_load_explicit(&s->meta[i].prot, memory_order_relaxed) != ZZ_READWRITE))
         zzi_slot_restore_write_access(s, i);
     size_t head = zzi_head_len(s, span);
     ZZ_VG_FREELIKE(b);
@@ -116,7 +116,7 @@ static inline size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char 
     ZZ_VG_NOACCESS(b - head, head + span);
     /* owner[i] stays as it was: the slot's state says it holds no block, the
      * next hand-out sets it, and a second free racing this one reads it */
-    atomic_store_explicit(&s->size_plus1[i], SLOT_FREED, memory_order_release);
+    atomic_store_explicit(&s->meta[i].size_plus1, SLOT_FREED, memory_order_release);
     return n;
 }
 
