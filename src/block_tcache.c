@@ -51,8 +51,12 @@ struct tc_bin {
     struct slab *slab[TC_BIN];
 };
 
+/* Cache-line aligned (and so padded to whole lines): a thread writes its
+ * counters on every call, and a neighbour in the heap (another thread's
+ * cache) must not share their line. */
+#define TC_LINE 64
 struct tcache {
-    struct tcache *prev, *next; /* every thread's cache, under the global lock */
+    _Alignas(TC_LINE) struct tcache *prev, *next; /* every thread's cache, under the global lock */
     unsigned gen;               /* zzi_checks_gen when brought up to date */
     int on;                     /* 0 under a finite lock limit */
     unsigned npinned, evict_next;
@@ -267,10 +271,11 @@ void zzi_tcache_prepare(void)
     if (!exit_key_ok)
         return; /* no way to give the slots back at thread exit: no cache */
     int e = errno;
-    struct tcache *tc = calloc(1, sizeof *tc);
+    struct tcache *tc = aligned_alloc(TC_LINE, sizeof *tc);
     errno = e;
     if (tc == NULL)
         return; /* the global path serves this thread */
+    memset(tc, 0, sizeof *tc);
     tc->gen = atomic_load(&zzi_checks_gen) - 1; /* up to date at the first refill */
     if (pthread_setspecific(exit_key, tc) != 0) {
         free(tc);
