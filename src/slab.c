@@ -23,11 +23,24 @@ struct size_class {
     size_t empty_slabs;
     struct zzi_demand demand; /* what bounds its free-slot cache */
     size_t trimmed_keep, trimmed_total; /* the bound and slots of the last trim walk */
+    /* total_slots maps more than ZZI_CACHE_FLOOR_BYTES, below which no
+     * bound trims: the thread caches' periodic check reads it without the
+     * lock, and takes the lock only when it is set. */
+    _Atomic unsigned char beyond_floor;
 };
 
 /* One class table per backend, so a block asked for on secretmem never
  * lands in an anonymous slab. */
 static struct size_class classes[2][MAX_CLASS_PAGES + 1];
+
+/* pre: global lock held.  Class c (slots of stride bytes) gains nslots
+ * slots (grows) or loses them. */
+static void class_resize(struct size_class *c, size_t stride, size_t nslots, int grows)
+{
+    c->total_slots = grows ? c->total_slots + nslots : c->total_slots - nslots;
+    atomic_store_explicit(&c->beyond_floor, c->total_slots * stride > ZZI_CACHE_FLOOR_BYTES,
+                          memory_order_relaxed);
+}
 
 /* Blocks whose slab was unmapped when they were freed (big blocks, emptied
  * slabs), the last FREED_RING of them: so a second zz_free of such a pointer
@@ -142,7 +155,7 @@ static void unmap_empty_slab(struct size_class *c, struct slab *s)
 {
     avail_remove(c, s);
     c->empty_slabs--;
-    c->total_slots -= s->nslots;
+    class_resize(c, s->stride, s->nslots, 0);
     slab_destroy(s);
 }
 
@@ -240,7 +253,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
     for (;;) {
         struct slab *s = slab_create((size_t)cls, nslots, cls, backend);
         if (s != NULL) {
-            c->total_slots += nslots;
+            class_resize(c, s->stride, nslots, 1);
             c->empty_slabs++;
             avail_push(c, s);
             return s;
@@ -265,7 +278,7 @@ static void retire(struct size_class *c, struct slab *s)
     avail_remove(c, s);
     if (s->nfree == s->nslots)
         c->empty_slabs--;
-    c->total_slots -= s->nslots;
+    class_resize(c, s->stride, s->nslots, 0);
     c->live_slots -= s->nslots - s->nfree;
     s->retired = 1;
     if (s->nfree == s->nslots && s->pins == 0)
@@ -417,15 +430,25 @@ static void give_back_if_over_bound(struct size_class *c, int table, int cls)
     if (c->total_slots * stride <= ZZI_CACHE_FLOOR_BYTES)
         return; /* within any bound (the steady pair): no clock read */
     zzi_demand_refresh(&c->demand); /* rare here: let the bound see the clock */
-    if (c->total_slots * stride > class_keep(c, stride))
-        zzi_tcache_give_back_class(table, cls);
+    size_t keep = class_keep(c, stride);
+    if (c->total_slots * stride <= keep)
+        return;
+    /* A trim walk at this bound (or a higher one) found nothing more to
+     * unmap (a slab too big to drop without going under the bound), and
+     * nothing was mapped since: giving the cache back again would only make
+     * the next allocation take the slow path, every TC_CHECK_EVERY frees. */
+    if (keep >= c->trimmed_keep && c->total_slots == c->trimmed_total)
+        return;
+    zzi_tcache_give_back_class(table, cls);
 }
 
 void zzi_slab_check_idle(int table, int cls)
 {
+    struct size_class *c = &classes[table][cls];
+    if (!atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
+        return; /* within every bound (a steady pair): no lock (a stale read only delays a trim) */
     int e = errno; /* zz_free preserves it, and this may unmap */
     zzi_global_lock();
-    struct size_class *c = &classes[table][cls];
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
     zzi_global_unlock();
