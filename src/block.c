@@ -1,7 +1,8 @@
 /*
  * block.c - zz_alloc and friends: each block on data pages of its own, between
- * guard pages, packed into slabs of equal-sized slots.  This file owns what
- * goes into a slot (the block, its canaries), freeing, realloc and the live
+ * guard pages, packed into slabs of equal-sized slots.  This file owns the
+ * allocation and free entry points (slot.h: what goes into a slot, the block
+ * and its canaries, and how it is taken back), realloc and the live
  * counters; slab.c owns slabs, size classes and
  * the free-slot cache, block_modes.c protection modes and the purge of a
  * slab, pages.c the mappings, registry.c finding a slot's slab.
