@@ -157,6 +157,9 @@ void zzi_tcache_give_back_class(int t, int cls);
 /* pre: global lock held.  1 if the calling thread's cache is on and keeps
  * slots of class cls: its slow path then prefers a slab of its own. */
 int zzi_tcache_wants_own(int cls);
+/* pre: global lock held.  1 if the calling thread's cache pins a slab of
+ * class cls of backend table t. */
+int zzi_tcache_pins_class(int t, int cls);
 /* pre: global lock held.  1 if the calling thread's cache pins s, else 0. */
 unsigned zzi_tcache_pins(const struct slab *s);
 /* pre: global lock held.  Adds what running threads hold: live blocks and

@@ -347,6 +347,17 @@ int zzi_tcache_wants_own(int cls)
     return tc != NULL && cls <= TC_CLASSES && tc_current(tc);
 }
 
+int zzi_tcache_pins_class(int t, int cls)
+{
+    const struct tcache *tc = self;
+    if (tc == NULL)
+        return 0;
+    for (unsigned k = 0; k < tc->npinned; k++)
+        if (tc->pinned[k]->table == t && tc->pinned[k]->cls == cls)
+            return 1;
+    return 0;
+}
+
 unsigned zzi_tcache_pins(const struct slab *s)
 {
     const struct tcache *tc = self;

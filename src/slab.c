@@ -215,6 +215,12 @@ ZZ_API void zzi_fault_drop_caches(void)
 /* How far down a class's slabs with room a thread with a cache looks for one
  * no other thread's cache pins. */
 #define OWN_SCAN 8
+/* The slots of a thread's first slab of a class, mapped only because every
+ * slab with room is pinned by other threads' caches: a cache's worth and
+ * some live blocks, not the class's next geometric step (2 MiB of 32-byte
+ * slots, mapped and unmapped again each time a thread came and went).  A
+ * thread that fills it (a burst) gets geometric slabs as before. */
+#define OWN_SLAB_SLOTS 16u
 
 /* pre: global lock held.  For a thread whose cache is on: a slab of class c
  * with room that no other thread's cache pins (threads that share a slab
@@ -249,6 +255,8 @@ static struct slab *class_slab_with_room(int cls, int backend)
     size_t stride = (size_t)(cls + 1) * zzi_page();
     size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
     size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
+    if (own && !zzi_tcache_pins_class(backend, cls))
+        want = OWN_SLAB_SLOTS; /* the class has room, in slabs that others pin */
     size_t nslots = want < cap ? want : cap;
     for (;;) {
         struct slab *s = slab_create((size_t)cls, nslots, cls, backend);
