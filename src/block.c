@@ -135,8 +135,6 @@ struct slab *zzi_find_live(const void *p, size_t *idx, const char *freed_msg,
     return s;
 }
 
-/* ---- freeing ------------------------------------------------------------------- */
-
 /* ---- the slot protocol's rare paths (slot.h has the rest) ------------------- */
 
 struct slot_look {
@@ -168,6 +166,8 @@ void zzi_slot_restore_write_access(struct slab *s, size_t i)
     ZZ_CHECK(zzi_change_protection(s, i, ZZ_READWRITE) == 0,
              "cannot restore write access to a block being freed (mprotect failed)");
 }
+
+/* ---- freeing ------------------------------------------------------------------- */
 
 /* The global path of a free (the lock held for the slot's whole take-back). */
 static void free_global(void *p, const zz_arena *owner)
