@@ -101,7 +101,7 @@ static PyObject *sb_from_buffer(PyTypeObject *type, PyObject *src, int wipe_sour
         if (zpy_get_wipeable_view(st, src, &view, "SecureBuffer", "wipe") < 0)
             return NULL;
     } else {
-        if (zpy_get_view(src, &view, PyBUF_RECORDS_RO, "SecureBuffer") < 0)
+        if (zpy_get_readable_view(src, &view, "SecureBuffer") < 0)
             return NULL;
         if (zpy_format_has_objects(view.format)) {
             PyBuffer_Release(&view);
@@ -367,7 +367,7 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
         return -1;
     }
     Py_buffer src;
-    if (zpy_get_view(value, &src, PyBUF_RECORDS_RO, "SecureBuffer slice assignment") < 0)
+    if (zpy_get_readable_view(value, &src, "SecureBuffer slice assignment") < 0)
         return -1;
     if (sb_unusable(self) || self->mode == ZZ_READONLY) {
         PyBuffer_Release(&src);
@@ -485,24 +485,38 @@ static void sb_releasebuffer(PyObject *op, Py_buffer *view)
         self->arena->exports--;
 }
 
-/* ---- comparison: == and != only ---- */
+/* ---- comparison: == and != only ----
+ *
+ * Python asks the left operand's type first, and the right one's (with the
+ * operator reflected) only when the left answers NotImplemented; either way
+ * this function gets the SecureBuffer as `a`.  It runs for `sb OP x`
+ * always, and for `x OP sb` when x's type defers: bytes, array.array, str,
+ * int, memoryview for ordering, numpy (SecureBuffer.__array_ufunc__ is None,
+ * so ndarray answers NotImplemented), another SecureBuffer, anything without
+ * a comparison of its own.  bytearray on the left (any operator) and
+ * memoryview on the left (== and !=) compare the exported bytes themselves,
+ * with memcmp: the README says so and points to hmac.compare_digest(). */
+
+static PyObject *refuse_ordering(PyObject *other)
+{
+    PyErr_Format(PyExc_TypeError,
+                 "ordering is not supported: a SecureBuffer has no order (<, <=, > and >= "
+                 "between it and '%.100s' would reveal the secret byte by byte); use == "
+                 "(constant time) or hmac.compare_digest()", Py_TYPE(other)->tp_name);
+    return NULL;
+}
 
 static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
 {
+    /* Raise rather than answer NotImplemented: Python would then ask b's
+     * type, and bytearray or numpy would order the secret's bytes. */
     if (op != Py_EQ && op != Py_NE)
-        Py_RETURN_NOTIMPLEMENTED;
-    /* reflected (other == sb): a is not a SecureBuffer, whose types (one
-     * per module object) all compare with this function */
-    if (Py_TYPE(a)->tp_richcompare != sb_richcompare) {
-        PyObject *t = a;
-        a = b;
-        b = t;
-    }
+        return refuse_ordering(b);
     SecureBufferObject *self = SB(a);
     if (!PyObject_CheckBuffer(b))
         Py_RETURN_NOTIMPLEMENTED;
     Py_buffer other;
-    if (zpy_get_view(b, &other, PyBUF_RECORDS_RO, "SecureBuffer ==") < 0)
+    if (zpy_get_readable_view(b, &other, "SecureBuffer ==") < 0)
         return NULL;
     if (sb_unusable(self)) { /* checked after anything that may run code */
         PyBuffer_Release(&other);
@@ -901,7 +915,10 @@ PyDoc_STRVAR(sb_doc,
 "this package cannot wipe: prefer memoryview(sb)[a:b]).  Slice assignment\n"
 "must keep the length.  memoryview(sb) and numpy.frombuffer(sb) share its\n"
 "memory.  == and != against any bytes-like object run in constant time\n"
-"(zz_equal); there is no ordering (<, >).  The object is unhashable, cannot\n"
+"(zz_equal) when the SecureBuffer decides: on the left always, on the\n"
+"right unless a bytearray (any operator) or a memoryview (==, !=) is on\n"
+"the left, which compare with memcmp (use hmac.compare_digest there).\n"
+"Ordering (<, <=, >, >=) raises TypeError.  The object is unhashable, cannot\n"
 "be pickled or copied with copy.copy (use .copy()), and its repr never\n"
 "shows the contents.\n\n"
 "close() (or leaving a with block) wipes and frees it; an unclosed buffer\n"
@@ -941,14 +958,19 @@ PyType_Spec zpy_securebuffer_spec = {
 
 /* tp_richcompare gives every ordering slot a wrapper (__lt__ ...) that
  * help() lists although it can only raise: a SecureBuffer has == and !=
- * only.  The slot itself stays (it answers NotImplemented for ordering,
- * so `<` raises TypeError as for any unordered type). */
+ * only.  The slot itself stays (it raises TypeError for ordering). */
 int zpy_securebuffer_ready(PyTypeObject *type)
 {
     static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (PyDict_DelItemString(type->tp_dict, names[i]) < 0)
             return -1;
+    /* numpy's opt-out (NEP 13): an ndarray on the left of ==, <, +, ^ ...
+     * answers NotImplemented instead of comparing or combining the exported
+     * bytes itself, and ufuncs refuse a SecureBuffer operand (their result
+     * would be an ndarray nobody wipes). */
+    if (PyDict_SetItemString(type->tp_dict, "__array_ufunc__", Py_None) < 0)
+        return -1;
     PyType_Modified(type);
     return 0;
 }

@@ -129,6 +129,11 @@ int zpy_get_view(PyObject *obj, Py_buffer *view, int flags, const char *who);
  * does ("wipe"), for messages. */
 int zpy_get_wipeable_view(zpy_state *st, PyObject *obj, Py_buffer *view, const char *who,
                           const char *verb);
+/* A read-only strided view of obj (zpy_get_view with PyBUF_RECORDS_RO),
+ * numpy's datetime64/timedelta64 arrays included (read through an opaque
+ * 'V' view of the same memory, as zeroize1 wipes them).  Returns 0, or -1
+ * with an exception. */
+int zpy_get_readable_view(PyObject *obj, Py_buffer *view, const char *who);
 /* 1 if a struct-module format describes Python objects ('O'). */
 int zpy_format_has_objects(const char *fmt);
 /* Wipes exactly the bytes the view covers, releasing the GIL for big ones.

@@ -1,0 +1,164 @@
+"""Defects a reviewer found in 5c03a46 (issue 19, items 9-13), one test or
+a few each; every one of them failed on 5c03a46.
+
+Item 9, comparisons: the operand order decides who compares.  Python asks
+the left operand first, and the right one (reflected) only when the left
+one answers NotImplemented.  A SecureBuffer on the left always decides; on
+the right it decides for bytes, array.array, memoryview's ordering, numpy
+(SecureBuffer.__array_ufunc__ is None) and anything without a comparison
+of its own.  bytearray on the left, and memoryview on the left for ==/!=,
+compare the SecureBuffer's exported bytes themselves (memcmp): the README
+says so, and these tests pin that down too, so that a change in CPython
+shows up here.
+"""
+import array
+import datetime
+import operator
+
+import numpy as np
+import pytest
+
+import zeroize
+from zeroize import SecureBuffer
+
+SECRET = bytes(range(16, 48))
+ORDERINGS = [operator.lt, operator.le, operator.gt, operator.ge]
+
+
+def others():
+    """One 32-byte object of each kind a secret is compared with, all equal
+    to SECRET; a fresh set for each test (a SecureBuffer among them)."""
+    return {
+        "bytes": SECRET,
+        "bytearray": bytearray(SECRET),
+        "memoryview": memoryview(SECRET),
+        "numpy": np.frombuffer(SECRET, dtype=np.uint8).copy(),
+        "array": array.array("B", SECRET),
+        "SecureBuffer": SecureBuffer(SECRET),
+    }
+
+
+# ---- item 9: ordering is refused in every order the protocol lets us decide ----
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "numpy", "array",
+                                  "SecureBuffer"])
+@pytest.mark.parametrize("op", ORDERINGS, ids=lambda f: f.__name__)
+def test_ordering_with_securebuffer_on_the_left_raises(kind, op):
+    # 5c03a46: NotImplemented, then bytearray's and ndarray's reflected
+    # comparisons answered (sb < bytearray(...) was True or False)
+    with SecureBuffer(SECRET) as sb:
+        other = others()[kind]
+        with pytest.raises(TypeError, match="a SecureBuffer has no order"):
+            op(sb, other)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "memoryview", "numpy", "array", "SecureBuffer"])
+@pytest.mark.parametrize("op", ORDERINGS, ids=lambda f: f.__name__)
+def test_ordering_with_securebuffer_on_the_right_raises(kind, op):
+    # these types give the SecureBuffer the choice (numpy since
+    # SecureBuffer.__array_ufunc__ = None: 5c03a46 got a per-byte array)
+    with SecureBuffer(SECRET) as sb:
+        other = others()[kind]
+        with pytest.raises(TypeError, match="a SecureBuffer has no order"):
+            op(other, sb)
+
+
+def test_ordering_with_bytearray_on_the_left_is_decided_by_bytearray():
+    """CPython's bytearray compares any buffer itself (memcmp) and never asks
+    the right operand: the README documents it.  If a future CPython asks
+    SecureBuffer, this test fails and the README must change."""
+    with SecureBuffer(SECRET) as sb:
+        assert (bytearray(SECRET) <= sb) is True
+        assert (bytearray(b"\xff") < sb) is False
+
+
+def test_numpy_scalar_and_strided_array_defer_to_securebuffer():
+    with SecureBuffer(b"\x07") as sb:
+        assert (np.uint8(7) == sb) is True
+        with pytest.raises(TypeError, match="a SecureBuffer has no order"):
+            np.uint8(7) < sb
+    strided = np.frombuffer(SECRET * 2, dtype=np.uint8)[::2]
+    with SecureBuffer(strided) as sb:
+        assert (strided == sb) is True
+        assert (strided != sb) is False
+
+
+# ---- item 9: == and != answer one bool, through zz_equal, in either order ----
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "numpy", "array",
+                                  "SecureBuffer"])
+def test_equality_is_one_bool_in_both_orders(kind):
+    with SecureBuffer(SECRET) as sb:
+        other = others()[kind]
+        for a, b in ((sb, other), (other, sb)):
+            assert (a == b) is True     # numpy on the left: a bool, not an array
+            assert (a != b) is False
+        flipped = bytearray(SECRET)
+        flipped[-1] ^= 1
+        assert (sb == flipped) is False and (sb != flipped) is True
+
+
+def test_numpy_on_the_left_asks_securebuffer():
+    # 5c03a46: numpy compared byte by byte and returned a match array
+    with SecureBuffer(SECRET) as sb:
+        arr = np.frombuffer(SECRET, dtype=np.uint8).copy()
+        arr[3] ^= 1
+        assert (arr == sb) is False
+        assert (arr != sb) is True
+        assert SecureBuffer.__array_ufunc__ is None
+
+
+def test_numpy_ufuncs_refuse_a_securebuffer_operand():
+    """__array_ufunc__ = None: numpy would put the result of arr ^ sb in an
+    ndarray nobody wipes; np.frombuffer(sb) is the explicit way."""
+    with SecureBuffer(SECRET) as sb:
+        arr = np.zeros(32, dtype=np.uint8)
+        with pytest.raises(TypeError):
+            np.bitwise_xor(arr, sb)
+        with pytest.raises(TypeError):
+            arr ^ sb
+        view = np.frombuffer(sb, dtype=np.uint8)
+        assert (view ^ arr).tobytes() == SECRET
+        del view
+
+
+def test_closed_securebuffer_compares_as_valueerror_in_both_orders():
+    sb = SecureBuffer(SECRET)
+    sb.close()
+    for other in (SECRET, np.frombuffer(SECRET, dtype=np.uint8)):
+        with pytest.raises(ValueError, match="closed"):
+            sb == other
+        with pytest.raises(ValueError, match="closed"):
+            other == sb
+
+
+# ---- item 13: numpy datetime64/timedelta64 arrays are plain bytes to read ----
+
+def datetime_array():
+    return np.array([datetime.datetime(2024, 1, 2), datetime.datetime(1999, 12, 31)],
+                    dtype="datetime64[s]")
+
+
+def test_securebuffer_copies_a_datetime64_array():
+    # 5c03a46: numpy's "cannot include dtype 'M' in a buffer" ValueError
+    arr = datetime_array()
+    with SecureBuffer(arr) as sb:
+        assert bytes(sb) == arr.tobytes()
+    td = np.array([5, -7], dtype="timedelta64[ms]")[::-1]
+    with SecureBuffer(td) as sb:
+        assert bytes(sb) == td.tobytes()
+
+
+def test_slice_assignment_from_a_datetime64_array():
+    arr = datetime_array()
+    with SecureBuffer(len(arr.tobytes())) as sb:
+        sb[:] = arr
+        assert bytes(sb) == arr.tobytes()
+
+
+def test_equality_with_a_datetime64_array():
+    arr = datetime_array()
+    with SecureBuffer(arr.tobytes()) as sb:
+        assert (sb == arr) is True
+        assert (arr == sb) is True
+        assert (sb == arr[::-1]) is False
