@@ -232,6 +232,8 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
         return NULL;
     Py_ssize_t got = 0;
     self->busy++; /* the GIL is let go below: close() must wait for us */
+    zpy_inflight rec; /* and a child forked meanwhile must not */
+    zpy_inflight_begin(&rec, NULL, self);
     while (got < n) {
         ssize_t r;
         Py_BEGIN_ALLOW_THREADS
@@ -241,6 +243,7 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
             int err = errno;
             if (err == EINTR && PyErr_CheckSignals() == 0)
                 continue;
+            zpy_inflight_end(&rec);
             self->busy--;
             zpy_arena_free_buffer(sb);
             Py_DECREF(sb);
@@ -252,6 +255,7 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
         }
         got += r;
     }
+    zpy_inflight_end(&rec);
     self->busy--;
     return (PyObject *)sb;
 }

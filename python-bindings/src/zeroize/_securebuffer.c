@@ -485,6 +485,12 @@ static void sb_releasebuffer(PyObject *op, Py_buffer *view)
         self->arena->exports--;
 }
 
+int zpy_is_securebuffer(PyObject *obj)
+{
+    PyBufferProcs *bp = obj == NULL ? NULL : Py_TYPE(obj)->tp_as_buffer;
+    return bp != NULL && bp->bf_getbuffer == sb_getbuffer;
+}
+
 /* ---- comparison: == and != only ----
  *
  * Python asks the left operand's type first, and the right one's (with the

@@ -291,9 +291,12 @@ void zpy_wipe_view(const Py_buffer *v)
     if (!plan_runs(v, &r))
         return;
     if (v->len >= RELEASE_GIL_FROM) {
+        zpy_inflight rec; /* the export of a SecureBuffer, for a fork meanwhile */
+        zpy_inflight_begin(&rec, zpy_is_securebuffer(v->obj) ? SB(v->obj) : NULL, NULL);
         Py_BEGIN_ALLOW_THREADS
         for_each_run(&r, wipe_run);
         Py_END_ALLOW_THREADS
+        zpy_inflight_end(&rec);
     } else {
         for_each_run(&r, wipe_run);
     }

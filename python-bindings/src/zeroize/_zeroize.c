@@ -447,7 +447,7 @@ static int module_exec(PyObject *m)
     if (st->SecureBufferType == NULL || zpy_securebuffer_ready(st->SecureBufferType) < 0)
         return -1;
     st->ArenaType = add_type(m, &zpy_arena_spec);
-    if (st->ArenaType == NULL)
+    if (st->ArenaType == NULL || zpy_register_after_fork() < 0)
         return -1;
     return add_constants(m);
 }

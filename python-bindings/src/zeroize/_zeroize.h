@@ -13,6 +13,7 @@
  *   _securebuffer.c the SecureBuffer type
  *   _arena.c        the Arena type
  *   _getpass.c      getpass()'s C half: a line from a fd into secure memory
+ *   _fork.c         the after-fork hook: counts held by GIL-released calls
  *   _bench.c        private baselines for benchmarks/bench_python.py
  *
  * Nothing is global: the types and exceptions live in the module's state
@@ -164,6 +165,28 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
 /* Wipes and frees a packed buffer's block and forgets the buffer.
  * pre: sb->data != NULL, sb->arena != NULL, no exports. */
 void zpy_arena_free_buffer(SecureBufferObject *sb);
+
+/* 1 if obj is a SecureBuffer (of any module object). */
+int zpy_is_securebuffer(PyObject *obj);
+
+/* ---- fork (_fork.c) ------------------------------------------------------------ */
+/* A call that runs without the GIL while it holds an export of a
+ * SecureBuffer (sb) or keeps an Arena busy (busy): registered, on the
+ * caller's stack, from just before it releases the GIL until just after it
+ * takes it back, so that a forked child, which lacks the thread, can take
+ * those counts back (see _fork.c).  Either pointer may be NULL. */
+typedef struct zpy_inflight {
+    SecureBufferObject *sb;
+    ArenaObject *busy;
+    unsigned long thread; /* PyThread_get_thread_ident() of the caller */
+    struct zpy_inflight *prev, *next;
+} zpy_inflight;
+/* Both with the GIL held. */
+void zpy_inflight_begin(zpy_inflight *rec, SecureBufferObject *sb, ArenaObject *busy);
+void zpy_inflight_end(zpy_inflight *rec);
+/* os.register_at_fork(after_in_child=<the hook>).  0, or -1 with an
+ * exception. */
+int zpy_register_after_fork(void);
 
 /* ---- module functions defined outside _zeroize.c --------------------------- */
 /* _getpass.c: _read_secret_line(fd, max_length) */
