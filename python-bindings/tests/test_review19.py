@@ -14,6 +14,7 @@ shows up here.
 import array
 import datetime
 import operator
+import os
 
 import numpy as np
 import pytest
@@ -231,3 +232,94 @@ def test_fork_during_a_gil_released_call_leaves_closable_objects(py, kind):
     proc = py(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0", proc.stderr
+
+
+# ---- item 11: Arena(capacity) holds capacity usable bytes, no more ----
+
+def cell(n):
+    """What a block of n bytes takes from a fixed Arena's capacity."""
+    return max(16, -(-n // 16) * 16) + 16
+
+
+def test_fixed_arena_refuses_beyond_its_capacity():
+    # 5c03a46: Arena(64) held 1,022 16-byte blocks and one of 1,000 bytes
+    with zeroize.Arena(64) as arena:
+        with pytest.raises(MemoryError, match="capacity") as info:
+            arena.buffer(1000)
+        assert info.value.zz_error == zeroize.ErrorCode.ARENA_FULL
+        a, b = arena.buffer(16), arena.buffer(1)     # 32 bytes each
+        with pytest.raises(MemoryError) as info:
+            arena.buffer(0)
+        assert info.value.zz_error == zeroize.ErrorCode.ARENA_FULL
+        with pytest.raises(MemoryError):
+            arena.random(16)
+        with pytest.raises(MemoryError):
+            a.copy()                                 # a copy comes from the arena too
+        assert arena.stats()["live_blocks"] == 2
+        a.close()
+        c = arena.buffer(16)                         # a freed block's room comes back
+        b.close()
+        c.close()
+    with zeroize.Arena(1) as arena:
+        with pytest.raises(MemoryError):
+            arena.buffer(0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 16, 17, 32, 100, 1000, 8160, 8161, 20000])
+def test_fixed_arena_holds_exactly_count_blocks_of_one_size(n):
+    count = 7
+    with zeroize.Arena(count * cell(n)) as arena:
+        bufs = [arena.buffer(n) for _ in range(count)]
+        with pytest.raises(MemoryError):
+            arena.buffer(n)
+        with pytest.raises(MemoryError):
+            arena.buffer(0)
+        for b in bufs:
+            b.close()
+
+
+def test_fixed_arena_capacity_is_shared_by_two_sizes():
+    sizes = [32, 100, 20, 100, 100, 17]             # cells of 48 and 128 bytes
+    with zeroize.Arena(sum(cell(n) for n in sizes)) as arena:
+        bufs = [arena.buffer(n) for n in sizes]
+        with pytest.raises(MemoryError, match="capacity"):
+            arena.buffer(0)
+        bufs.pop(1).close()                          # a 100-byte block: 128 bytes back
+        bufs += [arena.buffer(32), arena.buffer(32)]  # 48 + 48 of them
+        with pytest.raises(MemoryError, match="capacity"):
+            arena.buffer(17)                         # 32 left, a 17-byte block needs 48
+        for b in bufs:
+            b.close()
+
+
+def test_large_fixed_arena_fills_to_capacity_with_a_mix_of_sizes():
+    """Each size (in steps of 16) takes runs of 16 KiB; the reserve of
+    capacity / 8 + 32 KiB covers one partly used run per size for a mix of
+    up to (capacity / 8 + 32 KiB) / 16 KiB sizes: ten at 1 MiB."""
+    capacity = 1 << 20
+    sizes = [16, 32, 48, 100, 200, 1000, 3000, 7, 64, 20000]
+    with zeroize.Arena(capacity) as arena:
+        bufs, used, i = [], 0, 0
+        while used + cell(sizes[i % len(sizes)]) <= capacity:
+            bufs.append(arena.buffer(sizes[i % len(sizes)]))
+            used += cell(sizes[i % len(sizes)])
+            i += 1
+        while used + 32 <= capacity:                 # the last bytes, in the smallest cells
+            bufs.append(arena.buffer(16))
+            used += 32
+        assert used > capacity - 32
+        with pytest.raises(MemoryError) as info:
+            arena.buffer(0)
+        assert info.value.zz_error == zeroize.ErrorCode.ARENA_FULL
+        for b in bufs:
+            b.close()
+
+
+@pytest.mark.parametrize("capacity", [1, 64, 4096, 100_000, 1 << 20])
+def test_fixed_arena_maps_what_the_readme_formula_says(capacity):
+    page = os.sysconf("SC_PAGESIZE")
+    reserve = -(-(capacity + capacity // 8 + 32768) // page) * page
+    with zeroize.Arena(capacity) as arena:
+        s = arena.stats()
+        assert s["mapped_bytes"] == reserve + 2 * page
+        assert s["locked_bytes"] in (reserve, reserve + 2 * page)

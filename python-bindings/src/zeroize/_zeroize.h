@@ -64,6 +64,8 @@ struct ArenaObject {
     Py_ssize_t capacity;      /* as given: 0 for a growable arena */
     Py_ssize_t live;          /* open buffers in `buffers` */
     Py_ssize_t live_bytes;    /* and the sum of their sizes */
+    Py_ssize_t used;          /* and of their cells (zpy_arena_cell): at most
+                                 capacity in a fixed arena */
     Py_ssize_t exports;       /* live exports of all those buffers together */
     Py_ssize_t busy;          /* calls writing into a block without the GIL */
     SecureBufferObject *buffers; /* open buffers (borrowed: each owns itself) */
@@ -108,6 +110,9 @@ PyObject *zpy_raise_library_error(zpy_state *st, PyObject *exc_type, int err, co
 /* An allocation failed with err: LockError, MemoryError or OSError, as
  * zz_last_error_code() says.  Returns NULL. */
 PyObject *zpy_raise_alloc_error(zpy_state *st, int err);
+/* Raises MemoryError(msg) with .zz_error = code (a ZZ_ERR_* value) for a
+ * refusal of the Python layer itself.  Returns NULL. */
+PyObject *zpy_raise_memory_error(int code, PyObject *msg);
 
 /* ---- arguments (_errors.c) ------------------------------------------------ */
 /* Parses (obj, /, *, <flag>=False).  Returns 0, or -1 with an exception. */
@@ -162,6 +167,9 @@ PyObject *zpy_sb_wrap(PyTypeObject *type, unsigned char *data, Py_ssize_t size);
 /* A new packed SecureBuffer of n zero bytes from a (ValueError when a is
  * closed).  Returns NULL with an exception on failure. */
 SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
+/* The bytes a block of n bytes takes from a fixed arena's capacity:
+ * round_up(max(n, 1), 16) + 16 (its canary), as zz_arena_create counts. */
+Py_ssize_t zpy_arena_cell(Py_ssize_t n);
 /* Wipes and frees a packed buffer's block and forgets the buffer.
  * pre: sb->data != NULL, sb->arena != NULL, no exports. */
 void zpy_arena_free_buffer(SecureBufferObject *sb);
