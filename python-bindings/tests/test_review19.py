@@ -323,3 +323,153 @@ def test_fixed_arena_maps_what_the_readme_formula_says(capacity):
         s = arena.stats()
         assert s["mapped_bytes"] == reserve + 2 * page
         assert s["locked_bytes"] in (reserve, reserve + 2 * page)
+
+
+# ---- item 13: getpass checks max_length before it prompts ----
+
+GETPASS_BAD_MAX_LENGTH = r'''
+import sys, zeroize
+class StrIndex:
+    def __index__(self):
+        return "4096"
+cases = {"huge": 2**70, "str_index": StrIndex(), "negative": -1, "float": 1.5}
+try:
+    zeroize.getpass("PROMPT-SHOWN: ", max_length=cases[sys.argv[1]])
+except Exception as e:
+    print(type(e).__name__, e)
+'''
+
+
+@pytest.mark.parametrize("case, exc, words", [
+    ("huge", "OverflowError", "sys.maxsize"),
+    ("str_index", "TypeError", "max_length must be an int, not 'StrIndex' (__index__ returned non-int"),
+    ("negative", "ValueError", "must be >= 0"),
+    ("float", "TypeError", "max_length must be an int, not 'float'"),
+])
+def test_getpass_refuses_max_length_before_prompting(case, exc, words):
+    # 5c03a46: 2**70 printed the prompt, then OverflowError from the C half;
+    # a str from __index__ gave "'<' not supported between 'str' and 'int'"
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", GETPASS_BAD_MAX_LENGTH, case], input=b"pw\n",
+                          capture_output=True, start_new_session=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith(exc + " "), proc.stdout
+    assert words in proc.stdout.decode()
+    assert b"PROMPT-SHOWN" not in proc.stderr and b"PROMPT-SHOWN" not in proc.stdout
+
+
+# ---- item 13: from_file() of a file that reports size 0 (procfs, sysfs) ----
+
+@pytest.mark.parametrize("path", ["/proc/sys/kernel/random/boot_id", "/proc/self/status",
+                                  "/proc/self/maps"])
+def test_from_file_reads_procfs_files_to_the_end(path):
+    # 5c03a46: an empty buffer and no error (fstat says 0 bytes)
+    assert os.stat(path).st_size == 0
+    with SecureBuffer.from_file(path) as sb:
+        with open(path, "rb") as f:
+            expected = f.read()
+        assert len(sb) > 0
+        if "status" in path or "maps" in path:     # they change as the process runs
+            assert bytes(sb[:5]) == expected[:5]
+        else:
+            assert bytes(sb) == expected
+
+
+def test_from_file_reads_an_unsized_file_from_the_descriptor_offset():
+    fd = os.open("/proc/sys/kernel/random/boot_id", os.O_RDONLY)
+    try:
+        os.lseek(fd, 9, os.SEEK_SET)
+        with SecureBuffer.from_file(fd) as sb:
+            assert len(sb) == 37 - 9 and sb[-1] == ord("\n")
+    finally:
+        os.close(fd)
+
+
+def test_from_file_refuses_an_unsized_file_above_1_mib():
+    if not os.path.exists("/proc/kallsyms"):
+        pytest.skip("no /proc/kallsyms")
+    before = zeroize.stats()["live_blocks"]
+    with pytest.raises(ValueError, match="reports size 0.*more than 1048576 bytes"):
+        SecureBuffer.from_file("/proc/kallsyms")   # megabytes of kernel symbols
+    assert zeroize.stats()["live_blocks"] == before
+
+
+# ---- item 13: RECIPES' advice on hashlib, checked in a core dump ----
+
+HASH_CHILD = r'''
+import hashlib, hmac, os, resource, sys
+from zeroize import SecureBuffer
+how = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+control = bytearray(64)
+os.readv(0, [control])
+key = SecureBuffer.random(32)
+os.write(1, key)
+if how == "sha256 one-shot":
+    d = hashlib.sha256(key).digest(); os.abort()
+elif how == "hmac.digest":
+    t = hmac.digest(key, b"attack at dawn", "sha256"); os.abort()
+elif how == "blake2b keyed one-shot":
+    t = hashlib.blake2b(b"attack at dawn", key=key).digest(); os.abort()
+elif how == "sha256 update":
+    h = hashlib.sha256(); h.update(key); os.abort()
+raise SystemExit("unknown case " + how)
+'''
+
+
+@pytest.mark.parametrize("how, leaves_copies", [("sha256 one-shot", False), ("hmac.digest", False),
+                                                ("sha256 update", True)])
+def test_recipes_hashlib_advice_holds_in_a_core_dump(how, leaves_copies, tmp_path):
+    """RECIPES recommends the one-shot forms: a hash object fed the key
+    (h.update(key)) keeps a partial block of it in OpenSSL's state, which a
+    core dump then holds; the one-shot forms free (and OpenSSL wipes) their
+    state before they return."""
+    import subprocess
+    import sys
+    from test_coredump import core_files_land_here, count_quarters
+    pattern, why = core_files_land_here()
+    if why:
+        pytest.skip(why)
+    control = os.urandom(64)
+    proc = subprocess.Popen([sys.executable, "-c", HASH_CHILD, how], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(control)
+    proc.stdin.close()
+    key = proc.stdout.read(32)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == -6, err.decode(errors="replace")
+    cores = [p for p in tmp_path.iterdir() if p.name.startswith(pattern.split("%")[0])]
+    if not cores:
+        pytest.skip("no core file written")
+    core = cores[0].read_bytes()
+    for p in cores:
+        p.unlink()
+    assert count_quarters(core, control) >= 4, "control (in a bytearray) not in the core"
+    hits = count_quarters(core, key)
+    assert (hits > 0) == leaves_copies, f"{how}: {hits} 16-byte pieces of the key in the core"
+
+
+# ---- item 13: `ba[a:b] = sb` copies the secret to a temporary bytearray ----
+
+def test_bytearray_slice_assignment_copies_and_memoryview_does_not():
+    """The README's "What Python copies anyway" names it: CPython turns any
+    value that is not a bytearray into a temporary bytearray first (heap,
+    freed without wiping); memoryview(ba)[a:b] = sb copies in place."""
+    import tracemalloc
+    n = 1 << 20
+    ba = bytearray(n)
+    with SecureBuffer.random(n) as sb:
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            memoryview(ba)[:] = sb
+            in_place = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            ba[:] = sb
+            copied = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert ba == sb
+    assert in_place < 4096
+    assert copied >= n

@@ -761,6 +761,45 @@ static Py_ssize_t read_fully(int fd, unsigned char *data, Py_ssize_t n)
     return got;
 }
 
+/* The most from_file() reads from a file whose size fstat(2) does not
+ * tell (procfs and sysfs files say 0). */
+#define UNSIZED_MAX ((Py_ssize_t)1 << 20)
+
+/* Reads a file that reports size 0 until end of file into a growing block,
+ * up to UNSIZED_MAX bytes (one more is read to see the end).  Sets *got and
+ * returns the block, or NULL with an exception. */
+static unsigned char *read_unsized(zpy_state *state, int fd, Py_ssize_t *got)
+{
+    Py_ssize_t cap = 4096;
+    unsigned char *data = zpy_secure_alloc(state, cap);
+    *got = 0;
+    while (data != NULL) {
+        Py_ssize_t r = read_fully(fd, data + *got, cap - *got);
+        if (r < 0)
+            break;
+        *got += r;
+        if (*got < cap) /* end of file */
+            return data;
+        if (cap > UNSIZED_MAX) {
+            PyErr_Format(PyExc_ValueError,
+                         "SecureBuffer.from_file(): the file reports size 0 (as procfs and "
+                         "sysfs files do) and holds more than %zd bytes, the most read "
+                         "from such a file", UNSIZED_MAX);
+            break;
+        }
+        Py_ssize_t bigger = cap < UNSIZED_MAX ? cap * 2 : UNSIZED_MAX + 1;
+        unsigned char *grown = zz_realloc(data, (size_t)bigger); /* wipes the old block */
+        if (grown == NULL) {
+            zpy_raise_alloc_error(state, errno);
+            break;
+        }
+        data = grown;
+        cap = bigger;
+    }
+    zz_free(data);
+    return NULL;
+}
+
 static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
 {
     struct stat st;
@@ -777,15 +816,24 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
         pos = 0;
     Py_ssize_t want = st.st_size > pos ? (Py_ssize_t)(st.st_size - pos) : 0;
     zpy_state *state = PyType_GetModuleState(cls);
-    unsigned char *data = zpy_secure_alloc(state, want);
-    if (data == NULL)
-        return NULL;
-    Py_ssize_t got = read_fully(fd, data, want);
-    if (got < 0) {
-        zz_free(data);
-        return NULL;
+    unsigned char *data;
+    Py_ssize_t got;
+    if (st.st_size == 0) {
+        data = read_unsized(state, fd, &got);
+        if (data == NULL)
+            return NULL;
+        want = got;
+    } else {
+        data = zpy_secure_alloc(state, want);
+        if (data == NULL)
+            return NULL;
+        got = read_fully(fd, data, want);
+        if (got < 0) {
+            zz_free(data);
+            return NULL;
+        }
     }
-    if (got < want) { /* the file shrank since fstat: keep what was read */
+    if (got < want || st.st_size == 0) { /* it shrank since fstat, or had no size */
         unsigned char *smaller = zz_realloc(data, (size_t)got);
         if (smaller == NULL) {
             int err = errno;
@@ -802,10 +850,12 @@ PyDoc_STRVAR(sb_from_file_doc,
 "A new SecureBuffer holding a regular file's contents, read with\n"
 "unbuffered read(2) calls straight into secure memory: the key never\n"
 "passes through a bytes object or a stdio buffer.  The size comes from\n"
-"fstat(2).  Given a file descriptor, reads from its current offset to the\n"
-"end of the file and leaves it open.  Short reads and EINTR are retried;\n"
-"if the file shrinks meanwhile, the buffer holds what was there.  Raises\n"
-"ValueError for anything but a regular file, OSError if it cannot be read.");
+"fstat(2); a file that reports size 0 (procfs, sysfs) is read until end of\n"
+"file, up to 1 MiB (ValueError beyond).  Given a file descriptor, reads\n"
+"from its current offset to the end of the file and leaves it open.  Short\n"
+"reads and EINTR are retried; if the file shrinks meanwhile, the buffer\n"
+"holds what was there.  Raises ValueError for anything but a regular file,\n"
+"OSError if it cannot be read.");
 
 static PyObject *sb_from_file(PyObject *cls, PyObject *arg)
 {
