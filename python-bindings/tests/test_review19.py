@@ -473,3 +473,92 @@ def test_bytearray_slice_assignment_copies_and_memoryview_does_not():
         assert ba == sb
     assert in_place < 4096
     assert copied >= n
+
+
+# ---- item 12: the stubs agree with the runtime ----
+
+def test_star_import_type_checks_strictly(tmp_path):
+    # 5c03a46: the stub's __all__ had no value: mypy --strict refused the import
+    from test_docs import run_mypy
+    f = tmp_path / "star.py"
+    f.write_text("from zeroize import *\n"
+                 "with SecureBuffer(b'k') as sb:\n"
+                 "    zeroize1(sb)\n"
+                 "print(Arena, Protection.LOCKED, ErrorCode.NONE, getpass, info)\n")
+    proc = run_mypy(["--strict", f], tmp_path / "cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_stubs_refuse_what_the_runtime_refuses(tmp_path):
+    from test_docs import run_mypy
+    f = tmp_path / "misuse.py"
+    f.write_text("import sys\n"
+                 "import zeroize\n"
+                 "class Sub(zeroize.SecureBuffer): ...\n"           # final at run time
+                 "class SubArena(zeroize.Arena): ...\n"
+                 "class OnlyInterface:\n"
+                 "    @property\n"
+                 "    def __array_interface__(self) -> dict[str, object]: return {}\n"
+                 "zeroize.zeroize1(OnlyInterface())\n"               # refused at run time
+                 "SecureBuffer = zeroize.SecureBuffer\n"
+                 "if sys.version_info < (3, 12):\n"
+                 "    SecureBuffer(1).__buffer__(0)\n")              # absent before 3.12
+    proc = run_mypy(["--python-version", "3.11", f], tmp_path / "cache")
+    for line in (3, 4, 8, 11):
+        assert f"misuse.py:{line}: error" in proc.stdout, proc.stdout
+    with pytest.raises(TypeError):
+        type("Sub", (SecureBuffer,), {})
+    with pytest.raises(TypeError):
+        type("SubArena", (zeroize.Arena,), {})
+
+    class OnlyInterface:
+        __array_interface__ = np.zeros(4, np.uint8).__array_interface__
+    with pytest.raises(TypeError):
+        zeroize.zeroize1(OnlyInterface())
+
+
+def test_stubs_accept_numpy_arrays(tmp_path):
+    from test_docs import run_mypy
+    f = tmp_path / "ok.py"
+    f.write_text("import numpy as np\n"
+                 "import zeroize\n"
+                 "a = np.zeros(8, dtype=np.uint8)\n"
+                 "zeroize.zeroize1(a)\n"
+                 "zeroize.zeroize_np(a)\n"
+                 "with zeroize.SecureBuffer(a) as sb:\n"
+                 "    sb[:] = a\n"
+                 "    assert sb == a\n")
+    proc = run_mypy(["--strict", f], tmp_path / "cache")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("method, expected", [
+    (SecureBuffer.close, "(self, /)"), (SecureBuffer.copy, "(self, /)"),
+    (SecureBuffer.readonly, "(self, /)"), (SecureBuffer.info, "(self, /)"),
+    (SecureBuffer.random, "(n, /)"), (SecureBuffer.from_file, "(path_or_fd, /)"),
+    (zeroize.Arena.buffer, "(self, n, /)"), (zeroize.Arena.random, "(self, n, /)"),
+    (zeroize.Arena.close, "(self, /)"), (zeroize.Arena.stats, "(self, /)"),
+])
+def test_text_signatures_name_self(method, expected):
+    import inspect
+    # 5c03a46: inspect.signature(SecureBuffer.close) was "()"
+    assert str(inspect.signature(method)) == expected
+
+
+def test_plus_and_times_exist_to_refuse_as_the_stubs_say():
+    # 5c03a46: the stubs declared __add__, __iadd__, __mul__, absent at run time
+    with SecureBuffer(b"key") as sb:
+        for name in ("__add__", "__iadd__", "__mul__"):
+            assert name in vars(SecureBuffer)
+        assert not {"__radd__", "__rmul__"} & set(vars(SecureBuffer))
+        with pytest.raises(TypeError, match="fixed size: it cannot be concatenated"):
+            sb + b"x"
+        with pytest.raises(TypeError, match="fixed size: it cannot be repeated"):
+            sb * 2
+        with pytest.raises(TypeError, match="unsupported operand"):
+            2 * sb
+        alias = sb
+        with pytest.raises(TypeError, match="fixed size: it cannot be extended"):
+            alias += b"x"
+        assert alias is sb and sb == b"key"
+        assert b"x" + sb == b"xkey"          # bytes' own concatenation: a bytes copy

@@ -228,7 +228,7 @@ static PyObject *arena_repr(PyObject *op)
 }
 
 PyDoc_STRVAR(arena_buffer_doc,
-"buffer(n, /)\n--\n\n"
+"buffer($self, n, /)\n--\n\n"
 "A new SecureBuffer of n zero bytes from this arena: locked,\n"
 "dump-excluded, wipe-on-fork memory like any SecureBuffer, packed with\n"
 "canaries (checked when it is freed) rather than guard pages between it\n"
@@ -248,7 +248,7 @@ static PyObject *arena_buffer(PyObject *op, PyObject *arg)
 }
 
 PyDoc_STRVAR(arena_random_doc,
-"random(n, /)\n--\n\n"
+"random($self, n, /)\n--\n\n"
 "Like buffer(n), filled with n bytes from the operating system's CSPRNG\n"
 "(getrandom(2)) written straight into the arena.");
 
@@ -292,7 +292,7 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
 }
 
 PyDoc_STRVAR(arena_close_doc,
-"close()\n--\n\n"
+"close($self, /)\n--\n\n"
 "Wipe every block and free the arena; its open buffers become closed (any\n"
 "use raises ValueError).  Idempotent.  Raises BufferError, and changes\n"
 "nothing, while a memoryview, numpy array or other export of one of its\n"
@@ -321,7 +321,7 @@ static PyObject *arena_close(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(arena_stats_doc,
-"stats()\n--\n\n"
+"stats($self, /)\n--\n\n"
 "This arena's counters, as a dict like zeroize.stats(): live_blocks and\n"
 "live_bytes (its open buffers and their sizes), locked_bytes (counted\n"
 "against RLIMIT_MEMLOCK) and mapped_bytes of its memory (large blocks on\n"

@@ -552,10 +552,42 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
     return PyBool_FromLong(op == Py_EQ ? equal : !equal);
 }
 
+/* ---- + and *: refused (a SecureBuffer has a fixed size) ---- */
+
+static PyObject *refuse_operator(PyObject *a, const char *what)
+{
+    if (!zpy_is_securebuffer(a))
+        Py_RETURN_NOTIMPLEMENTED; /* x + sb, 3 * sb: x's type decides (bytes
+                                     concatenates, making its own copy) */
+    PyErr_Format(PyExc_TypeError,
+                 "SecureBuffer has a fixed size: it cannot be %s (the result would "
+                 "be a new object holding a copy of the secret); make a SecureBuffer of "
+                 "the size you need and assign slices of it", what);
+    return NULL;
+}
+
+static PyObject *sb_add(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "concatenated");
+}
+
+static PyObject *sb_inplace_add(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "extended with +=");
+}
+
+static PyObject *sb_multiply(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "repeated");
+}
+
 /* ---- methods ---- */
 
 PyDoc_STRVAR(sb_close_doc,
-"close()\n--\n\n"
+"close($self, /)\n--\n\n"
 "Wipe the bytes and free the secure block.  Idempotent.  Raises\n"
 "BufferError (and keeps everything) while a memoryview or numpy array\n"
 "made from this buffer is alive.  Afterwards every access raises\n"
@@ -573,7 +605,7 @@ static PyObject *sb_close(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_copy_doc,
-"copy()\n--\n\n"
+"copy($self, /)\n--\n\n"
 "A new, independent SecureBuffer (read-write) with the same bytes, copied\n"
 "through general-purpose registers only (no copy is left in vector\n"
 "registers).  A packed buffer's copy comes from the same Arena.");
@@ -620,7 +652,7 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
 }
 
 PyDoc_STRVAR(sb_readonly_doc,
-"readonly()\n--\n\n"
+"readonly($self, /)\n--\n\n"
 "Make the pages read-only (zz_protect): writes through Python raise\n"
 "TypeError, writes from C fault.  BufferError while exported.  A packed\n"
 "buffer (from an Arena) cannot: io.UnsupportedOperation.");
@@ -632,7 +664,7 @@ static PyObject *sb_readonly(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_noaccess_doc,
-"noaccess()\n--\n\n"
+"noaccess($self, /)\n--\n\n"
 "Make the pages inaccessible (zz_protect) until readonly() or\n"
 "readwrite(): every access from Python raises ValueError, from C faults.\n"
 "BufferError while exported.  A packed buffer (from an Arena) cannot:\n"
@@ -645,7 +677,7 @@ static PyObject *sb_noaccess(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_readwrite_doc,
-"readwrite()\n--\n\n"
+"readwrite($self, /)\n--\n\n"
 "Make the pages readable and writable again (zz_protect).  BufferError\n"
 "while exported.");
 
@@ -656,7 +688,7 @@ static PyObject *sb_readwrite(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_info_doc,
-"info()\n--\n\n"
+"info($self, /)\n--\n\n"
 "The protections the kernel actually granted this buffer (zz_info), as a\n"
 "zeroize.Protection flag: LOCKED, DONTDUMP, WIPEONFORK, GUARDED,\n"
 "SECRETMEM, CANARY, and PACKED for a buffer from an Arena (which has\n"
@@ -701,7 +733,7 @@ static PyObject *sb_refuse_copy(PyObject *op, PyObject *args)
 }
 
 PyDoc_STRVAR(sb_random_doc,
-"random(n, /)\n--\n\n"
+"random($type, n, /)\n--\n\n"
 "A new SecureBuffer of n bytes from the operating system's CSPRNG\n"
 "(getrandom(2)), written straight into secure memory.");
 
@@ -846,7 +878,7 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
 }
 
 PyDoc_STRVAR(sb_from_file_doc,
-"from_file(path_or_fd, /)\n--\n\n"
+"from_file($type, path_or_fd, /)\n--\n\n"
 "A new SecureBuffer holding a regular file's contents, read with\n"
 "unbuffered read(2) calls straight into secure memory: the key never\n"
 "passes through a bytes object or a stdio buffer.  The size comes from\n"
@@ -988,6 +1020,9 @@ static PyType_Slot sb_slots[] = {
     {Py_tp_repr, sb_repr},
     {Py_tp_hash, PyObject_HashNotImplemented},
     {Py_tp_richcompare, sb_richcompare},
+    {Py_nb_add, sb_add},
+    {Py_nb_inplace_add, sb_inplace_add},
+    {Py_nb_multiply, sb_multiply},
     {Py_tp_methods, sb_methods},
     {Py_tp_getset, sb_getset},
     {Py_tp_doc, ZPY_DOC_SLOT(sb_doc)},
@@ -1017,7 +1052,10 @@ PyType_Spec zpy_securebuffer_spec = {
  * only.  The slot itself stays (it raises TypeError for ordering). */
 int zpy_securebuffer_ready(PyTypeObject *type)
 {
-    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__"};
+    /* and __radd__/__rmul__, which nb_add/nb_multiply add, though they only
+     * answer NotImplemented */
+    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__",
+                                        "__radd__", "__rmul__"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (PyDict_DelItemString(type->tp_dict, names[i]) < 0)
             return -1;

@@ -98,8 +98,9 @@ static inline zpy_state *zpy_state_of(PyObject *obj)
 /* Made in the module's exec slot with PyType_FromModuleAndSpec. */
 extern PyType_Spec zpy_securebuffer_spec;
 extern PyType_Spec zpy_arena_spec;
-/* Finishes the SecureBuffer type after it is made (drops the ordering
- * wrappers tp_richcompare adds).  Returns 0, or -1 with an exception. */
+/* Finishes the SecureBuffer type after it is made: drops the ordering and
+ * reflected wrappers tp_richcompare and the number slots add, and sets
+ * __array_ufunc__ = None.  Returns 0, or -1 with an exception. */
 int zpy_securebuffer_ready(PyTypeObject *type);
 
 /* ---- errors (_errors.c) ---------------------------------------------------- */
