@@ -26,17 +26,22 @@ SECRET = bytes(range(16, 48))
 ORDERINGS = [operator.lt, operator.le, operator.gt, operator.ge]
 
 
-def others():
-    """One 32-byte object of each kind a secret is compared with, all equal
-    to SECRET; a fresh set for each test (a SecureBuffer among them)."""
+def make(kind):
+    """A 32-byte object of one kind a secret is compared with, equal to
+    SECRET.  The caller closes a SecureBuffer."""
     return {
-        "bytes": SECRET,
-        "bytearray": bytearray(SECRET),
-        "memoryview": memoryview(SECRET),
-        "numpy": np.frombuffer(SECRET, dtype=np.uint8).copy(),
-        "array": array.array("B", SECRET),
-        "SecureBuffer": SecureBuffer(SECRET),
-    }
+        "bytes": lambda: SECRET,
+        "bytearray": lambda: bytearray(SECRET),
+        "memoryview": lambda: memoryview(SECRET),
+        "numpy": lambda: np.frombuffer(SECRET, dtype=np.uint8).copy(),
+        "array": lambda: array.array("B", SECRET),
+        "SecureBuffer": lambda: SecureBuffer(SECRET),
+    }[kind]()
+
+
+def close_if_secure(obj):
+    if isinstance(obj, SecureBuffer):
+        obj.close()
 
 
 # ---- item 9: ordering is refused in every order the protocol lets us decide ----
@@ -48,9 +53,10 @@ def test_ordering_with_securebuffer_on_the_left_raises(kind, op):
     # 5c03a46: NotImplemented, then bytearray's and ndarray's reflected
     # comparisons answered (sb < bytearray(...) was True or False)
     with SecureBuffer(SECRET) as sb:
-        other = others()[kind]
+        other = make(kind)
         with pytest.raises(TypeError, match="a SecureBuffer has no order"):
             op(sb, other)
+        close_if_secure(other)
 
 
 @pytest.mark.parametrize("kind", ["bytes", "memoryview", "numpy", "array", "SecureBuffer"])
@@ -59,9 +65,10 @@ def test_ordering_with_securebuffer_on_the_right_raises(kind, op):
     # these types give the SecureBuffer the choice (numpy since
     # SecureBuffer.__array_ufunc__ = None: 5c03a46 got a per-byte array)
     with SecureBuffer(SECRET) as sb:
-        other = others()[kind]
+        other = make(kind)
         with pytest.raises(TypeError, match="a SecureBuffer has no order"):
             op(other, sb)
+        close_if_secure(other)
 
 
 def test_ordering_with_bytearray_on_the_left_is_decided_by_bytearray():
@@ -90,10 +97,11 @@ def test_numpy_scalar_and_strided_array_defer_to_securebuffer():
                                   "SecureBuffer"])
 def test_equality_is_one_bool_in_both_orders(kind):
     with SecureBuffer(SECRET) as sb:
-        other = others()[kind]
+        other = make(kind)
         for a, b in ((sb, other), (other, sb)):
             assert (a == b) is True     # numpy on the left: a bool, not an array
             assert (a != b) is False
+        close_if_secure(other)
         flipped = bytearray(SECRET)
         flipped[-1] ^= 1
         assert (sb == flipped) is False and (sb != flipped) is True
@@ -432,13 +440,14 @@ def test_recipes_hashlib_advice_holds_in_a_core_dump(how, leaves_copies, tmp_pat
     if why:
         pytest.skip(why)
     control = os.urandom(64)
-    proc = subprocess.Popen([sys.executable, "-c", HASH_CHILD, how], cwd=tmp_path,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(control)
-    proc.stdin.close()
-    key = proc.stdout.read(32)
-    err = proc.stderr.read()
-    assert proc.wait(timeout=120) == -6, err.decode(errors="replace")
+    with subprocess.Popen([sys.executable, "-c", HASH_CHILD, how], cwd=tmp_path,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        proc.stdin.write(control)
+        proc.stdin.close()
+        key = proc.stdout.read(32)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == -6, err.decode(errors="replace")
     cores = [p for p in tmp_path.iterdir() if p.name.startswith(pattern.split("%")[0])]
     if not cores:
         pytest.skip("no core file written")
