@@ -24,6 +24,9 @@ if [ "$mode" != "--quick" ]; then
   step "Python distributions: sdist and wheel (python3 -m build, twine), the suite against the sdist alone"
   bash python-bindings/check_dist.sh || status=1
 
+  step "Debian packages: dpkg-buildpackage, lintian, install, use, purge (root only)"
+  bash tests/packaging/check_deb.sh || status=1
+
   step "ASan + UBSan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=address,undefined \
         -DZZ_BUILD_BENCH=OFF -DZZ_VALGRIND=OFF >/dev/null
