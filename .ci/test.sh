@@ -69,9 +69,10 @@ if [ "$mode" != "--quick" ]; then
   # Left out: tests that crash on purpose (death, misuse in reliability/), run
   # valgrind themselves (valgrind), need kernel core dumps, or are too slow
   # under it (slow, fuzz: the fuzz corpus is replayed in the ASan build), or
-  # only run the compiler (compile: the header's attribute checks).
+  # only run the compiler (compile: the header's attribute checks) or other
+  # tools (scripts: the ABI and manual page checks).
   ctest --test-dir build --output-on-failure -T memcheck \
-    -LE 'death|slow|nosan|reliability|known-bug|fuzz|valgrind|compile' -j"$jobs" || status=1
+    -LE 'death|slow|nosan|reliability|known-bug|fuzz|valgrind|compile|scripts' -j"$jobs" || status=1
   if grep -l "Defect" build/Testing/Temporary/MemoryChecker.*.log >/dev/null 2>&1; then
     echo "memcheck reported defects:"; grep -h "Defect\|==[0-9]*==" build/Testing/Temporary/MemoryChecker.*.log | head -50
     status=1
