@@ -184,8 +184,52 @@ def page1(name, exe, version):
     out += [".SH NAME", esc(name).replace("-", "\\-") + " \\- " + esc(TOOLS.get(name, name))]
     out += [".SH SYNOPSIS", ".nf"] + [esc(u) for u in usage] + [".fi"]
     out += [".SH DESCRIPTION"] + prose(lines)
+    commands = subcommands(lines)
+    if commands:
+        out += [".SH COMMANDS"]
+    for cmd, summary in commands:
+        text = command_help(exe, cmd)
+        if not text or "commands:" in text:  # no help of its own: the main list's line
+            text = [summary]
+        out += [".SS " + esc(f"{name} {cmd}").replace("-", "\\-")] + prose(text)
     out += [".SH SEE ALSO", ".BR zeroize (7)"]
     return "\n".join(out) + "\n"
+
+
+def subcommands(help_lines):
+    """The names listed under a 'commands:' line of a program's --help."""
+    names = []
+    try:
+        i = help_lines.index("commands:") + 1
+    except ValueError:
+        return names
+    while i < len(help_lines) and help_lines[i].strip():
+        m = re.match(r"  (\w[\w-]*)  +(.*)", help_lines[i])
+        if m:
+            names.append((m.group(1), m.group(2)))
+        elif names:
+            names[-1] = (names[-1][0], names[-1][1] + " " + help_lines[i].strip())
+        i += 1
+    return names
+
+
+def command_help(exe, cmd):
+    """`exe cmd --help` without its usage line and without the column lists
+    (the main --help has them)."""
+    text = subprocess.run([exe, cmd, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=False).stdout.decode()
+    lines = [line.rstrip() for line in text.splitlines()]
+    while lines and (lines[0].startswith("usage:") or not lines[0].strip()):
+        lines.pop(0)
+    for i, line in enumerate(lines):
+        if re.match(r"^\w[\w ]* columns\b.*:$", line) or re.match(r"^\w+ columns \(", line):
+            lines = lines[:i]
+            break
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines and lines[-1].endswith(":"):
+        lines[-1] = lines[-1][:-1] + " (listed under DESCRIPTION)."
+    return lines
 
 
 def write(path, text, written):
