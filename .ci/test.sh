@@ -22,10 +22,10 @@ bash python-bindings/run_tests.sh || status=1
 
 if [ "$mode" != "--quick" ]; then
   step "Python distributions: sdist and wheel (python3 -m build, twine), the suite against the sdist alone"
-  bash python-bindings/check_dist.sh || status=1
+  timeout 1800 bash python-bindings/check_dist.sh || status=1
 
   step "Debian packages: dpkg-buildpackage, lintian, install, use, purge (root only)"
-  bash tests/packaging/check_deb.sh || status=1
+  timeout 1800 bash tests/packaging/check_deb.sh || status=1
 
   step "ASan + UBSan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=address,undefined \

@@ -2,8 +2,9 @@
  * process.c - the queries that span every allocator: zz_get_stats (zz_alloc
  * blocks, arenas, zz_lock's pages), zz_arena_stats (arena.c counts; both copy
  * out only as many bytes as the caller's zz_stats has: docs/ABI.md) and
- * zz_info (a zz_alloc block or an arena block, whichever holds the pointer).  At the top of the layering: it calls
- * down into the allocators, and nothing calls it.
+ * zz_info (a zz_alloc block or an arena block, whichever holds the pointer).
+ * At the top of the layering: it calls down into the allocators, and nothing
+ * calls it.
  */
 #include "internal.h"
 

@@ -104,6 +104,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP   # killed (a timeout): still purge, through the EXIT trap
 
 echo "== dpkg -i"
 dpkg -i $debs >"$out/install.log" 2>&1 || { cat "$out/install.log"; echo "FAIL: dpkg -i"; exit 1; }
