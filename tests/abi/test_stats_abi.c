@@ -121,7 +121,9 @@ static void test_stats_abi_size_below_0_1_refused(void **state)
 }
 
 /* A caller's struct bigger than the library's: the library's fields, then
- * zeros up to the size the caller gave, then nothing. */
+ * zeros up to the size the caller gave, then nothing.  Run by
+ * abi_selftest.sh against a library copy with one more field, which it
+ * fills with all ones (ZZ_TEST_NEWER_LIBRARY=1): that field comes through. */
 static void test_stats_abi_bigger_struct_zero_filled(void **state)
 {
     (void)state;
@@ -130,10 +132,12 @@ static void test_stats_abi_bigger_struct_zero_filled(void **state)
         size_t future[4];
         unsigned char guard[GUARD_BYTES];
     } big;
+    const char *newer = getenv("ZZ_TEST_NEWER_LIBRARY");
+    size_t known = newer != NULL && strcmp(newer, "1") == 0 ? 1 : 0;
     memset(&big, GUARD, sizeof big);
     assert_int_equal(zz_get_stats_sized(&big.s, sizeof big.s + sizeof big.future), 0);
     for (size_t i = 0; i < 4; i++)
-        assert_int_equal(big.future[i], 0);
+        assert_int_equal(big.future[i], i < known ? ~(size_t)0 : 0);
     for (size_t i = 0; i < GUARD_BYTES; i++)
         assert_int_equal(big.guard[i], GUARD);
 }
