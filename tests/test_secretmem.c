@@ -634,6 +634,7 @@ static int child_seccomp(const char *err)
     child_check(a != NULL);
     void *ab = zz_arena_alloc(a, 32);
     child_check(ab != NULL && (zz_info(ab) & ZZ_INFO_SECRETMEM) == 0);
+    child_check(zz_last_error_code() == ZZ_ERR_NONE); /* AUTO's fallback is no failure */
     /* SECRETMEM: no silent fallback */
     child_check(zz_set_backend(ZZ_BACKEND_SECRETMEM) == 0);
     static const size_t sizes[] = { 32, 5000, 70000 };
