@@ -177,7 +177,8 @@ ZZ_EXPORT void zz_free(void *p);
  * memory whatever zz_set_backend says) and its alignment (a
  * zz_alloc_aligned block stays aligned as asked).  p == NULL acts as
  * zz_alloc(n).  On failure returns NULL with errno, and p is untouched and
- * still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse of p is fatal as
+ * still valid (EACCES and ZZ_ERR_NOACCESS if p is in ZZ_NOACCESS mode: its
+ * contents cannot be read to be copied).  Misuse of p is fatal as
  * in zz_free.  The new block is in ZZ_READWRITE mode.  On success p is
  * freed, so the result must replace it (warn_unused_result). */
 ZZ_EXPORT ZZ_WARN_UNUSED void *zz_realloc(void *p, size_t n);
@@ -408,7 +409,8 @@ enum zz_error {
     ZZ_ERR_ARENA_BLOCK,      /* larger than an arena block may be                */
     ZZ_ERR_UNMAPPED,         /* zz_lock of memory that is not mapped             */
     ZZ_ERR_SECRETMEM_LIMIT,  /* memfd_secret refused for RLIMIT_MEMLOCK          */
-    ZZ_ERR_ARENA_UNFIT       /* a fixed arena's memory no longer meets its promises */
+    ZZ_ERR_ARENA_UNFIT,      /* a fixed arena's memory no longer meets its promises */
+    ZZ_ERR_NOACCESS          /* zz_realloc of a block in ZZ_NOACCESS mode (EACCES) */
 };
 
 /* The zz_error of the calling thread's last failed call (ZZ_ERR_NONE if none

@@ -286,7 +286,7 @@ static void *realloc_impl(void *p, size_t n)
     align = (size_t)1 << s->meta[i].align_shift;
     zzi_global_unlock();
     if (!readable) {
-        zzi_fail(ZZ_ERR_ARGUMENT);
+        zzi_fail(ZZ_ERR_NOACCESS);
         errno = EACCES;
         return NULL;
     }

@@ -183,6 +183,9 @@ ZZ_API const char *zz_last_error(void)
                "under ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED, or, in a forked "
                "child, its secret memory was replaced by zero pages) and a fixed arena cannot "
                "grow: create a new arena";
+    case ZZ_ERR_NOACCESS:
+        return "zz_realloc cannot copy a block in ZZ_NOACCESS mode: make it readable first with "
+               "zz_protect(p, ZZ_READONLY) or zz_protect(p, ZZ_READWRITE)";
     case ZZ_ERR_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";
