@@ -205,7 +205,10 @@ ZZ_EXPORT ZZ_NONNULL(1) int zz_protect(void *p, int mode);
  * obtained from the kernel. */
 #define ZZ_INFO_LOCKED     0x01u /* pages locked in RAM (mlock)              */
 #define ZZ_INFO_DONTDUMP   0x02u /* excluded from core dumps                 */
-#define ZZ_INFO_WIPEONFORK 0x04u /* a forked child sees zeros                */
+#define ZZ_INFO_WIPEONFORK 0x04u /* a forked child sees zeros, never the bytes
+                                    (MADV_WIPEONFORK; on secretmem MADV_DONTFORK
+                                    and zero pages mapped in the child: see
+                                    zz_set_backend)                           */
 #define ZZ_INFO_GUARDED    0x08u /* guard pages before and after             */
 #define ZZ_INFO_SECRETMEM  0x10u /* memfd_secret: out of the kernel's map    */
 #define ZZ_INFO_CANARY     0x20u /* canaries checked on free                 */
@@ -467,7 +470,11 @@ ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
  *   - MADV_WIPEONFORK is not available: the pages are MADV_DONTFORK instead,
  *     and a fork handler maps fresh zero pages at the same addresses in the
  *     child, so a child still reads zeros and never shares the parent's pages;
- *     there those blocks no longer carry ZZ_INFO_SECRETMEM;
+ *     there those blocks no longer carry ZZ_INFO_SECRETMEM.  zz_info() reports
+ *     ZZ_INFO_WIPEONFORK, which promises what a child sees, not the advice
+ *     (/proc/PID/smaps shows "dc", not "wf").  After a fork that runs no
+ *     atfork handler (_Fork()), the pages are absent in the child until its
+ *     first call into the library maps the zeros: a read before then faults;
  *   - guard pages are PROT_NONE pages (two VMAs per slot), as MADV_GUARD_INSTALL
  *     is refused on secretmem.
  * With ZZ_BACKEND_SECRETMEM, a kernel without memfd_secret makes allocations
