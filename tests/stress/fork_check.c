@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -600,6 +601,48 @@ void zs_run_checked_child(struct zs_thread *t, zs_child_fn fn, void *arg, int ra
 
 static _Atomic unsigned long raw_forks;
 
+/* A thread in the library's slow paths (a mapping per large block, under the
+ * global lock) while a worker calls _Fork(): the child inherits the lock
+ * held by a thread that does not exist there, and no atfork handler ran.
+ * Not under AddressSanitizer: its allocator is not fork-safe (the gate). */
+static _Atomic int slow_stop, slow_started;
+
+static void *slow_path_main(void *arg)
+{
+    uint64_t rng = *(uint64_t *)arg;
+    while (!atomic_load(&slow_stop)) {
+        void *p = zz_alloc(70000 + zs_below(&rng, 70000));
+        void *q = zz_alloc_backend(1 + zs_below(&rng, 16000), ZZ_BACKEND_ANON);
+        atomic_store(&slow_started, 1);
+        zz_free(q);
+        zz_free(p);
+    }
+    return NULL;
+}
+
+static int slow_path_start(pthread_t *tid, uint64_t *rng)
+{
+#ifdef ZS_FORK_GATE
+    (void)tid;
+    (void)rng;
+    return 0;
+#else
+    atomic_store(&slow_stop, 0);
+    atomic_store(&slow_started, 0);
+    if (pthread_create(tid, NULL, slow_path_main, rng) != 0)
+        return 0;
+    while (!atomic_load(&slow_started))
+        sched_yield();
+    return 1;
+#endif
+}
+
+static void slow_path_stop(pthread_t tid)
+{
+    atomic_store(&slow_stop, 1);
+    ZS_CHECK(pthread_join(tid, NULL) == 0, "pthread_join(slow path thread)");
+}
+
 unsigned long zs_raw_fork_children(void)
 {
     return atomic_load(&raw_forks);
@@ -618,12 +661,19 @@ void zs_fork_check(struct zs_thread *t, int quiescent)
     } else {
         raw = ZS_ON(ZS_F_RAW_FORK) && (a.rng & 3) == 0;
     }
-    if (raw)
+    pthread_t slow;
+    uint64_t slow_rng = a.rng ^ 0x5105;
+    int slow_on = 0;
+    if (raw) {
         atomic_fetch_add(&raw_forks, 1);
+        slow_on = !quiescent && slow_path_start(&slow, &slow_rng);
+    }
     zs_run_checked_child(t, child_invariants, &a, raw,
                          raw ? (quiescent ? "_Fork() at a quiescent point"
                                           : "_Fork() from a random live state (no atfork handler ran)")
                              : (quiescent ? "fork at a quiescent point" : "fork from a random live state"));
+    if (slow_on)
+        slow_path_stop(slow);
     if (t != NULL)
         zs_log(t, "fork: child passed");
 }
