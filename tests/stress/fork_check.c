@@ -605,7 +605,10 @@ static _Atomic unsigned long raw_forks;
  * global lock) while a worker calls _Fork(): the child inherits the lock
  * held by a thread that does not exist there, and no atfork handler ran.
  * Not under AddressSanitizer: its allocator is not fork-safe (the gate). */
-static _Atomic int slow_stop, slow_started;
+static _Atomic int slow_stop;
+
+#ifndef ZS_FORK_GATE
+static _Atomic int slow_started;
 
 static void *slow_path_main(void *arg)
 {
@@ -619,6 +622,7 @@ static void *slow_path_main(void *arg)
     }
     return NULL;
 }
+#endif
 
 static int slow_path_start(pthread_t *tid, uint64_t *rng)
 {
