@@ -317,7 +317,7 @@ static void print_summary(double elapsed)
            "zz-stress:   purges: %lu started (%lu by workers, %lu by the purger thread, %lu signals)\n"
            "zz-stress:   content checks: %lu intact, %lu zero after a purge, %lu pattern-or-zero; "
            "%lu smaps checks\n"
-           "zz-stress:   %lu fork children (%lu by _Fork), %lu misuse children, %lu privilege-drop "
+           "zz-stress:   %lu fork children of workers, %lu _Fork children, %lu misuse children, %lu privilege-drop "
            "children, %lu atfork handler calls\n",
            zs_cfg.nocap ? "[no CAP_IPC_LOCK] " : "", elapsed, zs_cfg.threads, sum.ops, sum.allocs,
            sum.frees, sum.reallocs, sum.protects, sum.locks, sum.arena_ops, sum.arenas_made, sum.edge,
