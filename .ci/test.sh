@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # All the tests: the C suite (cmocka via ctest, both guard paths), the Python
-# suite (pytest), the C suite under ASan+UBSan, the threaded tests under TSan,
-# the fault-injection build, a short libFuzzer run, and the non-death tests
-# under valgrind memcheck.
+# suite (pytest), the C suite under ASan+UBSan (gcc, then clang), the threaded
+# tests under TSan, the fault-injection build, a short libFuzzer run, and the
+# non-death tests under valgrind memcheck.
 #   --quick   only the plain C and Python suites
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,13 @@ if [ "$mode" != "--quick" ]; then
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE 'slow|nosan' || status=1
+
+  step "clang ASan + UBSan (the C suite again, as the gcc step: clang warns and instruments differently)"
+  cmake -S . -B build-clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+        -DZZ_SANITIZE=address,undefined -DZZ_BUILD_BENCH=OFF -DZZ_VALGRIND=OFF >/dev/null
+  cmake --build build-clang -j"$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-clang --output-on-failure -j"$jobs" -LE 'slow|nosan' || status=1
 
   step "TSan (threaded tests)"
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=thread \

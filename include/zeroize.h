@@ -186,7 +186,8 @@ ZZ_EXPORT void zz_free(void *p);
  * memory whatever zz_set_backend says) and its alignment (a
  * zz_alloc_aligned block stays aligned as asked).  p == NULL acts as
  * zz_alloc(n).  On failure returns NULL with errno, and p is untouched and
- * still valid (EACCES if p is in ZZ_NOACCESS mode).  Misuse of p is fatal as
+ * still valid (EACCES and ZZ_ERR_NOACCESS if p is in ZZ_NOACCESS mode: its
+ * contents cannot be read to be copied).  Misuse of p is fatal as
  * in zz_free.  The new block is in ZZ_READWRITE mode.  On success p is
  * freed, so the result must replace it (warn_unused_result). */
 ZZ_EXPORT ZZ_WARN_UNUSED void *zz_realloc(void *p, size_t n);
@@ -221,7 +222,10 @@ ZZ_EXPORT ZZ_NONNULL(1) int zz_protect(void *p, int mode);
  * obtained from the kernel. */
 #define ZZ_INFO_LOCKED     0x01u /* pages locked in RAM (mlock)              */
 #define ZZ_INFO_DONTDUMP   0x02u /* excluded from core dumps                 */
-#define ZZ_INFO_WIPEONFORK 0x04u /* a forked child sees zeros                */
+#define ZZ_INFO_WIPEONFORK 0x04u /* a forked child sees zeros, never the bytes
+                                    (MADV_WIPEONFORK; on secretmem MADV_DONTFORK
+                                    and zero pages mapped in the child: see
+                                    zz_set_backend)                           */
 #define ZZ_INFO_GUARDED    0x08u /* guard pages before and after             */
 #define ZZ_INFO_SECRETMEM  0x10u /* memfd_secret: out of the kernel's map    */
 #define ZZ_INFO_CANARY     0x20u /* canaries checked on free                 */
@@ -463,7 +467,8 @@ enum zz_error {
     ZZ_ERR_ARENA_BLOCK,      /* larger than an arena block may be                */
     ZZ_ERR_UNMAPPED,         /* zz_lock of memory that is not mapped             */
     ZZ_ERR_SECRETMEM_LIMIT,  /* memfd_secret refused for RLIMIT_MEMLOCK          */
-    ZZ_ERR_ARENA_UNFIT       /* a fixed arena's memory no longer meets its promises */
+    ZZ_ERR_ARENA_UNFIT,      /* a fixed arena's memory no longer meets its promises */
+    ZZ_ERR_NOACCESS          /* zz_realloc of a block in ZZ_NOACCESS mode (EACCES) */
 };
 
 /* The zz_error of the calling thread's last failed call (ZZ_ERR_NONE if none
@@ -528,7 +533,11 @@ ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
  *   - MADV_WIPEONFORK is not available: the pages are MADV_DONTFORK instead,
  *     and a fork handler maps fresh zero pages at the same addresses in the
  *     child, so a child still reads zeros and never shares the parent's pages;
- *     there those blocks no longer carry ZZ_INFO_SECRETMEM;
+ *     there those blocks no longer carry ZZ_INFO_SECRETMEM.  zz_info() reports
+ *     ZZ_INFO_WIPEONFORK, which promises what a child sees, not the advice
+ *     (/proc/PID/smaps shows "dc", not "wf").  After a fork that runs no
+ *     atfork handler (_Fork()), the pages are absent in the child until its
+ *     first call into the library maps the zeros: a read before then faults;
  *   - guard pages are PROT_NONE pages (two VMAs per slot), as MADV_GUARD_INSTALL
  *     is refused on secretmem.
  * With ZZ_BACKEND_SECRETMEM, a kernel without memfd_secret makes allocations

@@ -413,7 +413,7 @@ static struct chunk *fixed_chunk_new(zz_arena *a, size_t capacity)
     return c;
 }
 
-ZZ_API zz_arena *zz_arena_create(size_t capacity)
+static zz_arena *arena_create_impl(size_t capacity)
 {
     if (zzi_init() != 0)
         return NULL;
@@ -441,7 +441,12 @@ ZZ_API zz_arena *zz_arena_create(size_t capacity)
     return a;
 }
 
-ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
+ZZ_API zz_arena *zz_arena_create(size_t capacity)
+{
+    return zzi_api_ptr(arena_create_impl(capacity));
+}
+
+static void *arena_alloc_impl(zz_arena *a, size_t n)
 {
     if (zz_unlikely(a == NULL)) {
         zzi_fail(ZZ_ERR_ARGUMENT);
@@ -468,6 +473,11 @@ ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
             return NULL;
     }
     return cell_hand_out(c.run, c.index, n);
+}
+
+ZZ_API void *zz_arena_alloc(zz_arena *a, size_t n)
+{
+    return zzi_api_ptr(arena_alloc_impl(a, n));
 }
 
 static inline int run_is_stale(const struct run *r)

@@ -91,7 +91,7 @@ ZZ_API void *zz_alloc(size_t n)
 {
     int backend = zzi_backend_setting();
     void *p = alloc_cached(n, ZZ_ALIGN, backend);
-    return zz_likely(p != NULL) ? p : alloc_impl(n, ZZ_ALIGN, backend, NULL);
+    return zz_likely(p != NULL) ? p : zzi_api_ptr(alloc_impl(n, ZZ_ALIGN, backend, NULL));
 }
 
 void *zzi_block_alloc_for_arena(size_t n, int backend, zz_arena *owner)
@@ -105,9 +105,9 @@ ZZ_API void *zz_alloc_backend(size_t n, int backend)
         backend != ZZ_BACKEND_AUTO) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return NULL;
+        return zzi_api_ptr(NULL);
     }
-    return alloc_impl(n, ZZ_ALIGN, backend, NULL);
+    return zzi_api_ptr(alloc_impl(n, ZZ_ALIGN, backend, NULL));
 }
 
 ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
@@ -116,9 +116,10 @@ ZZ_API void *zz_alloc_aligned(size_t n, size_t alignment)
         alignment > zzi_page()) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return NULL;
+        return zzi_api_ptr(NULL);
     }
-    return alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zzi_backend_setting(), NULL);
+    return zzi_api_ptr(
+        alloc_impl(n, alignment < ZZ_ALIGN ? ZZ_ALIGN : alignment, zzi_backend_setting(), NULL));
 }
 
 /* ---- finding a block ---------------------------------------------------------- */
@@ -272,10 +273,8 @@ void zzi_block_free_all_for_arena(zz_arena *owner)
 /* The new block keeps the old one's backend (the table it was asked from: a
  * secretmem block stays in secretmem whatever the process-wide choice) and
  * alignment. */
-ZZ_API void *zz_realloc(void *p, size_t n)
+static void *realloc_impl(void *p, size_t n)
 {
-    if (p == NULL)
-        return zz_alloc(n);
     size_t i, old_n, align;
     int backend;
     zzi_check_fork();
@@ -287,7 +286,7 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     align = (size_t)1 << s->meta[i].align_shift;
     zzi_global_unlock();
     if (!readable) {
-        zzi_fail(ZZ_ERR_ARGUMENT);
+        zzi_fail(ZZ_ERR_NOACCESS);
         errno = EACCES;
         return NULL;
     }
@@ -297,6 +296,11 @@ ZZ_API void *zz_realloc(void *p, size_t n)
     zzi_copy_secret(q, p, old_n < n ? old_n : n);
     zz_free(p);
     return q;
+}
+
+ZZ_API void *zz_realloc(void *p, size_t n)
+{
+    return p == NULL ? zz_alloc(n) : zzi_api_ptr(realloc_impl(p, n));
 }
 
 void zzi_block_count_live(size_t *blocks, size_t *bytes)

@@ -56,7 +56,7 @@ ZZ_API int zz_set_cache_decay_ms(unsigned long ms)
     if (ms > MAX_DECAY_MS) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return -1;
+        return zzi_api_rc(-1);
     }
     atomic_store(&decay_ms, (long)ms);
     atomic_fetch_add(&decay_gen, 1);

@@ -97,7 +97,7 @@ unsigned zzi_block_info_locked(const void *p)
     return s->region.map.info | ZZ_INFO_CANARY;
 }
 
-ZZ_API int zz_protect(void *p, int mode)
+static int protect_impl(void *p, int mode)
 {
     if (mode != ZZ_NOACCESS && mode != ZZ_READONLY && mode != ZZ_READWRITE) {
         zzi_fail(ZZ_ERR_ARGUMENT);
@@ -128,6 +128,11 @@ ZZ_API int zz_protect(void *p, int mode)
     zzi_global_unlock();
     errno = e;
     return rc;
+}
+
+ZZ_API int zz_protect(void *p, int mode)
+{
+    return zzi_api_rc(protect_impl(p, mode));
 }
 
 /* ---- purge and fork ---------------------------------------------------------------- */

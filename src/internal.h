@@ -199,10 +199,33 @@ static inline void zzi_unlock(zzi_lock_t *l)
 /* ---- policy.c ---------------------------------------------------------- */
 /* The failure codes are the public enum zz_error (zeroize.h). */
 typedef enum zz_error zzi_failure_t;
-/* Records why the calling thread's current call fails (for zz_last_error). */
+/* Records why the calling thread's current call fails, as pending: an
+ * internal attempt that fails and is retried with success (a slab mapped again
+ * once the caches gave way, ZZ_BACKEND_AUTO falling back to anon) must not
+ * change what zz_last_error says.  The public entry point publishes it when
+ * it returns failure (zzi_api_ptr, zzi_api_rc). */
 void zzi_fail(zzi_failure_t why);
 /* ZZ_ERR_UNMAPPED, naming the first unmapped range [start, end). */
 void zzi_fail_unmapped(uintptr_t start, uintptr_t end);
+/* Makes the pending failure the thread's last one (zz_last_error).  Changes
+ * nothing when no failure is pending.  Preserves errno. */
+void zzi_fail_publish(void);
+/* What a public entry point returns: r, the failure published when r is the
+ * failure value (NULL; -1).  Every ZZ_API function that can fail returns
+ * through one of these, and only on failure does the thread's last error
+ * change: a successful call never changes zz_last_error_code. */
+static inline void *zzi_api_ptr(void *r)
+{
+    if (zz_unlikely(r == NULL))
+        zzi_fail_publish();
+    return r;
+}
+static inline int zzi_api_rc(int rc)
+{
+    if (zz_unlikely(rc != 0))
+        zzi_fail_publish();
+    return rc;
+}
 int zzi_policy_lock_required(void);
 /* ZZ_BACKEND_ANON or ZZ_BACKEND_SECRETMEM for the next mapping (AUTO resolved:
  * secretmem if the kernel has it). */

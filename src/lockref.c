@@ -310,7 +310,7 @@ static int lock_new_pages(uintptr_t first, size_t npages)
     return rc;
 }
 
-ZZ_API int zz_lock(void *p, size_t n)
+static int lock_impl(void *p, size_t n)
 {
     uintptr_t first, page = zzi_os_page_size();
     size_t npages;
@@ -341,6 +341,11 @@ ZZ_API int zz_lock(void *p, size_t n)
     pthread_mutex_unlock(&lock);
     errno = e;
     return rc;
+}
+
+ZZ_API int zz_lock(void *p, size_t n)
+{
+    return zzi_api_rc(lock_impl(p, n));
 }
 
 /* A page whose count the current zz_unlock is taking to zero, marked by
@@ -387,12 +392,12 @@ static int unlock_impl(void *p, size_t n, int wipe)
 
 ZZ_API int zz_unlock(void *p, size_t n)
 {
-    return unlock_impl(p, n, 1);
+    return zzi_api_rc(unlock_impl(p, n, 1));
 }
 
 ZZ_API int zz_unlock_keep(void *p, size_t n)
 {
-    return unlock_impl(p, n, 0);
+    return zzi_api_rc(unlock_impl(p, n, 0));
 }
 
 size_t zzi_lockref_locked_bytes(void)

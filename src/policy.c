@@ -42,7 +42,7 @@ ZZ_API int zz_set_lock_policy(int policy)
     if (policy != ZZ_LOCK_REQUIRED && policy != ZZ_LOCK_BEST_EFFORT) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return -1;
+        return zzi_api_rc(-1);
     }
     int was = atomic_exchange(&lock_policy, policy);
     if (policy == ZZ_LOCK_REQUIRED && was != ZZ_LOCK_REQUIRED)
@@ -86,7 +86,7 @@ ZZ_API int zz_set_backend(int b)
     if (b != ZZ_BACKEND_ANON && b != ZZ_BACKEND_SECRETMEM && b != ZZ_BACKEND_AUTO) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return -1;
+        return zzi_api_rc(-1);
     }
     atomic_store(&zzi_backend_choice, b);
     return 0;
@@ -102,21 +102,35 @@ void zzi_policy_secretmem_unavailable(void)
     atomic_store(&zzi_secretmem_unavailable, 1);
 }
 
-static _Thread_local zzi_failure_t last_failure;
-static _Thread_local char unmapped_text[200];
+/* The thread's last failure (what zz_last_error says), and the failure of
+ * the call in progress, published only if that call fails (internal.h). */
+static _Thread_local zzi_failure_t last_failure, pending_failure;
+static _Thread_local char unmapped_text[200], pending_unmapped_text[200];
 
 void zzi_fail(zzi_failure_t why)
 {
-    last_failure = why;
+    pending_failure = why;
 }
 
 void zzi_fail_unmapped(uintptr_t start, uintptr_t end)
 {
-    snprintf(unmapped_text, sizeof unmapped_text,
+    int saved = errno;
+    snprintf(pending_unmapped_text, sizeof pending_unmapped_text,
              "zz_lock: the range 0x%lx-0x%lx is not mapped in this process (freed or unmapped "
              "memory?): lock only memory that is mapped for as long as it stays locked",
              (unsigned long)start, (unsigned long)end);
-    last_failure = ZZ_ERR_UNMAPPED;
+    errno = saved;
+    pending_failure = ZZ_ERR_UNMAPPED;
+}
+
+void zzi_fail_publish(void)
+{
+    if (pending_failure == ZZ_ERR_NONE)
+        return;
+    if (pending_failure == ZZ_ERR_UNMAPPED)
+        memcpy(unmapped_text, pending_unmapped_text, sizeof unmapped_text);
+    last_failure = pending_failure;
+    pending_failure = ZZ_ERR_NONE;
 }
 
 ZZ_API int zz_last_error_code(void)
@@ -169,6 +183,9 @@ ZZ_API const char *zz_last_error(void)
                "under ZZ_LOCK_BEST_EFFORT and the policy is now ZZ_LOCK_REQUIRED, or, in a forked "
                "child, its secret memory was replaced by zero pages) and a fixed arena cannot "
                "grow: create a new arena";
+    case ZZ_ERR_NOACCESS:
+        return "zz_realloc cannot copy a block in ZZ_NOACCESS mode: make it readable first with "
+               "zz_protect(p, ZZ_READONLY) or zz_protect(p, ZZ_READWRITE)";
     case ZZ_ERR_ARENA_FULL:
         return "the fixed-capacity arena is full: free blocks, or create it with a larger "
                "capacity (or 0 for an arena that grows)";

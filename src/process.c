@@ -45,7 +45,7 @@ static int bad_stats_args(int ok, const void *out, size_t size)
 ZZ_API int zz_get_stats_sized(zz_stats *out, size_t size)
 {
     if (bad_stats_args(1, out, size))
-        return -1;
+        return zzi_api_rc(-1);
     zz_stats full;
     memset(&full, 0, sizeof full); /* a field fill_stats does not know reads 0 */
     fill_stats(&full);
@@ -63,7 +63,7 @@ ZZ_API void(zz_get_stats)(zz_stats *out)
 ZZ_API int zz_arena_stats_sized(zz_arena *a, zz_stats *out, size_t size)
 {
     if (bad_stats_args(a != NULL, out, size))
-        return -1;
+        return zzi_api_rc(-1);
     zzi_check_fork();
     zz_stats full;
     memset(&full, 0, sizeof full);

@@ -63,7 +63,7 @@ ZZ_API int zz_harden_process(unsigned flags)
     if (flags & ~(ZZ_HARDEN_NO_CORE | ZZ_HARDEN_NO_PTRACE)) {
         zzi_fail(ZZ_ERR_ARGUMENT);
         errno = EINVAL;
-        return -1;
+        return zzi_api_rc(-1);
     }
     if ((flags & ZZ_HARDEN_NO_CORE) && zzi_os_set_core_limit_zero() != 0)
         return -1;

@@ -174,7 +174,7 @@ static int install_one(int sig)
     return rc;
 }
 
-ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
+static int purge_on_signals_impl(const int *signals, size_t count)
 {
     if (count > 0 && signals == NULL) {
         zzi_fail(ZZ_ERR_ARGUMENT);
@@ -197,4 +197,9 @@ ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
     pthread_mutex_unlock(&rewrite_lock);
     errno = e;
     return rc;
+}
+
+ZZ_API int zz_purge_on_signals(const int *signals, size_t count)
+{
+    return zzi_api_rc(purge_on_signals_impl(signals, count));
 }

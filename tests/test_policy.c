@@ -93,6 +93,45 @@ static void test_policy_required_limit_zero_fails(void **state)
     expect_child_ok(child_required_limit_zero, NULL);
 }
 
+/* A successful call never changes zz_last_error_code (issue 19, item 5).
+ * With the lock limit filled by cached 32-byte slots, zz_alloc(6000) needs a
+ * new slab whose lock is refused until the cache gives way: that refusal
+ * is internal, retried, and must not replace the caller's last failure. */
+static void child_success_keeps_last_error(void *arg)
+{
+    (void)arg;
+    child_check(tu_drop_ipc_lock(256 * 1024) == 0);
+    static void *blocks[MAX_BLOCKS];
+    int err;
+    size_t unlocked;
+    size_t n = alloc_until_failure(blocks, 0, &err, &unlocked);
+    child_check(n < MAX_BLOCKS && zz_last_error_code() == ZZ_ERR_MEMLOCK);
+    free_all(blocks, n);
+    errno = 0;
+    child_check(zz_alloc_aligned(32, 3) == NULL && errno == EINVAL);
+    child_check(zz_last_error_code() == ZZ_ERR_ARGUMENT);
+    const char *said = zz_last_error();
+    unsigned char *p = zz_alloc(6000);
+    child_check(p != NULL && (zz_info(p) & ZZ_INFO_LOCKED));
+    child_check(zz_last_error_code() == ZZ_ERR_ARGUMENT);
+    child_check(strcmp(zz_last_error(), said) == 0);
+    /* the same through an arena and a realloc that need new memory */
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    unsigned char *q = zz_realloc(p, 9000);
+    child_check(q != NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_ARGUMENT);
+    zz_free(q);
+    zz_arena_destroy(a);
+    child_check(zz_last_error_code() == ZZ_ERR_ARGUMENT);
+}
+
+static void test_policy_success_keeps_last_error(void **state)
+{
+    (void)state;
+    expect_child_ok(child_success_keeps_last_error, NULL);
+}
+
 static void check_best_effort_blocks(size_t count, int expect_all_unlocked)
 {
     static void *blocks[256];
@@ -334,6 +373,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_required_fails_at_rlimit),
         cmocka_unit_test(test_policy_required_limit_zero_fails),
+        cmocka_unit_test(test_policy_success_keeps_last_error),
         cmocka_unit_test(test_policy_best_effort_unlocked_blocks),
         cmocka_unit_test(test_policy_best_effort_over_small_limit),
         cmocka_unit_test(test_policy_required_after_best_effort_arenas),

@@ -120,6 +120,10 @@ static void test_realloc_noaccess_is_eacces(void **state)
     errno = 0;
     assert_null(zz_realloc(p, 96));
     assert_int_equal(errno, EACCES);
+    /* its own code and words (issue 19, item 6b): not an invalid argument */
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_NOACCESS);
+    assert_non_null(strstr(zz_last_error(), "ZZ_NOACCESS"));
+    assert_non_null(strstr(zz_last_error(), "zz_protect"));
     /* untouched and still in its mode */
     struct tu_vma v;
     assert_int_equal(tu_smaps_vma(p, &v), 0);

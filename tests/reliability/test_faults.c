@@ -303,9 +303,11 @@ static void test_faults_alloc_class_slab_retries_smaller(void **state)
 {
     (void)state;
     size_t n = 15 * tu_page_size() - 200; /* class 15: used by no other test here */
+    assert_int_equal(zz_set_backend(42), -1); /* the thread's last failure: EINVAL */
     zzi_fault_inject("map", 1, ENOMEM);
     unsigned char *p = zz_alloc(n);
     assert_non_null(p);
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_ARGUMENT); /* a success changes nothing */
     zzi_fault_inject("lock", 1, EAGAIN);
     unsigned char *q[8];
     for (int i = 0; i < 8; i++) { /* more slabs of the class; one lock refused */
@@ -337,10 +339,12 @@ static void test_faults_cached_slabs_give_way(void **state)
         zz_free(p[i]);
     struct snapshot cached = snap(); /* one-page slots, cached */
     size_t n = 13 * tu_page_size() - 300; /* class 13: used by no other test here */
+    assert_int_equal(zz_set_backend(42), -1); /* the thread's last failure: EINVAL */
     zzi_fault_inject("map", 1, ENOMEM);
     unsigned char *q = zz_alloc(n);
     assert_non_null(q);
     assert_true(zz_info(q) & ZZ_INFO_LOCKED);
+    assert_int_equal(zz_last_error_code(), ZZ_ERR_ARGUMENT); /* a success changes nothing */
     zz_free(q);
     struct snapshot after = snap();
     assert_true(after.st.mapped_bytes < cached.st.mapped_bytes); /* the cache gave way */
@@ -705,9 +709,11 @@ static void child_auto_falls_back(void *arg)
 {
     (void)arg;
     child_check(zz_set_backend(ZZ_BACKEND_AUTO) == 0);
+    child_check(zz_set_backend(42) == -1 && zz_last_error_code() == ZZ_ERR_ARGUMENT);
     zzi_fault_inject("map", 1, ENOSYS);
     unsigned char *p = zz_alloc(LARGE);
     child_check(p != NULL);
+    child_check(zz_last_error_code() == ZZ_ERR_ARGUMENT); /* the refusal was internal */
     unsigned want = ZZ_INFO_LOCKED | ZZ_INFO_GUARDED | ZZ_INFO_DONTDUMP | ZZ_INFO_WIPEONFORK;
     child_check((zz_info(p) & want) == want && !(zz_info(p) & ZZ_INFO_SECRETMEM));
     memset(p, 1, LARGE);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,9 +176,13 @@ static void close_fd(int fd)
     ZS_CHECK(close(fd) == 0 || errno == EINTR, "close(%d): %s", fd, strerror(errno));
 }
 
-/* Runs fn in a forked child; collects its verdict, how it ended, and (when
- * capture) what it wrote on stderr. */
-static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, struct child_run *r)
+_Thread_local struct zs_child_verdict *zs_forking_verdict;
+
+/* Runs fn in a forked child (_Fork() when raw: no atfork handler runs, the
+ * library must notice the fork by itself); collects its verdict, how it
+ * ended, and (when capture) what it wrote on stderr. */
+static void run_child_how(struct zs_thread *t, child_fn fn, void *arg, int capture, int raw,
+                          struct child_run *r)
 {
     memset(r, 0, sizeof *r);
     struct zs_child_verdict *shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE,
@@ -188,7 +193,12 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
     if (capture)
         ZS_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
     gate_fork_begin();
-    pid_t pid = fork();
+    /* not for misuse children (capture): their checks rely on the child's
+     * allocator state as inherited (a write after free needs the freed slot
+     * handed out next), which our atfork child handler would change */
+    zs_forking_verdict = capture ? NULL : shm;
+    pid_t pid = raw ? _Fork() : fork();
+    zs_forking_verdict = NULL;
     ZS_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
         zs_child = shm;
@@ -256,6 +266,11 @@ static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, 
     r->v.message[sizeof r->v.message - 1] = '\0';
     ZS_CHECK(munmap(shm, sizeof *shm) == 0, "munmap: %s", strerror(errno));
     (void)t;
+}
+
+static void run_child(struct zs_thread *t, child_fn fn, void *arg, int capture, struct child_run *r)
+{
+    run_child_how(t, fn, arg, capture, 0, r);
 }
 
 /* A child that ran the invariant checks: exit 0, or a finding. */
@@ -577,17 +592,106 @@ static void child_invariants(struct zs_thread *t, void *argp)
     zz_purge();
 }
 
+void zs_run_checked_child(struct zs_thread *t, zs_child_fn fn, void *arg, int raw, const char *what)
+{
+    struct child_run r;
+    run_child_how(t, fn, arg, 0, raw, &r);
+    judge_checker(&r, what);
+}
+
+static _Atomic unsigned long raw_forks;
+
+/* TSan does not see _Fork() as a fork (it intercepts fork() only): the
+ * child's first access to anything another thread touched before is
+ * reported as a race.  No _Fork() children under TSan. */
+#if defined(__SANITIZE_THREAD__)
+#define ZS_RAW_FORK_OK 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ZS_RAW_FORK_OK 0
+#endif
+#endif
+#ifndef ZS_RAW_FORK_OK
+#define ZS_RAW_FORK_OK 1
+#endif
+
+/* A thread in the library's slow paths (a mapping per large block, under the
+ * global lock) while a worker calls _Fork(): the child inherits the lock
+ * held by a thread that does not exist there, and no atfork handler ran.
+ * Not under AddressSanitizer: its allocator is not fork-safe (the gate). */
+static _Atomic int slow_stop;
+
+#ifndef ZS_FORK_GATE
+static _Atomic int slow_started;
+
+static void *slow_path_main(void *arg)
+{
+    uint64_t rng = *(uint64_t *)arg;
+    while (!atomic_load(&slow_stop)) {
+        void *p = zz_alloc(70000 + zs_below(&rng, 70000));
+        void *q = zz_alloc_backend(1 + zs_below(&rng, 16000), ZZ_BACKEND_ANON);
+        atomic_store(&slow_started, 1);
+        zz_free(q);
+        zz_free(p);
+    }
+    return NULL;
+}
+#endif
+
+static int slow_path_start(pthread_t *tid, uint64_t *rng)
+{
+#ifdef ZS_FORK_GATE
+    (void)tid;
+    (void)rng;
+    return 0;
+#else
+    atomic_store(&slow_stop, 0);
+    atomic_store(&slow_started, 0);
+    if (pthread_create(tid, NULL, slow_path_main, rng) != 0)
+        return 0;
+    while (!atomic_load(&slow_started))
+        sched_yield();
+    return 1;
+#endif
+}
+
+static void slow_path_stop(pthread_t tid)
+{
+    atomic_store(&slow_stop, 1);
+    ZS_CHECK(pthread_join(tid, NULL) == 0, "pthread_join(slow path thread)");
+}
+
+unsigned long zs_raw_fork_children(void)
+{
+    return atomic_load(&raw_forks);
+}
+
 void zs_fork_check(struct zs_thread *t, int quiescent)
 {
     struct inv_arg a = { .quiescent = quiescent, .rng = zs_cfg.seed ^ (uint64_t)zs_now() };
+    int raw = 0;
     if (t != NULL) {
         a.rng = zs_rand(&t->rng);
-        zs_log(t, "fork: invariant child (%zu blocks, %zu arenas)", t->nblocks, t->narenas);
+        raw = ZS_RAW_FORK_OK && ZS_ON(ZS_F_RAW_FORK) && zs_chance(&t->rng, 400);
+        zs_log(t, "%s: invariant child (%zu blocks, %zu arenas)", raw ? "_Fork" : "fork",
+               t->nblocks, t->narenas);
         t->n.forks++;
+    } else {
+        raw = ZS_RAW_FORK_OK && ZS_ON(ZS_F_RAW_FORK) && (a.rng & 3) == 0;
     }
-    struct child_run r;
-    run_child(t, child_invariants, &a, 0, &r);
-    judge_checker(&r, quiescent ? "fork at a quiescent point" : "fork from a random live state");
+    pthread_t slow;
+    uint64_t slow_rng = a.rng ^ 0x5105;
+    int slow_on = 0;
+    if (raw) {
+        atomic_fetch_add(&raw_forks, 1);
+        slow_on = !quiescent && slow_path_start(&slow, &slow_rng);
+    }
+    zs_run_checked_child(t, child_invariants, &a, raw,
+                         raw ? (quiescent ? "_Fork() at a quiescent point"
+                                          : "_Fork() from a random live state (no atfork handler ran)")
+                             : (quiescent ? "fork at a quiescent point" : "fork from a random live state"));
+    if (slow_on)
+        slow_path_stop(slow);
     if (t != NULL)
         zs_log(t, "fork: child passed");
 }

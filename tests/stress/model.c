@@ -327,10 +327,9 @@ void zs_check_flags(struct zs_thread *t, const struct zs_block *b, unsigned info
         ZS_CHECK(!(info & ZZ_INFO_SECRETMEM),
                  "%s: block %p asked for on ZZ_BACKEND_ANON claims SECRETMEM: zz_info = %s", what,
                  (void *)b->p, names);
-    if (!(info & ZZ_INFO_SECRETMEM))
-        ZS_CHECK(info & ZZ_INFO_WIPEONFORK,
-                 "%s: anon block %p (%zu bytes) is not WIPEONFORK: zz_info = %s", what,
-                 (void *)b->p, b->n, names);
+    /* on secretmem too: the flag promises what a child sees (zeroize.h) */
+    ZS_CHECK(info & ZZ_INFO_WIPEONFORK, "%s: block %p (%zu bytes) is not WIPEONFORK: zz_info = %s",
+             what, (void *)b->p, b->n, names);
     if (ZS_ON(ZS_F_SMAPS) && (in_child || zs_child != NULL || t == NULL || zs_chance(&t->rng, 60))) {
         zs_check_smaps(b, info, what);
         if (t != NULL)
@@ -372,6 +371,28 @@ void zs_check_clean_failure(const char *what, int err)
              what, err, strerror(err), why);
     ZS_CHECK(why != NULL && why[0] != '\0', "%s failed (errno %d) with an empty zz_last_error()",
              what, err);
+    zs_note_failure(what, -1);
+}
+
+void zs_note_failure(const char *what, int want)
+{
+    int code = zz_last_error_code();
+    ZS_CHECK(code != ZZ_ERR_NONE && (want < 0 || code == want),
+             "%s failed, but zz_last_error_code() is %d (%s%d): \"%s\"", what, code,
+             want < 0 ? "not ZZ_ERR_NONE" : "expected ", want < 0 ? 0 : want, zz_last_error());
+    if (zs_self != NULL)
+        zs_self->err_code = code;
+}
+
+void zs_check_last_error(struct zs_thread *t, const char *when)
+{
+    if (!ZS_ON(ZS_F_LAST_ERROR))
+        return;
+    int code = zz_last_error_code();
+    ZS_CHECK(code == t->err_code,
+             "%s: zz_last_error_code() is %d (\"%s\"), but the thread's last failed call left %d: "
+             "a call that succeeded changed it (issue 19, item 5)", when, code, zz_last_error(),
+             t->err_code);
 }
 
 void zs_check_guards(const struct zs_block *b, const char *what)

@@ -204,11 +204,13 @@ static void op_protect(struct zs_thread *t)
     if (b->kind == ZS_K_ARENA) {
         ZS_CHECK(rc == -1 && err == EINVAL, "zz_protect of an arena block returned %d errno %d, "
                  "not -1/EINVAL", rc, err);
+        zs_note_failure("zz_protect of an arena block", ZZ_ERR_ARGUMENT);
         return;
     }
     if (rc != 0) {
         ZS_CHECK(rc == -1 && err == ENOMEM, "zz_protect(%p, %s) returned %d errno %d", (void *)b->p,
                  mode_name(mode), rc, err);
+        zs_note_failure("zz_protect", ZZ_ERR_MAPCOUNT);
         t->n.clean_failures++;
     } else {
         b->mode = mode;
@@ -246,6 +248,7 @@ static void op_realloc(struct zs_thread *t)
     if (old.p != NULL && old.mode == ZZ_NOACCESS) {
         ZS_CHECK(q == NULL && err == EACCES, "%s of a NOACCESS block returned %p errno %d, not "
                  "NULL/EACCES", what, q, err);
+        zs_note_failure("zz_realloc of a NOACCESS block (issue 19, item 6b)", ZZ_ERR_NOACCESS);
         zs_model_check(t, &t->blocks[i], "NOACCESS block after a refused zz_realloc");
         return;
     }
@@ -401,6 +404,7 @@ static void op_caller_write(struct zs_thread *t)
 static void expect_einval_ptr(void *p, int err, const char *what)
 {
     ZS_CHECK(p == NULL && err == EINVAL, "%s returned %p errno %d, not NULL/EINVAL", what, p, err);
+    zs_note_failure(what, ZZ_ERR_ARGUMENT);
 }
 
 static void op_edge(struct zs_thread *t)
@@ -430,16 +434,20 @@ static void op_edge(struct zs_thread *t)
                  "not -1/EINVAL", rc, errno);
         rc = zz_lock(t->cm, SIZE_MAX);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_lock(p, SIZE_MAX) returned %d errno %d", rc, errno);
+        zs_note_failure("zz_lock(p, SIZE_MAX)", ZZ_ERR_ARGUMENT);
         /* page 1 is never mapped (vm.mmap_min_addr) */
         rc = zz_lock((void *)(uintptr_t)zs_page, 16);
         ZS_CHECK(rc == -1 && errno == ENOMEM, "zz_lock of an unmapped page returned %d errno %d, not "
                  "-1/ENOMEM", rc, errno);
+        zs_note_failure("zz_lock of an unmapped page", ZZ_ERR_UNMAPPED);
         break;
     case 2:
         rc = zz_set_lock_policy(7);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_set_lock_policy(7) returned %d errno %d", rc, errno);
+        zs_note_failure("zz_set_lock_policy(7)", ZZ_ERR_ARGUMENT);
         rc = zz_set_backend(9);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_set_backend(9) returned %d errno %d", rc, errno);
+        zs_note_failure("zz_set_backend(9)", ZZ_ERR_ARGUMENT);
         break;
     case 3: {
         int i = pick_block(t, 0, 1);
@@ -448,6 +456,7 @@ static void op_edge(struct zs_thread *t)
         struct zs_block *b = &t->blocks[i];
         rc = zz_protect(b->p, 5);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_protect(p, 5) returned %d errno %d", rc, errno);
+        zs_note_failure("zz_protect(p, 5)", ZZ_ERR_ARGUMENT);
         if (b->mode != ZZ_NOACCESS)
             zs_model_check(t, b, "after a refused zz_protect(p, 5)");
         break;
@@ -461,9 +470,11 @@ static void op_edge(struct zs_thread *t)
     case 5:
         p = zz_alloc(SIZE_MAX);
         ZS_CHECK(p == NULL && errno == ENOMEM, "zz_alloc(SIZE_MAX) returned %p errno %d", p, errno);
+        zs_note_failure("zz_alloc(SIZE_MAX)", ZZ_ERR_NOMEM);
         p = zz_alloc(SIZE_MAX - zs_page);
         ZS_CHECK(p == NULL && errno == ENOMEM, "zz_alloc(SIZE_MAX - page) returned %p errno %d", p,
                  errno);
+        zs_note_failure("zz_alloc(SIZE_MAX - page)", ZZ_ERR_NOMEM);
         break;
     case 6:
         errno = EDOM;
@@ -478,6 +489,7 @@ static void op_edge(struct zs_thread *t)
         rc = zz_purge_on_signals(bad, 1);
         ZS_CHECK(rc == -1 && errno == EINVAL, "zz_purge_on_signals(SIGKILL) returned %d errno %d", rc,
                  errno);
+        zs_note_failure("zz_purge_on_signals(SIGKILL)", ZZ_ERR_ARGUMENT);
         break;
     }
     default: {
@@ -534,7 +546,7 @@ static void op_cache_burst(struct zs_thread *t)
 enum {
     OP_ALLOC, OP_ALIGNED, OP_BACKEND, OP_REALLOC, OP_FREE, OP_WRITE, OP_CHECK, OP_PROTECT,
     OP_LOCK, OP_UNLOCK, OP_CALLER_WRITE, OP_ARENA, OP_PURGE, OP_POLICY, OP_SET_BACKEND, OP_FORK,
-    OP_MISUSE, OP_EDGE, OP_RECHAIN, OP_CACHE, OP_COUNT
+    OP_MISUSE, OP_EDGE, OP_RECHAIN, OP_CACHE, OP_RLIMIT, OP_COUNT
 };
 
 /* Weights per 10,000 steps.  Forks are few: each child checks a lot. */
@@ -544,6 +556,7 @@ static const unsigned weights[OP_COUNT] = {
     [OP_LOCK] = 300,   [OP_UNLOCK] = 300,  [OP_CALLER_WRITE] = 150, [OP_ARENA] = 2200,
     [OP_PURGE] = 60,   [OP_POLICY] = 25,   [OP_SET_BACKEND] = 25, [OP_FORK] = 6,
     [OP_MISUSE] = 5,   [OP_EDGE] = 60,     [OP_RECHAIN] = 8,       [OP_CACHE] = 15,
+    [OP_RLIMIT] = 10,
 };
 
 static int op_enabled(unsigned op)
@@ -562,6 +575,7 @@ static int op_enabled(unsigned op)
     case OP_EDGE: return ZS_ON(ZS_F_EDGE);
     case OP_RECHAIN: return ZS_ON(ZS_F_RECHAIN) && ZS_ON(ZS_F_SIGNALS);
     case OP_CACHE: return ZS_ON(ZS_F_CACHE);
+    case OP_RLIMIT: return ZS_ON(ZS_F_RLIMIT) && zs_cfg.nocap;
     default: return 1;
     }
 }
@@ -617,8 +631,10 @@ void zs_step(struct zs_thread *t)
     case OP_EDGE: op_edge(t); break;
     case OP_RECHAIN: zs_rechain(t); break;
     case OP_CACHE: op_cache_burst(t); break;
+    case OP_RLIMIT: zs_rlimit_step(t); break;
     default: break;
     }
+    zs_check_last_error(t, "after the operation last in this thread's log");
 }
 
 /* ---- per-worker set-up and tear-down ---- */

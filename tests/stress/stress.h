@@ -68,8 +68,18 @@ enum zs_feature {
     ZS_F_GUARDS,     /* the pages around a new block fault (probed in place) */
     ZS_F_FIXED,      /* fixed-capacity arenas (off: only growable ones) */
     ZS_F_CACHE,      /* zz_set_cache_decay_ms switches and bursts of blocks freed at once */
+    ZS_F_LAST_ERROR, /* a successful call never changes zz_last_error_code; a failed one sets it */
+    ZS_F_RAW_FORK,   /* invariant children forked with _Fork() (no atfork handler runs) */
+    ZS_F_ATFORK,     /* our pthread_atfork handlers, registered after the library's, call it */
+    ZS_F_ATFORK_EARLY, /* the same, registered before the library's first call */
+    ZS_F_PRIVDROP,   /* a forked child drops root and CAP_IPC_LOCK while its threads run */
+    ZS_F_RLIMIT,     /* RLIMIT_MEMLOCK changes while the workers run (without CAP_IPC_LOCK) */
     ZS_NFEATURES
 };
+/* Features off unless --with=NAME: the ones that find defects still open on
+ * main (tests/stress/README.md says which); the lead turns them on once the
+ * fixes land. */
+#define ZS_DEFAULT_OFF_FEATURES {ZS_F_RAW_FORK, ZS_F_ATFORK_EARLY, ZS_F_PRIVDROP}
 const char *zs_feature_name(int f);
 
 struct zs_config {
@@ -153,6 +163,7 @@ struct zs_thread {
     struct zs_counts n;
     _Atomic unsigned long steps;
     _Atomic int in_step;
+    int err_code;          /* what zz_last_error_code() must return on this thread */
 };
 
 extern struct zs_thread *zs_threads[ZS_MAX_THREADS];
@@ -219,6 +230,12 @@ void zs_check_guards(const struct zs_block *b, const char *what);
 /* A failed allocation is clean: errno one of the lock/memory errors (or
  * ENOMEM for a full fixed arena), and zz_last_error() non-empty. */
 void zs_check_clean_failure(const char *what, int err);
+/* A call just returned failure: zz_last_error_code() names a reason (want,
+ * unless -1), which the worker's model now expects until its next failure. */
+void zs_note_failure(const char *what, int want);
+/* Nothing failed since the last zs_note_failure: the code is unchanged
+ * (issue 19, item 5: a successful call never changes it). */
+void zs_check_last_error(struct zs_thread *t, const char *when);
 int zs_find_block(struct zs_thread *t, const void *p);
 
 /* ---- ops.c / ops_arena.c ---- */
@@ -249,6 +266,26 @@ void zs_gate_step_begin(void);
 void zs_gate_step_end(void);
 void zs_fork_check(struct zs_thread *t, int quiescent);
 void zs_misuse_check(struct zs_thread *t);
+/* Runs fn in a forked child (fork(), or _Fork() when raw) under the
+ * child watchdog, and fails with what unless the child passed. */
+typedef void (*zs_child_fn)(struct zs_thread *t, void *arg);
+void zs_run_checked_child(struct zs_thread *t, zs_child_fn fn, void *arg, int raw, const char *what);
+/* The verdict page of the child being forked by this thread (for our
+ * atfork child handler, which runs before fork() returns). */
+extern _Thread_local struct zs_child_verdict *zs_forking_verdict;
+
+/* ---- ops_privilege.c ---- */
+/* pthread_atfork handlers that call the library (early: before its first call). */
+void zs_atfork_register(int early);
+void zs_atfork_arm(void);
+/* Quiescent: a child frees everything it inherited, starts threads, and
+ * drops root, CAP_IPC_LOCK and RLIMIT_MEMLOCK (8 MiB) while they run. */
+void zs_privdrop_check(uint64_t seed);
+unsigned long zs_privdrop_children(void);
+unsigned long zs_atfork_handler_calls(void);
+unsigned long zs_raw_fork_children(void);
+/* A worker op (without CAP_IPC_LOCK): a new soft RLIMIT_MEMLOCK. */
+void zs_rlimit_step(struct zs_thread *t);
 
 /* ---- procfs.c ---- */
 struct zs_vma {

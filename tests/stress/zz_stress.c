@@ -47,6 +47,8 @@ static const char *const feature_names[ZS_NFEATURES] = {
     [ZS_F_RECHAIN] = "rechain",   [ZS_F_EDGE] = "edge",         [ZS_F_CAPACITY] = "capacity",
     [ZS_F_REALLOC_KEEPS] = "realloc-keeps", [ZS_F_MISUSE_INHERITED] = "misuse-inherited",
     [ZS_F_GUARDS] = "guards",     [ZS_F_FIXED] = "fixed",       [ZS_F_CACHE] = "cache",
+    [ZS_F_LAST_ERROR] = "last-error", [ZS_F_RAW_FORK] = "raw-fork", [ZS_F_ATFORK] = "atfork",
+    [ZS_F_ATFORK_EARLY] = "atfork-early", [ZS_F_PRIVDROP] = "privdrop", [ZS_F_RLIMIT] = "rlimit",
 };
 
 static const char *const feature_help[ZS_NFEATURES] = {
@@ -76,11 +78,26 @@ static const char *const feature_help[ZS_NFEATURES] = {
     [ZS_F_GUARDS] = "reading the page after (and before) a new block faults",
     [ZS_F_FIXED] = "fixed-capacity arenas (off: growable ones only)",
     [ZS_F_CACHE] = "zz_set_cache_decay_ms switches; bursts of blocks allocated, then all freed",
+    [ZS_F_LAST_ERROR] = "a successful call never changes zz_last_error_code (issue 19, item 5)",
+    [ZS_F_RAW_FORK] = "invariant children forked with _Fork(): no atfork handler runs",
+    [ZS_F_ATFORK] = "our pthread_atfork handlers (after the library's) call zz_alloc & co",
+    [ZS_F_ATFORK_EARLY] = "the same, registered before the library's first call",
+    [ZS_F_PRIVDROP] = "a child drops root, CAP_IPC_LOCK, RLIMIT_MEMLOCK under its threads",
+    [ZS_F_RLIMIT] = "RLIMIT_MEMLOCK changes while workers run (without CAP_IPC_LOCK)",
 };
 
 const char *zs_feature_name(int f)
 {
     return feature_names[f];
+}
+
+static int default_off(int f)
+{
+    static const int off[] = ZS_DEFAULT_OFF_FEATURES;
+    for (size_t k = 0; k < sizeof off / sizeof off[0]; k++)
+        if (off[k] == f)
+            return 1;
+    return 0;
 }
 
 static void usage(FILE *to)
@@ -93,14 +110,17 @@ static void usage(FILE *to)
             "  --mode M          cap: as started (root: CAP_IPC_LOCK); nocap: re-run without\n"
             "                    CAP_IPC_LOCK under --memlock; both: half and half (default)\n"
             "  --memlock BYTES   RLIMIT_MEMLOCK of the nocap run (default 1048576)\n"
-            "  --no=F[,F...]     switch features off (to bisect a finding); features:\n",
+            "  --no=F[,F...]     switch features off (to bisect a finding)\n"
+            "  --with=F[,F...]   switch features on (those marked [off] are off by default:\n"
+            "                    they find defects still open); features:\n",
             ZS_MAX_THREADS - 3);
     for (int f = 0; f < ZS_NFEATURES; f++)
-        fprintf(to, "      %-15s %s\n", feature_names[f], feature_help[f]);
+        fprintf(to, "      %-15s %s%s\n", feature_names[f], default_off(f) ? "[off] " : "",
+                feature_help[f]);
     fprintf(to, "  --verbose         print progress\n");
 }
 
-static int parse_features(const char *list)
+static int parse_features(const char *list, int on)
 {
     char buf[512];
     snprintf(buf, sizeof buf, "%s", list);
@@ -114,7 +134,7 @@ static int parse_features(const char *list)
             fprintf(stderr, "zz-stress: unknown feature '%s'\n", tok);
             return -1;
         }
-        zs_cfg.on[f] = 0;
+        zs_cfg.on[f] = on;
     }
     return 0;
 }
@@ -196,8 +216,13 @@ static void remake_shared(uint64_t *rng, int destroy)
     }
 }
 
+/* The coordinator's quiescent work (forks with our atfork handlers among
+ * it) is watched too: since when it has been at it, in ms (0: not). */
+static _Atomic long coordinator_busy_ms;
+
 static void quiescent_point(uint64_t *rng, unsigned long pauses)
 {
+    atomic_store(&coordinator_busy_ms, (long)(zs_now() * 1000) | 1);
     zs_check_async_findings();
     if (ZS_ON(ZS_F_STATS))
         check_stats("quiescent point");
@@ -206,11 +231,14 @@ static void quiescent_point(uint64_t *rng, unsigned long pauses)
             zs_check_all(zs_threads[w]);
     if (ZS_ON(ZS_F_FORK) && zs_chance(rng, 300))
         zs_fork_check(NULL, 1);
+    if (ZS_ON(ZS_F_PRIVDROP) && ZS_ON(ZS_F_FORK) && zs_chance(rng, 150))
+        zs_privdrop_check(zs_rand(rng));
     if (zs_chance(rng, 150))
         remake_shared(rng, 1);
     if (zs_cfg.verbose)
         zs_say("zz-stress: pause %lu: %lu purges started\n", pauses,
                (unsigned long)zs_purges_started());
+    atomic_store(&coordinator_busy_ms, 0);
 }
 
 static _Atomic int run_over;
@@ -242,6 +270,11 @@ static void *watchdog_main(void *arg)
                     stuck = w;
             }
         }
+        long busy = atomic_load(&coordinator_busy_ms);
+        if (busy != 0 && now - (double)busy / 1000 > ZS_STUCK_SECONDS)
+            zs_fail("the coordinator made no progress for %.0f s at a quiescent point (the stats "
+                    "check, a fork with its atfork handlers, a privilege-drop child)",
+                    now - (double)busy / 1000);
         if (stuck >= 0) {
             /* the worker stuck longest is the likely culprit (the others may
              * wait for a lock it holds): its log comes first */
@@ -284,13 +317,15 @@ static void print_summary(double elapsed)
            "zz-stress:   purges: %lu started (%lu by workers, %lu by the purger thread, %lu signals)\n"
            "zz-stress:   content checks: %lu intact, %lu zero after a purge, %lu pattern-or-zero; "
            "%lu smaps checks\n"
-           "zz-stress:   %lu fork children, %lu misuse children\n",
+           "zz-stress:   %lu fork children of workers, %lu _Fork children, %lu misuse children, %lu privilege-drop "
+           "children, %lu atfork handler calls\n",
            zs_cfg.nocap ? "[no CAP_IPC_LOCK] " : "", elapsed, zs_cfg.threads, sum.ops, sum.allocs,
            sum.frees, sum.reallocs, sum.protects, sum.locks, sum.arena_ops, sum.arenas_made, sum.edge,
            sum.clean_failures, sum.policy_switches, sum.backend_switches,
            (unsigned long)zs_purges_started(), sum.purges, zs_purger_purges(), zs_signals_sent(),
            sum.checks_exact, sum.checks_zero, sum.checks_either, sum.smaps_checks, sum.forks,
-           sum.misuse_children);
+           zs_raw_fork_children(), sum.misuse_children, zs_privdrop_children(),
+           zs_atfork_handler_calls());
 }
 
 static int run_stress(double seconds)
@@ -298,6 +333,8 @@ static int run_stress(double seconds)
     uint64_t rng = zs_cfg.seed ^ 0xc00d1a7e5ull;
     zs_install_crash_hooks();
     zs_fork_check_init();
+    if (ZS_ON(ZS_F_ATFORK_EARLY))
+        zs_atfork_register(1); /* before the library's first call, so before its handlers */
     if (ZS_ON(ZS_F_SIGNALS) || ZS_ON(ZS_F_FORK)) {
         if (zs_purge_signals_install() != 0) {
             fprintf(stderr, "zz-stress: installing the purge signal handlers: %s\n", strerror(errno));
@@ -307,6 +344,12 @@ static int run_stress(double seconds)
     if (zs_cfg.nocap && zs_below(&rng, 2))
         zs_settings_switch_policy(ZZ_LOCK_BEST_EFFORT);
     remake_shared(&rng, 0);
+    if (ZS_ON(ZS_F_ATFORK)) {
+        zz_free(zz_alloc(1)); /* the library's fork handlers are registered by now */
+        zs_atfork_register(0);
+    }
+    if (ZS_ON(ZS_F_ATFORK) || ZS_ON(ZS_F_ATFORK_EARLY))
+        zs_atfork_arm();
     int n = zs_cfg.threads;
     ZS_CHECK(pthread_barrier_init(&pause_barrier, NULL, (unsigned)n + 1) == 0, "pthread_barrier_init");
     for (int w = 0; w < n; w++) {
@@ -405,7 +448,7 @@ static int drop_ipc_lock(long limit)
 
 static int run_nocap(char **argv0, double seconds)
 {
-    char secs[32], seed[32], threads[32], mem[32], no[512] = "--no=";
+    char secs[32], seed[32], threads[32], mem[32], no[512] = "--no=", with[512] = "--with=";
     snprintf(secs, sizeof secs, "%.3f", seconds);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)zs_cfg.seed);
     snprintf(threads, sizeof threads, "%d", zs_cfg.threads);
@@ -414,6 +457,9 @@ static int run_nocap(char **argv0, double seconds)
         if (!zs_cfg.on[f]) {
             strncat(no, feature_names[f], sizeof no - strlen(no) - 2);
             strncat(no, ",", sizeof no - strlen(no) - 1);
+        } else if (default_off(f)) {
+            strncat(with, feature_names[f], sizeof with - strlen(with) - 2);
+            strncat(with, ",", sizeof with - strlen(with) - 1);
         }
     static char o_seed[] = "--seed", o_secs[] = "--seconds", o_threads[] = "--threads",
                 o_mem[] = "--memlock", o_in[] = "--in-nocap", o_verbose[] = "--verbose";
@@ -431,6 +477,8 @@ static int run_nocap(char **argv0, double seconds)
     args[k++] = o_in;
     if (strlen(no) > 5)
         args[k++] = no;
+    if (strlen(with) > 7)
+        args[k++] = with;
     if (zs_cfg.verbose)
         args[k++] = o_verbose;
     args[k] = NULL;
@@ -469,7 +517,7 @@ int main(int argc, char **argv)
     zs_cfg.threads = 4;
     zs_cfg.memlock_limit = 1 << 20;
     for (int f = 0; f < ZS_NFEATURES; f++)
-        zs_cfg.on[f] = 1;
+        zs_cfg.on[f] = !default_off(f);
     int have_seed = 0, in_nocap = 0;
     const char *mode = "both";
     char nolist[512] = "";
@@ -493,9 +541,15 @@ int main(int argc, char **argv)
             zs_cfg.memlock_limit = strtol(v, NULL, 0);
             i++;
         } else if (strncmp(a, "--no=", 5) == 0) {
-            if (parse_features(a + 5) != 0)
+            if (parse_features(a + 5, 0) != 0)
                 return 2;
-            snprintf(nolist, sizeof nolist, " %s", a);
+            size_t used = strlen(nolist);
+            snprintf(nolist + used, sizeof nolist - used, " %s", a);
+        } else if (strncmp(a, "--with=", 7) == 0) {
+            if (parse_features(a + 7, 1) != 0)
+                return 2;
+            size_t used = strlen(nolist);
+            snprintf(nolist + used, sizeof nolist - used, " %s", a);
         } else if (strcmp(a, "--in-nocap") == 0) {
             in_nocap = 1;
         } else if (strcmp(a, "--verbose") == 0) {

@@ -135,6 +135,8 @@ class ErrorCode(_enum.IntEnum):
     SECRETMEM_LIMIT = _zeroize.ERR_SECRETMEM_LIMIT
     #: a fixed Arena's memory no longer meets its promises: make a new one
     ARENA_UNFIT = _zeroize.ERR_ARENA_UNFIT
+    #: a block in no-access mode cannot be copied (zz_realloc; EACCES)
+    NOACCESS = _zeroize.ERR_NOACCESS
 
 
 def info(buf: SecureBuffer) -> Protection:

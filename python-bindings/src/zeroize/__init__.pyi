@@ -82,6 +82,7 @@ class ErrorCode(enum.IntEnum):
     UNMAPPED = 10
     SECRETMEM_LIMIT = 11
     ARENA_UNFIT = 12
+    NOACCESS = 13
 
 class GetPassWarning(UserWarning): ...
 

@@ -375,6 +375,7 @@ static int add_error_codes(PyObject *m)
         {"ERR_UNMAPPED", ZZ_ERR_UNMAPPED},
         {"ERR_SECRETMEM_LIMIT", ZZ_ERR_SECRETMEM_LIMIT},
         {"ERR_ARENA_UNFIT", ZZ_ERR_ARENA_UNFIT},
+        {"ERR_NOACCESS", ZZ_ERR_NOACCESS},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         if (add_int(m, codes[i].name, codes[i].value) < 0)
