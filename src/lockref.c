@@ -320,7 +320,7 @@ ZZ_API int zz_lock(void *p, size_t n)
         return -1;
     zzi_check_fork();
     zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks); /* before our lock is first taken */
-    ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
+    zzi_mutex_lock(&lock);
     int rc = reserve(npages);
     if (rc != 0) {
         zzi_fail(ZZ_ERR_NOMEM);
@@ -363,7 +363,7 @@ static int unlock_impl(void *p, size_t n, int wipe)
         zz_wipe(p, n);
     zzi_check_fork();
     zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks);
-    ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
+    zzi_mutex_lock(&lock);
     for (size_t k = 0; k < npages; k++) {
         struct entry *e = lookup(first + k * page);
         if (e == NULL || e->count == 0)
