@@ -314,9 +314,11 @@ void zzi_arena_cache_after_fork_child(void)
         for (unsigned k = 0; k < SLOTS; k++)
             slot_release(&t->slots[k], t, 0);
         if (t != mine) {
+            unlink_tcache(t);
+            if (zzi_fork_ran_no_handler())
+                continue; /* left behind: a dead thread may have held malloc's locks */
             for (unsigned k = 0; k < SLOTS; k++)
                 free_bins(&t->slots[k]);
-            unlink_tcache(t);
             free(t);
         }
     }

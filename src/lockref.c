@@ -267,7 +267,8 @@ static void forget_new_pages(uintptr_t first, size_t npages, int changed)
  * wipes and does nothing else. */
 static void forget_after_fork(void)
 {
-    free(table);
+    if (!zzi_fork_ran_no_handler())
+        free(table); /* else left behind: a dead thread may have held malloc's locks */
     table = NULL;
     table_cap = table_used = 0;
     atomic_store(&locked_pages, 0);
