@@ -356,9 +356,12 @@ void zzi_registry_rebuild_after_fork(void);
 #define ZZ_TLS_SIGNAL_SAFE _Thread_local __attribute__((tls_model("initial-exec")))
 /* A fork that ran no atfork handler (_Fork(), a raw clone): the fork
  * sentinel is a byte on a MADV_WIPEONFORK page that reads zero in any
- * child, so every entry point notices such a fork with one load and does in
- * the child what the handler would have done.  NULL when the kernel lacks
- * WIPEONFORK (then only real fork() is handled). */
+ * child, so every call that takes a lock or reads library state, and
+ * zz_purge, notices such a fork with one load and recovers (lifecycle.c:
+ * trusting nothing a thread that died in the fork may have been changing).
+ * It also reads zero in a child of fork() until the library's child handler
+ * has run.  NULL when the kernel lacks WIPEONFORK (then only real fork() is
+ * handled). */
 extern _Atomic(const volatile unsigned char *) zzi_fork_sentinel;
 /* Every call that takes a lock or reads library state: the whole recovery,
  * once (lifecycle.c).  Not async-signal-safe. */
