@@ -491,6 +491,78 @@ static void test_fork_missed_during_purge_sigterm_still_kills(void **state)
     assert_int_equal(wrong, 0);
 }
 
+/* ---- a child of _Fork forks again ----------------------------------------- */
+/* The recovery rebuilds the index into a mapping of its own and leaves the
+ * old one behind; the grandchildren, by fork() and by _Fork(), recover again
+ * from the rebuilt state: inherited blocks read zero and free cleanly, new
+ * ones are locked. */
+
+static void grandchild_work(unsigned char *inherited, int by_fork)
+{
+    if (!zz_is_zero(inherited, 5000))
+        _exit(by_fork ? 21 : 22);
+    zz_free(inherited);
+    for (int k = 0; k < 50; k++) {
+        unsigned char *q = zz_alloc(16 + (size_t)k * 400);
+        if (q == NULL || !zz_is_zero(q, 16 + (size_t)k * 400))
+            _exit(23);
+        if (k == 0 && !(zz_info(q) & ZZ_INFO_LOCKED))
+            _exit(24);
+        zz_free(q);
+    }
+}
+
+static void child_forks_again(void *arg)
+{
+    (void)arg;
+    unsigned char *mine = zz_alloc(5000), *also = zz_alloc(5000);
+    if (mine == NULL || also == NULL)
+        _exit(25);
+    memset(mine, 0x21, 5000);
+    memset(also, 0x22, 5000);
+    pid_t pid = fork();
+    if (pid == 0) {
+        grandchild_work(mine, 1);
+        child_done();
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        _exit(26);
+    pid = raw_fork();
+    if (pid == 0) {
+        grandchild_work(also, 0);
+        child_done();
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        _exit(27);
+    for (int k = 0; k < 5000; k++)
+        if (mine[k] != 0x21 || also[k] != 0x22)
+            _exit(28);
+    zz_free(mine);
+    zz_free(also);
+}
+
+static void test_fork_missed_child_forks_again(void **state)
+{
+    (void)state;
+    REQUIRE_UNDERSCORE_FORK();
+    if (TU_ON_VALGRIND()) {
+        print_message("skipped under valgrind: the grandchildren exit with blocks held\n");
+        skip();
+    }
+    void *held[40];
+    for (int k = 0; k < 40; k++) { /* regions of their own in the index (above 64 KiB) */
+        held[k] = zz_alloc(70000);
+        assert_non_null(held[k]);
+    }
+    struct tally t = {0};
+    fork_children(3, child_forks_again, NULL, &t);
+    for (int k = 0; k < 40; k++)
+        zz_free(held[k]);
+    print_tally("_Fork children that fork() and _Fork() again", &t);
+    assert_int_equal(tally_failures(&t), 0);
+}
+
 /* ---- item 2: inherited secret memory after a call that is not an allocation */
 
 static int have_secretmem(void)
@@ -594,6 +666,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fork_missed_during_purge_child_purge_returns),
         cmocka_unit_test(test_fork_missed_during_purge_sigterm_still_kills),
         cmocka_unit_test(test_fork_missed_during_protect_child_purge_wipes),
+        cmocka_unit_test(test_fork_missed_child_forks_again),
     };
     const struct CMUnitTest rebuild[] = {
         cmocka_unit_test(test_fork_missed_while_threads_take_the_global_lock),
