@@ -129,9 +129,9 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * library's, its parent and child handlers after them.  A handler registered
  * earlier (a constructor that runs before the library's) runs while the
  * library's handlers hold every library lock: a call from it that needs a
- * lock, and in the child any call but zz_purge, zz_wipe, zz_equal and
- * zz_is_zero, is fatal ("zeroize: called from an atfork handler during
- * fork") instead of a deadlock.
+ * lock, and in the child any call that notices a fork (below) but zz_purge,
+ * is fatal ("zeroize: called from an atfork handler during fork") instead
+ * of a deadlock.
  *
  * A fork that runs no atfork handler (_Fork(), a raw clone() without
  * CLONE_VM) is noticed in the child by zz_purge and by the first call that
