@@ -12,10 +12,12 @@
  *     hammering thread, which lands the fork inside its critical section far
  *     more often): every child allocates and frees blocks and exits cleanly.
  *     The issue saw 5 children in 2,000 die of SIGSEGV (a slab's free count
- *     wrapped to SIZE_MAX); on the loaded 2-vCPU development VM, 5c03a46 gave
- *     no failure in 1,141 forks (10 minutes), so these two guard the
- *     rebuild rather than reproduce it (the group "rebuild", 15 s each;
- *     ZZ_TEST_FORK_SECONDS=s runs them longer);
+ *     wrapped to SIZE_MAX).  On the loaded 2-vCPU development VM, 4 minutes
+ *     each: 5c03a46 gave no failure in 1,141 forks with 17-20 KB blocks, and
+ *     2 hung children in 2,178 with small blocks (this branch: 0 in 565 and
+ *     0 in 1,943).  Too rare to fail in 15 s: the group "rebuild" guards the
+ *     rebuild rather than reproduce the issue (ZZ_TEST_FORK_SECONDS=s runs
+ *     it longer);
  *   - a thread purging in a loop while the main thread _Forks: the child's
  *     zz_purge returns, and SIGTERM under zz_purge_on_signals kills it (on
  *     5c03a46 the child spun on the inherited "a purge is running" flag: 2
