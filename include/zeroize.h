@@ -130,10 +130,41 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * mappings) MADV_GUARD_INSTALL guards to a child, so until the child
  * allocates from the same slab, zz_info() on those blocks lacks
  * ZZ_INFO_LOCKED (and ZZ_INFO_GUARDED on the guard-install path); the first
- * allocation puts both back for the whole slab.  A fork that runs no atfork
- * handler (_Fork(), a raw clone() without CLONE_VM) is noticed by the next
- * call into the library in the child, which then does the same (a byte on a
- * MADV_WIPEONFORK page reads zero in any child: one load per call).
+ * allocation puts both back for the whole slab.
+ *
+ * The library's own atfork handlers are registered when it is loaded.  A
+ * program's handler registered later (in main(), or by a library loaded
+ * after it) may call the library: its prepare handler runs before the
+ * library's, its parent and child handlers after them.  A handler registered
+ * earlier (a constructor that runs before the library's) runs while the
+ * library's handlers hold every library lock: a call from it that needs a
+ * lock, and in the child any call that notices a fork (below) but zz_purge,
+ * is fatal ("zeroize: called from an atfork handler during fork") instead
+ * of a deadlock.
+ *
+ * A fork that runs no atfork handler (_Fork(), a raw clone() without
+ * CLONE_VM) is noticed in the child by zz_purge and by the first call that
+ * takes a library lock or reads library state: every call on a block or an
+ * arena, zz_alloc*, zz_get_stats, zz_lock/zz_unlock and zz_purge_on_signals
+ * (a byte on a MADV_WIPEONFORK page reads zero in any child: one load per
+ * call).  Another thread of the parent may have been inside the library at
+ * that moment; the child trusts nothing such a thread could have been
+ * changing, and rebuilds the allocator from the slots' states and the list
+ * zz_purge walks, without malloc.  In such a child:
+ *   - zz_purge takes no lock and never waits for a purge of the parent's
+ *     threads; it wipes every inherited block (secret memory, which the
+ *     child does not inherit, is replaced by zero pages first);
+ *   - inherited blocks read zero and can be freed; a block another thread
+ *     was allocating or freeing at the fork ends up free or stays live (and
+ *     is never freed);
+ *   - allocation works as after fork(), but takes metadata from malloc: in
+ *     the child of a threaded parent, where POSIX allows only
+ *     async-signal-safe functions, it is as safe as malloc is there (glibc's
+ *     may deadlock if a thread of the parent held its lock);
+ *   - zz_wipe, zz_equal, zz_is_zero, zz_version and the getters and setters
+ *     of settings and errors do not notice: until a call that does, an
+ *     inherited secret-memory block is not mapped, and touching it faults.
+ * A vfork() child shares the parent's memory: call nothing but exec or _exit.
  *
  * Returns NULL and sets errno on failure:
  *   ENOMEM   n is too large, or the kernel refused memory or a mapping

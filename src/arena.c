@@ -434,7 +434,7 @@ static zz_arena *arena_create_impl(size_t capacity)
         errno = e;
         return NULL;
     }
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     a->id = ++last_arena_id;
     ZZI_LIST_PUSH(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
@@ -562,7 +562,7 @@ ZZ_API void zz_arena_destroy(zz_arena *a)
     if (a == NULL)
         return;
     zzi_check_fork();
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     ZZI_LIST_UNLINK(arenas, a, list_prev, list_next);
     pthread_mutex_unlock(&zzi_arenas_lock);
 
@@ -612,7 +612,7 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
 void zzi_arena_stats(zz_arena *a, zz_stats *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     zzi_lock(&a->lock);
     if (a->growable)
         zzi_arena_grow_rebuild_after_fork(a);
@@ -641,7 +641,7 @@ int zzi_arena_is_live(const zz_arena *a, uint64_t id)
 void zzi_arena_count_live(size_t *blocks, size_t *bytes)
 {
     register_fork_hooks();
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     for (zz_arena *a = arenas; a != NULL; a = a->list_next) {
         if (a->growable) { /* in a forked child, the counts are made again first */
             zzi_lock(&a->lock);

@@ -118,7 +118,7 @@ static void unlink_tcache(struct tcache *t)
 static void thread_exit(void *arg)
 {
     struct tcache *t = arg;
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     for (unsigned k = 0; k < SLOTS; k++) {
         slot_release(&t->slots[k], t, 1);
         free_bins(&t->slots[k]);
@@ -148,7 +148,7 @@ static struct tcache *tcache_create(void)
         free(t);
         return NULL;
     }
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     ZZI_LIST_PUSH(all, t, prev, next);
     pthread_mutex_unlock(&zzi_arenas_lock);
     mine = t;
@@ -164,7 +164,7 @@ static struct slot *slot_claim(zz_arena *a)
     errno = saved;
     if (t == NULL)
         return NULL;
-    pthread_mutex_lock(&zzi_arenas_lock);
+    zzi_mutex_lock(&zzi_arenas_lock);
     struct slot *s = NULL;
     for (unsigned k = 0; k < SLOTS && s == NULL; k++)
         if (t->slots[k].arena == NULL || !zzi_arena_is_live(t->slots[k].arena, t->slots[k].id))
@@ -314,9 +314,11 @@ void zzi_arena_cache_after_fork_child(void)
         for (unsigned k = 0; k < SLOTS; k++)
             slot_release(&t->slots[k], t, 0);
         if (t != mine) {
+            unlink_tcache(t);
+            if (zzi_fork_ran_no_handler())
+                continue; /* left behind: a dead thread may have held malloc's locks */
             for (unsigned k = 0; k < SLOTS; k++)
                 free_bins(&t->slots[k]);
-            unlink_tcache(t);
             free(t);
         }
     }

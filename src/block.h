@@ -102,10 +102,14 @@ void zzi_slab_check_idle(int t, int cls);
 /* pre: global lock held.  A thread cache lets go of s: an empty slab is then
  * unmapped or kept as the cache bound says, a retired one unmapped. */
 void zzi_slab_unpin(struct slab *s);
-/* pre: global lock held, in a forked child.  Rebuilds s's free slots from
- * the slots' states (a thread that does not exist here may have held some
- * in its cache, or been half-way through taking or freeing one): a slot
- * caught half-freed is wiped.  Drops every pin. */
+/* pre: global lock held, in a forked child.  Every size class forgets its
+ * slabs and counts (zzi_slab_rebuild_after_fork counts them again). */
+void zzi_slab_forget_classes_after_fork(void);
+/* pre: global lock held, in a forked child, after the classes forgot.
+ * Rebuilds s's free slots from the slots' states (a thread that does not
+ * exist here may have held some in its cache, or been half-way through
+ * taking or freeing one, or moving s in its class's list): a slot caught
+ * half-freed is wiped.  Drops every pin; s goes back into its class. */
 void zzi_slab_rebuild_after_fork(struct slab *s);
 /* pre: global lock held, in a forked child, after the rebuilds.  Unmaps the
  * slabs the rebuild found empty that nothing keeps: retired ones and the

@@ -75,6 +75,19 @@ static int mode_for_purge(const struct slab *s, size_t i, int *unsure)
                   signal handler waiting for this purge): skip it */
 }
 
+void zzi_block_modes_after_fork(void)
+{
+    struct slab *s = atomic_load(&change_slab);
+    if (s != NULL) { /* before or after its mprotect: the recorded mode is the one that holds */
+        size_t i = atomic_load(&change_index);
+        ZZ_CHECK(zzi_os_protect((void *)zzi_slot_data(s, i), s->data_len,
+                                atomic_load(&s->meta[i].prot)) == 0,
+                 "cannot restore a block's mode in a forked child");
+    }
+    atomic_store(&change_stage, CHANGE_IDLE);
+    atomic_store(&change_slab, NULL);
+}
+
 /* ---- queries and modes ---------------------------------------------------------- */
 
 ZZ_API size_t zz_size(const void *p)

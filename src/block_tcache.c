@@ -392,22 +392,28 @@ static int rebuild_region(struct zzi_region *r, void *ctx)
 
 /* Global lock held; the child has one thread.  The other threads' caches
  * are gone with them, and any of them may have been half-way through a fast
- * path: every slab's free slots are rebuilt from the slots' states, the
- * live counts recounted, every cache emptied and the others freed. */
+ * path (or, after a fork that ran no handler, through a slow one): every
+ * class forgets its slabs, every slab's free slots are rebuilt from the
+ * slots' states and it goes back to its class, the live counts are
+ * recounted, every cache emptied.  After a fork that ran no handler the
+ * other threads' caches are left behind (free takes malloc's locks, which a
+ * dead thread may have held), and so are empty slabs nothing keeps. */
 static void fork_child_fixup(void)
 {
-    if (!atomic_load_explicit(&ever_used, memory_order_relaxed))
-        return;
+    int missed = zzi_fork_ran_no_handler();
     struct tcache *next;
-    for (struct tcache *tc = all; tc != NULL; tc = next) {
+    for (struct tcache *tc = all; tc != NULL && !missed; tc = next) {
         next = tc->next;
         if (tc != self)
             free(tc);
     }
     all = NULL;
+    zzi_slab_forget_classes_after_fork();
     zzi_registry_each(rebuild_region, NULL);
-    zzi_slab_drop_empty_after_fork();
+    if (!missed)
+        zzi_slab_drop_empty_after_fork();
     zzi_block_recount_after_fork();
+    zzi_block_modes_after_fork();
     struct tcache *tc = self;
     if (tc == NULL)
         return;

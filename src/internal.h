@@ -40,6 +40,7 @@
 #ifndef ZZ_INTERNAL_H
 #define ZZ_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -156,17 +157,23 @@ static inline void zzi_cpu_relax(void)
 #endif
 }
 
+/* The contended path (registry.c): fatal when the calling thread is a
+ * program's atfork handler inside the library's fork window (it would wait
+ * for itself). */
+void zzi_lock_wait(zzi_lock_t *l);
 static inline void zzi_lock(zzi_lock_t *l)
 {
-    while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire)) {
-        for (unsigned spins = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spins++) {
-            if (spins < 64)
-                zzi_cpu_relax();
-            else
-                zzi_os_yield();
-        }
-    }
+    if (zz_likely(!atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+        return;
+    zzi_lock_wait(l);
 }
+/* pthread_mutex_lock with the same check on its contended path. */
+void zzi_mutex_lock(pthread_mutex_t *m);
+/* The fork handlers mark the window in which they hold every library lock
+ * (zzi_fork_window_set, lifecycle.c); zzi_fork_window_check is fatal inside
+ * it: "called from an atfork handler during fork". */
+void zzi_fork_window_set(int in);
+void zzi_fork_window_check(void);
 
 static inline void zzi_unlock(zzi_lock_t *l)
 {
@@ -362,17 +369,34 @@ void zzi_purge_forget_after_fork(void);
 /* Fork child, global lock held: no region keeps the locks and guard markers
  * the child did not inherit (see zzi_pages_refresh_after_fork). */
 void zzi_registry_forget_inherited_protections(void);
+/* Child of a fork that ran no handler, global lock held: the region index
+ * and the mapped-bytes count made again from the purge list (a dead thread
+ * may have been changing them).  Allocates nothing from malloc. */
+void zzi_registry_rebuild_after_fork(void);
 
 /* Thread-local storage read from signal handlers must not be allocated
  * lazily (__tls_get_addr may call malloc): initial-exec. */
 #define ZZ_TLS_SIGNAL_SAFE _Thread_local __attribute__((tls_model("initial-exec")))
 /* A fork that ran no atfork handler (_Fork(), a raw clone): the fork
  * sentinel is a byte on a MADV_WIPEONFORK page that reads zero in any
- * child, so every entry point notices such a fork with one load and does in
- * the child what the handler would have done.  NULL when the kernel lacks
- * WIPEONFORK (then only real fork() is handled). */
+ * child, so every call that takes a lock or reads library state, and
+ * zz_purge, notices such a fork with one load and recovers (lifecycle.c:
+ * trusting nothing a thread that died in the fork may have been changing).
+ * It also reads zero in a child of fork() until the library's child handler
+ * has run.  NULL when the kernel lacks WIPEONFORK (then only real fork() is
+ * handled). */
 extern _Atomic(const volatile unsigned char *) zzi_fork_sentinel;
+/* Every call that takes a lock or reads library state: the whole recovery,
+ * once (lifecycle.c).  Not async-signal-safe. */
 void zzi_recover_missed_fork(void);
+/* zz_purge's part of it: lock-free, async-signal-safe: forgets the dead
+ * threads' purge and maps zero pages where secret memory was not inherited,
+ * so that the purge neither spins nor skips an inherited block. */
+void zzi_recover_inherited_memory(void);
+/* 1 while a child's fork work runs for a fork that ran no handler: a fork
+ * hook then allocates and frees nothing from malloc, whose locks a dead
+ * thread may have held. */
+int zzi_fork_ran_no_handler(void);
 static inline int zzi_fork_missed(void)
 {
     /* acquire: pairs with the release that publishes the armed byte */
@@ -443,6 +467,13 @@ void zzi_block_add_owned_stats(const zz_arena *owner, zz_stats *out);
 void zzi_block_free_all_for_arena(zz_arena *owner);
 /* Wipes every live block of a slab region; pre: called from zz_purge. */
 void zzi_block_purge_region(struct zzi_region *r, int nested);
+/* In a forked child, pre: the global lock held, or (zz_purge) the fork ran
+ * no handler and the child's recovery has not run (so no thread of the
+ * child can be changing a mode).  A protection change a thread of the
+ * parent was making: its slot's pages get its recorded mode again, and the
+ * change is forgotten (every purge would skip that slot).  Idempotent and
+ * async-signal-safe. */
+void zzi_block_modes_after_fork(void);
 /* ZZ_INFO_* of the zz_alloc block p (fatal when p is not a live block).
  * pre: global lock held. */
 unsigned zzi_block_info_locked(const void *p);

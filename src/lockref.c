@@ -267,7 +267,8 @@ static void forget_new_pages(uintptr_t first, size_t npages, int changed)
  * wipes and does nothing else. */
 static void forget_after_fork(void)
 {
-    free(table);
+    if (!zzi_fork_ran_no_handler())
+        free(table); /* else left behind: a dead thread may have held malloc's locks */
     table = NULL;
     table_cap = table_used = 0;
     atomic_store(&locked_pages, 0);
@@ -320,7 +321,7 @@ static int lock_impl(void *p, size_t n)
         return -1;
     zzi_check_fork();
     zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks); /* before our lock is first taken */
-    ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
+    zzi_mutex_lock(&lock);
     int rc = reserve(npages);
     if (rc != 0) {
         zzi_fail(ZZ_ERR_NOMEM);
@@ -368,7 +369,7 @@ static int unlock_impl(void *p, size_t n, int wipe)
         zz_wipe(p, n);
     zzi_check_fork();
     zzi_fork_register(ZZI_FORK_LOCKREF, &fork_hooks);
-    ZZ_CHECK(pthread_mutex_lock(&lock) == 0, "internal: lock failed");
+    zzi_mutex_lock(&lock);
     for (size_t k = 0; k < npages; k++) {
         struct entry *e = lookup(first + k * page);
         if (e == NULL || e->count == 0)

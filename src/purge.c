@@ -32,9 +32,10 @@
  * zzi_purge_begin for nested). */
 static void purge_all(int nested)
 {
-    /* After a fork that ran no handler, secret memory is not mapped here
-     * (MADV_DONTFORK) and the rest reads zero (WIPEONFORK): skip it, since
-     * recovering is not async-signal-safe. */
+    /* After a fork that ran no handler, zz_purge mapped zero pages where
+     * secret memory was not inherited (MADV_DONTFORK) before it began; a
+     * region still without them is being mapped by the frame this purge
+     * interrupted, and reads zero once it is. */
     int missed = zzi_fork_missed();
     for (struct zzi_region *r = zzi_registry_purge_list(); r != NULL;
          r = atomic_load(&r->next)) {
@@ -50,6 +51,13 @@ static void purge_all(int nested)
 ZZ_API void zz_purge(void)
 {
     int saved = errno;
+    if (zzi_fork_missed()) {
+        /* before the purge protocol: a dead thread's purge is forgotten,
+         * and a mode change it was committing (which every purge would
+         * skip) is settled */
+        zzi_recover_inherited_memory();
+        zzi_block_modes_after_fork();
+    }
     int nested = zzi_purge_begin();
     ZZ_VG_QUIET_BEGIN();
     purge_all(nested);

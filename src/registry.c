@@ -15,7 +15,6 @@
  * only that one: a thread purging in a loop cannot starve it).
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -33,6 +32,46 @@ _Atomic unsigned zzi_purgers;
 void zzi_global_lock(void)
 {
     zzi_lock(&global_lock);
+}
+
+/* ---- the fork window ----------------------------------------------------------
+ * Set on the forking thread while the fork handlers hold every library lock
+ * (lifecycle.c): a program's atfork handler that runs inside that window (one
+ * registered before the library's) and calls into the library would wait
+ * for a lock its own thread holds, forever.  Such a call finds the lock
+ * held, and only then (no cost while a lock is free) this flag: fatal.  In
+ * the child it is inherited set until the library's child handler runs. */
+static ZZ_TLS_SIGNAL_SAFE int in_fork_window;
+
+void zzi_fork_window_set(int in)
+{
+    in_fork_window = in;
+}
+
+void zzi_fork_window_check(void)
+{
+    ZZ_CHECK(!in_fork_window, "called from an atfork handler during fork");
+}
+
+void zzi_lock_wait(zzi_lock_t *l)
+{
+    zzi_fork_window_check();
+    do {
+        for (unsigned spins = 0; atomic_load_explicit(&l->held, memory_order_relaxed); spins++) {
+            if (spins < 64)
+                zzi_cpu_relax();
+            else
+                zzi_os_yield();
+        }
+    } while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire));
+}
+
+void zzi_mutex_lock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_trylock(m) == 0)
+        return;
+    zzi_fork_window_check();
+    ZZ_CHECK(pthread_mutex_lock(m) == 0, "internal: lock failed");
 }
 
 void zzi_global_unlock(void)
@@ -54,19 +93,40 @@ static size_t lower_bound(uintptr_t addr)
     return lo;
 }
 
+/* The index lives in a mapping of its own, not in malloc's heap: in a child
+ * whose fork ran no handler, the array a dead thread was growing may be in
+ * the middle of realloc, and malloc itself unusable (registry_rebuild). */
+static struct zzi_region **index_map(size_t cap)
+{
+    size_t page = zzi_page(), bytes = (cap * sizeof(struct zzi_region *) + page - 1) & ~(page - 1);
+    return zzi_os_map(bytes);
+}
+
+static void index_unmap(struct zzi_region **items, size_t cap)
+{
+    size_t page = zzi_page(), bytes = (cap * sizeof(struct zzi_region *) + page - 1) & ~(page - 1);
+    zzi_os_unmap(items, bytes);
+}
+
 static int index_reserve(void)
 {
     if (index_len < index_cap)
         return 0;
-    size_t cap = index_cap ? index_cap * 2 : 64;
-    struct zzi_region **n = realloc(index_items, cap * sizeof *n);
+    size_t cap = index_cap ? index_cap * 2 : zzi_page() / sizeof(struct zzi_region *);
+    struct zzi_region **n = index_map(cap);
     if (n == NULL) {
         zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return -1;
     }
+    if (index_len > 0)
+        memcpy(n, index_items, index_len * sizeof *n);
+    struct zzi_region **old = index_items;
+    size_t old_cap = index_cap;
     index_items = n;
     index_cap = cap;
+    if (old != NULL)
+        index_unmap(old, old_cap);
     return 0;
 }
 
@@ -152,11 +212,66 @@ void zzi_registry_forget_inherited_protections(void)
 {
     unsigned lost = ZZ_INFO_LOCKED | (zzi_pages_uses_guard_install() ? ZZ_INFO_GUARDED : 0);
     for (size_t i = 0; i < index_len; i++) {
-        zzi_pages_replace_unforked(&index_items[i]->map);
         index_items[i]->map.info &= ~lost;
         index_items[i]->map.locked_len = 0;
     }
     atomic_store(&zzi_counters.locked_bytes, 0);
+}
+
+/* Heap sort by map.base, in place: no allocation, n log n (a process may
+ * hold 100,000 regions). */
+static void sift_down(struct zzi_region **a, size_t at, size_t n)
+{
+    for (;;) {
+        size_t big = at, l = 2 * at + 1, r = l + 1;
+        if (l < n && a[l]->map.base > a[big]->map.base)
+            big = l;
+        if (r < n && a[r]->map.base > a[big]->map.base)
+            big = r;
+        if (big == at)
+            return;
+        struct zzi_region *t = a[at];
+        a[at] = a[big];
+        a[big] = t;
+        at = big;
+    }
+}
+
+static void sort_by_base(struct zzi_region **a, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(a, i, n);
+    for (size_t end = n; end-- > 1;) {
+        struct zzi_region *t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift_down(a, 0, end);
+    }
+}
+
+/* A dead thread may have been inserting into the index (a region moved but
+ * not yet placed: one twice, one lost), growing it (the array half-copied,
+ * the old one unmapped) or removing from it: the index is made again from
+ * the purge list, which is whole at every instant, into a new array.  The
+ * old one is left mapped: its size may be torn. */
+void zzi_registry_rebuild_after_fork(void)
+{
+    size_t n = 0, mapped = 0;
+    for (struct zzi_region *r = atomic_load(&purge_list); r != NULL; r = atomic_load(&r->next)) {
+        n++;
+        mapped += r->map.len;
+    }
+    size_t cap = n < 64 ? 64 : n;
+    struct zzi_region **items = index_map(cap);
+    ZZ_CHECK(items != NULL, "cannot map the region index again in a forked child");
+    size_t k = 0;
+    for (struct zzi_region *r = atomic_load(&purge_list); r != NULL; r = atomic_load(&r->next))
+        items[k++] = r;
+    sort_by_base(items, n);
+    index_items = items;
+    index_len = n;
+    index_cap = cap;
+    atomic_store(&zzi_counters.mapped_bytes, mapped);
 }
 
 /* ---- the purge protocol ------------------------------------------------------ */

@@ -189,8 +189,9 @@ static int purge_on_signals_impl(const int *signals, size_t count)
         }
     }
     int rc = 0;
+    zzi_check_fork(); /* a fork that ran no handler: a dead thread may hold the lock */
     zzi_fork_register(ZZI_FORK_SIGNALS, &fork_hooks); /* before the lock is first taken */
-    pthread_mutex_lock(&rewrite_lock);
+    zzi_mutex_lock(&rewrite_lock);
     for (size_t i = 0; i < count && rc == 0; i++)
         rc = install_one(signals[i]);
     int e = errno;

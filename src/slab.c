@@ -518,6 +518,11 @@ static size_t rebuild_free_stack(struct slab *s)
             continue;
         if (sp1 == SLOT_FREEING) { /* taken or freed half-way: wipe the whole slot */
             void *data = (void *)zzi_slot_data(s, i);
+            /* a global free may have been giving it write access back: its
+             * recorded mode cannot be trusted (block_modes.c settles the rest) */
+            ZZ_CHECK(zzi_os_protect(data, s->data_len, ZZ_READWRITE) == 0,
+                     "cannot make a half-freed block writable in a forked child");
+            atomic_store_explicit(&s->meta[i].prot, ZZ_READWRITE, memory_order_relaxed);
             ZZ_VG_UNDEFINED(data, s->data_len);
             zz_wipe(data, s->data_len);
             ZZ_VG_NOACCESS(data, s->data_len);
@@ -529,18 +534,37 @@ static size_t rebuild_free_stack(struct slab *s)
     return nfree;
 }
 
+void zzi_slab_forget_classes_after_fork(void)
+{
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            struct size_class *c = &classes[t][k];
+            c->avail = NULL;
+            c->total_slots = c->live_slots = c->empty_slabs = 0;
+            c->trimmed_keep = c->trimmed_total = 0;
+            atomic_store_explicit(&c->beyond_floor, 0, memory_order_relaxed);
+            zzi_demand_forget(&c->demand);
+        }
+    }
+}
+
+/* Nothing of what the slab's class knew is trusted (a dead thread may have
+ * been half-way through moving it in its class's list): the class counts it
+ * again from its slots' states. */
 void zzi_slab_rebuild_after_fork(struct slab *s)
 {
-    size_t was = s->nfree, now = rebuild_free_stack(s);
+    size_t nfree = rebuild_free_stack(s);
     s->pins = 0;
-    s->nfree = now;
+    s->nfree = nfree;
+    s->prev = s->next = NULL;
     if (s->cls == 0 || s->retired)
         return; /* a retired slab's class no longer counts it */
     struct size_class *c = &classes[s->table][s->cls];
-    c->live_slots -= now - was;
-    if (was == 0 && now > 0)
+    class_resize(c, s->stride, s->nslots, 1);
+    c->live_slots += s->nslots - nfree;
+    if (nfree > 0)
         avail_push(c, s);
-    if (now == s->nslots && was != s->nslots)
+    if (nfree == s->nslots)
         c->empty_slabs++;
 }
 

@@ -56,6 +56,13 @@ zz_add_test(test_canary LABELS death)
 zz_add_test(test_fatal LABELS death)
 zz_add_test(test_names)
 zz_add_test(test_fork_hooks)
+# Forks that run no atfork handler (_Fork) while threads hold the library's locks
+# or purge (issue 19): children checked by exit status, under alarm().
+zz_add_test(test_fork_missed TIMEOUT 300)
+zz_add_test_group(test_fork_missed rebuild LABELS slow nosan TIMEOUT 300)
+# The program's own atfork handlers calling the library (issue 19): death tests
+# for handlers registered before the library's.
+zz_add_test(test_fork_atfork LABELS death)
 
 # zz_purge (from a thread, and from a 100 us SIGALRM on the same thread)
 # racing zz_arena_destroy (issue 11, defect 1).  Nothing crashes on purpose,
