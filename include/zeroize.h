@@ -62,7 +62,10 @@ ZZ_EXPORT const char *zz_version(void);
 
 /* Overwrites n bytes at p with zeros.  No compiler, optimiser or link-time
  * optimisation can remove the store, even when p is never read again.
- * Runs at the speed of memset.  n == 0 is a no-op and p may then be NULL.
+ * Runs at least at the speed of memset: its own vector stores up to 256 KiB
+ * (never `rep stos`, which some Intel CPUs make slow when it ends in front
+ * of an inaccessible page, as a guarded block does), memset above.
+ * n == 0 is a no-op and p may then be NULL.
  * Async-signal-safe. */
 ZZ_EXPORT void zz_wipe(void *p, size_t n);
 
