@@ -284,6 +284,11 @@ typedef struct zz_arena zz_arena;
  * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
  * first, then each new chunk a quarter of the arena's size so far (at least
  * 64 KiB, at most 4 MiB), so growth never leaves more than a quarter unused.
+ * When a chunk cannot be locked (RLIMIT_MEMLOCK) or mapped, smaller ones are
+ * tried, down to a single 16 KiB run, before the allocation fails: the
+ * arena's secrets can fill the whole lock limit (174,592 32-byte secrets
+ * under 8 MiB).  Under ZZ_LOCK_BEST_EFFORT a chunk is mapped unlocked only
+ * when no smaller one can be locked.
  * Blocks up to 16,336 bytes are packed in runs of 16 KiB, one size class
  * each (steps of 16 bytes up to 1 KiB, 64 up to 4 KiB, 256 beyond); larger
  * blocks, of any size, get a guarded mapping of their own (as zz_alloc

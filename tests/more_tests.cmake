@@ -29,6 +29,8 @@ endfunction()
 # "death" label, so `ctest -T memcheck -LE 'death|slow'` leaves them out.
 zz_add_test(test_arena LABELS death threads)
 zz_add_test(test_arena_threads LABELS threads)
+# A growable arena fills RLIMIT_MEMLOCK with secrets (issue 18), unprivileged.
+zz_add_test(test_arena_budget)
 zz_add_test(test_realloc LABELS death)
 zz_add_test(test_purge LABELS death)
 zz_add_test(test_signals LABELS death)
