@@ -13,7 +13,7 @@ ZZ_API const char *zz_version(void)
 }
 
 /*
- * zz_wipe stores the zeros itself, with vector stores in a loop, up to
+ * zz_wipe stores the zeros itself, with vector stores, up to
  * WIPE_LOOP_MAX bytes; memset only above that.  Why not memset everywhere:
  * every zz_alloc block ends within 15 bytes of a guard page, and on Intel
  * Xeon (family 6 model 167) a `rep stos` that ends at a page boundary in
@@ -41,8 +41,8 @@ typedef uint64_t v2u64 __attribute__((vector_size(16)));
 #define OPAQUE_COUNT(k) __asm__("" : "+r"(k))
 
 /* n >= 16: 16-byte stores, the last one ending at p + n (it may overlap the
- * one before). */
-static void wipe_vec16(unsigned char *p, size_t n)
+ * one before).  noinline, so that zz_wipe jumps to it. */
+__attribute__((noinline)) static void wipe_vec16(unsigned char *p, size_t n)
 {
     const v2u64 zero = {0, 0};
     size_t k = 0;
@@ -59,6 +59,7 @@ static void wipe_vec16(unsigned char *p, size_t n)
     }
     if (k < n)
         __builtin_memcpy(p + n - 16, &zero, 16);
+    zzi_barrier(p);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -85,8 +86,29 @@ __attribute__((target("avx2"))) static void wipe_avx2(unsigned char *p, size_t n
     }
     if (k < n)
         _mm256_storeu_si256((__m256i *)(void *)(p + n - 32), zero);
+    zzi_barrier(p);
 }
 #endif
+
+/* 16 <= n <= 128: 16-byte stores from both ends that meet or overlap in the
+ * middle, no loop (as glibc's memset does for small sizes). */
+static inline void wipe_16_to_128(unsigned char *p, size_t n)
+{
+    const v2u64 zero = {0, 0};
+    unsigned char *end = p + n;
+    __builtin_memcpy(p, &zero, 16);
+    __builtin_memcpy(end - 16, &zero, 16);
+    if (n <= 32)
+        return;
+    __builtin_memcpy(p + 16, &zero, 16);
+    __builtin_memcpy(end - 32, &zero, 16);
+    if (n <= 64)
+        return;
+    __builtin_memcpy(p + 32, &zero, 16);
+    __builtin_memcpy(p + 48, &zero, 16);
+    __builtin_memcpy(end - 48, &zero, 16);
+    __builtin_memcpy(end - 64, &zero, 16);
+}
 
 /* n < 16: word stores that overlap in the middle, then bytes. */
 static void wipe_short(unsigned char *p, size_t n)
@@ -107,19 +129,32 @@ static void wipe_short(unsigned char *p, size_t n)
     }
 }
 
+/* Each branch ends in a call that the compiler makes a jump (the helpers
+ * end with the barrier themselves): no frame of its own for zz_wipe. */
 ZZ_API void zz_wipe(void *p, size_t n)
 {
     unsigned char *b = p;
-    if (n < 16)
+    if (n < 16) {
         wipe_short(b, n);
+        zzi_barrier(p);
+        return;
+    }
+    if (n <= 128) {
+        wipe_16_to_128(b, n);
+        zzi_barrier(p);
+        return;
+    }
 #ifdef HAVE_AVX2_PATH
-    else if (n >= 128 && n <= WIPE_LOOP_MAX && __builtin_cpu_supports("avx2"))
+    if (n <= WIPE_LOOP_MAX && __builtin_cpu_supports("avx2")) {
         wipe_avx2(b, n);
+        return;
+    }
 #endif
-    else if (n <= WIPE_LOOP_MAX)
+    if (n <= WIPE_LOOP_MAX) {
         wipe_vec16(b, n);
-    else
-        memset(b, 0, n);
+        return;
+    }
+    memset(b, 0, n);
     zzi_barrier(p);
 }
 
