@@ -140,7 +140,7 @@ def main():
     sources = sorted(glob.glob(os.path.join(args.src, "*.c")))
     flags = ["-std=c11", "-D_GNU_SOURCE", "-fPIC", "-fvisibility=hidden",
              "-fstack-protector-strong", *args.flag]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         for cc in args.cc:
             for opt in ("-O2", "-O3"):
                 sets.append(("%s %s" % (os.path.basename(cc), opt),
