@@ -40,11 +40,11 @@ typedef struct {
 
 static record *records;
 static size_t nrecords, caprecords;
-static note notes[256];
+static note notes[512];
 static size_t nnotes;
 static column_decl columns[64];
 static size_t ncolumns;
-static target targets[128];
+static target targets[512]; /* zz-bench all: ~60 wipe and ~50 alloc targets per profile */
 static size_t ntargets;
 /* Indexes of the records zb_lookup returned since the last target: the
  * figures the next target's ratio rests on. */
@@ -561,7 +561,9 @@ int zb_results_load(FILE *f)
             zb_note(v[1], "%s", v[2]);
         } else if (n == 4 && strcmp(v[0], "C") == 0) {
             zb_declare_column(v[1], v[2], v[3]);
-        } else if (n == 9 && strcmp(v[0], "T") == 0 && ntargets < ZB_ARRAY_LEN(targets)) {
+        } else if (n == 9 && strcmp(v[0], "T") == 0) {
+            if (ntargets == ZB_ARRAY_LEN(targets))
+                continue; /* as zb_target does when full */
             target *t = &targets[ntargets++];
             copy_field(t->scenario, sizeof(t->scenario), v[1]);
             copy_field(t->what, sizeof(t->what), v[2]);
