@@ -31,6 +31,7 @@ typedef struct {
     size_t scale_cap;      /* scale: stop after this many live blocks         */
     size_t batch;          /* alloc: live blocks per batch                    */
     int cpu;               /* --cpu N: pin the main thread there; -1: where it starts */
+    int unprivileged;      /* alloc --unprivileged: only the unprivileged profile */
 } zb_options;
 
 /* True when --columns is unset or names this column. */
@@ -137,7 +138,21 @@ const char *zb_loadavg_at_end(void);
 void zb_record(const char *scenario, const char *table, const char *row, double x,
                const char *column, const char *metric, const char *unit, zb_summary s);
 
-/* Looks a figure up; returns NULL when it was not measured. */
+/* The profile figures, notes, columns and targets are recorded under from
+ * now on, and the one lookups, tables, notes and the plot read:
+ * "privileged" (the default: zz-bench as it was started) or "unprivileged"
+ * (profile.c).  The JSON file holds every profile, each entry naming its own. */
+void zb_set_profile(const char *name);
+const char *zb_profile(void);
+/* Writes every entry of the current profile to f in a line format, and reads
+ * such lines back into the current profile: how the unprivileged child
+ * passes its results to its parent.  zb_results_load returns the number of
+ * entries, or -1 at a malformed line. */
+void zb_results_dump(FILE *f);
+int zb_results_load(FILE *f);
+
+/* Looks a figure up (in the current profile); returns NULL when it was not
+ * measured. */
 const zb_summary *zb_lookup(const char *scenario, const char *table, const char *row,
                             const char *column, const char *metric);
 
@@ -244,11 +259,27 @@ int zb_run_wipe(const zb_options *opt);
 int zb_run_alloc(const zb_options *opt);
 int zb_run_scale(const zb_options *opt);
 
+/* The wipe's guard-page table (bench_wipe_guard.c): 16 B to 256 B wiped
+ * up to a PROT_NONE page, next to memset in the middle of a page.  Part of
+ * zb_run_wipe; returns 0 or -1. */
+int zb_run_wipe_guard(const zb_options *opt);
+
 /* Hidden child entry points (run through zb_run_capture). */
 int zb_alloc_child_main(int argc, char **argv);
 int zb_scale_child_main(int argc, char **argv);
 /* _selftest plot FILE.png | _selftest verdicts: made-up figures for tests. */
 int zb_selftest_main(int argc, char **argv);
+
+/* The unprivileged profile (profile.c): runs `zz-bench _alloc-unprivileged
+ * FD OPTIONS...` (the alloc tables in a child without CAP_IPC_LOCK, under an
+ * 8 MiB RLIMIT_MEMLOCK, as uid 65534 when started as root) and loads what it
+ * measured under the profile "unprivileged".  Returns 0 or -1. */
+int zb_run_alloc_unprivileged(char **options, int noptions);
+/* The child's side: gives up the privileges, runs the alloc tables, sends
+ * the results to fd.  Returns the exit status. */
+int zb_alloc_unprivileged_child(int fd, const zb_options *opt);
+/* "privileged: uid 0, with CAP_IPC_LOCK, RLIMIT_MEMLOCK unlimited". */
+const char *zb_profile_description(void);
 
 /* Help text for each scenario's columns. */
 void zb_wipe_help(FILE *out);

@@ -448,7 +448,7 @@ static uint64_t calibrate_pairs(const allocator *a, size_t n, double min_time_ms
 /* ------------------------------------------------------- the measurement */
 
 static const int thread_counts[] = {1, 2, 4};
-static const size_t default_sizes[] = {32, 256, 4096, 65536};
+static const size_t default_sizes[] = {16, 32, 64, 128, 256, 4096, 65536};
 
 typedef struct {
     const allocator *list[16];
@@ -1269,6 +1269,29 @@ static void add_issue13_targets(const char *row, size_t n)
                             "ns_per_block", 5, "OpenSSL secure heap per block");
 }
 
+/* Issue 18, unprivileged (8 MiB RLIMIT_MEMLOCK, no CAP_IPC_LOCK): the pair
+ * scales on 2 cores: wall time over all pairs with 2 threads at most 0.65x
+ * the 1-thread time per pair. */
+static void add_scaling_target(const char *row)
+{
+    char one[48], two[48];
+    table_name_pairs(one, sizeof(one), 1);
+    table_name_pairs(two, sizeof(two), 2);
+    const zb_summary *w = zb_lookup("alloc", two, row, "zz_alloc", "aggregate_ns_per_pair");
+    const zb_summary *o = zb_lookup("alloc", one, row, "zz_alloc", "ns_per_pair");
+    if (!w || !o || w->median <= 0 || o->median <= 0 || o->q3 <= 0)
+        return;
+    char what[160];
+    snprintf(what, sizeof(what), "zz_alloc, %s, %s, wall time / all pairs relative to the 1-thread pair",
+             two, row);
+    zb_target("alloc", what, w->median / o->median, w->q1 / o->q3, 0.65, 1, "<= 0.65x");
+}
+
+static int unprivileged_profile(void)
+{
+    return strcmp(zb_profile(), "unprivileged") == 0;
+}
+
 static void add_targets(const size_t *sizes, int nsizes)
 {
     for (int s = 0; s < nsizes; s++) {
@@ -1280,6 +1303,10 @@ static void add_targets(const size_t *sizes, int nsizes)
             target_at_most("pair, 1 thread", row, "zz_alloc", "malloc_bzero", 10,
                            "malloc+explicit_bzero+free");
         }
+        if (sizes[s] == 16 || sizes[s] == 64 || sizes[s] == 128) /* issue 18: every small class */
+            add_issue13_targets(row, sizes[s]);
+        if ((sizes[s] == 32 || sizes[s] == 256) && unprivileged_profile())
+            add_scaling_target(row);
         if (sizes[s] == 32 || sizes[s] == 256) {
             for (size_t t = 0; t < ZB_ARRAY_LEN(thread_counts); t++) {
                 char table[48];
@@ -1387,7 +1414,7 @@ int zb_run_alloc(const zb_options *opt)
     zb_note("alloc", "zz_arena, zz_arena_fixed: one arena each, shared by all threads; the other allocators "
                      "are likewise process-wide (glibc malloc uses per-thread arenas internally).");
 
-    printf("## alloc\n\n");
+    printf("## alloc\n\nProfile: %s.\n\n", zb_profile_description());
     printf("Each cell: median of %d repetitions (each at least %.0f ms), ± as in the wipe tables. "
            "The allocators take turns within each repetition. Clock: %s, per thread, for the pair "
            "tables and the live batch; the bracketed figures of the 2- and 4-thread tables are wall "

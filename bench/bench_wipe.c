@@ -525,8 +525,9 @@ int zb_run_wipe(const zb_options *opt)
                 "Throughput, GB/s, buffer misaligned by 1 byte", 2);
     print_table(&sel, sizes, nsizes, "misaligned", "ns_per_call",
                 "ns per call, buffer misaligned by 1 byte", 1);
+    int failed = zb_run_wipe_guard(opt) != 0;
     add_targets(sizes, nsizes);
     zb_print_targets(stdout, "wipe");
     zb_print_notes(stdout, "wipe");
-    return 0;
+    return failed ? -1 : 0;
 }

@@ -28,6 +28,9 @@ static const struct {
      "  --cpu N           pin the main thread (single-thread figures) to CPU N (default:\n"
      "                    the CPU it starts on; threads of 2/4-thread runs are never pinned)\n"},
     {FOR_WIPE | FOR_ALLOC, "  --sizes LIST      sizes for wipe/alloc, e.g. 16,4K,1M (suffix K or M = KiB, MiB)\n"},
+    {FOR_ALLOC, "  --unprivileged    alloc: run the tables in a child without CAP_IPC_LOCK, under an 8 MiB\n"
+                "                    RLIMIT_MEMLOCK, as uid 65534 when started as root (`all` runs\n"
+                "                    both profiles, privileged as started and unprivileged)\n"},
     {FOR_ALLOC, "  --batch N         alloc: live blocks per batch (default 1000, quick 100)\n"},
     {FOR_SCALE, "  --cap N           scale: stop at N live blocks (default 200000, quick 20000)\n"},
     {FOR_ALLOC, "  --count-syscalls  alloc: count system calls per pair under strace -f (the default\n"
@@ -193,6 +196,8 @@ static int parse_options(int argc, char **argv, int first, zb_options *opt)
             opt->count_syscalls = 1;
         } else if (strcmp(a, "--no-count-syscalls") == 0) {
             opt->count_syscalls = 0;
+        } else if (strcmp(a, "--unprivileged") == 0) {
+            opt->unprivileged = 1;
         } else if (!val) {
             fprintf(stderr, "zz-bench: %s: unknown option or missing value\n", a);
             return -1;
@@ -279,6 +284,12 @@ int main(int argc, char **argv)
 
     zb_options opt = {.reps = 7, .min_time_ms = 10, .count_syscalls = 1, .scale_cap = 200000,
                       .batch = 1000, .cpu = -1};
+    if (argc >= 3 && strcmp(argv[1], "_alloc-unprivileged") == 0) {
+        if (parse_options(argc, argv, 3, &opt) != 0)
+            return 2;
+        zb_pin_main_thread(opt.cpu);
+        return zb_alloc_unprivileged_child(atoi(argv[2]), &opt);
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -287,7 +298,8 @@ int main(int argc, char **argv)
     const char *command = argv[1];
     int do_wipe = strcmp(command, "wipe") == 0, do_alloc = strcmp(command, "alloc") == 0;
     int do_scale = strcmp(command, "scale") == 0;
-    if (strcmp(command, "all") == 0)
+    int run_all = strcmp(command, "all") == 0;
+    if (run_all)
         do_wipe = do_alloc = do_scale = 1;
     if (!do_wipe && !do_alloc && !do_scale) {
         fprintf(stderr, "zz-bench: unknown command '%s' (try --help)\n", command);
@@ -316,8 +328,14 @@ int main(int argc, char **argv)
     if (do_wipe)
         failed |= zb_run_wipe(&opt) != 0;
     fflush(stdout);
-    if (do_alloc)
+    if (do_alloc && !opt.unprivileged)
         failed |= zb_run_alloc(&opt) != 0;
+    fflush(stdout);
+    if (do_alloc && (opt.unprivileged || run_all)) {
+        failed |= zb_run_alloc_unprivileged(argv + 2, argc - 2) != 0;
+        if (!run_all) /* this profile only: the plot shows it */
+            zb_set_profile("unprivileged");
+    }
     fflush(stdout);
     if (do_scale)
         failed |= zb_run_scale(&opt) != 0;

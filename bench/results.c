@@ -10,35 +10,41 @@
 #include <string.h>
 #include <time.h>
 
+/* Every entry carries the profile it was measured under (zb_set_profile):
+ * "privileged" by default, "unprivileged" for the figures an unprivileged
+ * child sent back (profile.c). */
+#define PROFILE_LEN 16
+
 typedef struct {
     char scenario[16], table[48], row[48], column[48], metric[32], unit[16];
+    char profile[PROFILE_LEN];
     double x;
     zb_summary s;
 } record;
 
 typedef struct {
-    char scenario[16];
+    char scenario[16], profile[PROFILE_LEN];
     char text[480];
 } note;
 
 typedef struct {
-    char scenario[16], column[48], description[160];
+    char scenario[16], profile[PROFILE_LEN], column[48], description[160];
 } column_decl;
 
 typedef struct {
-    char scenario[16], what[160], goal_text[48];
+    char scenario[16], profile[PROFILE_LEN], what[160], goal_text[48];
     double ratio, ratio_best, goal;
     zb_verdict verdict;
-    const char *noise_why; /* why NOISE, or NULL */
+    char noise_why[40]; /* why NOISE, or "" */
 } target;
 
 static record *records;
 static size_t nrecords, caprecords;
-static note notes[256];
+static note notes[512];
 static size_t nnotes;
 static column_decl columns[64];
 static size_t ncolumns;
-static target targets[128];
+static target targets[512]; /* zz-bench all: ~60 wipe and ~50 alloc targets per profile */
 static size_t ntargets;
 /* Indexes of the records zb_lookup returned since the last target: the
  * figures the next target's ratio rests on. */
@@ -48,6 +54,24 @@ static size_t ntarget_inputs;
 static void copy_field(char *dst, size_t len, const char *src)
 {
     snprintf(dst, len, "%s", src ? src : "");
+}
+
+static char profile[PROFILE_LEN] = "privileged";
+
+void zb_set_profile(const char *name)
+{
+    copy_field(profile, sizeof(profile), name);
+}
+
+const char *zb_profile(void)
+{
+    return profile;
+}
+
+/* True for an entry of the current profile. */
+static int current(const char *entry_profile)
+{
+    return strcmp(entry_profile, profile) == 0;
 }
 
 void zb_record(const char *scenario, const char *table, const char *row, double x,
@@ -66,6 +90,7 @@ void zb_record(const char *scenario, const char *table, const char *row, double 
     copy_field(r->column, sizeof(r->column), column);
     copy_field(r->metric, sizeof(r->metric), metric);
     copy_field(r->unit, sizeof(r->unit), unit);
+    copy_field(r->profile, sizeof(r->profile), profile);
     r->x = x;
     r->s = s;
     zb_load_refresh();
@@ -77,7 +102,7 @@ const zb_summary *zb_lookup(const char *scenario, const char *table, const char 
     /* newest first, so a re-measured figure wins */
     for (size_t i = nrecords; i-- > 0;) {
         const record *r = &records[i];
-        if (strcmp(r->scenario, scenario) == 0 && strcmp(r->table, table) == 0 &&
+        if (current(r->profile) && strcmp(r->scenario, scenario) == 0 && strcmp(r->table, table) == 0 &&
             strcmp(r->row, row) == 0 && strcmp(r->column, column) == 0 &&
             strcmp(r->metric, metric) == 0) {
             if (ntarget_inputs < ZB_ARRAY_LEN(target_inputs))
@@ -110,6 +135,7 @@ void zb_note(const char *scenario, const char *fmt, ...)
         return;
     note *n = &notes[nnotes++];
     copy_field(n->scenario, sizeof(n->scenario), scenario);
+    copy_field(n->profile, sizeof(n->profile), profile);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(n->text, sizeof(n->text), fmt, ap);
@@ -121,7 +147,7 @@ static void print_legend(FILE *out, const char *scenario)
 {
     int any = 0;
     for (size_t i = 0; i < ncolumns; i++) {
-        if (strcmp(columns[i].scenario, scenario) != 0)
+        if (strcmp(columns[i].scenario, scenario) != 0 || !current(columns[i].profile))
             continue;
         if (!any)
             fprintf(out, "Legend (the names in the tables' headers and first columns):\n\n");
@@ -153,9 +179,16 @@ const char *zb_find_note(const char *a, const char *b)
     /* a note that says what failed first, then any that names both */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < nnotes; i++)
-            if (has_word(notes[i].text, a) && has_word(notes[i].text, b) &&
+            if (current(notes[i].profile) && has_word(notes[i].text, a) && has_word(notes[i].text, b) &&
                 (pass == 1 || strstr(notes[i].text, "failed")))
                 return notes[i].text;
+    /* then the note that left the row's or the column's allocator out (its
+     * set-up failed: every size fails, e.g. a secure heap whose pool does
+     * not fit under the unprivileged profile's lock limit) */
+    for (size_t i = 0; i < nnotes; i++)
+        if (current(notes[i].profile) && strstr(notes[i].text, " left out: ") &&
+            (strncmp(notes[i].text, a, strlen(a)) == 0 || strncmp(notes[i].text, b, strlen(b)) == 0))
+            return notes[i].text;
     return NULL;
 }
 
@@ -164,7 +197,7 @@ void zb_print_notes(FILE *out, const char *scenario)
     print_legend(out, scenario);
     int any = 0;
     for (size_t i = 0; i < nnotes; i++) {
-        if (strcmp(notes[i].scenario, scenario) != 0)
+        if (strcmp(notes[i].scenario, scenario) != 0 || !current(notes[i].profile))
             continue;
         if (!any)
             fprintf(out, "Notes:\n\n");
@@ -178,13 +211,15 @@ void zb_print_notes(FILE *out, const char *scenario)
 void zb_declare_column(const char *scenario, const char *column, const char *description)
 {
     for (size_t i = 0; i < ncolumns; i++)
-        if (strcmp(columns[i].scenario, scenario) == 0 && strcmp(columns[i].column, column) == 0)
+        if (strcmp(columns[i].scenario, scenario) == 0 && strcmp(columns[i].column, column) == 0 &&
+            current(columns[i].profile))
             return;
     if (ncolumns == ZB_ARRAY_LEN(columns))
         return;
     column_decl *c = &columns[ncolumns++];
     copy_field(c->scenario, sizeof(c->scenario), scenario);
     copy_field(c->column, sizeof(c->column), column);
+    copy_field(c->profile, sizeof(c->profile), profile);
     copy_field(c->description, sizeof(c->description), description);
 }
 
@@ -207,10 +242,11 @@ void zb_target(const char *scenario, const char *what, double ratio, double rati
     copy_field(t->scenario, sizeof(t->scenario), scenario);
     copy_field(t->what, sizeof(t->what), what);
     copy_field(t->goal_text, sizeof(t->goal_text), goal_text);
+    copy_field(t->profile, sizeof(t->profile), profile);
     t->ratio = ratio;
     t->ratio_best = ratio_best;
     t->goal = goal;
-    t->noise_why = NULL;
+    const char *noise_why = NULL;
     int unreliable_input = 0;
     for (size_t i = 0; i < ntarget_inputs; i++)
         unreliable_input |= zb_spread_too_wide(records[target_inputs[i]].s);
@@ -219,32 +255,34 @@ void zb_target(const char *scenario, const char *what, double ratio, double rati
         t->verdict = ZB_NA;
     } else if (zb_load_exceeded()) {
         t->verdict = ZB_NOISE;
-        t->noise_why = "load above CPUs";
+        noise_why = "load above CPUs";
     } else if (unreliable_input) {
         t->verdict = ZB_NOISE;
-        t->noise_why = "unreliable figure " ZB_UNRELIABLE_MARK;
+        noise_why = "unreliable figure " ZB_UNRELIABLE_MARK;
     } else if (at_most ? ratio <= goal : ratio >= goal) {
         t->verdict = ZB_PASS;
     } else if (at_most ? ratio_best <= goal : ratio_best >= goal) {
         t->verdict = ZB_NOISE;
-        t->noise_why = "IQR allows goal";
+        noise_why = "IQR allows goal";
     } else {
         t->verdict = ZB_FAIL;
     }
+    copy_field(t->noise_why, sizeof(t->noise_why), noise_why);
 }
 
 void zb_print_targets(FILE *out, const char *scenario)
 {
-    zb_table *t = zb_table_new(5);
+    zb_table *t = zb_table_new(6);
     zb_table_header(t, 0, "target");
-    zb_table_header(t, 1, "goal");
-    zb_table_header(t, 2, "measured");
-    zb_table_header(t, 3, "verdict");
-    zb_table_header(t, 4, "why NOISE");
+    zb_table_header(t, 1, "profile");
+    zb_table_header(t, 2, "goal");
+    zb_table_header(t, 3, "measured");
+    zb_table_header(t, 4, "verdict");
+    zb_table_header(t, 5, "why NOISE");
     int row = 0, pass = 0, fail = 0, noise = 0;
     for (size_t i = 0; i < ntargets; i++) {
         const target *g = &targets[i];
-        if (strcmp(g->scenario, scenario) != 0)
+        if (strcmp(g->scenario, scenario) != 0 || !current(g->profile))
             continue;
         char measured[32];
         if (g->verdict == ZB_NA)
@@ -252,18 +290,19 @@ void zb_print_targets(FILE *out, const char *scenario)
         else
             snprintf(measured, sizeof(measured), "%.2fx", g->ratio);
         zb_table_cell(t, row, 0, g->what);
-        zb_table_cell(t, row, 1, g->goal_text);
-        zb_table_cell(t, row, 2, measured);
-        zb_table_cell(t, row, 3, verdict_name(g->verdict));
-        zb_table_cell(t, row, 4, g->noise_why ? g->noise_why : "");
+        zb_table_cell(t, row, 1, g->profile);
+        zb_table_cell(t, row, 2, g->goal_text);
+        zb_table_cell(t, row, 3, measured);
+        zb_table_cell(t, row, 4, verdict_name(g->verdict));
+        zb_table_cell(t, row, 5, g->noise_why);
         pass += g->verdict == ZB_PASS;
         fail += g->verdict == ZB_FAIL;
         noise += g->verdict == ZB_NOISE;
         row++;
     }
     if (row) {
-        fprintf(out, "### Targets (%s): %d PASS, %d FAIL, %d NOISE\n\n", scenario, pass, fail,
-                noise);
+        fprintf(out, "### Targets (%s, %s): %d PASS, %d FAIL, %d NOISE\n\n", scenario, profile, pass,
+                fail, noise);
         zb_table_print(out, t);
         fprintf(out, "PASS: the median ratio meets the goal; FAIL: it misses; NOISE: these figures cannot "
                      "decide (the load was above the CPU count, a figure the ratio rests on is marked "
@@ -335,6 +374,8 @@ static void json_columns(FILE *f)
         json_string(f, columns[i].scenario);
         fputs(", \"column\": ", f);
         json_string(f, columns[i].column);
+        fputs(", \"profile\": ", f);
+        json_string(f, columns[i].profile);
         fputs(", \"description\": ", f);
         json_string(f, columns[i].description);
         fputc('}', f);
@@ -362,6 +403,8 @@ static void json_records(FILE *f)
         json_string(f, r->metric);
         fputs(", \"unit\": ", f);
         json_string(f, r->unit);
+        fputs(", \"profile\": ", f);
+        json_string(f, r->profile);
         fputs(", \"value\": ", f);
         json_summary(f, r->s);
         fputs(", \"spread_pct\": ", f);
@@ -378,6 +421,8 @@ static void json_targets(FILE *f)
         const target *t = &targets[i];
         fputs(i ? ",\n    {\"scenario\": " : "\n    {\"scenario\": ", f);
         json_string(f, t->scenario);
+        fputs(", \"profile\": ", f);
+        json_string(f, t->profile);
         fputs(", \"target\": ", f);
         json_string(f, t->what);
         fputs(", \"goal\": ", f);
@@ -391,7 +436,7 @@ static void json_targets(FILE *f)
         fputs(", \"verdict\": ", f);
         json_string(f, verdict_name(t->verdict));
         fputs(", \"noise_why\": ", f);
-        if (t->noise_why)
+        if (t->noise_why[0])
             json_string(f, t->noise_why);
         else
             fputs("null", f);
@@ -406,6 +451,8 @@ static void json_notes(FILE *f)
     for (size_t i = 0; i < nnotes; i++) {
         fputs(i ? ",\n    {\"scenario\": " : "\n    {\"scenario\": ", f);
         json_string(f, notes[i].scenario);
+        fputs(", \"profile\": ", f);
+        json_string(f, notes[i].profile);
         fputs(", \"text\": ", f);
         json_string(f, notes[i].text);
         fputc('}', f);
@@ -441,6 +488,100 @@ int zb_write_json(const char *path, const zb_options *opt, const char *command)
     return 0;
 }
 
+/* ------------------------------------------------- passing results on */
+
+/* One line per entry of the current profile, fields separated by US (0x1f):
+ * what a child process measured, for its parent to load (profile.c). */
+#define SEP "\x1f"
+
+static void dump_text(FILE *f, const char *text)
+{
+    for (; *text; text++)
+        fputc(*text == '\n' || *text == '\x1f' ? ' ' : *text, f);
+}
+
+void zb_results_dump(FILE *f)
+{
+    for (size_t i = 0; i < nrecords; i++) {
+        const record *r = &records[i];
+        if (!current(r->profile))
+            continue;
+        fprintf(f, "R" SEP "%s" SEP "%s" SEP "%s" SEP "%.17g" SEP "%s" SEP "%s" SEP "%s" SEP
+                   "%.17g" SEP "%.17g" SEP "%.17g" SEP "%.17g" SEP "%.17g" SEP "%d\n",
+                r->scenario, r->table, r->row, r->x, r->column, r->metric, r->unit, r->s.median,
+                r->s.min, r->s.max, r->s.q1, r->s.q3, r->s.n);
+    }
+    for (size_t i = 0; i < nnotes; i++) {
+        if (!current(notes[i].profile))
+            continue;
+        fprintf(f, "N" SEP "%s" SEP, notes[i].scenario);
+        dump_text(f, notes[i].text);
+        fputc('\n', f);
+    }
+    for (size_t i = 0; i < ncolumns; i++)
+        if (current(columns[i].profile))
+            fprintf(f, "C" SEP "%s" SEP "%s" SEP "%s\n", columns[i].scenario, columns[i].column,
+                    columns[i].description);
+    for (size_t i = 0; i < ntargets; i++) {
+        const target *t = &targets[i];
+        if (current(t->profile))
+            fprintf(f, "T" SEP "%s" SEP "%s" SEP "%s" SEP "%.17g" SEP "%.17g" SEP "%.17g" SEP "%d" SEP
+                       "%s\n",
+                    t->scenario, t->what, t->goal_text, t->ratio, t->ratio_best, t->goal,
+                    (int)t->verdict, t->noise_why);
+    }
+}
+
+/* Splits line at SEP into at most max fields; returns how many. */
+static int split_fields(char *line, char **field, int max)
+{
+    int n = 0;
+    for (char *p = line; n < max && p != NULL; n++) {
+        field[n] = p;
+        p = strchr(p, '\x1f');
+        if (p != NULL)
+            *p++ = '\0';
+    }
+    return n;
+}
+
+int zb_results_load(FILE *f)
+{
+    char line[1024];
+    int entries = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char *v[14];
+        int n = split_fields(line, v, 14);
+        if (n == 14 && strcmp(v[0], "R") == 0) {
+            zb_summary sm = {.median = atof(v[8]), .min = atof(v[9]), .max = atof(v[10]),
+                             .q1 = atof(v[11]), .q3 = atof(v[12]), .n = atoi(v[13])};
+            zb_record(v[1], v[2], v[3], atof(v[4]), v[5], v[6], v[7], sm);
+        } else if (n == 3 && strcmp(v[0], "N") == 0) {
+            zb_note(v[1], "%s", v[2]);
+        } else if (n == 4 && strcmp(v[0], "C") == 0) {
+            zb_declare_column(v[1], v[2], v[3]);
+        } else if (n == 9 && strcmp(v[0], "T") == 0) {
+            if (ntargets == ZB_ARRAY_LEN(targets))
+                continue; /* as zb_target does when full */
+            target *t = &targets[ntargets++];
+            copy_field(t->scenario, sizeof(t->scenario), v[1]);
+            copy_field(t->what, sizeof(t->what), v[2]);
+            copy_field(t->goal_text, sizeof(t->goal_text), v[3]);
+            copy_field(t->profile, sizeof(t->profile), profile);
+            t->ratio = atof(v[4]);
+            t->ratio_best = atof(v[5]);
+            t->goal = atof(v[6]);
+            t->verdict = (zb_verdict)atoi(v[7]);
+            copy_field(t->noise_why, sizeof(t->noise_why), v[8]);
+        } else {
+            return -1;
+        }
+        entries++;
+    }
+    return entries;
+}
+
 /* ------------------------------------------------------------------ plot */
 
 /* Writes one gnuplot data block: "x median q1 q3 min max" of every record
@@ -451,7 +592,7 @@ static int plot_block(FILE *g, const char *name, const char *scenario, const cha
     int nnames = 0;
     for (size_t i = 0; i < nrecords; i++) {
         const record *r = &records[i];
-        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric))
+        if (!current(r->profile) || strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric))
             continue;
         int known = 0;
         for (int k = 0; k < nnames; k++)
@@ -464,7 +605,7 @@ static int plot_block(FILE *g, const char *name, const char *scenario, const cha
         fprintf(g, "# %s\n", names[k]);
         for (size_t i = 0; i < nrecords; i++) {
             const record *r = &records[i];
-            if (strcmp(r->scenario, scenario) || strcmp(r->table, table) ||
+            if (!current(r->profile) || strcmp(r->scenario, scenario) || strcmp(r->table, table) ||
                 strcmp(r->metric, metric) || strcmp(r->column, names[k]))
                 continue;
             if (r->x > 0 && r->s.median > 0)
@@ -497,7 +638,7 @@ static int line_end(const char *scenario, const char *table, const char *metric,
     *last_x = *last_y = *next_x = 0;
     for (size_t i = 0; i < nrecords; i++) {
         const record *r = &records[i];
-        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
+        if (!current(r->profile) || strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
             strcmp(r->column, column) || !(r->x > 0 && r->s.median > 0))
             continue;
         if (r->x > *last_x)
@@ -505,7 +646,7 @@ static int line_end(const char *scenario, const char *table, const char *metric,
     }
     for (size_t i = 0; i < nrecords; i++) {
         const record *r = &records[i];
-        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
+        if (!current(r->profile) || strcmp(r->scenario, scenario) || strcmp(r->table, table) || strcmp(r->metric, metric) ||
             r->x <= *last_x)
             continue;
         if (*next_x == 0 || r->x < *next_x)
@@ -558,7 +699,7 @@ static void plot_range(const char *scenario, const char *table, double *lo, doub
     *hi = 0;
     for (size_t i = 0; i < nrecords; i++) {
         const record *r = &records[i];
-        if (strcmp(r->scenario, scenario) || strcmp(r->table, table) || r->x <= 0)
+        if (!current(r->profile) || strcmp(r->scenario, scenario) || strcmp(r->table, table) || r->x <= 0)
             continue;
         *lo = r->x < *lo ? r->x : *lo;
         *hi = r->x > *hi ? r->x : *hi;

@@ -364,8 +364,10 @@ static inline size_t cell_take_back(struct run *r, unsigned i, unsigned char *p,
     ZZ_VG_FREELIKE(p);
     ZZ_VG_DEFINED(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
     check_cell(r, i, p, n);
-    memset(p, 0, span);
-    zzi_barrier(p);
+    if (span <= ZZI_WIPE_SMALL_MAX)
+        zzi_wipe_small(p, span);
+    else
+        zz_wipe(p, span);
     ZZ_VG_NOACCESS(p - ZZ_CANARY_LEN, span + 2 * ZZ_CANARY_LEN);
     atomic_store_explicit(&r->size_plus1[i], ZZI_ARENA_CELL_FREE, memory_order_release);
     return n;

@@ -60,6 +60,61 @@ static void test_wipe_large_block_all_zero(void **state)
     free(p);
 }
 
+/* zz_wipe stores with its own loops (16- and 32-byte vector stores whose
+ * last one may overlap the one before) up to 256 KiB and calls memset above:
+ * lengths around each step and each switch, at offsets 0..33, wipe the range
+ * and not one byte on either side. */
+static void test_wipe_loop_lengths_only_the_range(void **state)
+{
+    (void)state;
+    static const size_t lengths[] = {
+        15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 159, 160, 161, 255, 256, 257,
+        1000, 2047, 2048, 2049, 4095, 4096, 4097, 65537, (256u << 10) - 1, 256u << 10,
+        (256u << 10) + 1, (256u << 10) + 17,
+    };
+    size_t cap = (256u << 10) + 256;
+    unsigned char *m = malloc(cap);
+    assert_non_null(m);
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        for (size_t off = 0; off <= 33; off++) {
+            size_t n = lengths[li], start = 64 + off;
+            memset(m, 0xA5, start + n + 64);
+            zz_wipe(m + start, n);
+            for (size_t i = 0; i < start + n + 64; i++) {
+                unsigned char want = i >= start && i < start + n ? 0 : 0xA5;
+                if (m[i] != want) {
+                    print_error("offset %zu length %zu: byte %zu is %#x, want %#x\n", off, n, i,
+                                m[i], want);
+                    fail();
+                }
+            }
+        }
+    }
+    free(m);
+}
+
+/* Every length 0..4096 wiped so that it ends at the last byte before a
+ * PROT_NONE page (where zz_alloc blocks end): no store reaches past the
+ * range (it would fault), and the range is zero. */
+static void test_wipe_ranges_ending_at_a_guard_page(void **state)
+{
+    (void)state;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + pg, pg, PROT_NONE), 0);
+    for (size_t n = 0; n <= pg; n++) {
+        memset(m, 0x5A, pg);
+        zz_wipe(m + pg - n, n);
+        for (size_t i = 0; i < pg; i++)
+            if (m[i] != (i >= pg - n ? 0 : 0x5A)) {
+                print_error("length %zu: byte %zu is %#x\n", n, i, m[i]);
+                fail();
+            }
+    }
+    assert_int_equal(munmap(m, 2 * pg), 0);
+}
+
 /* A stack secret that is wiped and never read again: a plain memset there is
  * a dead store that optimisers delete.  The frame is made deep (16 KiB below
  * the test's own frame) so that after it returns, reading it back through
@@ -208,6 +263,8 @@ int main(void)
         cmocka_unit_test(test_wipe_zero_length_accepts_null),
         cmocka_unit_test(test_wipe_misaligned_ranges_only),
         cmocka_unit_test(test_wipe_large_block_all_zero),
+        cmocka_unit_test(test_wipe_loop_lengths_only_the_range),
+        cmocka_unit_test(test_wipe_ranges_ending_at_a_guard_page),
         cmocka_unit_test(test_wipe_dead_store_survives_optimiser),
         cmocka_unit_test(test_equal_zero_length_is_one),
         cmocka_unit_test(test_equal_identical_buffers),
