@@ -9,7 +9,7 @@ cmake --build build -j"$(nproc)"
 echo "== C example: a daemon holding a key"
 ./build/examples/key_daemon 3
 echo "== Python examples (the seed's README examples, unchanged but for the import)"
-venv=${ZZ_DEMO_VENV:-/tmp/zeroize-demo-venv}  # not the test suite's venv: both may run at once
+venv=${ZZ_DEMO_VENV:-$PWD/build-demo/venv}  # inside the checkout (git-ignored), not the test suite's venv: both may run at once
 rm -rf "$venv" python-bindings/build python-bindings/src/zeroize.egg-info
 /usr/bin/python3 -m venv --system-site-packages "$venv"
 "$venv/bin/pip" install --quiet --no-build-isolation ./python-bindings
