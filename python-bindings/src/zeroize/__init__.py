@@ -34,9 +34,12 @@ import warnings as _warnings
 
 from . import _zeroize
 from ._zeroize import (
+    HAVE_SHIELD,
     Arena,
     LockError,
     SecureBuffer,
+    ShieldError,
+    Shielded,
     get_backend,
     get_lock_policy,
     mlock,
@@ -58,6 +61,8 @@ __all__ = [
     "LockError",
     "Protection",
     "SecureBuffer",
+    "ShieldError",
+    "Shielded",
     "get_backend",
     "get_lock_policy",
     "GetPassWarning",

@@ -12,6 +12,7 @@
  *   _views.c        other objects' buffers: views, the strided walk, wipes
  *   _securebuffer.c the SecureBuffer type
  *   _arena.c        the Arena type
+ *   _shielded.c     the Shielded type (libzeroize-shield)
  *   _getpass.c      getpass()'s C half: a line from a fd into secure memory
  *   _bench.c        private baselines for benchmarks/bench_python.py
  *
@@ -55,6 +56,9 @@ typedef struct SecureBufferObject {
      * and the links of that arena's list of its open buffers. */
     ArenaObject *arena;
     struct SecureBufferObject *prev, *next;
+    /* A buffer from Shielded.open() (_shielded.c): that Shielded (a strong
+     * reference while open), which closes the block; NULL otherwise. */
+    PyObject *shielded;
 } SecureBufferObject;
 
 struct ArenaObject {
@@ -76,6 +80,8 @@ typedef struct {
     PyObject *LockError;            /* zeroize.LockError(OSError, TypeError) */
     PyObject *protection_type;      /* zeroize.Protection, set by __init__.py */
     PyObject *UnsupportedOperation; /* io.UnsupportedOperation */
+    PyTypeObject *ShieldedType;     /* zeroize.Shielded (_shielded.c) */
+    PyObject *ShieldError;          /* zeroize.ShieldError(OSError) */
 } zpy_state;
 
 #define SB(o) ((SecureBufferObject *)(o))
@@ -159,6 +165,14 @@ SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
 /* Wipes and frees a packed buffer's block and forgets the buffer.
  * pre: sb->data != NULL, sb->arena != NULL, no exports. */
 void zpy_arena_free_buffer(SecureBufferObject *sb);
+
+/* ---- Shielded (_shielded.c) ---------------------------------------------------- */
+/* Adds Shielded, ShieldError and HAVE_SHIELD to the module.  Returns 0, or
+ * -1 with an exception. */
+int zpy_shielded_add(PyObject *m, zpy_state *st);
+/* Closes a buffer from Shielded.open() through the shield (wipes and frees
+ * its block).  pre: sb->shielded != NULL, sb->data != NULL, no exports. */
+void zpy_shielded_release(SecureBufferObject *sb);
 
 /* ---- module functions defined outside _zeroize.c --------------------------- */
 /* _getpass.c: _read_secret_line(fd, max_length) */
