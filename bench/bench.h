@@ -243,6 +243,7 @@ int zb_kv_string(const char *text, const char *key, char *out, size_t len);
 int zb_run_wipe(const zb_options *opt);
 int zb_run_alloc(const zb_options *opt);
 int zb_run_scale(const zb_options *opt);
+int zb_run_shield(const zb_options *opt); /* bench_shield.c: only with ZB_HAVE_SHIELD */
 
 /* Hidden child entry points (run through zb_run_capture). */
 int zb_alloc_child_main(int argc, char **argv);

@@ -257,7 +257,7 @@ def plot_test(bench, out_dir):
 
 def parse_expect(args):
     expect = {}
-    for scenario in ("wipe", "alloc", "scale"):
+    for scenario in ("wipe", "alloc", "scale", "shield"):
         value = getattr(args, f"expect_{scenario}")
         if value:
             expect[scenario] = [c for c in value.split(",") if c]
@@ -352,6 +352,7 @@ def main():
     ap.add_argument("--expect-wipe")
     ap.add_argument("--expect-alloc")
     ap.add_argument("--expect-scale")
+    ap.add_argument("--expect-shield")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--plot-test", action="store_true",
                     help="check the plot's marks on made-up figures (zz-bench _selftest plot)")
