@@ -8,6 +8,9 @@
  *   - caller-owned memory:         zz_lock, zz_unlock, zz_unlock_keep
  *   - many small secrets:          zz_arena_*
  *   - process-wide:                zz_get_stats, zz_set_lock_policy, zz_purge, ...
+ * and, in a library of its own (libzeroize-shield, zeroize_shield.h, built
+ * with libsodium): shielded secrets, kept encrypted in memory and opened
+ * into a read-only zz_alloc block only while in use (zz_shield_*).
  *
  * Error model (the same everywhere):
  *   - A resource failure or a bad argument returns NULL or -1 and sets errno.
