@@ -97,6 +97,32 @@ static void scan_segment(struct needle_scan *sc, const struct needle *n, uintptr
     }
 }
 
+/* The resident runs of [s, e) (no swap here: a page that is not resident
+ * holds nothing; sanitizer shadow mappings are mostly not). */
+static void scan_resident(struct needle_scan *sc, const struct needle *n, uintptr_t s, uintptr_t e)
+{
+    static unsigned char vec[1 << 16];
+    size_t pg = tu_page_size();
+    for (uintptr_t c = s; c < e;) {
+        size_t len = e - c < sizeof vec * pg ? (size_t)(e - c) : sizeof vec * pg;
+        if (mincore((void *)c, len, vec) != 0) {
+            scan_segment(sc, n, c, c + len);
+            c += len;
+            continue;
+        }
+        size_t pages = len / pg;
+        for (size_t i = 0; i < pages;) {
+            size_t j = i;
+            while (j < pages && (vec[j] & 1))
+                j++;
+            if (j > i)
+                scan_segment(sc, n, c + i * pg, c + j * pg);
+            i = j + 1;
+        }
+        c += len;
+    }
+}
+
 /* [s, e) less the skipped ranges (each lies inside one mapping or outside). */
 static void scan_mapping(struct needle_scan *sc, const struct needle *n, uintptr_t s, uintptr_t e)
 {
@@ -108,7 +134,7 @@ static void scan_mapping(struct needle_scan *sc, const struct needle *n, uintptr
             return;
         }
     }
-    scan_segment(sc, n, s, e);
+    scan_resident(sc, n, s, e);
 }
 
 static size_t scan_for_needle(const struct needle *n)
