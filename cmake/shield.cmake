@@ -46,6 +46,10 @@ if(ZZ_HAVE_SHIELD)
   set_target_properties(zeroize_shield PROPERTIES
     OUTPUT_NAME zeroize-shield VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
     PUBLIC_HEADER include/zeroize_shield.h)
+  # libzeroize.so.0 sits next to it: found wherever the prefix is moved
+  # (relocatable, as zeroize.pc; a distribution may drop it with
+  # CMAKE_SKIP_INSTALL_RPATH, its libraries being on the default path).
+  set_target_properties(zeroize_shield PROPERTIES INSTALL_RPATH "$ORIGIN")
   set_target_properties(zeroize_shield_static PROPERTIES OUTPUT_NAME zeroize-shield)
   if(NOT ZZ_SANITIZE)
     target_link_options(zeroize_shield PRIVATE "LINKER:-z,defs" "LINKER:-z,relro" "LINKER:-z,now")
