@@ -15,17 +15,25 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 
 #include "shield.h"
 
-static pthread_rwlock_t keyring_lock;
-static pthread_mutex_t objects_lock;
+/* The keyring lock: a reader (seal, open, destroy) passes through `writer`
+ * for an instant to count itself in `readers`, so readers run side by side;
+ * a writer (a re-key, drawing a prekey) holds `writer`, which stops new
+ * readers, and waits for `readers` to drain.  Unlike glibc's rwlock, whose
+ * unlock goes by thread id (which the forking thread does not keep in the
+ * child), the thread that forked can let it go in the child. */
+static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned readers;
+static pthread_mutex_t objects_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 static pid_t locks_pid;             /* the process whose locks these are */
 static _Atomic int repairing;       /* one thread of a _Fork child repairs */
 
-static struct zzs_keyring *keyring; /* under keyring_lock */
+static struct zzs_keyring *keyring; /* under the keyring lock */
 static _Atomic(volatile uint64_t *) alive;
 static int sodium_failed;           /* sodium_init() failed (set once, in setup) */
 
@@ -37,43 +45,65 @@ static const unsigned char personal[16] = { 'z', 'e', 'r', 'o', 'i', 'z', 'e', '
 
 /* ---- locks and fork ------------------------------------------------------------- */
 
+static void read_lock(void)
+{
+    ZZS_CHECK(pthread_mutex_lock(&writer) == 0, "cannot take the keyring lock");
+    atomic_fetch_add_explicit(&readers, 1, memory_order_acquire);
+    pthread_mutex_unlock(&writer);
+}
+
+static void read_unlock(void)
+{
+    atomic_fetch_sub_explicit(&readers, 1, memory_order_release);
+}
+
+static void write_lock(void)
+{
+    ZZS_CHECK(pthread_mutex_lock(&writer) == 0, "cannot take the keyring lock");
+    while (atomic_load_explicit(&readers, memory_order_acquire) != 0)
+        sched_yield();
+}
+
+static void write_unlock(void)
+{
+    pthread_mutex_unlock(&writer);
+}
+
+/* After a fork that ran no handler: the locks as if new. */
 static void init_locks(void)
 {
-    pthread_rwlockattr_t a;
-    ZZS_CHECK(pthread_rwlockattr_init(&a) == 0, "cannot initialise a lock");
-    /* a re-key must not wait forever behind a stream of opens */
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    ZZS_CHECK(pthread_rwlock_init(&keyring_lock, &a) == 0, "cannot initialise a lock");
-    pthread_rwlockattr_destroy(&a);
+    ZZS_CHECK(pthread_mutex_init(&writer, NULL) == 0, "cannot initialise a lock");
+    atomic_store(&readers, 0);
     ZZS_CHECK(pthread_mutex_init(&objects_lock, NULL) == 0, "cannot initialise a lock");
-    locks_pid = zzs_os_getpid();
+    __atomic_store_n(&locks_pid, zzs_os_getpid(), __ATOMIC_RELEASE);
 }
 
 static void before_fork(void)
 {
-    pthread_rwlock_wrlock(&keyring_lock);
+    write_lock();
     pthread_mutex_lock(&objects_lock);
 }
 
 static void after_fork_parent(void)
 {
     pthread_mutex_unlock(&objects_lock);
-    pthread_rwlock_unlock(&keyring_lock);
+    write_unlock();
 }
 
-/* The forking thread holds both locks in the child too, but under another
- * thread id, which glibc's rwlock unlock goes by: they are made new instead
- * (no other thread exists to hold them).  The prekey now reads zero; the
- * next seal draws a new one. */
+/* The forking thread holds both locks in the child too, and lets them go
+ * (no reader is left: the prepare handler waited for them).  The prekey now
+ * reads zero; the next seal draws a new one. */
 static void after_fork_child(void)
 {
-    init_locks();
+    pthread_mutex_unlock(&objects_lock);
+    write_unlock();
+    __atomic_store_n(&locks_pid, zzs_os_getpid(), __ATOMIC_RELEASE);
 }
 
 static void setup(void)
 {
     sodium_failed = sodium_init() < 0;
-    init_locks();
+    __atomic_store_n(&locks_pid, zzs_os_getpid(), __ATOMIC_RELEASE);
     ZZS_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0,
               "cannot register fork handlers");
 }
@@ -110,12 +140,12 @@ static void enter_read(void)
 {
     pthread_once(&setup_once, setup);
     repair_locks_after_fork();
-    ZZS_CHECK(pthread_rwlock_rdlock(&keyring_lock) == 0, "cannot take the keyring lock");
+    read_lock();
 }
 
 void zzs_leave(void)
 {
-    pthread_rwlock_unlock(&keyring_lock);
+    read_unlock();
 }
 
 void zzs_objects_lock(void)
@@ -182,7 +212,7 @@ static int arm(void)
 {
     pthread_once(&setup_once, setup);
     repair_locks_after_fork();
-    ZZS_CHECK(pthread_rwlock_wrlock(&keyring_lock) == 0, "cannot take the keyring lock");
+    write_lock();
     int rc = 0;
     if (prekey_alive() && keyring != NULL && keyring->id != 0)
         goto out; /* another thread drew it */
@@ -204,7 +234,7 @@ static int arm(void)
     }
     install(kr);
 out:
-    pthread_rwlock_unlock(&keyring_lock);
+    write_unlock();
     return rc;
 }
 
@@ -277,7 +307,7 @@ const struct zzs_keyring *zzs_rekey_lock(void)
 {
     pthread_once(&setup_once, setup);
     repair_locks_after_fork();
-    ZZS_CHECK(pthread_rwlock_wrlock(&keyring_lock) == 0, "cannot take the keyring lock");
+    write_lock();
     if (!prekey_alive() || keyring == NULL || keyring->id == 0)
         return NULL;
     return keyring;
@@ -289,7 +319,7 @@ void zzs_rekey_finish(struct zzs_keyring *replacement)
         zz_free(replacement); /* nothing was ever sealed: the first seal draws one */
     else if (replacement != NULL)
         install(replacement); /* also after a purge or fork: a fresh prekey */
-    pthread_rwlock_unlock(&keyring_lock);
+    write_unlock();
 }
 
 int zzs_rekey_due(void)
@@ -327,7 +357,7 @@ void zzs_test_hold_keyring_lock(int hold)
 {
     pthread_once(&setup_once, setup);
     if (hold)
-        pthread_rwlock_wrlock(&keyring_lock);
+        write_lock();
     else
-        pthread_rwlock_unlock(&keyring_lock);
+        write_unlock();
 }
