@@ -108,10 +108,12 @@ static void setup(void)
               "cannot register fork handlers");
 }
 
+/* The sentinel is read without a lock and written (to 1) under the write
+ * lock, and by zz_purge (to 0) at any time: atomic accesses. */
 static int prekey_alive(void)
 {
     volatile uint64_t *a = atomic_load_explicit(&alive, memory_order_acquire);
-    return a != NULL && *a != 0;
+    return a != NULL && __atomic_load_n(a, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* In a child whose fork ran no handler, our locks may be held by threads
@@ -201,7 +203,7 @@ static void install(struct zzs_keyring *kr)
 {
     struct zzs_keyring *old = keyring;
     keyring = kr;
-    *atomic_load_explicit(&alive, memory_order_relaxed) = 1;
+    __atomic_store_n(atomic_load_explicit(&alive, memory_order_relaxed), 1, __ATOMIC_RELEASE);
     atomic_store_explicit(&last_rekey_ms, zzs_os_now_ms(), memory_order_relaxed);
     zz_free(old); /* wipes it; zeros after a fork or purge are accepted */
 }

@@ -511,6 +511,11 @@ static void test_shield_underscore_fork(void **state)
 static void test_shield_underscore_fork_lock_held(void **state)
 {
     (void)state;
+#if defined(__SANITIZE_THREAD__)
+    /* TSan cannot follow a lock made new in a child whose fork ran no
+     * handler, while a thread it does not have holds it ("double lock") */
+    skip();
+#endif
     struct forked f;
     fork_setup(&f, 0x5eed0030);
     run_underscore_fork(&f, 1);
