@@ -111,6 +111,10 @@ struct binding {
     uint64_t len, keyring_id, header;
 };
 
+/* libsodium's prototypes declare their buffers nonnull, even for 0 bytes. */
+static unsigned char empty[1];
+#define NONNULL(p) ((p) != NULL ? (p) : empty)
+
 static void bind(struct binding *b, const zz_shielded *s, uint64_t keyring_id)
 {
     b->len = s->len;
@@ -130,7 +134,7 @@ static int seal_under(zz_shielded *s, const struct zzs_keyring *kr, const unsign
         struct binding b;
         bind(&b, s, kr->id);
         crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-            s->ct, s->tag, NULL, src, s->len, (const unsigned char *)&b, sizeof b, NULL,
+            NONNULL(s->ct), s->tag, NULL, NONNULL(src), s->len, (const unsigned char *)&b, sizeof b, NULL,
             s->nonce, key);
         s->keyring_id = kr->id;
     }
@@ -150,7 +154,7 @@ static int open_under(const zz_shielded *s, const struct zzs_keyring *kr, unsign
         struct binding b;
         bind(&b, s, s->keyring_id);
         rc = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-            dst, NULL, s->ct, s->len, s->tag, (const unsigned char *)&b, sizeof b, s->nonce, key);
+            NONNULL(dst), NULL, NONNULL(s->ct), s->len, s->tag, (const unsigned char *)&b, sizeof b, s->nonce, key);
     }
     zz_wipe(key, sizeof key);
     zzs_burn_stack();
