@@ -279,7 +279,14 @@ typedef struct zz_arena zz_arena;
  * 16 KiB; blocks above 8,160 bytes get a run of their own, which goes back
  * when they are freed.  The arena reserves 1/8 of the capacity plus 32 KiB
  * more than the capacity, for the runs' trailing canaries and a mix of sizes
- * (a mix may still fragment it: then ENOMEM says it is full).
+ * (a mix may still fragment it: then ENOMEM says it is full).  capacity is
+ * what the arena promises to hold, not a limit: it serves blocks from that
+ * reserve too (zz_arena_create(64) holds 1,022 blocks of 16 bytes); a caller
+ * that needs a hard limit counts the blocks' costs itself (the Python Arena
+ * does).  It maps round_up(capacity + capacity / 8 + 32 KiB, page size)
+ * bytes plus a guard page at each end, and locks the same (the guard pages
+ * included with MADV_GUARD_INSTALL guards, left out with mprotect ones):
+ * 45,056 bytes for a capacity of 1 with 4 KiB pages.
  *
  * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
  * first, then each new chunk a quarter of the arena's size so far (at least
