@@ -20,6 +20,7 @@ struct shielded {
     const unsigned char *open;   /* the open block, or NULL */
     int open_zeroed;             /* a purge ran while open: the block reads zeros */
     int dead;                    /* a purge wiped its prekey: ENOKEY for good */
+    int secret;                  /* the open block is in secretmem (unreadable by pread) */
 };
 
 static struct shielded SH[MAX_SHIELDED];
@@ -104,6 +105,7 @@ static void op_shield_open(struct input *in)
         CHECK(!can_access(p, 1), "open block is writable");
     x->open = p;
     x->open_zeroed = 0;
+    x->secret = (zz_info(p) & ZZ_INFO_SECRETMEM) != 0;
 }
 
 static void shield_close(struct shielded *x)
@@ -111,8 +113,7 @@ static void shield_close(struct shielded *x)
     errno = 4242;
     zz_shield_close(x->s, x->open);
     CHECK(errno == 4242, "zz_shield_close changed errno to %d", errno);
-    if (x->n > 0)
-        CHECK(!can_access(x->open, 0) || zz_is_zero(x->open, x->n), "closed block still readable");
+    check_stale(x->open, x->n, x->secret, "closed block"); /* via /proc/self/mem */
     x->open = NULL;
 }
 

@@ -39,6 +39,8 @@ __all__ = [
     "LockError",
     "Protection",
     "SecureBuffer",
+    "ShieldError",
+    "Shielded",
     "get_backend",
     "get_lock_policy",
     "GetPassWarning",

@@ -190,7 +190,7 @@ static PyObject *sh_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     } while (0)
 
 PyDoc_STRVAR(sh_open_doc,
-"open()\n--\n\n"
+"open($self, /)\n--\n\n"
 "Decrypt the secret into a new read-only SecureBuffer (guarded, locked,\n"
 "excluded from core dumps) and return it; use it as a context manager:\n"
 "`with shielded.open() as key: ...` wipes and closes it on exit.  While\n"
@@ -248,7 +248,7 @@ static void release_block(SecureBufferObject *sb)
 }
 
 PyDoc_STRVAR(sh_destroy_doc,
-"destroy()\n--\n\n"
+"destroy($self, /)\n--\n\n"
 "Wipe and free the ciphertext; the Shielded can no longer be opened.  A\n"
 "buffer from open() that is still open is closed first (BufferError, and\n"
 "nothing changes, while it is exported).  Idempotent.");
@@ -286,7 +286,7 @@ static PyObject *sh_exit(PyObject *op, PyObject *args)
 }
 
 PyDoc_STRVAR(sh_rekey_doc,
-"rekey()\n--\n\n"
+"rekey($cls, /)\n--\n\n"
 "Draw a new 16 KiB prekey and re-seal every live Shielded under it (the\n"
 "old prekey is wiped), so a prekey that leaks slowly goes stale.");
 
@@ -303,7 +303,7 @@ static PyObject *sh_rekey(PyObject *cls, PyObject *unused)
 }
 
 PyDoc_STRVAR(sh_set_interval_doc,
-"set_rekey_interval(ms)\n--\n\n"
+"set_rekey_interval($cls, ms, /)\n--\n\n"
 "Re-key automatically: the first open() or seal at least ms milliseconds\n"
 "after the last re-key re-keys first.  0 (the default) turns it off.\n"
 "ValueError above one day.");
@@ -396,11 +396,11 @@ static PyObject *sh_refuse_pickle(PyObject *op, PyObject *args)
 static PyMethodDef sh_methods[] = {
     {"open", sh_open, METH_NOARGS, sh_open_doc},
     {"destroy", sh_destroy, METH_NOARGS, sh_destroy_doc},
-    {"close", sh_destroy, METH_NOARGS, "close()\n--\n\nThe same as destroy()."},
+    {"close", sh_destroy, METH_NOARGS, "close($self, /)\n--\n\nThe same as destroy()."},
     {"rekey", sh_rekey, METH_NOARGS | METH_CLASS, sh_rekey_doc},
     {"set_rekey_interval", sh_set_interval, METH_O | METH_CLASS, sh_set_interval_doc},
     {"get_rekey_interval", sh_get_interval, METH_NOARGS | METH_CLASS,
-     "get_rekey_interval()\n--\n\nThe automatic re-key interval in milliseconds (0: off)."},
+     "get_rekey_interval($cls, /)\n--\n\nThe automatic re-key interval in milliseconds (0: off)."},
     {"__enter__", sh_enter, METH_NOARGS, NULL},
     {"__exit__", sh_exit, METH_VARARGS, NULL},
     {"__reduce__", sh_refuse_pickle, METH_NOARGS, NULL},
