@@ -95,6 +95,7 @@ static void after_fork_parent(void)
  * reads zero; the next seal draws a new one. */
 static void after_fork_child(void)
 {
+    zzs_objects_after_fork();
     pthread_mutex_unlock(&objects_lock);
     write_unlock();
     __atomic_store_n(&locks_pid, zzs_os_getpid(), __ATOMIC_RELEASE);
@@ -129,13 +130,21 @@ static void repair_locks_after_fork(void)
         return;
     int expected = 0;
     if (atomic_compare_exchange_strong(&repairing, &expected, 1)) {
-        if (__atomic_load_n(&locks_pid, __ATOMIC_ACQUIRE) != me)
+        if (__atomic_load_n(&locks_pid, __ATOMIC_ACQUIRE) != me) {
             init_locks();
+            zzs_objects_after_fork();
+        }
         atomic_store(&repairing, 0);
     } else {
         while (atomic_load(&repairing) != 0)
             sched_yield();
     }
+}
+
+void zzs_check_fork(void)
+{
+    pthread_once(&setup_once, setup);
+    repair_locks_after_fork();
 }
 
 static void enter_read(void)

@@ -93,6 +93,21 @@ static void header_give_back(zz_shielded *h)
     free_count++;
 }
 
+/* In a forked child: the threads that were opening or closing an object
+ * are gone, so those objects are sealed again (a block they opened is the
+ * child's to lose: it reads zeros there).  Objects left open stay open: the
+ * child may close them.  pre: the child has one thread. */
+void zzs_objects_after_fork(void)
+{
+    for (zz_shielded *s = live; s != NULL; s = s->next) {
+        int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (st == OPENING || st == CLOSING) {
+            s->opened = NULL;
+            atomic_store_explicit(&s->state, SEALED, memory_order_relaxed);
+        }
+    }
+}
+
 /* ---- checks ------------------------------------------------------------------------- */
 
 static void check_object(const zz_shielded *s)
@@ -276,6 +291,7 @@ static int decrypt_into(zz_shielded *s, unsigned char *out)
 ZZ_EXPORT const void *zz_shield_open(zz_shielded *s)
 {
     check_object(s);
+    zzs_check_fork(); /* an opener of the parent may have left it OPENING */
     int expected = SEALED;
     if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, OPENING,
                                                  memory_order_acquire, memory_order_relaxed)) {

@@ -78,6 +78,10 @@ const struct zzs_keyring *zzs_enter_to_open(pid_t sealed_by);
 /* Takes the keyring lock for reading for a destroy (repairs the locks
  * first in a child whose fork ran no handler). */
 void zzs_enter_to_destroy(void);
+/* In a child whose fork ran no handler, makes the locks new and seals
+ * again what the parent's threads were opening (see keyring.c); one load
+ * otherwise.  Called first by zz_shield_open. */
+void zzs_check_fork(void);
 /* Drops the lock any zzs_enter_* took. */
 void zzs_leave(void);
 
@@ -110,6 +114,12 @@ void zzs_keyring_discard(struct zzs_keyring *kr);
  * interval is set). */
 int zzs_rekey_due(void);
 
+/* ---- seal.c (called by keyring.c's fork handling too) --- */
+/* In a forked child (one thread), objects that a thread of the parent was
+ * opening or closing are sealed again.  Called by the atfork child handler,
+ * and by the first call that repairs the locks after a fork that ran no
+ * handler. */
+void zzs_objects_after_fork(void);
 /* ---- seal.c ------------------------------------------------------------------- */
 /* Re-seals every live object under next (called with the keyring lock held
  * for writing).  Returns 0, or -1 with the failure recorded (then nothing

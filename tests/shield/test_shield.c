@@ -522,6 +522,56 @@ static void test_shield_underscore_fork_lock_held(void **state)
     fork_check_parent(&f);
 }
 
+/* A fork while another thread is half-way through an open (it waits for the
+ * keyring lock a re-key holds): in the child that thread is gone, and its
+ * object must not stay "being opened" forever: it can be destroyed (it
+ * aborted with "destroyed while open" before) and opening it says ENOKEY. */
+static zz_shielded *half_opened;
+
+static void *open_blocked(void *arg)
+{
+    (void)arg;
+    const void *p = zz_shield_open(half_opened);
+    if (p != NULL)
+        zz_shield_close(half_opened, p);
+    return NULL;
+}
+
+static void test_shield_fork_while_another_thread_opens(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip(); /* the lock a thread the child lacks holds: see the test above */
+#endif
+    half_opened = seal_seeded(0x5eed0050, 32);
+    zzs_test_hold_keyring_lock(1);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_blocked, NULL), 0);
+    struct timespec pause = { 0, 100 * 1000 * 1000 };
+    nanosleep(&pause, NULL); /* the opener now waits for the lock */
+    fflush(NULL);
+    pid_t pid = _Fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        tu_child_prepare();
+        alarm(20);
+        errno = 0;
+        if (zz_shield_open(half_opened) != NULL || errno != ENOKEY)
+            _exit(2);
+        zz_shield_destroy(half_opened);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    zzs_test_hold_keyring_lock(0);
+    pthread_join(t, NULL);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        print_error("the _Fork child ended with status 0x%x\n", status);
+        fail();
+    }
+    zz_shield_destroy(half_opened);
+}
+
 /* ---- secretmem -------------------------------------------------------------------------------- */
 
 static int secretmem_available(void)
@@ -790,6 +840,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shield_fork),
         cmocka_unit_test(test_shield_underscore_fork),
         cmocka_unit_test(test_shield_underscore_fork_lock_held),
+        cmocka_unit_test(test_shield_fork_while_another_thread_opens),
         cmocka_unit_test(test_shield_rekey_reseals_everything),
         cmocka_unit_test(test_shield_rekey_keeps_tampered_objects_failing),
         cmocka_unit_test(test_shield_rekey_interval),
