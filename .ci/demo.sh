@@ -8,6 +8,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 echo "== C example: a daemon holding a key"
 ./build/examples/key_daemon 3
+echo "== C example: a signing daemon whose key stays shielded between requests"
+./build/examples/shielded_signer 3
 echo "== Python examples (the seed's README examples, unchanged but for the import)"
 venv=${ZZ_DEMO_VENV:-$PWD/build-demo/venv}  # inside the checkout (git-ignored), not the test suite's venv: both may run at once
 rm -rf "$venv" python-bindings/build python-bindings/src/zeroize.egg-info

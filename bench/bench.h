@@ -258,6 +258,7 @@ int zb_kv_string(const char *text, const char *key, char *out, size_t len);
 int zb_run_wipe(const zb_options *opt);
 int zb_run_alloc(const zb_options *opt);
 int zb_run_scale(const zb_options *opt);
+int zb_run_shield(const zb_options *opt); /* bench_shield.c: only with ZB_HAVE_SHIELD */
 
 /* The wipe's guard-page table (bench_wipe_guard.c): 16 B to 256 B wiped
  * up to a PROT_NONE page, next to memset in the middle of a page.  Part of

@@ -292,7 +292,7 @@ def plot_test(bench, out_dir):
 
 def parse_expect(args):
     expect = {}
-    for scenario in ("wipe", "alloc", "scale"):
+    for scenario in ("wipe", "alloc", "scale", "shield"):
         value = getattr(args, f"expect_{scenario}")
         if value:
             expect[scenario] = [c for c in value.split(",") if c]
@@ -399,6 +399,7 @@ def main():
     ap.add_argument("--expect-scale")
     ap.add_argument("--unprivileged", action="store_true",
                     help="run COMMAND --unprivileged (alloc: the unprivileged profile only)")
+    ap.add_argument("--expect-shield")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--plot-test", action="store_true",
                     help="check the plot's marks on made-up figures (zz-bench _selftest plot)")

@@ -83,7 +83,9 @@ static void usage(FILE *out)
             "          and resident bytes per live block\n"
             "  scale   how many guarded blocks fit before the kernel says no; arena density;\n"
             "          zz_purge() time\n"
-            "  all     wipe, alloc and scale\n"
+            "  shield  shielded secrets (when built with libzeroize-shield): open+close of\n"
+            "          32 B vs a zz_alloc pair and the prekey hash; seal of 1 MiB vs the AEAD\n"
+            "  all     wipe, alloc and scale (and shield, when built)\n"
             "\n");
     print_options(out, FOR_ALL);
     print_reading_guide(out);
@@ -298,10 +300,18 @@ int main(int argc, char **argv)
     const char *command = argv[1];
     int do_wipe = strcmp(command, "wipe") == 0, do_alloc = strcmp(command, "alloc") == 0;
     int do_scale = strcmp(command, "scale") == 0;
+    int do_shield = strcmp(command, "shield") == 0; /* bench_shield.c */
     int run_all = strcmp(command, "all") == 0;
     if (run_all)
-        do_wipe = do_alloc = do_scale = 1;
-    if (!do_wipe && !do_alloc && !do_scale) {
+        do_wipe = do_alloc = do_scale = do_shield = 1;
+#ifndef ZB_HAVE_SHIELD
+    if (do_shield && !run_all) {
+        fprintf(stderr, "zz-bench: shield: built without libzeroize-shield (needs libsodium)\n");
+        return 2;
+    }
+    do_shield = 0;
+#endif
+    if (!do_wipe && !do_alloc && !do_scale && !do_shield) {
         fprintf(stderr, "zz-bench: unknown command '%s' (try --help)\n", command);
         return 2;
     }
@@ -340,6 +350,11 @@ int main(int argc, char **argv)
     if (do_scale)
         failed |= zb_run_scale(&opt) != 0;
     fflush(stdout);
+#ifdef ZB_HAVE_SHIELD
+    if (do_shield)
+        failed |= zb_run_shield(&opt) != 0;
+    fflush(stdout);
+#endif
     zb_load_end();
     size_t unreliable, total;
     zb_count_unreliable(&unreliable, &total);

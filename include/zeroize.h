@@ -13,6 +13,9 @@
  *                             zz_set_lock_policy, zz_set_backend,
  *                             zz_last_error, zz_version, ...     zz_policy(3)
  *                             zz_purge, zz_purge_on_signals       zz_purge(3)
+ * And, in a library of its own (libzeroize-shield, zeroize_shield.h, built
+ * with libsodium): shielded secrets, kept encrypted in memory and opened
+ * into a read-only zz_alloc block only while in use (zz_shield_*).
  *
  * Error model (the same everywhere):
  *   - A resource failure or a bad argument returns NULL or -1 and sets errno.

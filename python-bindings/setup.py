@@ -28,7 +28,10 @@ CSRC = "csrc"  # relative: setuptools insists on source paths under setup.py's d
 # only libc and is always built.  A set that needs another library (e.g.
 # {"sources": "src/shield/*.c", "libraries": ["sodium"], "macros": [...]})
 # is built only when named in the environment variable ZEROIZE_WITH
-# (comma-separated), so the default wheel still links libc alone.
+# (comma-separated), so the default wheel still links libc alone.  The
+# shield (zeroize.Shielded, src/shield/) is not such a set: it is built
+# whenever libsodium.a is found, linked in statically (see
+# find_static_libsodium), so the wheel still links libc alone.
 SOURCE_SETS = {
     "core": {"sources": "src/*.c", "libraries": [], "macros": []},
 }
@@ -85,8 +88,47 @@ for name in dict.fromkeys(wanted):
 if os.path.exists("/usr/include/valgrind/memcheck.h"):
     define_macros.append(("ZZ_VALGRIND", "1"))  # client requests only: no library linked
 
-# The extension's own files: the module, SecureBuffer, Arena, buffer helpers.
+# The extension's own files: the module, SecureBuffer, Arena, Shielded, buffer helpers.
 extension_sources = sorted(glob.glob(os.path.join("src", "zeroize", "_*.c")))
+
+
+def find_static_libsodium():
+    """libsodium.a, for zeroize.Shielded: linked in statically, its symbols
+    hidden (--exclude-libs), so that the extension still needs nothing but
+    libc at run time (issue 20) and cannot clash with another libsodium in
+    the process.  ZEROIZE_LIBSODIUM_A names it; "" builds without it (then
+    zeroize.Shielded raises RuntimeError saying how to get it)."""
+    chosen = os.environ.get("ZEROIZE_LIBSODIUM_A")
+    if chosen is not None:
+        return chosen or None
+    import subprocess
+    dirs = []
+    try:
+        out = subprocess.run(["pkg-config", "--variable=libdir", "libsodium"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirs.append(out)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    dirs += ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+    if not os.path.exists("/usr/include/sodium.h"):
+        return None
+    for d in dirs:
+        if d and os.path.exists(os.path.join(d, "libsodium.a")):
+            return os.path.join(d, "libsodium.a")
+    return None
+
+
+LIBSODIUM_A = find_static_libsodium()
+SHIELD_SOURCES = sorted(glob.glob(os.path.join(CSRC, "src", "shield", "*.c")))
+extra_objects, extra_link_args = [], []
+if LIBSODIUM_A and SHIELD_SOURCES:
+    define_macros.append(("ZPY_HAVE_SHIELD", "1"))
+    library_sources += SHIELD_SOURCES
+    extra_objects.append(LIBSODIUM_A)
+    extra_link_args.append("-Wl,--exclude-libs,ALL")
+else:
+    print("zeroize: libsodium.a not found (apt install libsodium-dev): "
+          "building without zeroize.Shielded")
 SHIPPED_DOCS = ["RECIPES.md"]  # copied next to __init__.py at build time
 
 
@@ -109,6 +151,8 @@ extension = Extension(
     + sorted(glob.glob(os.path.join(CSRC, "src", "**", "*.h"), recursive=True))
     + sorted(glob.glob(os.path.join(CSRC, "include", "*.h"))),
     include_dirs=[os.path.join(CSRC, "include"), os.path.join(CSRC, "src")],
+    extra_objects=extra_objects,
+    extra_link_args=extra_link_args,
     define_macros=define_macros,
     libraries=libraries,
     extra_compile_args=[

@@ -27,6 +27,9 @@
  *                 zz_alloc blocks
  *   7. process-wide: purge.c (zz_purge walks the purge list and dispatches by
  *                 region kind), signals.c, process.c (zz_get_stats, zz_info)
+ * Above all of them, as a library of its own: src/shield/ (libzeroize-shield)
+ * calls only the public API, never a zzi_ function (ctest
+ * shield_public_api_only); its lock order is in src/shield/shield.h.
  * Lower layers reach upper ones only through hooks the upper ones register:
  * the fork handlers (lifecycle.c) run what signals.c, the arenas, the thread caches and
  * lockref.c registered with zzi_fork_register.

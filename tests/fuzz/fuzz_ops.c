@@ -98,6 +98,10 @@ struct model {
 
 static struct model M;
 static size_t page_size;
+#ifdef ZZ_FUZZ_SHIELD /* fuzz_shield.h: shielded secrets (libzeroize-shield) */
+static void shield_check(size_t *blocks, size_t *bytes);
+static void shield_after_purge(void);
+#endif
 static int memfd = -1;
 static unsigned expected_info;
 static int have_secretmem; /* zz_alloc_backend(.., ZZ_BACKEND_SECRETMEM) works here */
@@ -316,6 +320,9 @@ static void check_all(void)
     }
     expect_bytes(M.pool, M.pool_shadow, POOL_PAGES * page_size, 1, "zz_lock pool");
 
+#ifdef ZZ_FUZZ_SHIELD
+    shield_check(&blocks, &bytes);
+#endif
     zz_stats st;
     zz_get_stats(&st);
     CHECK(st.live_blocks == blocks, "live_blocks %zu, model %zu", st.live_blocks, blocks);
@@ -780,6 +787,9 @@ static void op_purge(void)
         for (int i = 0; M.ar[k].a != NULL && i < MAX_ARENA_BLOCKS; i++)
             if (M.ar[k].b[i].p != NULL)
                 memset(M.ar[k].b[i].shadow, 0, M.ar[k].b[i].n);
+#ifdef ZZ_FUZZ_SHIELD
+    shield_after_purge();
+#endif
 }
 
 /* Documented error returns and NULL arguments. */
@@ -825,13 +835,22 @@ static void op_edge(struct input *in)
     }
 }
 
+#ifdef ZZ_FUZZ_SHIELD
+#include "fuzz_shield.h"
+#endif
+
 /* ---- driver ------------------------------------------------------------------------------ */
 
 static const char *const op_names[] = {"alloc",       "alloc_aligned", "free",        "realloc",
                                        "protect",     "write",         "lock",        "unlock",
                                        "arena_create", "arena_alloc",  "arena_free",  "arena_write",
                                        "arena_destroy", "purge",       "pool_write",  "edge",
-                                       "alloc_secretmem"};
+                                       "alloc_secretmem"
+#ifdef ZZ_FUZZ_SHIELD
+                                       , "shield_seal", "shield_seal_block", "shield_open",
+                                       "shield_close", "shield_destroy", "shield_rekey"
+#endif
+};
 #define NOPS (sizeof op_names / sizeof op_names[0])
 
 static void run_op(unsigned op, struct input *in)
@@ -853,6 +872,14 @@ static void run_op(unsigned op, struct input *in)
     case 13: op_purge(); break;
     case 14: op_pool_write(in); break;
     case 15: op_edge(in); break;
+#ifdef ZZ_FUZZ_SHIELD
+    case 17: op_shield_seal(in); break;
+    case 18: op_shield_seal_block(in); break;
+    case 19: op_shield_open(in); break;
+    case 20: op_shield_close(in); break;
+    case 21: op_shield_destroy(in); break;
+    case 22: op_shield_rekey(); break;
+#endif
     default: op_alloc(in, 0, 1); break;
     }
 }
@@ -861,6 +888,9 @@ static void run_op(unsigned op, struct input *in)
 static void teardown(void)
 {
     M.op = "teardown";
+#ifdef ZZ_FUZZ_SHIELD
+    shield_teardown();
+#endif
     for (int i = 0; i < MAX_BLOCKS; i++) {
         if (M.blk[i].p != NULL) {
             zz_free(M.blk[i].p);

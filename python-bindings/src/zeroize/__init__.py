@@ -36,9 +36,12 @@ import warnings as _warnings
 
 from . import _zeroize
 from ._zeroize import (
+    HAVE_SHIELD,
     Arena,
     LockError,
     SecureBuffer,
+    ShieldError,
+    Shielded,
     get_backend,
     get_lock_policy,
     mlock,
@@ -60,6 +63,8 @@ __all__ = [
     "LockError",
     "Protection",
     "SecureBuffer",
+    "ShieldError",
+    "Shielded",
     "get_backend",
     "get_lock_policy",
     "GetPassWarning",

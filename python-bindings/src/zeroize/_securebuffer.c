@@ -168,6 +168,10 @@ static PyObject *sb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 /* Wipes and frees the block.  pre: open, no exports. */
 static void sb_free_block(SecureBufferObject *self)
 {
+    if (self->shielded != NULL) {
+        zpy_shielded_release(self);
+        return;
+    }
     if (self->arena != NULL) {
         zpy_arena_free_buffer(self);
         return;
@@ -639,6 +643,12 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
                      mode == ZZ_READONLY ? "read-only" : "no-access",
                      self->packed ? "it shares its pages with other secrets"
                                   : "the arena keeps its blocks read-write");
+        return NULL;
+    }
+    if (self->shielded != NULL && mode != ZZ_READONLY) {
+        PyErr_SetString(zpy_state_of((PyObject *)self)->UnsupportedOperation,
+                        "a SecureBuffer from Shielded.open() stays read-only; copy() it for "
+                        "a writable copy");
         return NULL;
     }
     CHECK_NOT_EXPORTED(self, what, NULL);

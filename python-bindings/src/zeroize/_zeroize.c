@@ -450,6 +450,8 @@ static int module_exec(PyObject *m)
     st->ArenaType = add_type(m, &zpy_arena_spec);
     if (st->ArenaType == NULL || zpy_register_after_fork() < 0)
         return -1;
+    if (zpy_shielded_add(m, st) < 0)
+        return -1;
     return add_constants(m);
 }
 
@@ -461,6 +463,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->LockError);
     Py_VISIT(st->protection_type);
     Py_VISIT(st->UnsupportedOperation);
+    Py_VISIT(st->ShieldedType);
+    Py_VISIT(st->ShieldError);
     return 0;
 }
 
@@ -472,6 +476,8 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->LockError);
     Py_CLEAR(st->protection_type);
     Py_CLEAR(st->UnsupportedOperation);
+    Py_CLEAR(st->ShieldedType);
+    Py_CLEAR(st->ShieldError);
     return 0;
 }
 

@@ -12,6 +12,7 @@
  *   _views.c        other objects' buffers: views, the strided walk, wipes
  *   _securebuffer.c the SecureBuffer type
  *   _arena.c        the Arena type
+ *   _shielded.c     the Shielded type (libzeroize-shield)
  *   _getpass.c      getpass()'s C half: a line from a fd into secure memory
  *   _fork.c         the after-fork hook: counts held by GIL-released calls
  *   _bench.c        private baselines for benchmarks/bench_python.py
@@ -56,6 +57,9 @@ typedef struct SecureBufferObject {
      * and the links of that arena's list of its open buffers. */
     ArenaObject *arena;
     struct SecureBufferObject *prev, *next;
+    /* A buffer from Shielded.open() (_shielded.c): that Shielded (a strong
+     * reference while open), which closes the block; NULL otherwise. */
+    PyObject *shielded;
 } SecureBufferObject;
 
 struct ArenaObject {
@@ -79,6 +83,8 @@ typedef struct {
     PyObject *LockError;            /* zeroize.LockError(OSError, TypeError) */
     PyObject *protection_type;      /* zeroize.Protection, set by __init__.py */
     PyObject *UnsupportedOperation; /* io.UnsupportedOperation */
+    PyTypeObject *ShieldedType;     /* zeroize.Shielded (_shielded.c) */
+    PyObject *ShieldError;          /* zeroize.ShieldError(OSError) */
 } zpy_state;
 
 #define SB(o) ((SecureBufferObject *)(o))
@@ -196,6 +202,14 @@ void zpy_inflight_end(zpy_inflight *rec);
 /* os.register_at_fork(after_in_child=<the hook>).  0, or -1 with an
  * exception. */
 int zpy_register_after_fork(void);
+
+/* ---- Shielded (_shielded.c) ---------------------------------------------------- */
+/* Adds Shielded, ShieldError and HAVE_SHIELD to the module.  Returns 0, or
+ * -1 with an exception. */
+int zpy_shielded_add(PyObject *m, zpy_state *st);
+/* Closes a buffer from Shielded.open() through the shield (wipes and frees
+ * its block).  pre: sb->shielded != NULL, sb->data != NULL, no exports. */
+void zpy_shielded_release(SecureBufferObject *sb);
 
 /* ---- module functions defined outside _zeroize.c --------------------------- */
 /* _getpass.c: _read_secret_line(fd, max_length) */
