@@ -177,7 +177,7 @@ static void free_global(void *p, const zz_arena *owner)
     size_t i;
     struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
     size_t n = zzi_slot_take_back(s, i, p);
-    zzi_release_slot(s, i, (uintptr_t)p);
+    zzi_release_slot(s, i);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();

@@ -89,8 +89,8 @@ static inline size_t zzi_pages_for(size_t span)
  * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon).
  * NULL with errno. */
 struct slab *zzi_take_slot(size_t span, size_t *idx, int requested);
-/* pre: global lock held; slot i is now free and wiped; p was its block. */
-void zzi_release_slot(struct slab *s, size_t i, uintptr_t p);
+/* pre: global lock held; slot i is now free and wiped. */
+void zzi_release_slot(struct slab *s, size_t i);
 /* pre: global lock held; s was fit when its slot was just taken.  Takes up
  * to want more free slots of s (no new mapping), their indexes in idx[];
  * returns how many. */

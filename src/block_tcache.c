@@ -161,7 +161,7 @@ static void return_slots(struct tcache *tc, const struct slab *s)
             b->n = keep;
             for (unsigned j = 0; j < out.n; j++) {
                 zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
-                zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
+                zzi_release_slot(out.slab[j], out.slot[j]);
             }
         }
     }
@@ -184,7 +184,7 @@ void zzi_tcache_give_back_class(int t, int cls)
     b->n = 0;
     for (unsigned j = 0; j < out.n; j++) {
         zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
-        zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
+        zzi_release_slot(out.slab[j], out.slot[j]);
     }
     unsigned keep = 0;
     for (unsigned k = 0; k < tc->npinned; k++) {

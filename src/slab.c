@@ -42,19 +42,27 @@ static void class_resize(struct size_class *c, size_t stride, size_t nslots, int
                           memory_order_relaxed);
 }
 
-/* Blocks whose slab was unmapped when they were freed (big blocks, emptied
- * slabs), the last FREED_RING of them: so a second zz_free of such a pointer
- * is reported as the double free it is, not as a foreign pointer.  Only the
- * fatal path searches it (linearly: its cost does not matter there); an
- * entry is never wrong, since an address in it was freed by this library and
- * is consulted only when no region of ours covers it now. */
+/* The last blocks of slabs that were unmapped (big blocks, emptied slabs,
+ * however they went), the last FREED_RING of them: so a second zz_free of
+ * such a pointer is reported as the double free it is, not as a foreign
+ * pointer.  Only the fatal path searches it (linearly: its cost does not
+ * matter there); an entry is never wrong, since an address in it was freed
+ * by this library and is consulted only when no region of ours covers it
+ * now. */
 #define FREED_RING 4096
 static uintptr_t freed_ring[FREED_RING];
 static unsigned freed_ring_next;
 
-static void remember_unmapped_block(uintptr_t p)
+/* pre: global lock held; every slot of s is free.  Each slot that held a
+ * block remembers where that block began (its span is still recorded). */
+static void remember_unmapped_blocks(const struct slab *s)
 {
-    freed_ring[freed_ring_next++ % FREED_RING] = p;
+    for (size_t i = 0; i < s->nslots; i++) {
+        if (atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed) == SLOT_UNUSED)
+            continue;
+        size_t span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
+        freed_ring[freed_ring_next++ % FREED_RING] = (uintptr_t)zzi_block_at(s, i, span);
+    }
 }
 
 int zzi_was_unmapped_block(uintptr_t p)
@@ -131,9 +139,11 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     return s;
 }
 
-/* pre: global lock held; every slot free (and so already wiped). */
+/* pre: global lock held; every slot free (and so already wiped).  Every way
+ * a slab is unmapped comes here, so every block it held is remembered. */
 static void slab_destroy(struct slab *s)
 {
+    remember_unmapped_blocks(s);
     zzi_registry_remove(&s->region);
     zzi_pages_unmap_slab(&s->region.map);
     free(s);
@@ -412,17 +422,14 @@ static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
 }
 
 /* pre: global lock held; s, of class c, is empty and nobody pins it: unmaps
- * it if the class's cache is full without it (p: the block freed last, for
- * remember_unmapped_block), and trims an idle class. */
-static void slab_now_idle(struct size_class *c, struct slab *s, uintptr_t p)
+ * it if the class's cache is full without it, and trims an idle class. */
+static void slab_now_idle(struct size_class *c, struct slab *s)
 {
     if (c->empty_slabs <= 1)
         return;
     size_t stride = s->stride, keep = class_keep(c, stride);
-    if (cache_would_stay_full(c, s, keep)) {
-        remember_unmapped_block(p);
+    if (cache_would_stay_full(c, s, keep))
         unmap_empty_slab(c, s);
-    }
     if (c->live_slots == 0 && c->empty_slabs > 1)
         trim_idle_class(c, stride, keep);
 }
@@ -463,11 +470,10 @@ void zzi_slab_check_idle(int table, int cls)
     errno = e;
 }
 
-void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
+void zzi_release_slot(struct slab *s, size_t i)
 {
     s->free_stack[s->nfree++] = i;
     if (s->cls == 0 || (s->retired && s->nfree == s->nslots && s->pins == 0)) {
-        remember_unmapped_block(p);
         slab_destroy(s);
         return;
     }
@@ -488,7 +494,7 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
     if (s->nfree == s->nslots) {
         c->empty_slabs++;
         if (s->pins == 0)
-            slab_now_idle(c, s, p);
+            slab_now_idle(c, s);
     }
     /* Idle but for what this thread's cache holds: that goes back too (its
      * slots return through here), so the class is trimmed as it would be
@@ -505,7 +511,7 @@ void zzi_slab_unpin(struct slab *s)
         slab_destroy(s);
         return;
     }
-    slab_now_idle(&classes[s->table][s->cls], s, zzi_slot_data(s, 0));
+    slab_now_idle(&classes[s->table][s->cls], s);
 }
 
 /* A slot's state says whether it is free: the index in slot order. */
