@@ -347,9 +347,10 @@ typedef struct {
     size_t cached_bytes; /* of those, zz_alloc's free slots kept for reuse (wiped,
                             guarded, locked as the policy asks), guard pages included,
                             the threads' own caches included                           */
-    size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now: the sum over the
-                            size classes in use of the bound zz_alloc() describes (the
-                            threads' own caches come on top)                           */
+    size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now, in the unit of
+                            cached_bytes: the sum over the size classes in use of the
+                            bound zz_alloc() describes, plus what the threads' own
+                            caches hold (each within its own small bound)              */
 } zz_stats;
 
 /* Fills *out with a snapshot of the counters above.  out must not be NULL. */

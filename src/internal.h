@@ -426,8 +426,9 @@ unsigned zzi_block_info_locked(const void *p);
 /* Adds the live zz_alloc blocks and their bytes (arenas' large blocks
  * included) to *blocks and *bytes. */
 void zzi_block_count_live(size_t *blocks, size_t *bytes);
-/* Takes the global lock.  The bytes of free slots the size classes keep
- * mapped for reuse (guard pages included), and the sum of their bounds. */
+/* Takes the global lock.  The bytes of free slots kept mapped for reuse
+ * (each slot's data pages and one guard page), and the most kept: the sum
+ * of the classes' bounds plus what the thread caches hold. */
 void zzi_block_cache_stats(size_t *cached, size_t *bound);
 
 /* ---- lifecycle.c: initialisation and fork handling -------------------------- */

@@ -274,6 +274,9 @@ static struct slab *class_slab_with_room(int cls, int backend)
             class_resize(c, s->stride, nslots, 1);
             c->empty_slabs++;
             avail_push(c, s);
+            /* demand made the class map all of this: a burst that comes back
+             * soon finds the whole slab, not its live blocks' share of it */
+            zzi_demand_note(&c->demand, c->total_slots * s->stride);
             return s;
         }
         int e = errno;
@@ -392,11 +395,27 @@ static size_t class_keep(struct size_class *c, size_t stride)
     return zzi_demand_bound(&c->demand, c->live_slots * stride);
 }
 
-/* Would the class still cache at least keep free bytes without s? */
-static int cache_would_stay_full(const struct size_class *c, const struct slab *s, size_t keep)
+/* The class's free slots, in the unit of the bound and of zz_stats'
+ * cached_bytes: a slot's data pages and the guard page after it (what a
+ * slot adds to a slab's mapping, and to its lock on the guard-install
+ * path). */
+static size_t class_free_bytes(const struct size_class *c, size_t stride)
 {
-    size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
-    return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
+    return (c->total_slots - c->live_slots) * stride;
+}
+
+/* pre: global lock held.  Unmaps class c's empty slabs that nobody pins
+ * while the class keeps more free bytes than keep: the bound is the most it
+ * keeps, never the least (5c03a46 kept a slab when unmapping it would go
+ * below the bound: cached_bytes showed twice cache_bound_bytes). */
+static void unmap_beyond(struct size_class *c, size_t stride, size_t keep)
+{
+    struct slab *next;
+    for (struct slab *t = c->avail; t != NULL && class_free_bytes(c, stride) > keep; t = next) {
+        next = t->next;
+        if (t->nfree == t->nslots && t->pins == 0)
+            unmap_empty_slab(c, t);
+    }
 }
 
 /* pre: global lock held; the class has no live block left.  Unmaps its empty
@@ -411,26 +430,23 @@ static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
         return; /* nothing beyond the bound: the common case, without a walk */
     if (keep >= c->trimmed_keep && c->total_slots == c->trimmed_total)
         return; /* walked at this bound or a lower one, nothing mapped since */
-    struct slab *next;
-    for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
-        next = t->next;
-        if (t->nfree == t->nslots && t->pins == 0 && cache_would_stay_full(c, t, keep))
-            unmap_empty_slab(c, t);
-    }
+    unmap_beyond(c, stride, keep);
     c->trimmed_keep = keep;
     c->trimmed_total = c->total_slots;
 }
 
 /* pre: global lock held; s, of class c, is empty and nobody pins it: unmaps
- * it if the class's cache is full without it, and trims an idle class. */
+ * it if the class keeps more than its bound with it, and trims an idle
+ * class. */
 static void slab_now_idle(struct size_class *c, struct slab *s)
 {
-    if (c->empty_slabs <= 1)
-        return;
-    size_t stride = s->stride, keep = class_keep(c, stride);
-    if (cache_would_stay_full(c, s, keep))
+    size_t stride = s->stride;
+    if (class_free_bytes(c, stride) <= ZZI_CACHE_FLOOR_BYTES)
+        return; /* within any bound: no clock read, no walk (a steady pair) */
+    size_t keep = class_keep(c, stride);
+    if (class_free_bytes(c, stride) > keep)
         unmap_empty_slab(c, s);
-    if (c->live_slots == 0 && c->empty_slabs > 1)
+    if (c->live_slots == 0)
         trim_idle_class(c, stride, keep);
 }
 
@@ -575,10 +591,10 @@ void zzi_slab_drop_empty_after_fork(void)
 
 void zzi_block_cache_stats(size_t *cached, size_t *bound)
 {
-    size_t unused_blocks = 0, unused_bytes = 0;
-    *cached = *bound = 0;
+    size_t unused_blocks = 0, unused_bytes = 0, in_threads = 0;
     zzi_global_lock();
-    zzi_tcache_stats(&unused_blocks, &unused_bytes, cached);
+    zzi_tcache_stats(&unused_blocks, &unused_bytes, &in_threads);
+    *cached = *bound = in_threads; /* what threads hold: within their own small bounds */
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];

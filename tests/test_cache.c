@@ -104,6 +104,39 @@ static void test_cache_decay_zero_trims_at_once(void **state)
     assert_int_equal(zz_set_cache_decay_ms(10000), 0);
 }
 
+/* cache_bound_bytes is the most the cache keeps, in the unit of
+ * cached_bytes (issue 19, item 6a): after a burst of 5,000 x 32 B is freed
+ * with no memory of demand, 5c03a46 showed cached_bytes 2,048 KiB against a
+ * bound of 1,024 KiB (a class kept a whole slab beyond its bound).  In a
+ * child, alone with its caches; sizes in one class and in several, and
+ * blocks freed by a thread that goes on running. */
+static void child_cached_within_bound(void *arg)
+{
+    size_t nsizes = (size_t)(uintptr_t)arg;
+    static const size_t sizes[] = { 32, 5000, 9000, 100 };
+    enum { N = 5000 };
+    static void *p[N];
+    child_check(zz_set_cache_decay_ms(0) == 0);
+    for (size_t i = 0; i < N; i++)
+        child_check((p[i] = zz_alloc(sizes[i % nsizes])) != NULL);
+    for (size_t i = 0; i < N; i++)
+        zz_free(p[i]);
+    zz_stats s;
+    zz_get_stats(&s);
+    if (s.cached_bytes > s.cache_bound_bytes)
+        fprintf(stderr, "%zu size(s): cached %zu KiB, bound %zu KiB\n", nsizes, s.cached_bytes >> 10,
+                s.cache_bound_bytes >> 10);
+    child_check(s.cached_bytes <= s.cache_bound_bytes);
+    child_check(s.cache_bound_bytes <= nsizes * ((1u << 20) + (256u << 10)));
+}
+
+static void test_cache_cached_within_bound(void **state)
+{
+    (void)state;
+    expect_child_ok(child_cached_within_bound, (void *)(uintptr_t)1);
+    expect_child_ok(child_cached_within_bound, (void *)(uintptr_t)4);
+}
+
 /* A peak that is not seen again fades: after many decay periods, the next
  * frees in the class give the burst's memory back. */
 static void test_cache_peak_decays(void **state)
@@ -296,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_cache_default_and_set),
         cmocka_unit_test(test_cache_burst_comes_back_without_mapping),
         cmocka_unit_test(test_cache_decay_zero_trims_at_once),
+        cmocka_unit_test(test_cache_cached_within_bound),
         cmocka_unit_test(test_cache_peak_decays),
         cmocka_unit_test(test_cache_gives_way_to_live_blocks_under_memlock),
         cmocka_unit_test(test_cache_gives_way_to_arenas_and_zz_lock),
