@@ -110,11 +110,25 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * most 8 slabs it pins, which stay mapped while pinned), so a thread's
  * steady alloc/free takes no shared lock.  A thread's cache goes back when
  * the thread exits; in a forked child every thread's cache is taken back;
- * when the lock policy becomes ZZ_LOCK_REQUIRED or a mapping or lock is
- * refused, each thread gives its cache back at its next call (the calling
- * thread at once).  Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK) the
- * thread caches are off: locked memory goes to live blocks.  zz_get_stats
- * counts the threads' cached slots in cached_bytes.
+ * when the lock policy becomes ZZ_LOCK_REQUIRED each thread gives its
+ * cache back at its next call.  When a mapping or a lock is refused (and on
+ * zz_trim) the calling thread takes back every slot that any thread's cache
+ * holds, at once, and unmaps the slabs left empty, whether or not their
+ * threads ever call again: an idle or blocked thread keeps no locked memory
+ * that another needs.  zz_get_stats counts the threads' cached slots in
+ * cached_bytes.
+ *
+ * Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK: every unprivileged
+ * process) the caches stay on, and together (size classes and threads)
+ * keep free slots of at most a quarter of the limit (cache_bound_bytes
+ * shows it), counted as cached_bytes counts them: the rest of the limit
+ * stays for live blocks and for other users of mlock in the process.  The
+ * limit and the capability are read again by calls that take the global
+ * lock (an allocation its thread's cache cannot serve, zz_get_stats,
+ * zz_trim), at most once per clock tick (a few milliseconds), and at once
+ * when a mapping or lock is refused, so a limit lowered at run time
+ * (setrlimit, dropping to another user, capset) is noticed there; a
+ * thread's steady alloc/free makes no system call to look.
  *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
@@ -368,6 +382,21 @@ ZZ_EXPORT int zz_set_cache_decay_ms(unsigned long ms);
 
 /* The current decay period of zz_alloc's cache, in milliseconds. */
 ZZ_EXPORT unsigned long zz_get_cache_decay_ms(void);
+
+/* Gives zz_alloc's cached memory back to the kernel now: every free slot
+ * that the size classes keep and that any thread's cache holds (taken from
+ * idle and running threads alike, without waiting for them) is released,
+ * every slab left without a live block is unmapped (its lock goes with it),
+ * and the remembered peaks of demand are forgotten.  Live blocks are not
+ * touched.  After every zz_alloc block is freed, zz_trim leaves none of
+ * zz_alloc's memory locked or mapped (zz_get_stats: cached_bytes 0), so
+ * other users of RLIMIT_MEMLOCK in the process (OpenSSL's secure heap,
+ * libsodium, mlock) get the whole limit.  The decay (zz_set_cache_decay_ms)
+ * needs calls into the library to act; zz_trim is the explicit way, for
+ * example before a long idle period.  Arenas keep their chunks (free them
+ * with zz_arena_destroy).  The next allocations map (and lock) afresh.
+ * Thread-safe; not async-signal-safe.  Preserves errno. */
+ZZ_EXPORT void zz_trim(void);
 
 /* Fills *out for one arena: its live blocks and their bytes (those cached
  * free in threads excluded), and the bytes it has mapped (guard pages

@@ -43,7 +43,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     if (zzi_init() != 0)
         return NULL;
     zzi_check_fork();
-    if (n > SIZE_MAX - align - 2 * zzi_page()) {
+    if (n >= SLOT_CACHED - align - 3 * zzi_page()) { /* n + 1 must read as a live slot's state */
         zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
@@ -176,7 +176,7 @@ static void free_global(void *p, const zz_arena *owner)
     zzi_global_lock();
     size_t i;
     struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
-    size_t n = zzi_slot_take_back(s, i, p);
+    size_t n = zzi_slot_take_back(s, i, p, SLOT_FREED);
     zzi_release_slot(s, i);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
