@@ -120,9 +120,9 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  *
  * Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK: every unprivileged
  * process) the caches stay on, and together (size classes and threads)
- * keep free slots of at most a quarter of the limit (cache_bound_bytes
- * shows it), counted as cached_bytes counts them: the rest of the limit
- * stays for live blocks and for other users of mlock in the process.  The
+ * keep at most half the limit locked in free slots (zz_get_stats:
+ * cache_locked_bytes <= cache_share_bytes): the rest of the limit stays
+ * for live blocks and for other users of mlock in the process.  The
  * limit and the capability are read again by calls that take the global
  * lock (an allocation its thread's cache cannot serve, zz_get_stats,
  * zz_trim), at most once per clock tick (a few milliseconds), and at once
@@ -365,6 +365,10 @@ typedef struct {
                             cached_bytes: the sum over the size classes in use of the
                             bound zz_alloc() describes, plus what the threads' own
                             caches hold (each within its own small bound)              */
+    size_t cache_locked_bytes; /* of cached_bytes, what is locked (on the mprotect guard
+                            path a slot's data pages only; threads' caches counted whole) */
+    size_t cache_share_bytes; /* the most the zz_alloc caches keep locked: half of a
+                            finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;
 
 /* Fills *out with a snapshot of the counters above.  out must not be NULL. */

@@ -72,6 +72,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     zzi_count(&live_bytes, n);
     if (owner == NULL)
         zzi_tcache_refill(s);
+    zzi_slab_keep_share(); /* (s has a slot taken: it stays) */
     zzi_global_unlock();
     return zzi_slot_hand_out(s, i, n, span, align, owner);
 }

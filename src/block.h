@@ -132,6 +132,10 @@ size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want);
  * the calling thread's cache and maps more than its bound, the cache gives
  * the class's slots and slabs back (so the class is trimmed). */
 void zzi_slab_check_idle(int t, int cls);
+/* pre: global lock held.  Under a finite RLIMIT_MEMLOCK, brings the caches
+ * within their share of it (slab.c): after a slow allocation has refilled
+ * the thread's cache. */
+void zzi_slab_keep_share(void);
 /* pre: global lock held.  A thread cache lets go of s: an empty slab is then
  * unmapped or kept as the cache bound says, a retired one unmapped. */
 void zzi_slab_unpin(struct slab *s);
@@ -181,6 +185,12 @@ void zzi_tcache_refill(struct slab *s);
  * other threads to do the same at their next call (what they hold
  * meanwhile, slab.c steals). */
 void zzi_tcache_give_back(void);
+/* pre: global lock held.  1 if the calling thread's cache pins a slab
+ * (and is not giving back already). */
+int zzi_tcache_holds_any(void);
+/* pre: global lock held.  The calling thread's cache gives every slot back
+ * and lets go of its slabs (it refills at its next slow path). */
+void zzi_tcache_give_back_own(void);
 /* 1 once any thread has had a cache (else nothing can be stolen). */
 int zzi_tcache_any(void);
 /* pre: global lock held.  A slot whose cached state was `state` (its

@@ -56,7 +56,8 @@
  * the global lock) whether it is idle but for this cache and maps more than
  * its bound (whose decay reads the clock there, block_cache.c): then the
  * cache gives the class back, so a steady pair never keeps a burst's memory
- * for good. */
+ * for good.  Under a finite lock limit the caches' share is looked at then
+ * too (slab.c). */
 #define TC_CHECK_EVERY 16u
 
 struct tc_bin {
@@ -280,6 +281,17 @@ void zzi_tcache_give_back(void)
     if (!atomic_load_explicit(&ever_used, memory_order_relaxed))
         return;
     atomic_fetch_add(&zzi_checks_gen, 1); /* the other threads give back at their next call */
+    if (self != NULL && !self->busy)
+        give_back_all(self);
+}
+
+int zzi_tcache_holds_any(void)
+{
+    return self != NULL && !self->busy && self->npinned != 0;
+}
+
+void zzi_tcache_give_back_own(void)
+{
     if (self != NULL && !self->busy)
         give_back_all(self);
 }

@@ -286,21 +286,26 @@ static int unmap_empty_beyond(struct size_class *c, size_t keep)
 /* ---- the caches' share of a finite RLIMIT_MEMLOCK ------------------------------ */
 
 /* Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK) the free slots kept for
- * reuse, in the classes and in the threads' caches together, stay within
- * a quarter of the limit (counted as cached_bytes counts them, a guard page
- * per slot: on the mprotect path less is locked).  Three quarters stay for
- * live blocks and for whatever else in the process locks memory (OpenSSL's
- * secure heap, libsodium, the program's own mlock): 2 MiB of systemd's
- * default 8 MiB holds 256 single-page slots, room for every thread's
- * steady pair of a few size classes and a small burst.  The limit (and the
- * capability) is read again at most once per clock tick by the slow paths
- * (it changes with setrlimit, setuid, capset: nothing tells us), at once
- * when a mapping or a lock is refused, and by zz_trim and zz_get_stats; the
- * fast paths make no system call. */
-#define SHARE_DIVISOR 4
+ * reuse, in the classes and in the threads' caches together, keep at most
+ * half the limit locked (zz_stats: cache_locked_bytes <= cache_share_bytes).
+ * Counted in locked bytes, the limit's own unit: on the mprotect path a
+ * slot locks its data pages only, on the guard-install path its guard page
+ * too.  Half, because a burst that comes back must find its slots: an
+ * unprivileged process gets the mprotect path, where 8 MiB hold 2,048
+ * single-page slots, and a burst of 1,000 x 32 B (4 MiB locked) that maps
+ * afresh costs a few hundred microseconds a block, against about 80 ns
+ * from the cache; the other half stays for live blocks and for whatever
+ * else in the process locks memory (OpenSSL's secure heap, libsodium, the
+ * program's own mlock).  The limit (and the capability) is read again at
+ * most once per clock tick by the slow paths (it changes with setrlimit,
+ * setuid, capset: nothing tells us), at once when a mapping or a lock is
+ * refused, and by zz_trim and zz_get_stats; the fast paths make no system
+ * call. */
+#define SHARE_DIVISOR 2
 static size_t share = SIZE_MAX;   /* SIZE_MAX: no finite limit */
+static _Atomic int share_finite;  /* share != SIZE_MAX, for a look without the lock */
 static uint64_t share_read_ms = UINT64_MAX;
-static size_t share_excused;      /* cached bytes a trim could not give back */
+static size_t share_excused;      /* locked bytes a trim could not give back */
 
 /* pre: global lock held.  Reads the limit again (force, or once per tick). */
 static void refresh_share(int force)
@@ -311,16 +316,34 @@ static void refresh_share(int force)
     share_read_ms = now;
     size_t limit = zzi_os_memlock_limit();
     share = limit == SIZE_MAX ? SIZE_MAX : limit / SHARE_DIVISOR;
+    atomic_store_explicit(&share_finite, share != SIZE_MAX, memory_order_relaxed);
 }
 
-/* pre: global lock held.  The free slot bytes kept: classes and threads. */
-static size_t cached_total(void)
+/* The bytes a free slot of class k keeps locked. */
+static size_t slot_locked(int k)
+{
+    size_t page = zzi_page();
+    return zzi_pages_uses_guard_install() ? ((size_t)k + 1) * page : (size_t)k * page;
+}
+
+/* pre: global lock held.  What the free slots kept hold locked: the
+ * classes' and the threads' (theirs counted whole, guard page and all). */
+static size_t cached_locked(void)
 {
     size_t total = zzi_tcache_cached_bytes();
     for (int t = 0; t < 2; t++)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++)
-            total += class_free_bytes(&classes[t][k], ((size_t)k + 1) * zzi_page());
+            total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(k);
     return total;
+}
+
+/* What a trim leaves: an eighth of the share below it, so that what the
+ * threads' caches take in between two looks (each looks after every 16
+ * frees it caches: block_tcache.c) stays within the share.  Every free
+ * the global path releases looks. */
+static size_t share_target(void)
+{
+    return share - share / 8;
 }
 
 /* pre: global lock held.  The empty slab whose unmapping brings total
@@ -336,8 +359,9 @@ static struct slab *slab_to_unmap(size_t total, struct size_class **cp)
             for (struct slab *s = c->avail; s != NULL; s = s->next) {
                 if (s->nfree != s->nslots)
                     continue;
-                size_t bytes = s->nslots * s->stride;
-                if (total - share <= bytes && (fit == NULL || bytes < fit->nslots * fit->stride)) {
+                size_t bytes = s->nslots * slot_locked(s->cls);
+                if (total - share_target() <= bytes && (fit == NULL || s->nslots * s->stride <
+                                                                  fit->nslots * fit->stride)) {
                     fit = s;
                     fit_c = c;
                 }
@@ -353,15 +377,16 @@ static struct slab *slab_to_unmap(size_t total, struct size_class **cp)
 }
 
 /* pre: global lock held.  Unmaps empty slabs until the caches keep no more
- * than their share (or nothing is left to unmap); returns what they keep. */
+ * than share_target() (or nothing is left to unmap); returns what they
+ * keep. */
 static size_t unmap_to_share(size_t total)
 {
-    while (total > share) {
+    while (total > share_target()) {
         struct size_class *c;
         struct slab *s = slab_to_unmap(total, &c);
         if (s == NULL)
             break;
-        size_t bytes = s->nslots * s->stride;
+        size_t bytes = s->nslots * slot_locked(s->cls);
         unmap_empty_slab(c, s);
         total = total > bytes ? total - bytes : 0;
     }
@@ -370,17 +395,39 @@ static size_t unmap_to_share(size_t total)
 
 static void steal_all_cached(void);
 
+/* pre: global lock held.  1 if some class has an empty slab. */
+static int any_empty_slab(void)
+{
+    for (int t = 0; t < 2; t++)
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++)
+            if (classes[t][k].empty_slabs != 0)
+                return 1;
+    return 0;
+}
+
 /* pre: global lock held.  Keeps the caches within their share of a finite
  * limit: empty slabs first, then what threads' caches hold (stolen).  What
- * no trim can give back (free slots beside live blocks) is excused until
- * the caches grow by an eighth of the share again, so that a fragmented
- * heap does not steal from every thread on every slow path. */
+ * no trim can give back (free slots beside live blocks) is excused from
+ * stealing until the caches grow by an eighth of the share again, so that
+ * a fragmented heap does not steal from every thread on every slow path. */
 static void keep_share(void)
 {
     static int busy; /* a steal gives the caller's cache back, which frees into here */
     if (share == SIZE_MAX || busy)
         return;
-    size_t total = cached_total();
+    size_t total = cached_locked();
+    if (total <= share)
+        return;
+    if (any_empty_slab())
+        total = unmap_to_share(total);
+    if (total > share && zzi_tcache_holds_any()) {
+        /* the calling thread's own cache first (no other thread is
+         * disturbed): its few slots may keep whole slabs from emptying */
+        busy = 1;
+        zzi_tcache_give_back_own();
+        total = unmap_to_share(cached_locked());
+        busy = 0;
+    }
     if (total <= share) {
         share_excused = 0;
         return;
@@ -388,13 +435,15 @@ static void keep_share(void)
     if (total <= share_excused + share / 8)
         return;
     busy = 1;
-    total = unmap_to_share(total);
-    if (total > share) {
-        steal_all_cached();
-        total = unmap_to_share(cached_total());
-    }
+    steal_all_cached();
+    total = unmap_to_share(cached_locked());
     share_excused = total > share ? total : 0;
     busy = 0;
+}
+
+void zzi_slab_keep_share(void)
+{
+    keep_share();
 }
 
 /* pre: global lock held.  Unmaps every empty slab of every class, giving the
@@ -703,12 +752,14 @@ static void give_back_if_over_bound(struct size_class *c, int table, int cls)
 void zzi_slab_check_idle(int table, int cls)
 {
     struct size_class *c = &classes[table][cls];
-    if (!atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
+    int limited = atomic_load_explicit(&share_finite, memory_order_relaxed);
+    if (!limited && !atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
         return; /* within every bound (a steady pair): no lock (a stale read only delays a trim) */
     int e = errno; /* zz_free preserves it, and this may unmap */
     zzi_global_lock();
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
+    keep_share(); /* what the thread's cache took in counts towards the share */
     zzi_global_unlock();
     errno = e;
 }
@@ -746,6 +797,8 @@ void zzi_release_slot(struct slab *s, size_t i)
      * without the cache. */
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
+    else
+        keep_share(); /* frees that empty no slab fill the caches too */
 }
 
 void zzi_slab_unpin(struct slab *s)
@@ -832,25 +885,26 @@ void zzi_slab_drop_empty_after_fork(void)
 
 /* ---- stats ------------------------------------------------------------------- */
 
-void zzi_block_cache_stats(size_t *cached, size_t *bound)
+void zzi_block_cache_stats(zz_stats *out)
 {
     size_t unused_blocks = 0, unused_bytes = 0, in_threads = 0;
     zzi_global_lock();
     refresh_share(1);
     zzi_tcache_stats(&unused_blocks, &unused_bytes, &in_threads);
-    *cached = *bound = in_threads; /* what threads hold: within their own small bounds */
+    /* what threads hold: within their own small bounds */
+    out->cached_bytes = out->cache_bound_bytes = in_threads;
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
             if (c->total_slots == 0)
                 continue;
             size_t stride = ((size_t)k + 1) * zzi_page();
-            *cached += (c->total_slots - c->live_slots) * stride;
+            out->cached_bytes += class_free_bytes(c, stride);
             zzi_demand_refresh(&c->demand);
-            *bound += zzi_demand_bound(&c->demand, c->live_slots * stride);
+            out->cache_bound_bytes += zzi_demand_bound(&c->demand, c->live_slots * stride);
         }
     }
-    if (*bound > share)
-        *bound = share;
+    out->cache_locked_bytes = cached_locked();
+    out->cache_share_bytes = share;
     zzi_global_unlock();
 }
