@@ -44,6 +44,7 @@ from ._zeroize import (
     set_backend,
     set_lock_policy,
     stats,
+    trim,
     zeroize1,
     zeroize_np,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "set_backend",
     "set_lock_policy",
     "stats",
+    "trim",
     "zeroize1",
     "zeroize_np",
 ]
