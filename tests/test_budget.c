@@ -75,7 +75,7 @@ static void drop_to_service_user(void)
 struct idle_thread {
     pthread_t tid;
     int go[2]; /* the thread waits for a byte here */
-    int ok;
+    _Atomic int ok;
 };
 
 /* Warms the thread's cache with a burst of 16,000-byte blocks that fills
@@ -117,11 +117,12 @@ static void child_drop_after_warm(void *arg)
     alarm(60);
     child_check(zz_set_cache_decay_ms(86400000ul) == 0); /* the caches keep all they can */
     zz_free(zz_alloc(6000)); /* initialised as root, as a daemon is */
-    struct idle_thread t = { .ok = 0 };
+    struct idle_thread t;
+    atomic_init(&t.ok, 0);
     if (warm) {
         child_check(pipe(t.go) == 0);
         child_check(pthread_create(&t.tid, NULL, warm_then_idle, &t) == 0);
-        while (!atomic_load((_Atomic int *)&t.ok)) /* warm: then idle on the pipe */
+        while (!atomic_load(&t.ok)) /* warm: then idle on the pipe */
             sched_yield();
         zz_stats s;
         zz_get_stats(&s);
