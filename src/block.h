@@ -130,8 +130,10 @@ void zzi_release_slot(struct slab *s, size_t i);
 size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want);
 /* Takes the global lock.  If class cls of backend table t is idle but for
  * the calling thread's cache and maps more than its bound, the cache gives
- * the class's slots and slabs back (so the class is trimmed). */
-void zzi_slab_check_idle(int t, int cls);
+ * the class's slots and slabs back (so the class is trimmed); if the cache
+ * grew since its last look (grew), the caches' share of a finite lock
+ * limit is kept too. */
+void zzi_slab_check_idle(int t, int cls, int grew);
 /* pre: global lock held.  Under a finite RLIMIT_MEMLOCK, brings the caches
  * within their share of it (slab.c): after a slow allocation has refilled
  * the thread's cache. */

@@ -77,6 +77,7 @@ struct tcache {
     unsigned npinned, evict_next;
     unsigned frees;             /* through the cache: every TC_CHECK_EVERY-th checks the class */
     unsigned busy;              /* giving slots back: zzi_tcache_held says 0 meanwhile */
+    size_t held_at_look;        /* cached_bytes at the last TC_CHECK_EVERY-th free */
     struct slab *pinned[TC_PINS];
     struct tc_bin bin[2][TC_CLASSES + 1];
     /* written by the owner only, read by zz_get_stats: relaxed, no RMW */
@@ -174,8 +175,11 @@ int zzi_tcache_free(void *p)
     zzi_count(&tc->cached_bytes, s->stride);
     zzi_count(&tc->live_blocks, (size_t)-1);
     zzi_count(&tc->live_bytes, 0 - n);
-    if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0))
-        zzi_slab_check_idle(s->table, s->cls);
+    if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0)) {
+        size_t held = atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+        zzi_slab_check_idle(s->table, s->cls, held > tc->held_at_look);
+        tc->held_at_look = held;
+    }
     return 1;
 }
 

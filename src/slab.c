@@ -749,17 +749,18 @@ static void give_back_if_over_bound(struct size_class *c, int table, int cls)
     zzi_tcache_give_back_class(table, cls);
 }
 
-void zzi_slab_check_idle(int table, int cls)
+void zzi_slab_check_idle(int table, int cls, int grew)
 {
     struct size_class *c = &classes[table][cls];
-    int limited = atomic_load_explicit(&share_finite, memory_order_relaxed);
+    int limited = grew && atomic_load_explicit(&share_finite, memory_order_relaxed);
     if (!limited && !atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
         return; /* within every bound (a steady pair): no lock (a stale read only delays a trim) */
     int e = errno; /* zz_free preserves it, and this may unmap */
     zzi_global_lock();
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
-    keep_share(); /* what the thread's cache took in counts towards the share */
+    if (limited)
+        keep_share(); /* what the thread's cache took in counts towards the share */
     zzi_global_unlock();
     errno = e;
 }
