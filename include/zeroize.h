@@ -107,8 +107,8 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  *
  * Threads: each thread keeps a small cache of its own wiped free slots
  * (blocks up to 16 KiB: at most 8 slots per size class and backend, in at
- * most 8 slabs it pins, which stay mapped while pinned), so a thread's
- * steady alloc/free takes no shared lock.  A thread's cache goes back when
+ * most 8 slabs it pins), so a thread's steady alloc/free takes no shared
+ * lock.  A thread's cache goes back when
  * the thread exits; in a forked child every thread's cache is taken back;
  * when the lock policy becomes ZZ_LOCK_REQUIRED each thread gives its
  * cache back at its next call.  When a mapping or a lock is refused (and on
@@ -122,13 +122,15 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * process) the caches stay on, and together (size classes and threads)
  * keep at most half the limit locked in free slots (zz_get_stats:
  * cache_locked_bytes <= cache_share_bytes): the rest of the limit stays
- * for live blocks and for other users of mlock in the process.  The
- * limit and the capability are read again by calls that take the global
- * lock (an allocation its thread's cache cannot serve, zz_get_stats,
- * zz_trim), at most once per clock tick (a few milliseconds), and at once
- * when a mapping or lock is refused, so a limit lowered at run time
- * (setrlimit, dropping to another user, capset) is noticed there; a
- * thread's steady alloc/free makes no system call to look.
+ * for live blocks and for other users of mlock in the process (a burst
+ * that locked more than half the limit maps part of itself again when it
+ * comes back).  The limit and the capability are read again by calls that
+ * take the global lock (an allocation its thread's cache cannot serve,
+ * zz_get_stats, zz_trim), at most once per clock tick (a few
+ * milliseconds), and at once when a mapping or lock is refused, so a limit
+ * lowered at run time (setrlimit, dropping to another user, capset) is
+ * noticed there; a thread's steady alloc/free makes no system call to
+ * look.
  *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
