@@ -14,7 +14,8 @@
  *     that takes the global lock;
  *   - threads' fast paths racing a thief (zz_trim) in a loop: no slot is
  *     handed out twice, no block loses its contents, the counts balance
- *     (run under TSan too). */
+ *     (run under TSan too);
+ *   - a fork while a thread's cache pins slabs a steal unmapped. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -348,6 +349,72 @@ static void test_budget_steal_races_fast_paths(void **state)
     assert_int_equal(s1.cached_bytes, 0);
 }
 
+/* ---- 5. fork after a steal ------------------------------------------------------ */
+
+/* A thread's cache pins slabs that a steal unmapped (their structs wait for
+ * the thread's next call) and holds stale entries when the process forks:
+ * the child has no such thread, rebuilds every slab, frees the dead
+ * slabs' structs, allocates locked blocks of every cached size and gives
+ * everything back with zz_trim; the parent's thread, woken, drops its
+ * stale entries and dead pins. */
+static void child_after_steal(void *arg)
+{
+    (void)arg;
+    static const size_t sizes[] = { 32, 256, 5000, 12000 };
+    for (size_t k = 0; k < 4; k++) {
+        unsigned char *p = zz_alloc(sizes[k]);
+        child_check(p != NULL && zz_is_zero(p, sizes[k]));
+        child_check(zz_info(p) & ZZ_INFO_LOCKED);
+        memset(p, 0x33, sizes[k]);
+        zz_free(p);
+    }
+    zz_trim();
+    zz_stats s;
+    zz_get_stats(&s);
+    child_check(s.cached_bytes == 0 && s.live_blocks == 0);
+}
+
+static void *warm_and_wait(void *arg)
+{
+    struct idle_thread *t = arg;
+    static const size_t sizes[] = { 32, 256, 5000, 12000 };
+    void *p[64];
+    for (size_t i = 0; i < 64; i++)
+        if ((p[i] = zz_alloc(sizes[i % 4])) == NULL)
+            return NULL;
+    for (size_t i = 0; i < 64; i++)
+        zz_free(p[i]);
+    atomic_store(&t->ok, 1);
+    char c;
+    if (read(t->go[0], &c, 1) != 1)
+        atomic_store(&t->ok, 0);
+    for (size_t i = 0; i < 64; i++) /* its stale entries are dropped, its dead pins let go */
+        zz_free(zz_alloc(sizes[i % 4]));
+    return NULL;
+}
+
+static void test_budget_fork_after_steal(void **state)
+{
+    (void)state;
+    zz_stats s0, s1;
+    zz_get_stats(&s0);
+    struct idle_thread t;
+    atomic_init(&t.ok, 0);
+    assert_int_equal(pipe(t.go), 0);
+    assert_int_equal(pthread_create(&t.tid, NULL, warm_and_wait, &t), 0);
+    while (!atomic_load(&t.ok))
+        sched_yield();
+    zz_trim(); /* steals the idle thread's slots, unmaps the slabs it pins */
+    expect_child_ok(child_after_steal, NULL);
+    assert_int_equal(write(t.go[1], "x", 1), 1);
+    assert_int_equal(pthread_join(t.tid, NULL), 0);
+    assert_int_equal(atomic_load(&t.ok), 1);
+    close(t.go[0]);
+    close(t.go[1]);
+    zz_get_stats(&s1);
+    assert_int_equal(s1.live_blocks, s0.live_blocks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_budget_share_and_trim),
         cmocka_unit_test(test_budget_lowered_limit_noticed),
         cmocka_unit_test(test_budget_steal_races_fast_paths),
+        cmocka_unit_test(test_budget_fork_after_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
