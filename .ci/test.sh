@@ -21,6 +21,12 @@ step "Python package (pytest)"
 bash python-bindings/run_tests.sh || status=1
 
 if [ "$mode" != "--quick" ]; then
+  step "Python distributions: sdist and wheel (python3 -m build, twine), the suite against the sdist alone"
+  timeout 1800 bash python-bindings/check_dist.sh || status=1
+
+  step "Debian packages: dpkg-buildpackage, lintian, install, use, purge (root only)"
+  timeout 1800 bash tests/packaging/check_deb.sh || status=1
+
   step "ASan + UBSan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DZZ_SANITIZE=address,undefined \
         -DZZ_BUILD_BENCH=OFF -DZZ_VALGRIND=OFF >/dev/null
@@ -63,9 +69,10 @@ if [ "$mode" != "--quick" ]; then
   # Left out: tests that crash on purpose (death, misuse in reliability/), run
   # valgrind themselves (valgrind), need kernel core dumps, or are too slow
   # under it (slow, fuzz: the fuzz corpus is replayed in the ASan build), or
-  # only run the compiler (compile: the header's attribute checks).
+  # only run the compiler (compile: the header's attribute checks) or other
+  # tools (scripts: the ABI and manual page checks).
   ctest --test-dir build --output-on-failure -T memcheck \
-    -LE 'death|slow|nosan|reliability|known-bug|fuzz|valgrind|compile' -j"$jobs" || status=1
+    -LE 'death|slow|nosan|reliability|known-bug|fuzz|valgrind|compile|scripts' -j"$jobs" || status=1
   if grep -l "Defect" build/Testing/Temporary/MemoryChecker.*.log >/dev/null 2>&1; then
     echo "memcheck reported defects:"; grep -h "Defect\|==[0-9]*==" build/Testing/Temporary/MemoryChecker.*.log | head -50
     status=1

@@ -2,12 +2,17 @@
  * zeroize.h - keep secrets safe while they live in memory, and remove them
  * without a trace when they are done.
  *
- * Five families of calls:
- *   - wiping and comparing:        zz_wipe, zz_equal, zz_is_zero
- *   - guarded, locked blocks:      zz_alloc, zz_free, zz_realloc, zz_protect, ...
- *   - caller-owned memory:         zz_lock, zz_unlock, zz_unlock_keep
- *   - many small secrets:          zz_arena_*
- *   - process-wide:                zz_get_stats, zz_set_lock_policy, zz_purge, ...
+ * Families of calls, each with its manual page (generated from this file:
+ * each section's banner names its page; zeroize(7) is the overview):
+ *   - wiping and comparing:   zz_wipe, zz_equal, zz_is_zero        zz_wipe(3)
+ *   - guarded, locked blocks: zz_alloc, zz_free, zz_realloc, ...  zz_alloc(3)
+ *     and their access modes: zz_protect                        zz_protect(3)
+ *   - caller-owned memory:    zz_lock, zz_unlock, zz_unlock_keep   zz_lock(3)
+ *   - many small secrets:     zz_arena_*                          zz_arena(3)
+ *   - process-wide:           zz_get_stats, zz_set_cache_decay_ms zz_stats(3)
+ *                             zz_set_lock_policy, zz_set_backend,
+ *                             zz_last_error, zz_version, ...     zz_policy(3)
+ *                             zz_purge, zz_purge_on_signals       zz_purge(3)
  *
  * Error model (the same everywhere):
  *   - A resource failure or a bad argument returns NULL or -1 and sets errno.
@@ -47,6 +52,10 @@ extern "C" {
 #define ZZ_NONNULL(...)
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* The library's version                                       zz_policy(3) */
+/* ------------------------------------------------------------------------ */
+
 #define ZEROIZE_VERSION_MAJOR 0
 #define ZEROIZE_VERSION_MINOR 1
 #define ZEROIZE_VERSION_PATCH 0
@@ -57,7 +66,7 @@ extern "C" {
 ZZ_EXPORT const char *zz_version(void);
 
 /* ------------------------------------------------------------------------ */
-/* Wiping and comparing                                                     */
+/* Wiping and comparing                                          zz_wipe(3) */
 /* ------------------------------------------------------------------------ */
 
 /* Overwrites n bytes at p with zeros.  No compiler, optimiser or link-time
@@ -76,7 +85,7 @@ ZZ_EXPORT int zz_equal(const void *a, const void *b, size_t n);
 ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
 
 /* ------------------------------------------------------------------------ */
-/* Guarded blocks                                                           */
+/* Guarded blocks                                               zz_alloc(3) */
 /* ------------------------------------------------------------------------ */
 
 /* Allocates n bytes for a secret.  The block is zero-filled and 16-byte
@@ -203,6 +212,10 @@ ZZ_EXPORT ZZ_WARN_UNUSED void *zz_realloc(void *p, size_t n);
  * freed one too ("use after free (the block was already freed)"). */
 ZZ_EXPORT size_t zz_size(const void *p);
 
+/* ------------------------------------------------------------------------ */
+/* Protection modes                                           zz_protect(3) */
+/* ------------------------------------------------------------------------ */
+
 /* Protection modes for zz_protect. */
 #define ZZ_NOACCESS 0
 #define ZZ_READONLY 1
@@ -215,6 +228,10 @@ ZZ_EXPORT size_t zz_size(const void *p);
  * blocks only (not arena blocks: EINVAL).  A pointer this library did not
  * return, NULL included, is fatal ("invalid pointer"), as in zz_free. */
 ZZ_EXPORT ZZ_NONNULL(1) int zz_protect(void *p, int mode);
+
+/* ------------------------------------------------------------------------ */
+/* What protects a block                                        zz_alloc(3) */
+/* ------------------------------------------------------------------------ */
 
 /* Bit flags returned by zz_info: what protects this block now, as actually
  * obtained from the kernel. */
@@ -235,7 +252,7 @@ ZZ_EXPORT ZZ_NONNULL(1) int zz_protect(void *p, int mode);
 ZZ_EXPORT unsigned zz_info(const void *p);
 
 /* ------------------------------------------------------------------------ */
-/* Caller-owned memory                                                      */
+/* Caller-owned memory                                           zz_lock(3) */
 /* ------------------------------------------------------------------------ */
 
 /* Locks the pages spanning [p, p+n) in RAM (mlock) and excludes them from
@@ -276,7 +293,7 @@ ZZ_EXPORT int zz_unlock(void *p, size_t n);
 ZZ_EXPORT int zz_unlock_keep(void *p, size_t n);
 
 /* ------------------------------------------------------------------------ */
-/* Arenas: many small secrets packed together                              */
+/* Arenas: many small secrets packed together                   zz_arena(3) */
 /* ------------------------------------------------------------------------ */
 
 typedef struct zz_arena zz_arena;
@@ -292,7 +309,14 @@ typedef struct zz_arena zz_arena;
  * 16 KiB; blocks above 8,160 bytes get a run of their own, which goes back
  * when they are freed.  The arena reserves 1/8 of the capacity plus 32 KiB
  * more than the capacity, for the runs' trailing canaries and a mix of sizes
- * (a mix may still fragment it: then ENOMEM says it is full).
+ * (a mix may still fragment it: then ENOMEM says it is full).  capacity is
+ * what the arena promises to hold, not a limit: it serves blocks from that
+ * reserve too (zz_arena_create(64) holds 1,022 blocks of 16 bytes); a caller
+ * that needs a hard limit counts the blocks' costs itself (the Python Arena
+ * does).  It maps round_up(capacity + capacity / 8 + 32 KiB, page size)
+ * bytes plus a guard page at each end, and locks the same (the guard pages
+ * included with MADV_GUARD_INSTALL guards, left out with mprotect ones):
+ * 45,056 bytes for a capacity of 1 with 4 KiB pages.
  *
  * capacity == 0: the arena grows on demand in guarded, locked chunks: 64 KiB
  * first, then each new chunk a quarter of the arena's size so far (at least
@@ -351,9 +375,11 @@ ZZ_EXPORT void zz_arena_free(zz_arena *a, void *p);
 ZZ_EXPORT void zz_arena_destroy(zz_arena *a);
 
 /* ------------------------------------------------------------------------ */
-/* Process-wide                                                             */
+/* Statistics and zz_alloc's cache of free slots                zz_stats(3) */
 /* ------------------------------------------------------------------------ */
 
+/* Fields are added at the end only, never reordered or removed: the sized
+ * calls below keep a program built against an older header working. */
 typedef struct {
     size_t live_blocks;  /* blocks handed out and not yet freed (zz_alloc and arenas) */
     size_t live_bytes;   /* sum of their requested sizes                              */
@@ -373,8 +399,28 @@ typedef struct {
                             finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;
 
-/* Fills *out with a snapshot of the counters above.  out must not be NULL. */
-ZZ_EXPORT ZZ_NONNULL(1) void zz_get_stats(zz_stats *out);
+/* Fills *out with a snapshot of the counters above.  out must not be NULL.
+ *
+ * zz_stats grows at its end as the library learns to count more (its fields
+ * are never reordered or removed), so the caller says how big its copy is:
+ * zz_get_stats(out) passes sizeof(zz_stats) as the header it was compiled
+ * against has it, and the library fills exactly that many bytes, never more
+ * (as Linux's clone3 and openat2 take a struct's size).  A program built
+ * against an older header keeps working with a newer library (it gets the
+ * fields it knows); one built against a newer header, run with an older
+ * library, reads 0 in the fields that library does not know.  docs/ABI.md
+ * says the rules.
+ *
+ * zz_get_stats_sized(out, size) is the function behind the macro: it fills
+ * the first `size` bytes of *out.  Returns 0, or -1 with EINVAL when out is
+ * NULL or size is smaller than ZZ_STATS_SIZE_0_1, the struct of version 0.1
+ * (six fields, the first published).  (zz_get_stats)(out), the function
+ * itself (an older binary's call, or a pointer taken to it), fills the 0.1
+ * fields only. */
+#define ZZ_STATS_SIZE_0_1 (6 * sizeof(size_t))
+ZZ_EXPORT ZZ_NONNULL(1) int zz_get_stats_sized(zz_stats *out, size_t size);
+ZZ_EXPORT ZZ_NONNULL(1) void (zz_get_stats)(zz_stats *out);
+#define zz_get_stats(out) ((void)zz_get_stats_sized((out), sizeof(zz_stats)))
 
 /* How long zz_alloc's free-slot cache remembers a peak of demand: the peak a
  * size class's cache may keep is held for `ms` milliseconds after it was
@@ -406,9 +452,18 @@ ZZ_EXPORT void zz_trim(void);
 
 /* Fills *out for one arena: its live blocks and their bytes (those cached
  * free in threads excluded), and the bytes it has mapped (guard pages
- * included) and locked, its large blocks' own mappings included.  Returns 0,
- * or -1 with EINVAL for a NULL arena or out. */
-ZZ_EXPORT int zz_arena_stats(zz_arena *a, zz_stats *out);
+ * included) and locked, its large blocks' own mappings included; the other
+ * fields are 0.  Returns 0, or -1 with EINVAL for a NULL arena or out.
+ * Sized like zz_get_stats: the macro passes sizeof(zz_stats) to
+ * zz_arena_stats_sized, which also refuses (EINVAL) a size below
+ * ZZ_STATS_SIZE_0_1; (zz_arena_stats)(a, out) fills the 0.1 fields only. */
+ZZ_EXPORT int zz_arena_stats_sized(zz_arena *a, zz_stats *out, size_t size);
+ZZ_EXPORT int (zz_arena_stats)(zz_arena *a, zz_stats *out);
+#define zz_arena_stats(a, out) zz_arena_stats_sized((a), (out), sizeof(zz_stats))
+
+/* ------------------------------------------------------------------------ */
+/* Lock policy and errors                                      zz_policy(3) */
+/* ------------------------------------------------------------------------ */
 
 #define ZZ_LOCK_REQUIRED 0    /* default: a block that cannot be locked is never handed out */
 #define ZZ_LOCK_BEST_EFFORT 1 /* hand it out unlocked; zz_info() lacks ZZ_INFO_LOCKED       */
@@ -452,6 +507,10 @@ enum zz_error {
  * larger RLIMIT_MEMLOCK (`ulimit -l`) or CAP_IPC_LOCK cures. */
 ZZ_EXPORT int zz_last_error_code(void);
 
+/* ------------------------------------------------------------------------ */
+/* Purge: wipe every secret at once                             zz_purge(3) */
+/* ------------------------------------------------------------------------ */
+
 /* Wipes the contents of every live block (zz_alloc and arenas).  The blocks
  * stay valid, read as zero, and can be freed as usual.
  * Async-signal-safe: takes no lock, calls no malloc and no stdio.  May run
@@ -477,6 +536,10 @@ ZZ_EXPORT void zz_purge(void);
  * never a mix.
  * Returns 0, or -1 with errno (EINVAL for a signal that cannot be caught). */
 ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
+
+/* ------------------------------------------------------------------------ */
+/* Backends: where new memory comes from                       zz_policy(3) */
+/* ------------------------------------------------------------------------ */
 
 /* Where new blocks and arena chunks live. */
 #define ZZ_BACKEND_ANON 0      /* default: private anonymous memory                        */
@@ -516,6 +579,10 @@ ZZ_EXPORT int zz_get_backend(void);
  * program that wants only some secrets in secretmem).  EINVAL for an unknown
  * backend; otherwise as zz_alloc.  Free with zz_free. */
 ZZ_EXPORT ZZ_MALLOC_LIKE void *zz_alloc_backend(size_t n, int backend);
+
+/* ------------------------------------------------------------------------ */
+/* Process hardening                                           zz_policy(3) */
+/* ------------------------------------------------------------------------ */
 
 #define ZZ_HARDEN_NO_CORE   0x01u /* RLIMIT_CORE soft limit 0 (hard limit untouched) */
 #define ZZ_HARDEN_NO_PTRACE 0x02u /* prctl(PR_SET_DUMPABLE, 0)                       */

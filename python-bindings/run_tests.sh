@@ -2,7 +2,8 @@
 # Build the zeroize Python package from source into a fresh virtual
 # environment (Debian's /usr/bin/python3 with its numpy, pytest, hypothesis
 # and cryptography visible), check that `pip install --target` works too,
-# type-check the stubs with Debian's mypy (python3-mypy), and run the test
+# type-check the stubs with Debian's mypy (python3-mypy), compare them with
+# the installed module (mypy.stubtest), and run the test
 # suite (which also type-checks every Python example of the docs and checks
 # that the stubs report misuse: tests/test_docs.py).  Exits non-zero on any
 # failure.
@@ -69,6 +70,12 @@ site=$("$venv/bin/python" -c 'import os, zeroize; print(os.path.dirname(zeroize.
 (cd / && "$python" -m mypy --strict --no-error-summary --cache-dir "$venv/.mypy_cache" \
     --python-executable "$venv/bin/python" "$site/__init__.pyi")
 echo "stubs OK"
+
+echo "== mypy.stubtest zeroize: the stubs against the installed module, no allowlist"
+# Run by the venv's interpreter (it sees Debian's mypy through
+# --system-site-packages) so that it imports the installed package.
+(cd / && "$venv/bin/python" -m mypy.stubtest zeroize)
+echo "stubtest OK"
 
 echo "== pytest"
 cd "$here"

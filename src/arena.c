@@ -599,14 +599,8 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
     return reg->map.info | ZZ_INFO_CANARY | ZZ_INFO_PACKED;
 }
 
-ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
+void zzi_arena_stats(zz_arena *a, zz_stats *out)
 {
-    if (a == NULL || out == NULL) {
-        zzi_fail(ZZ_ERR_ARGUMENT);
-        errno = EINVAL;
-        return -1;
-    }
-    zzi_check_fork();
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&zzi_arenas_lock);
     zzi_lock(&a->lock);
@@ -624,7 +618,6 @@ ZZ_API int zz_arena_stats(zz_arena *a, zz_stats *out)
     pthread_mutex_unlock(&zzi_arenas_lock);
     if (atomic_load(&a->large_live) != 0)
         zzi_block_add_owned_stats(a, out);
-    return 0;
 }
 
 int zzi_arena_is_live(const zz_arena *a, uint64_t id)

@@ -474,6 +474,9 @@ void zzi_arena_purge_region(struct zzi_region *r);
 /* ZZ_INFO_* of arena block addr in region r (fatal when addr is not a live
  * block).  pre: the global lock NOT held (a fixed arena takes its own). */
 unsigned zzi_arena_info(struct zzi_region *r, uintptr_t addr);
+/* Fills the whole *out (this library's zz_stats) for arena a.
+ * pre: a and out not NULL (process.c's zz_arena_stats_sized checked). */
+void zzi_arena_stats(zz_arena *a, zz_stats *out);
 
 /* ---- lockref.c ---------------------------------------------------------- */
 size_t zzi_lockref_locked_bytes(void);

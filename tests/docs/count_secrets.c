@@ -1,6 +1,6 @@
 /*
  * count_secrets.c - how many live 32-byte secrets one process can hold: the
- * figures of the README's "How many 32-byte secrets fit" table.
+ * figures of docs/LIMITS.md's "How many secrets fit" table.
  *
  *   count_secrets alloc|secretmem|arena [CAP]
  *

@@ -1,6 +1,6 @@
 #!/bin/sh
 # limits_table.sh LIBZEROIZE_A INCLUDE_DIR [WORK_DIR] - measures every row of
-# the README's "How many 32-byte secrets" table with count_secrets.c: each row
+# docs/LIMITS.md's "How many secrets fit" table with count_secrets.c: each row
 # in a fresh process, as root (no lock limit) and unprivileged (CAP_IPC_LOCK
 # dropped from every set, RLIMIT_MEMLOCK 8 MiB).  Run as root; prints one line
 # a row.  Builds the program into WORK_DIR (default: build-limits/ at the top

@@ -14,6 +14,11 @@ for f in include/zeroize.h lib/libzeroize.a lib/pkgconfig/zeroize.pc \
     [ -e "$prefix/$f" ] || [ "$f" = bin/zz-bench ] || { echo "missing $f"; exit 1; }
 done
 ls "$prefix"/lib/libzeroize.so.0 >/dev/null
+if [ -e "$build/man/stamp-man3" ]; then   # built with ZZ_BUILD_MAN (the default)
+    for f in man3/zz_alloc.3 man3/zz_free.3 man3/zz_arena.3 man7/zeroize.7; do
+        [ -e "$prefix/share/man/$f" ] || { echo "missing share/man/$f"; exit 1; }
+    done
+fi
 cmake -S "$here/consumer" -B "$work/cmake" -DCMAKE_C_COMPILER="$cc" \
       -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/cmake" >/dev/null
@@ -22,6 +27,8 @@ flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs zeroi
 # shellcheck disable=SC2086
 "$cc" "$here/consumer/consumer.c" $flags -Wl,-rpath,"$prefix/lib" -o "$work/pc-consumer"
 "$work/pc-consumer" | grep -q "^consumer ok"
-others=$(nm -D --defined-only "$prefix/lib/libzeroize.so" | awk '{print $3}' | grep -v '^zz_' || true)
+# (ZEROIZE_0.1 and later: the version nodes of src/libzeroize.map)
+others=$(nm -D --defined-only "$prefix/lib/libzeroize.so" | awk '{print $3}' \
+         | grep -v '^zz_' | grep -v '^ZEROIZE_[0-9]*\.[0-9]*$' || true)
 if [ -n "$others" ]; then echo "exported non-zz_ symbols: $others"; exit 1; fi
 echo "install, find_package, pkg-config and symbol visibility: ok"

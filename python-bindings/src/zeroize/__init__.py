@@ -29,7 +29,9 @@ python3-cryptography.
 """
 
 import enum as _enum
+import operator as _operator
 import os as _os
+import sys as _sys
 import warnings as _warnings
 
 from . import _zeroize
@@ -184,12 +186,7 @@ def getpass(prompt: str = "Password: ", *, max_length: int = 4096) -> SecureBuff
 
     if not isinstance(prompt, str):
         raise TypeError(f"getpass() prompt must be a str, not {type(prompt).__name__!r}")
-    if not hasattr(type(max_length), "__index__"):
-        raise TypeError(f"getpass() max_length must be an int, not "
-                        f"{type(max_length).__name__!r}")
-    max_length = max_length.__index__()
-    if max_length < 0:
-        raise ValueError(f"getpass() max_length must be >= 0, not {max_length}")
+    max_length = _max_length(max_length)
     fd, close_fd = _open_terminal()
     try:
         if not _os.isatty(fd):
@@ -212,6 +209,22 @@ def getpass(prompt: str = "Password: ", *, max_length: int = 4096) -> SecureBuff
     finally:
         if close_fd:
             _os.close(fd)
+
+
+def _max_length(value):
+    """getpass()'s max_length as an int in [0, sys.maxsize], checked before
+    anything is shown or read."""
+    try:
+        n = _operator.index(value)
+    except TypeError as e:
+        raise TypeError(f"getpass() max_length must be an int, not "
+                        f"{type(value).__name__!r} ({e})") from None
+    if n < 0:
+        raise ValueError(f"getpass() max_length must be >= 0, not {n}")
+    if n > _sys.maxsize:
+        raise OverflowError(f"getpass() max_length must be at most sys.maxsize "
+                            f"({_sys.maxsize}), not {n}")
+    return n
 
 
 def _write_all(fd: int, data: bytes) -> None:

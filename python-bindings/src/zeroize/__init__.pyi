@@ -5,9 +5,13 @@ Checked with the mypy Debian 12 ships (1.0.1, whose typeshed predates PEP
 
 * What zeroize *accepts* is spelled with typeshed's own aliases
   (_typeshed.ReadableBuffer / WriteableBuffer, a union of buffer types in
-  old typeshed, the Buffer protocol in new) plus numpy arrays, recognised by
-  their __array_interface__.  So zeroize1("a str") and SecureBuffer(1.5) are
-  errors, as they are at run time.
+  old typeshed, the Buffer protocol in new) plus numpy arrays, recognised
+  without importing numpy (so that the stubs keep reporting misuse where
+  numpy is not installed) by the two attributes every ndarray has:
+  __array_interface__ and __array_struct__.  An object with only
+  __array_interface__ is refused here as at run time.  So
+  zeroize1("a str") and SecureBuffer(1.5) are errors, as they are at run
+  time.
 * What zeroize *hands out*, a SecureBuffer, must be accepted wherever
   libraries ask for a bytes-like object.  Old typeshed has no protocol for
   that, and many libraries (python3-cryptography among them) annotate such
@@ -15,26 +19,50 @@ Checked with the mypy Debian 12 ships (1.0.1, whose typeshed predates PEP
   therefore derives SecureBuffer from bytearray.  At run time it is not a
   bytearray: the bytearray methods it does not define (decode, hex, ...)
   raise AttributeError, and isinstance(sb, bytearray) is False.
+* SecureBuffer and Arena are @final: they cannot be subclassed at run time.
+* `python3 -m mypy.stubtest zeroize` (run_tests.sh) compares this file with
+  the installed module.
 """
 
 import enum
 import os
+import sys
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, Protocol, SupportsIndex, Union, overload
+from typing import Any, ClassVar, NoReturn, Protocol, SupportsIndex, Union, final, overload
 
 from _typeshed import ReadableBuffer, WriteableBuffer
 
 __version__: str
-__all__: list[str]
+__all__ = [
+    "Arena",
+    "ErrorCode",
+    "LockError",
+    "Protection",
+    "SecureBuffer",
+    "get_backend",
+    "get_lock_policy",
+    "GetPassWarning",
+    "getpass",
+    "info",
+    "mlock",
+    "munlock",
+    "set_backend",
+    "set_lock_policy",
+    "stats",
+    "zeroize1",
+    "zeroize_np",
+]
 RECIPES: str
 
-class _ArrayInterface(Protocol):
-    """numpy arrays (and other objects with the array interface)."""
+class _NumpyArray(Protocol):
+    """A numpy array (numpy's stubs give ndarray both attributes)."""
     @property
     def __array_interface__(self) -> dict[str, Any]: ...
+    @property
+    def __array_struct__(self) -> Any: ...
 
-_Readable = Union[ReadableBuffer, _ArrayInterface]
-_Writable = Union[WriteableBuffer, _ArrayInterface]
+_Readable = Union[ReadableBuffer, _NumpyArray]
+_Writable = Union[WriteableBuffer, _NumpyArray]
 
 class LockError(OSError, TypeError):
     """Locking memory in RAM failed (errno set; see RLIMIT_MEMLOCK / `ulimit -l`)."""
@@ -80,6 +108,7 @@ def get_backend() -> str: ...
 def info(buf: SecureBuffer) -> Protection: ...
 def getpass(prompt: str = ..., *, max_length: SupportsIndex = ...) -> SecureBuffer: ...
 
+@final
 class SecureBuffer(bytearray):  # see the module docstring: not a bytearray at run time
     def __new__(cls, size_or_bytes_like: Union[SupportsIndex, _Readable], /, *,
                 wipe_source: bool = ...) -> SecureBuffer: ...
@@ -118,7 +147,9 @@ class SecureBuffer(bytearray):  # see the module docstring: not a bytearray at r
     def pop(self, *args: object) -> NoReturn: ...
     def remove(self, *args: object) -> NoReturn: ...
     def clear(self, *args: object) -> NoReturn: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):  # PEP 688: the buffer protocol in Python
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
     def __lt__(self, other: object, /) -> NoReturn: ...
@@ -129,6 +160,7 @@ class SecureBuffer(bytearray):  # see the module docstring: not a bytearray at r
     def __iadd__(self, other: object, /) -> NoReturn: ...
     def __mul__(self, other: object, /) -> NoReturn: ...
     __hash__: ClassVar[None]
+    __array_ufunc__: ClassVar[None]  # numpy defers == and operators to SecureBuffer
     def __enter__(self) -> SecureBuffer: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None, /) -> None: ...
@@ -137,6 +169,7 @@ class SecureBuffer(bytearray):  # see the module docstring: not a bytearray at r
     def __copy__(self) -> NoReturn: ...
     def __deepcopy__(self, memo: object, /) -> NoReturn: ...
 
+@final
 class Arena:
     def __init__(self, capacity: SupportsIndex = ...) -> None: ...
     def buffer(self, n: SupportsIndex, /) -> SecureBuffer: ...

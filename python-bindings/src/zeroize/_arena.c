@@ -28,6 +28,7 @@ static void link_buffer(ArenaObject *a, SecureBufferObject *sb)
     a->buffers = sb;
     a->live++;
     a->live_bytes += sb->size;
+    a->used += zpy_arena_cell(sb->size);
 }
 
 static void unlink_buffer(ArenaObject *a, SecureBufferObject *sb)
@@ -41,12 +42,40 @@ static void unlink_buffer(ArenaObject *a, SecureBufferObject *sb)
     sb->prev = sb->next = NULL;
     a->live--;
     a->live_bytes -= sb->size;
+    a->used -= zpy_arena_cell(sb->size);
+}
+
+Py_ssize_t zpy_arena_cell(Py_ssize_t n)
+{
+    if (n > PY_SSIZE_T_MAX - 32) /* no arena holds it: larger than any capacity */
+        return PY_SSIZE_T_MAX;
+    return (n <= 16 ? 16 : (n + 15) & ~(Py_ssize_t)15) + 16;
+}
+
+/* A fixed arena hands out at most its capacity, counted in cells: the
+ * library's arena reserves more than that (for its runs' canaries and a mix
+ * of sizes) and would serve blocks from the reserve.  Returns 0, or -1 with
+ * MemoryError (.zz_error ARENA_FULL). */
+static int check_capacity(ArenaObject *a, Py_ssize_t n)
+{
+    Py_ssize_t need = zpy_arena_cell(n);
+    if (a->capacity == 0 || need <= a->capacity - a->used)
+        return 0;
+    PyObject *msg = PyUnicode_FromFormat(
+        "Arena is full: %zd of its capacity of %zd bytes are taken, and a block of %zd "
+        "bytes needs %zd (round_up(n, 16) + 16); close buffers, or make the Arena "
+        "with a larger capacity", a->used, a->capacity, n, need);
+    if (msg != NULL) {
+        zpy_raise_memory_error(ZZ_ERR_ARENA_FULL, msg);
+        Py_DECREF(msg);
+    }
+    return -1;
 }
 
 
 SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n)
 {
-    if (arena_closed(a))
+    if (arena_closed(a) || check_capacity(a, n) < 0)
         return NULL;
     zpy_state *st = zpy_state_of((PyObject *)a);
     unsigned char *p = zz_arena_alloc(a->arena, (size_t)n);
@@ -99,6 +128,7 @@ static void close_arena(ArenaObject *self)
     }
     self->live = 0;
     self->live_bytes = 0;
+    self->used = 0;
     zz_arena_destroy(z);
 }
 
@@ -198,15 +228,16 @@ static PyObject *arena_repr(PyObject *op)
 }
 
 PyDoc_STRVAR(arena_buffer_doc,
-"buffer(n, /)\n--\n\n"
+"buffer($self, n, /)\n--\n\n"
 "A new SecureBuffer of n zero bytes from this arena: locked,\n"
 "dump-excluded, wipe-on-fork memory like any SecureBuffer, packed with\n"
 "canaries (checked when it is freed) rather than guard pages between it\n"
 "and its neighbours.  (A growable arena puts blocks above 16,336 bytes on\n"
 "guarded pages of their own: those are not packed.)  It keeps the arena\n"
-"alive; closing the arena closes it.  MemoryError when a fixed arena is\n"
-"full, LockError when the memory cannot be locked, ValueError once the\n"
-"arena is closed.");
+"alive; closing the arena closes it.  MemoryError when a fixed arena's\n"
+"capacity has no room for round_up(max(n, 1), 16) + 16 more bytes,\n"
+"LockError when the memory cannot be locked, ValueError once the arena is\n"
+"closed.");
 
 static PyObject *arena_buffer(PyObject *op, PyObject *arg)
 {
@@ -217,7 +248,7 @@ static PyObject *arena_buffer(PyObject *op, PyObject *arg)
 }
 
 PyDoc_STRVAR(arena_random_doc,
-"random(n, /)\n--\n\n"
+"random($self, n, /)\n--\n\n"
 "Like buffer(n), filled with n bytes from the operating system's CSPRNG\n"
 "(getrandom(2)) written straight into the arena.");
 
@@ -232,6 +263,8 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
         return NULL;
     Py_ssize_t got = 0;
     self->busy++; /* the GIL is let go below: close() must wait for us */
+    zpy_inflight rec; /* and a child forked meanwhile must not */
+    zpy_inflight_begin(&rec, NULL, self);
     while (got < n) {
         ssize_t r;
         Py_BEGIN_ALLOW_THREADS
@@ -241,6 +274,7 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
             int err = errno;
             if (err == EINTR && PyErr_CheckSignals() == 0)
                 continue;
+            zpy_inflight_end(&rec);
             self->busy--;
             zpy_arena_free_buffer(sb);
             Py_DECREF(sb);
@@ -252,12 +286,13 @@ static PyObject *arena_random(PyObject *op, PyObject *arg)
         }
         got += r;
     }
+    zpy_inflight_end(&rec);
     self->busy--;
     return (PyObject *)sb;
 }
 
 PyDoc_STRVAR(arena_close_doc,
-"close()\n--\n\n"
+"close($self, /)\n--\n\n"
 "Wipe every block and free the arena; its open buffers become closed (any\n"
 "use raises ValueError).  Idempotent.  Raises BufferError, and changes\n"
 "nothing, while a memoryview, numpy array or other export of one of its\n"
@@ -286,7 +321,7 @@ static PyObject *arena_close(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(arena_stats_doc,
-"stats()\n--\n\n"
+"stats($self, /)\n--\n\n"
 "This arena's counters, as a dict like zeroize.stats(): live_blocks and\n"
 "live_bytes (its open buffers and their sizes), locked_bytes (counted\n"
 "against RLIMIT_MEMLOCK) and mapped_bytes of its memory (large blocks on\n"
@@ -365,9 +400,13 @@ PyDoc_STRVAR(arena_doc,
 "bytes of locked memory instead of a page, so a process without\n"
 "CAP_IPC_LOCK can hold 100,000 of them under the usual 8 MiB lock limit.\n\n"
 "capacity=0 makes a growable arena (guarded, locked chunks added on\n"
-"demand); capacity > 0 reserves and locks that many bytes up front and\n"
-"never grows (count * (round_up(n, 16) + 16) bytes hold count blocks of n\n"
-"bytes).  buffer(n) and random(n) return SecureBuffers that behave like\n"
+"demand).  capacity > 0 makes a fixed arena, mapped and locked up front,\n"
+"that never grows and holds at most capacity bytes of blocks, a block of n\n"
+"bytes counted as round_up(max(n, 1), 16) + 16 (so count * (round_up(n, 16)\n"
+"+ 16) holds exactly count blocks of n bytes; a mix of many sizes may be\n"
+"refused earlier); beyond that, MemoryError.  It maps round_up(capacity +\n"
+"capacity // 8 + 32768, page) bytes plus two guard pages (see the README).\n"
+"buffer(n) and random(n) return SecureBuffers that behave like\n"
 "any other, except that they cannot be made read-only or no-access, and\n"
 "info() reports Protection.PACKED instead of GUARDED: neighbours are\n"
 "separated by canaries, not guard pages.\n\n"

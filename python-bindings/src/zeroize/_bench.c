@@ -23,10 +23,13 @@ PyObject *zpy_volatile_loop_wipe(PyObject *module, PyObject *buf)
     volatile unsigned char *p = view.buf;
     Py_ssize_t n = view.len;
     if (n >= RELEASE_GIL_FROM) {
+        zpy_inflight rec; /* the export, for a fork meanwhile (_fork.c) */
+        zpy_inflight_begin(&rec, zpy_is_securebuffer(buf) ? SB(buf) : NULL, NULL);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++)
             p[i] = 0;
         Py_END_ALLOW_THREADS
+        zpy_inflight_end(&rec);
     } else {
         for (Py_ssize_t i = 0; i < n; i++)
             p[i] = 0;

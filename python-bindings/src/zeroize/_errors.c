@@ -93,6 +93,12 @@ PyObject *zpy_raise_alloc_error(zpy_state *st, int err)
     return zpy_raise_library_error(st, PyExc_OSError, err, "cannot allocate secure memory");
 }
 
+PyObject *zpy_raise_memory_error(int code, PyObject *msg)
+{
+    raise_with_code(PyExc_MemoryError, 0, msg, code);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Arguments                                                                */
 /* ------------------------------------------------------------------------ */

@@ -101,7 +101,7 @@ static PyObject *sb_from_buffer(PyTypeObject *type, PyObject *src, int wipe_sour
         if (zpy_get_wipeable_view(st, src, &view, "SecureBuffer", "wipe") < 0)
             return NULL;
     } else {
-        if (zpy_get_view(src, &view, PyBUF_RECORDS_RO, "SecureBuffer") < 0)
+        if (zpy_get_readable_view(src, &view, "SecureBuffer") < 0)
             return NULL;
         if (zpy_format_has_objects(view.format)) {
             PyBuffer_Release(&view);
@@ -367,7 +367,7 @@ static int sb_set_slice(SecureBufferObject *self, PyObject *key, PyObject *value
         return -1;
     }
     Py_buffer src;
-    if (zpy_get_view(value, &src, PyBUF_RECORDS_RO, "SecureBuffer slice assignment") < 0)
+    if (zpy_get_readable_view(value, &src, "SecureBuffer slice assignment") < 0)
         return -1;
     if (sb_unusable(self) || self->mode == ZZ_READONLY) {
         PyBuffer_Release(&src);
@@ -485,24 +485,44 @@ static void sb_releasebuffer(PyObject *op, Py_buffer *view)
         self->arena->exports--;
 }
 
-/* ---- comparison: == and != only ---- */
+int zpy_is_securebuffer(PyObject *obj)
+{
+    PyBufferProcs *bp = obj == NULL ? NULL : Py_TYPE(obj)->tp_as_buffer;
+    return bp != NULL && bp->bf_getbuffer == sb_getbuffer;
+}
+
+/* ---- comparison: == and != only ----
+ *
+ * Python asks the left operand's type first, and the right one's (with the
+ * operator reflected) only when the left answers NotImplemented; either way
+ * this function gets the SecureBuffer as `a`.  It runs for `sb OP x`
+ * always, and for `x OP sb` when x's type defers: bytes, array.array, str,
+ * int, memoryview for ordering, numpy (SecureBuffer.__array_ufunc__ is None,
+ * so ndarray answers NotImplemented), another SecureBuffer, anything without
+ * a comparison of its own.  bytearray on the left (any operator) and
+ * memoryview on the left (== and !=) compare the exported bytes themselves,
+ * with memcmp: the README says so and points to hmac.compare_digest(). */
+
+static PyObject *refuse_ordering(PyObject *other)
+{
+    PyErr_Format(PyExc_TypeError,
+                 "ordering is not supported: a SecureBuffer has no order (<, <=, > and >= "
+                 "between it and '%.100s' would reveal the secret byte by byte); use == "
+                 "(constant time) or hmac.compare_digest()", Py_TYPE(other)->tp_name);
+    return NULL;
+}
 
 static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
 {
+    /* Raise rather than answer NotImplemented: Python would then ask b's
+     * type, and bytearray or numpy would order the secret's bytes. */
     if (op != Py_EQ && op != Py_NE)
-        Py_RETURN_NOTIMPLEMENTED;
-    /* reflected (other == sb): a is not a SecureBuffer, whose types (one
-     * per module object) all compare with this function */
-    if (Py_TYPE(a)->tp_richcompare != sb_richcompare) {
-        PyObject *t = a;
-        a = b;
-        b = t;
-    }
+        return refuse_ordering(b);
     SecureBufferObject *self = SB(a);
     if (!PyObject_CheckBuffer(b))
         Py_RETURN_NOTIMPLEMENTED;
     Py_buffer other;
-    if (zpy_get_view(b, &other, PyBUF_RECORDS_RO, "SecureBuffer ==") < 0)
+    if (zpy_get_readable_view(b, &other, "SecureBuffer ==") < 0)
         return NULL;
     if (sb_unusable(self)) { /* checked after anything that may run code */
         PyBuffer_Release(&other);
@@ -532,10 +552,42 @@ static PyObject *sb_richcompare(PyObject *a, PyObject *b, int op)
     return PyBool_FromLong(op == Py_EQ ? equal : !equal);
 }
 
+/* ---- + and *: refused (a SecureBuffer has a fixed size) ---- */
+
+static PyObject *refuse_operator(PyObject *a, const char *what)
+{
+    if (!zpy_is_securebuffer(a))
+        Py_RETURN_NOTIMPLEMENTED; /* x + sb, 3 * sb: x's type decides (bytes
+                                     concatenates, making its own copy) */
+    PyErr_Format(PyExc_TypeError,
+                 "SecureBuffer has a fixed size: it cannot be %s (the result would "
+                 "be a new object holding a copy of the secret); make a SecureBuffer of "
+                 "the size you need and assign slices of it", what);
+    return NULL;
+}
+
+static PyObject *sb_add(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "concatenated");
+}
+
+static PyObject *sb_inplace_add(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "extended with +=");
+}
+
+static PyObject *sb_multiply(PyObject *a, PyObject *b)
+{
+    (void)b;
+    return refuse_operator(a, "repeated");
+}
+
 /* ---- methods ---- */
 
 PyDoc_STRVAR(sb_close_doc,
-"close()\n--\n\n"
+"close($self, /)\n--\n\n"
 "Wipe the bytes and free the secure block.  Idempotent.  Raises\n"
 "BufferError (and keeps everything) while a memoryview or numpy array\n"
 "made from this buffer is alive.  Afterwards every access raises\n"
@@ -553,7 +605,7 @@ static PyObject *sb_close(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_copy_doc,
-"copy()\n--\n\n"
+"copy($self, /)\n--\n\n"
 "A new, independent SecureBuffer (read-write) with the same bytes, copied\n"
 "through general-purpose registers only (no copy is left in vector\n"
 "registers).  A packed buffer's copy comes from the same Arena.");
@@ -600,7 +652,7 @@ static PyObject *sb_protect(SecureBufferObject *self, int mode, const char *what
 }
 
 PyDoc_STRVAR(sb_readonly_doc,
-"readonly()\n--\n\n"
+"readonly($self, /)\n--\n\n"
 "Make the pages read-only (zz_protect): writes through Python raise\n"
 "TypeError, writes from C fault.  BufferError while exported.  A packed\n"
 "buffer (from an Arena) cannot: io.UnsupportedOperation.");
@@ -612,7 +664,7 @@ static PyObject *sb_readonly(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_noaccess_doc,
-"noaccess()\n--\n\n"
+"noaccess($self, /)\n--\n\n"
 "Make the pages inaccessible (zz_protect) until readonly() or\n"
 "readwrite(): every access from Python raises ValueError, from C faults.\n"
 "BufferError while exported.  A packed buffer (from an Arena) cannot:\n"
@@ -625,7 +677,7 @@ static PyObject *sb_noaccess(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_readwrite_doc,
-"readwrite()\n--\n\n"
+"readwrite($self, /)\n--\n\n"
 "Make the pages readable and writable again (zz_protect).  BufferError\n"
 "while exported.");
 
@@ -636,7 +688,7 @@ static PyObject *sb_readwrite(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(sb_info_doc,
-"info()\n--\n\n"
+"info($self, /)\n--\n\n"
 "The protections the kernel actually granted this buffer (zz_info), as a\n"
 "zeroize.Protection flag: LOCKED, DONTDUMP, WIPEONFORK, GUARDED,\n"
 "SECRETMEM, CANARY, and PACKED for a buffer from an Arena (which has\n"
@@ -681,7 +733,7 @@ static PyObject *sb_refuse_copy(PyObject *op, PyObject *args)
 }
 
 PyDoc_STRVAR(sb_random_doc,
-"random(n, /)\n--\n\n"
+"random($type, n, /)\n--\n\n"
 "A new SecureBuffer of n bytes from the operating system's CSPRNG\n"
 "(getrandom(2)), written straight into secure memory.");
 
@@ -741,6 +793,45 @@ static Py_ssize_t read_fully(int fd, unsigned char *data, Py_ssize_t n)
     return got;
 }
 
+/* The most from_file() reads from a file whose size fstat(2) does not
+ * tell (procfs and sysfs files say 0). */
+#define UNSIZED_MAX ((Py_ssize_t)1 << 20)
+
+/* Reads a file that reports size 0 until end of file into a growing block,
+ * up to UNSIZED_MAX bytes (one more is read to see the end).  Sets *got and
+ * returns the block, or NULL with an exception. */
+static unsigned char *read_unsized(zpy_state *state, int fd, Py_ssize_t *got)
+{
+    Py_ssize_t cap = 4096;
+    unsigned char *data = zpy_secure_alloc(state, cap);
+    *got = 0;
+    while (data != NULL) {
+        Py_ssize_t r = read_fully(fd, data + *got, cap - *got);
+        if (r < 0)
+            break;
+        *got += r;
+        if (*got < cap) /* end of file */
+            return data;
+        if (cap > UNSIZED_MAX) {
+            PyErr_Format(PyExc_ValueError,
+                         "SecureBuffer.from_file(): the file reports size 0 (as procfs and "
+                         "sysfs files do) and holds more than %zd bytes, the most read "
+                         "from such a file", UNSIZED_MAX);
+            break;
+        }
+        Py_ssize_t bigger = cap < UNSIZED_MAX ? cap * 2 : UNSIZED_MAX + 1;
+        unsigned char *grown = zz_realloc(data, (size_t)bigger); /* wipes the old block */
+        if (grown == NULL) {
+            zpy_raise_alloc_error(state, errno);
+            break;
+        }
+        data = grown;
+        cap = bigger;
+    }
+    zz_free(data);
+    return NULL;
+}
+
 static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
 {
     struct stat st;
@@ -757,15 +848,24 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
         pos = 0;
     Py_ssize_t want = st.st_size > pos ? (Py_ssize_t)(st.st_size - pos) : 0;
     zpy_state *state = PyType_GetModuleState(cls);
-    unsigned char *data = zpy_secure_alloc(state, want);
-    if (data == NULL)
-        return NULL;
-    Py_ssize_t got = read_fully(fd, data, want);
-    if (got < 0) {
-        zz_free(data);
-        return NULL;
+    unsigned char *data;
+    Py_ssize_t got;
+    if (st.st_size == 0) {
+        data = read_unsized(state, fd, &got);
+        if (data == NULL)
+            return NULL;
+        want = got;
+    } else {
+        data = zpy_secure_alloc(state, want);
+        if (data == NULL)
+            return NULL;
+        got = read_fully(fd, data, want);
+        if (got < 0) {
+            zz_free(data);
+            return NULL;
+        }
     }
-    if (got < want) { /* the file shrank since fstat: keep what was read */
+    if (got < want || st.st_size == 0) { /* it shrank since fstat, or had no size */
         unsigned char *smaller = zz_realloc(data, (size_t)got);
         if (smaller == NULL) {
             int err = errno;
@@ -778,14 +878,16 @@ static PyObject *sb_read_fd(PyTypeObject *cls, int fd)
 }
 
 PyDoc_STRVAR(sb_from_file_doc,
-"from_file(path_or_fd, /)\n--\n\n"
+"from_file($type, path_or_fd, /)\n--\n\n"
 "A new SecureBuffer holding a regular file's contents, read with\n"
 "unbuffered read(2) calls straight into secure memory: the key never\n"
 "passes through a bytes object or a stdio buffer.  The size comes from\n"
-"fstat(2).  Given a file descriptor, reads from its current offset to the\n"
-"end of the file and leaves it open.  Short reads and EINTR are retried;\n"
-"if the file shrinks meanwhile, the buffer holds what was there.  Raises\n"
-"ValueError for anything but a regular file, OSError if it cannot be read.");
+"fstat(2); a file that reports size 0 (procfs, sysfs) is read until end of\n"
+"file, up to 1 MiB (ValueError beyond).  Given a file descriptor, reads\n"
+"from its current offset to the end of the file and leaves it open.  Short\n"
+"reads and EINTR are retried; if the file shrinks meanwhile, the buffer\n"
+"holds what was there.  Raises ValueError for anything but a regular file,\n"
+"OSError if it cannot be read.");
 
 static PyObject *sb_from_file(PyObject *cls, PyObject *arg)
 {
@@ -901,7 +1003,10 @@ PyDoc_STRVAR(sb_doc,
 "this package cannot wipe: prefer memoryview(sb)[a:b]).  Slice assignment\n"
 "must keep the length.  memoryview(sb) and numpy.frombuffer(sb) share its\n"
 "memory.  == and != against any bytes-like object run in constant time\n"
-"(zz_equal); there is no ordering (<, >).  The object is unhashable, cannot\n"
+"(zz_equal) when the SecureBuffer decides: on the left always, on the\n"
+"right unless a bytearray (any operator) or a memoryview (==, !=) is on\n"
+"the left, which compare with memcmp (use hmac.compare_digest there).\n"
+"Ordering (<, <=, >, >=) raises TypeError.  The object is unhashable, cannot\n"
 "be pickled or copied with copy.copy (use .copy()), and its repr never\n"
 "shows the contents.\n\n"
 "close() (or leaving a with block) wipes and frees it; an unclosed buffer\n"
@@ -915,6 +1020,9 @@ static PyType_Slot sb_slots[] = {
     {Py_tp_repr, sb_repr},
     {Py_tp_hash, PyObject_HashNotImplemented},
     {Py_tp_richcompare, sb_richcompare},
+    {Py_nb_add, sb_add},
+    {Py_nb_inplace_add, sb_inplace_add},
+    {Py_nb_multiply, sb_multiply},
     {Py_tp_methods, sb_methods},
     {Py_tp_getset, sb_getset},
     {Py_tp_doc, ZPY_DOC_SLOT(sb_doc)},
@@ -941,14 +1049,22 @@ PyType_Spec zpy_securebuffer_spec = {
 
 /* tp_richcompare gives every ordering slot a wrapper (__lt__ ...) that
  * help() lists although it can only raise: a SecureBuffer has == and !=
- * only.  The slot itself stays (it answers NotImplemented for ordering,
- * so `<` raises TypeError as for any unordered type). */
+ * only.  The slot itself stays (it raises TypeError for ordering). */
 int zpy_securebuffer_ready(PyTypeObject *type)
 {
-    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__"};
+    /* and __radd__/__rmul__, which nb_add/nb_multiply add, though they only
+     * answer NotImplemented */
+    static const char *const names[] = {"__lt__", "__le__", "__gt__", "__ge__",
+                                        "__radd__", "__rmul__"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (PyDict_DelItemString(type->tp_dict, names[i]) < 0)
             return -1;
+    /* numpy's opt-out (NEP 13): an ndarray on the left of ==, <, +, ^ ...
+     * answers NotImplemented instead of comparing or combining the exported
+     * bytes itself, and ufuncs refuse a SecureBuffer operand (their result
+     * would be an ndarray nobody wipes). */
+    if (PyDict_SetItemString(type->tp_dict, "__array_ufunc__", Py_None) < 0)
+        return -1;
     PyType_Modified(type);
     return 0;
 }

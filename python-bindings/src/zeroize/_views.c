@@ -86,8 +86,10 @@ int zpy_format_has_objects(const char *fmt)
 }
 
 /* numpy refuses a buffer format for datetime64/timedelta64: get the same
- * memory through a view with an opaque ('V') dtype of equal size. */
-static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, const char *who, const char *verb)
+ * memory through a view with an opaque ('V') dtype of equal size.  flags:
+ * PyBUF_RECORDS to write, PyBUF_RECORDS_RO to read. */
+static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, int flags, const char *who,
+                                 const char *verb)
 {
     PyObject *itemsize = PyObject_GetAttrString(obj, "itemsize");
     if (itemsize == NULL)
@@ -96,7 +98,7 @@ static int get_numpy_opaque_view(PyObject *obj, Py_buffer *view, const char *who
     Py_DECREF(itemsize);
     if (opaque == NULL)
         return -1;
-    int rc = zpy_get_view(opaque, view, PyBUF_RECORDS, who);
+    int rc = zpy_get_view(opaque, view, flags, who);
     if (rc < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) { /* "writeable" is False */
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s() cannot %s a read-only buffer ('%.100s')", who,
@@ -174,7 +176,28 @@ int zpy_get_wipeable_view(zpy_state *st, PyObject *obj, Py_buffer *view, const c
     Py_XDECREF(et);
     Py_XDECREF(ev);
     Py_XDECREF(tb);
-    return get_numpy_opaque_view(obj, view, who, verb);
+    return get_numpy_opaque_view(obj, view, PyBUF_RECORDS, who, verb);
+}
+
+int zpy_get_readable_view(PyObject *obj, Py_buffer *view, const char *who)
+{
+    if (zpy_get_view(obj, view, PyBUF_RECORDS_RO, who) == 0)
+        return 0;
+    if (!PyErr_ExceptionMatches(PyExc_ValueError))
+        return -1;
+    /* numpy's datetime64/timedelta64 (ValueError: "cannot include dtype 'M'
+     * in a buffer"); a released memoryview keeps its ValueError. */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    int is_numpy = PyObject_HasAttrString(obj, "__array_interface__");
+    if (!is_numpy) {
+        PyErr_Restore(et, ev, tb);
+        return -1;
+    }
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    return get_numpy_opaque_view(obj, view, PyBUF_RECORDS_RO, who, "read");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -268,9 +291,12 @@ void zpy_wipe_view(const Py_buffer *v)
     if (!plan_runs(v, &r))
         return;
     if (v->len >= RELEASE_GIL_FROM) {
+        zpy_inflight rec; /* the export of a SecureBuffer, for a fork meanwhile */
+        zpy_inflight_begin(&rec, zpy_is_securebuffer(v->obj) ? SB(v->obj) : NULL, NULL);
         Py_BEGIN_ALLOW_THREADS
         for_each_run(&r, wipe_run);
         Py_END_ALLOW_THREADS
+        zpy_inflight_end(&rec);
     } else {
         for_each_run(&r, wipe_run);
     }

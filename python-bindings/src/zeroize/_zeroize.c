@@ -52,7 +52,8 @@
  *       @classmethod random(cls, n)      # getrandom(2) into the block
  *       @classmethod from_file(cls, path_or_fd)   # read(2) into the block
  *       __len__, __getitem__, __setitem__ (same length), __eq__/__ne__
- *       (zz_equal; no ordering), __buffer__ (export counted, also in the
+ *       (zz_equal; ordering raises TypeError), __array_ufunc__ = None
+ *       (numpy defers to it), __buffer__ (export counted, also in the
  *       arena), close(), closed, mode, packed, info(), readonly(),
  *       noaccess(), readwrite() (zz_protect; packed: UnsupportedOperation),
  *       copy() (same arena if packed), __enter__/__exit__, __repr__ (never
@@ -465,7 +466,7 @@ static int module_exec(PyObject *m)
     if (st->SecureBufferType == NULL || zpy_securebuffer_ready(st->SecureBufferType) < 0)
         return -1;
     st->ArenaType = add_type(m, &zpy_arena_spec);
-    if (st->ArenaType == NULL)
+    if (st->ArenaType == NULL || zpy_register_after_fork() < 0)
         return -1;
     return add_constants(m);
 }

@@ -13,6 +13,7 @@
  *   _securebuffer.c the SecureBuffer type
  *   _arena.c        the Arena type
  *   _getpass.c      getpass()'s C half: a line from a fd into secure memory
+ *   _fork.c         the after-fork hook: counts held by GIL-released calls
  *   _bench.c        private baselines for benchmarks/bench_python.py
  *
  * Nothing is global: the types and exceptions live in the module's state
@@ -63,6 +64,8 @@ struct ArenaObject {
     Py_ssize_t capacity;      /* as given: 0 for a growable arena */
     Py_ssize_t live;          /* open buffers in `buffers` */
     Py_ssize_t live_bytes;    /* and the sum of their sizes */
+    Py_ssize_t used;          /* and of their cells (zpy_arena_cell): at most
+                                 capacity in a fixed arena */
     Py_ssize_t exports;       /* live exports of all those buffers together */
     Py_ssize_t busy;          /* calls writing into a block without the GIL */
     SecureBufferObject *buffers; /* open buffers (borrowed: each owns itself) */
@@ -95,8 +98,9 @@ static inline zpy_state *zpy_state_of(PyObject *obj)
 /* Made in the module's exec slot with PyType_FromModuleAndSpec. */
 extern PyType_Spec zpy_securebuffer_spec;
 extern PyType_Spec zpy_arena_spec;
-/* Finishes the SecureBuffer type after it is made (drops the ordering
- * wrappers tp_richcompare adds).  Returns 0, or -1 with an exception. */
+/* Finishes the SecureBuffer type after it is made: drops the ordering and
+ * reflected wrappers tp_richcompare and the number slots add, and sets
+ * __array_ufunc__ = None.  Returns 0, or -1 with an exception. */
 int zpy_securebuffer_ready(PyTypeObject *type);
 
 /* ---- errors (_errors.c) ---------------------------------------------------- */
@@ -107,6 +111,9 @@ PyObject *zpy_raise_library_error(zpy_state *st, PyObject *exc_type, int err, co
 /* An allocation failed with err: LockError, MemoryError or OSError, as
  * zz_last_error_code() says.  Returns NULL. */
 PyObject *zpy_raise_alloc_error(zpy_state *st, int err);
+/* Raises MemoryError(msg) with .zz_error = code (a ZZ_ERR_* value) for a
+ * refusal of the Python layer itself.  Returns NULL. */
+PyObject *zpy_raise_memory_error(int code, PyObject *msg);
 
 /* ---- arguments (_errors.c) ------------------------------------------------ */
 /* Parses (obj, /, *, <flag>=False).  Returns 0, or -1 with an exception. */
@@ -129,6 +136,11 @@ int zpy_get_view(PyObject *obj, Py_buffer *view, int flags, const char *who);
  * does ("wipe"), for messages. */
 int zpy_get_wipeable_view(zpy_state *st, PyObject *obj, Py_buffer *view, const char *who,
                           const char *verb);
+/* A read-only strided view of obj (zpy_get_view with PyBUF_RECORDS_RO),
+ * numpy's datetime64/timedelta64 arrays included (read through an opaque
+ * 'V' view of the same memory, as zeroize1 wipes them).  Returns 0, or -1
+ * with an exception. */
+int zpy_get_readable_view(PyObject *obj, Py_buffer *view, const char *who);
 /* 1 if a struct-module format describes Python objects ('O'). */
 int zpy_format_has_objects(const char *fmt);
 /* Wipes exactly the bytes the view covers, releasing the GIL for big ones.
@@ -156,9 +168,34 @@ PyObject *zpy_sb_wrap(PyTypeObject *type, unsigned char *data, Py_ssize_t size);
 /* A new packed SecureBuffer of n zero bytes from a (ValueError when a is
  * closed).  Returns NULL with an exception on failure. */
 SecureBufferObject *zpy_arena_new_buffer(ArenaObject *a, Py_ssize_t n);
+/* The bytes a block of n bytes takes from a fixed arena's capacity:
+ * round_up(max(n, 1), 16) + 16 (its canary), as zz_arena_create counts. */
+Py_ssize_t zpy_arena_cell(Py_ssize_t n);
 /* Wipes and frees a packed buffer's block and forgets the buffer.
  * pre: sb->data != NULL, sb->arena != NULL, no exports. */
 void zpy_arena_free_buffer(SecureBufferObject *sb);
+
+/* 1 if obj is a SecureBuffer (of any module object). */
+int zpy_is_securebuffer(PyObject *obj);
+
+/* ---- fork (_fork.c) ------------------------------------------------------------ */
+/* A call that runs without the GIL while it holds an export of a
+ * SecureBuffer (sb) or keeps an Arena busy (busy): registered, on the
+ * caller's stack, from just before it releases the GIL until just after it
+ * takes it back, so that a forked child, which lacks the thread, can take
+ * those counts back (see _fork.c).  Either pointer may be NULL. */
+typedef struct zpy_inflight {
+    SecureBufferObject *sb;
+    ArenaObject *busy;
+    unsigned long thread; /* PyThread_get_thread_ident() of the caller */
+    struct zpy_inflight *prev, *next;
+} zpy_inflight;
+/* Both with the GIL held. */
+void zpy_inflight_begin(zpy_inflight *rec, SecureBufferObject *sb, ArenaObject *busy);
+void zpy_inflight_end(zpy_inflight *rec);
+/* os.register_at_fork(after_in_child=<the hook>).  0, or -1 with an
+ * exception. */
+int zpy_register_after_fork(void);
 
 /* ---- module functions defined outside _zeroize.c --------------------------- */
 /* _getpass.c: _read_secret_line(fd, max_length) */
