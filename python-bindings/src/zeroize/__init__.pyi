@@ -49,6 +49,7 @@ __all__ = [
     "set_backend",
     "set_lock_policy",
     "stats",
+    "trim",
     "zeroize1",
     "zeroize_np",
 ]
