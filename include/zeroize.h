@@ -122,14 +122,30 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  *
  * Threads: each thread keeps a small cache of its own wiped free slots
  * (blocks up to 16 KiB: at most 8 slots per size class and backend, in at
- * most 8 slabs it pins, which stay mapped while pinned), so a thread's
- * steady alloc/free takes no shared lock.  A thread's cache goes back when
+ * most 8 slabs it pins), so a thread's steady alloc/free takes no shared
+ * lock.  A thread's cache goes back when
  * the thread exits; in a forked child every thread's cache is taken back;
- * when the lock policy becomes ZZ_LOCK_REQUIRED or a mapping or lock is
- * refused, each thread gives its cache back at its next call (the calling
- * thread at once).  Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK) the
- * thread caches are off: locked memory goes to live blocks.  zz_get_stats
- * counts the threads' cached slots in cached_bytes.
+ * when the lock policy becomes ZZ_LOCK_REQUIRED each thread gives its
+ * cache back at its next call.  When a mapping or a lock is refused (and on
+ * zz_trim) the calling thread takes back every slot that any thread's cache
+ * holds, at once, and unmaps the slabs left empty, whether or not their
+ * threads ever call again: an idle or blocked thread keeps no locked memory
+ * that another needs.  zz_get_stats counts the threads' cached slots in
+ * cached_bytes.
+ *
+ * Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK: every unprivileged
+ * process) the caches stay on, and together (size classes and threads)
+ * keep at most half the limit locked in free slots (zz_get_stats:
+ * cache_locked_bytes <= cache_share_bytes): the rest of the limit stays
+ * for live blocks and for other users of mlock in the process (a burst
+ * that locked more than half the limit maps part of itself again when it
+ * comes back).  The limit and the capability are read again by calls that
+ * take the global lock (an allocation its thread's cache cannot serve,
+ * zz_get_stats, zz_trim), at most once per clock tick (a few
+ * milliseconds), and at once when a mapping or lock is refused, so a limit
+ * lowered at run time (setrlimit, dropping to another user, capset) is
+ * noticed there; a thread's steady alloc/free makes no system call to
+ * look.
  *
  * After fork(), in the child: blocks made before the fork read as zeros and
  * can be freed.  The kernel copies neither locks nor (into WIPEONFORK
@@ -419,9 +435,14 @@ typedef struct {
     size_t cached_bytes; /* of those, zz_alloc's free slots kept for reuse (wiped,
                             guarded, locked as the policy asks), guard pages included,
                             the threads' own caches included                           */
-    size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now: the sum over the
-                            size classes in use of the bound zz_alloc() describes (the
-                            threads' own caches come on top)                           */
+    size_t cache_bound_bytes; /* the most the zz_alloc cache keeps now, in the unit of
+                            cached_bytes: the sum over the size classes in use of the
+                            bound zz_alloc() describes, plus what the threads' own
+                            caches hold (each within its own small bound)              */
+    size_t cache_locked_bytes; /* of cached_bytes, what is locked (on the mprotect guard
+                            path a slot's data pages only; threads' caches counted whole) */
+    size_t cache_share_bytes; /* the most the zz_alloc caches keep locked: half of a
+                            finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;
 
 /* Fills *out with a snapshot of the counters above.  out must not be NULL.
@@ -459,6 +480,21 @@ ZZ_EXPORT int zz_set_cache_decay_ms(unsigned long ms);
 
 /* The current decay period of zz_alloc's cache, in milliseconds. */
 ZZ_EXPORT unsigned long zz_get_cache_decay_ms(void);
+
+/* Gives zz_alloc's cached memory back to the kernel now: every free slot
+ * that the size classes keep and that any thread's cache holds (taken from
+ * idle and running threads alike, without waiting for them) is released,
+ * every slab left without a live block is unmapped (its lock goes with it),
+ * and the remembered peaks of demand are forgotten.  Live blocks are not
+ * touched.  After every zz_alloc block is freed, zz_trim leaves none of
+ * zz_alloc's memory locked or mapped (zz_get_stats: cached_bytes 0), so
+ * other users of RLIMIT_MEMLOCK in the process (OpenSSL's secure heap,
+ * libsodium, mlock) get the whole limit.  The decay (zz_set_cache_decay_ms)
+ * needs calls into the library to act; zz_trim is the explicit way, for
+ * example before a long idle period.  Arenas keep their chunks (free them
+ * with zz_arena_destroy).  The next allocations map (and lock) afresh.
+ * Thread-safe; not async-signal-safe.  Preserves errno. */
+ZZ_EXPORT void zz_trim(void);
 
 /* Fills *out for one arena: its live blocks and their bytes (those cached
  * free in threads excluded), and the bytes it has mapped (guard pages

@@ -43,7 +43,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     if (zzi_init() != 0)
         return NULL;
     zzi_check_fork();
-    if (n > SIZE_MAX - align - 2 * zzi_page()) {
+    if (n >= SLOT_CACHED - align - 3 * zzi_page()) { /* n + 1 must read as a live slot's state */
         zzi_fail(ZZ_ERR_NOMEM);
         errno = ENOMEM;
         return NULL;
@@ -72,6 +72,7 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
     zzi_count(&live_bytes, n);
     if (owner == NULL)
         zzi_tcache_refill(s);
+    zzi_slab_keep_share(); /* (s has a slot taken: it stays) */
     zzi_global_unlock();
     return zzi_slot_hand_out(s, i, n, span, align, owner);
 }
@@ -177,8 +178,8 @@ static void free_global(void *p, const zz_arena *owner)
     zzi_global_lock();
     size_t i;
     struct slab *s = zzi_find_live(p, &i, ZZI_FREEING, owner);
-    size_t n = zzi_slot_take_back(s, i, p);
-    zzi_release_slot(s, i, (uintptr_t)p);
+    size_t n = zzi_slot_take_back(s, i, p, SLOT_FREED);
+    zzi_release_slot(s, i);
     zzi_count(&live_blocks, (size_t)-1);
     zzi_count(&live_bytes, 0 - n);
     zzi_global_unlock();

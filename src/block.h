@@ -30,33 +30,66 @@ struct slab {
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
     int table;        /* the backend whose class table holds it */
     int retired;      /* hands out no new blocks; unmapped once empty */
-    unsigned pins;    /* thread caches that may free into it (block_tcache.c):
-                       * never unmapped while any does */
+    unsigned pins;    /* thread caches that may free into it without the lock
+                       * (block_tcache.c): its struct is never freed while any
+                       * does; its memory is unmapped only once every slot is
+                       * free and claimed (zzi_slab_kill_pinned) */
+    _Atomic int dead; /* unmapped while pinned: the pinning caches' fast paths
+                       * must not look into it (read without the lock) */
     struct slab *prev, *next; /* the class's slabs that have a free slot */
     uint64_t *canary;       /* per slot: head canary word, tail canary word */
     struct slot_meta *meta; /* per slot */
     size_t *free_stack;
 };
 
-/* A slot's state in size_plus1: never handed out, freed, being freed, or
- * live with n bytes (n + 1: n is at most SIZE_MAX - 3 pages, see
- * alloc_impl), so that a fatal message can tell a double free from a
- * pointer never returned.  A free claims the slot with one atomic exchange
- * to SLOT_FREEING (a second free, from any thread, then sees it and
- * aborts); the slot still counts as live for zz_purge until its wipe is
- * done and it becomes SLOT_FREED. */
+/* A slot's state in size_plus1: never handed out, freed, being freed,
+ * cached by a thread, or live with n bytes (n + 1: n is below
+ * SLOT_CACHED minus 3 pages, see alloc_impl), so that a fatal message can
+ * tell a double free from a pointer never returned.  A free claims the slot
+ * with one atomic exchange to SLOT_FREEING (a second free, from any thread,
+ * then sees it and aborts); the slot still counts as live for zz_purge
+ * until its wipe is done and it becomes SLOT_FREED, or cached.
+ *
+ * A slot in a thread's cache (block_tcache.c) is SLOT_CACHED | the cache's
+ * address (64-byte aligned) | 1 if it was never handed out.  The cache
+ * takes it back with a compare-and-swap of that exact value to
+ * SLOT_FREEING; any other thread, under the global lock, may claim it
+ * first with a compare-and-swap to SLOT_FREED or SLOT_UNUSED (stealing:
+ * block_tcache.c, top).  Exactly one of them wins; the cache's stale entry
+ * then fails its swap and is dropped.  No cache's value outlives it (a
+ * cache gives everything back before it is freed), so an address reused by
+ * a newer cache is never confused with an old one. */
 #define SLOT_UNUSED ((size_t)0)
 #define SLOT_FREED SIZE_MAX
 #define SLOT_FREEING (SIZE_MAX - 1)
+#define SLOT_CACHED (SIZE_MAX ^ (SIZE_MAX >> 1)) /* the top bit */
+#define SLOT_CACHED_UNUSED ((size_t)1)
+/* Held by a thread's cache (wiped, or never used). */
+static inline int zzi_slot_cached(size_t size_plus1)
+{
+    return size_plus1 >= SLOT_CACHED && size_plus1 < SLOT_FREEING;
+}
+/* Holds a block a caller may use (not freed, not being freed, not cached). */
+static inline int zzi_slot_in_use(size_t size_plus1)
+{
+    return size_plus1 - 1 < SLOT_CACHED - 1;
+}
 /* Live for zz_purge: holds a block, or one whose wipe is not done. */
 static inline int zzi_slot_live(size_t size_plus1)
 {
-    return size_plus1 != SLOT_UNUSED && size_plus1 != SLOT_FREED;
+    return zzi_slot_in_use(size_plus1) || size_plus1 == SLOT_FREEING;
 }
-/* Holds a block a caller may use (not freed, not being freed). */
-static inline int zzi_slot_in_use(size_t size_plus1)
+/* Never held a block (a pointer into it is not a double free). */
+static inline int zzi_slot_never_used(size_t size_plus1)
 {
-    return zzi_slot_live(size_plus1) && size_plus1 != SLOT_FREEING;
+    return size_plus1 == SLOT_UNUSED ||
+           (zzi_slot_cached(size_plus1) && (size_plus1 & SLOT_CACHED_UNUSED));
+}
+/* What a cached slot goes back to when a thread gives it back or another
+ * claims it. */
+static inline size_t zzi_slot_uncached(size_t size_plus1)
+{
+    return (size_plus1 & SLOT_CACHED_UNUSED) ? SLOT_UNUSED : SLOT_FREED;
 }
 
 /* ---- slot geometry -------------------------------------------------------- */
@@ -89,16 +122,22 @@ static inline size_t zzi_pages_for(size_t span)
  * backend `requested` resolves to (ZZ_BACKEND_AUTO: secretmem, else anon).
  * NULL with errno. */
 struct slab *zzi_take_slot(size_t span, size_t *idx, int requested);
-/* pre: global lock held; slot i is now free and wiped; p was its block. */
-void zzi_release_slot(struct slab *s, size_t i, uintptr_t p);
+/* pre: global lock held; slot i is now free and wiped. */
+void zzi_release_slot(struct slab *s, size_t i);
 /* pre: global lock held; s was fit when its slot was just taken.  Takes up
  * to want more free slots of s (no new mapping), their indexes in idx[];
  * returns how many. */
 size_t zzi_take_more_slots(struct slab *s, size_t *idx, size_t want);
 /* Takes the global lock.  If class cls of backend table t is idle but for
  * the calling thread's cache and maps more than its bound, the cache gives
- * the class's slots and slabs back (so the class is trimmed). */
-void zzi_slab_check_idle(int t, int cls);
+ * the class's slots and slabs back (so the class is trimmed); if the cache
+ * grew since its last look (grew), the caches' share of a finite lock
+ * limit is kept too. */
+void zzi_slab_check_idle(int t, int cls, int grew);
+/* pre: global lock held.  Under a finite RLIMIT_MEMLOCK, brings the caches
+ * within their share of it (slab.c): after a slow allocation has refilled
+ * the thread's cache. */
+void zzi_slab_keep_share(void);
 /* pre: global lock held.  A thread cache lets go of s: an empty slab is then
  * unmapped or kept as the cache bound says, a retired one unmapped. */
 void zzi_slab_unpin(struct slab *s);
@@ -148,9 +187,23 @@ void zzi_tcache_sync(void);
  * s's free slots (and free into s without the lock). */
 void zzi_tcache_refill(struct slab *s);
 /* pre: global lock held.  Gives every slot the calling thread's cache holds
- * back (memory is short), and asks the other threads to do the same at
- * their next call. */
+ * back (memory is short; not while it is giving back already), and asks the
+ * other threads to do the same at their next call (what they hold
+ * meanwhile, slab.c steals). */
 void zzi_tcache_give_back(void);
+/* pre: global lock held.  1 if the calling thread's cache pins a slab
+ * (and is not giving back already). */
+int zzi_tcache_holds_any(void);
+/* pre: global lock held.  The calling thread's cache gives every slot back
+ * and lets go of its slabs (it refills at its next slow path). */
+void zzi_tcache_give_back_own(void);
+/* 1 once any thread has had a cache (else nothing can be stolen). */
+int zzi_tcache_any(void);
+/* pre: global lock held.  A slot whose cached state was `state` (its
+ * cache's tag) was just stolen: its cache counts bytes fewer. */
+void zzi_tcache_note_stolen(size_t state, size_t bytes);
+/* pre: global lock held.  The bytes of free slots the threads' caches hold. */
+size_t zzi_tcache_cached_bytes(void);
 /* pre: global lock held.  The calling thread's cache holds `held` slots of
  * class cls of backend table t (0 if it has no cache). */
 size_t zzi_tcache_held(int t, int cls);

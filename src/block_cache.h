@@ -22,8 +22,9 @@ struct zzi_demand {
 /* The floor: a class always keeps this much cached (1 MiB). */
 #define ZZI_CACHE_FLOOR_BYTES ((size_t)1 << 20)
 
-/* pre: global lock held.  Called as a slot is handed out: in_use is the
- * class's slot bytes now in use.  No clock read: this is the fast path. */
+/* pre: global lock held.  Called as a slot is handed out (in_use: the
+ * class's slot bytes now in use) and as demand maps a slab (in_use: every
+ * slot of the class).  No clock read: this is the fast path. */
 static inline void zzi_demand_note(struct zzi_demand *d, size_t in_use)
 {
     if (in_use > d->recent)

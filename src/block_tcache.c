@@ -17,13 +17,27 @@
  *
  * When a cache is brought up to date (the global lock held): every event
  * that makes old slots unfit bumps zzi_checks_gen (a fork, the lock policy
- * becoming ZZ_LOCK_REQUIRED, memory or the lock limit running short), and a
+ * becoming ZZ_LOCK_REQUIRED, memory or the lock limit running short, the
+ * caches going over their share of a finite RLIMIT_MEMLOCK, zz_trim), and a
  * cache whose generation is old hands out and takes nothing until its
- * thread, on its next slow path, has given everything back.  Under a
- * finite RLIMIT_MEMLOCK the caches stay off: locked memory goes to live
- * blocks before caches.  At thread exit (a pthread key destructor) and in a
- * forked child (for every thread, which no longer exist there) everything
- * goes back.
+ * thread, on its next slow path, has given everything back.  At thread exit
+ * (a pthread key destructor) and in a forked child (for every thread, which
+ * no longer exist there) everything goes back.
+ *
+ * Stealing: a thread that needs locked memory (a mapping or a lock was
+ * refused, the caches are over their share of a finite limit, zz_trim)
+ * does not wait for the others' next calls: under the global lock it claims
+ * every slot any cache holds, with one compare-and-swap of the slot's
+ * state (SLOT_CACHED | the cache's address) to SLOT_FREED, and puts it back
+ * on its slab (slab.c).  The cache's own fast path claims a slot with the
+ * same compare-and-swap before it hands it out (SLOT_CACHED | its address
+ * to SLOT_FREEING), so of the two exactly one wins; a cache entry whose
+ * swap fails was stolen and is dropped (its bytes were counted in
+ * stolen_bytes by the thief).  A slab whose every slot is then free is
+ * unmapped even while caches pin it: its struct (the slots' metadata, read
+ * by the pinning caches without the lock) stays until the last pin goes,
+ * marked dead, so a pinning cache's free no longer looks into it.  An idle
+ * or blocked thread therefore pins no memory that another needs.
  *
  * Counts: each cache counts the blocks and bytes its thread allocated minus
  * freed through it, and the slot bytes it holds; zz_get_stats adds them.
@@ -42,7 +56,8 @@
  * the global lock) whether it is idle but for this cache and maps more than
  * its bound (whose decay reads the clock there, block_cache.c): then the
  * cache gives the class back, so a steady pair never keeps a burst's memory
- * for good. */
+ * for good.  Under a finite lock limit the caches' share is looked at then
+ * too (slab.c). */
 #define TC_CHECK_EVERY 16u
 
 struct tc_bin {
@@ -57,16 +72,28 @@ struct tc_bin {
 #define TC_LINE 64
 struct tcache {
     _Alignas(TC_LINE) struct tcache *prev, *next; /* every thread's cache, under the global lock */
+    size_t tag;                 /* SLOT_CACHED | this cache's address: its slots' state */
     unsigned gen;               /* zzi_checks_gen when brought up to date */
-    int on;                     /* 0 under a finite lock limit */
     unsigned npinned, evict_next;
     unsigned frees;             /* through the cache: every TC_CHECK_EVERY-th checks the class */
     unsigned busy;              /* giving slots back: zzi_tcache_held says 0 meanwhile */
+    size_t held_at_look;        /* cached_bytes at the last TC_CHECK_EVERY-th free */
     struct slab *pinned[TC_PINS];
     struct tc_bin bin[2][TC_CLASSES + 1];
     /* written by the owner only, read by zz_get_stats: relaxed, no RMW */
     _Atomic size_t live_blocks, live_bytes, cached_bytes;
+    /* of cached_bytes, slots other threads stole (added by the thief, under
+     * the global lock; taken off by the owner as it drops the stale entry) */
+    _Atomic size_t stolen_bytes;
 };
+
+/* A bin entry: the slot's index, and whether it was never handed out (the
+ * low bit of its cached state). */
+#define TC_UNUSED_BIT 0x80000000u
+static inline size_t entry_state(const struct tcache *tc, uint32_t e)
+{
+    return tc->tag | (e >> 31);
+}
 
 static ZZ_TLS_SIGNAL_SAFE struct tcache *self;
 static ZZ_TLS_SIGNAL_SAFE int exited; /* the thread's cache is gone: no new one */
@@ -80,7 +107,13 @@ static int exit_key_ok;
 /* 1 if the cache may hand out and take slots now. */
 static inline int tc_current(const struct tcache *tc)
 {
-    return tc->on && tc->gen == atomic_load_explicit(&zzi_checks_gen, memory_order_relaxed);
+    return tc->gen == atomic_load_explicit(&zzi_checks_gen, memory_order_relaxed);
+}
+
+/* An entry of slab s whose claim failed: another thread stole the slot. */
+static void entry_lost(struct tcache *tc, const struct slab *s)
+{
+    atomic_fetch_sub_explicit(&tc->stolen_bytes, s->stride, memory_order_relaxed);
 }
 
 /* ---- fast paths --------------------------------------------------------------- */
@@ -92,14 +125,23 @@ void *zzi_tcache_alloc(size_t n, size_t span, size_t align, int backend)
     if (tc == NULL || pages > TC_CLASSES || !tc_current(tc))
         return NULL;
     struct tc_bin *b = &tc->bin[zzi_policy_resolve(backend)][pages];
-    if (b->n == 0)
-        return NULL;
-    unsigned k = --b->n;
-    struct slab *s = b->slab[k];
-    zzi_count(&tc->cached_bytes, 0 - s->stride);
-    zzi_count(&tc->live_blocks, 1);
-    zzi_count(&tc->live_bytes, n);
-    return zzi_slot_hand_out(s, b->slot[k], n, span, align, NULL);
+    while (b->n != 0) {
+        unsigned k = --b->n;
+        struct slab *s = b->slab[k];
+        uint32_t e = b->slot[k];
+        size_t i = e & ~TC_UNUSED_BIT, cached = entry_state(tc, e);
+        zzi_count(&tc->cached_bytes, 0 - s->stride);
+        /* the claim: fails only when another thread stole the slot */
+        if (zz_likely(atomic_compare_exchange_strong_explicit(&s->meta[i].size_plus1, &cached,
+                                                              SLOT_FREEING, memory_order_acquire,
+                                                              memory_order_relaxed))) {
+            zzi_count(&tc->live_blocks, 1);
+            zzi_count(&tc->live_bytes, n);
+            return zzi_slot_hand_out(s, i, n, span, align, NULL);
+        }
+        entry_lost(tc, s);
+    }
+    return NULL;
 }
 
 static inline struct slab *pinned_slab_of(const struct tcache *tc, uintptr_t a)
@@ -107,7 +149,8 @@ static inline struct slab *pinned_slab_of(const struct tcache *tc, uintptr_t a)
     for (unsigned k = 0; k < tc->npinned; k++) {
         struct slab *s = tc->pinned[k];
         if (a - s->region.map.base < s->region.map.len)
-            return s;
+            /* a dead slab's range may be another mapping's now */
+            return atomic_load_explicit(&s->dead, memory_order_relaxed) ? NULL : s;
     }
     return NULL;
 }
@@ -125,19 +168,36 @@ int zzi_tcache_free(void *p)
     struct tc_bin *b = &tc->bin[s->table][s->cls];
     if (b->n == TC_BIN || atomic_load_explicit(&s->meta[i].prot, memory_order_relaxed) != ZZ_READWRITE)
         return 0; /* the global path keeps the slot, or changes the mode under its lock */
-    size_t n = zzi_slot_take_back(s, i, p);
+    size_t n = zzi_slot_take_back(s, i, p, tc->tag);
     b->slab[b->n] = s;
     b->slot[b->n] = (uint32_t)i;
     b->n++;
     zzi_count(&tc->cached_bytes, s->stride);
     zzi_count(&tc->live_blocks, (size_t)-1);
     zzi_count(&tc->live_bytes, 0 - n);
-    if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0))
-        zzi_slab_check_idle(s->table, s->cls);
+    if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0)) {
+        size_t held = atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+        zzi_slab_check_idle(s->table, s->cls, held > tc->held_at_look);
+        tc->held_at_look = held;
+    }
     return 1;
 }
 
 /* ---- giving back (global lock held) ---------------------------------------------- */
+
+/* The slot of entry e of slab s goes back to its slab, unless another
+ * thread stole it. */
+static void give_back_entry(struct tcache *tc, struct slab *s, uint32_t e)
+{
+    size_t i = e & ~TC_UNUSED_BIT, cached = entry_state(tc, e);
+    zzi_count(&tc->cached_bytes, 0 - s->stride);
+    if (atomic_compare_exchange_strong_explicit(&s->meta[i].size_plus1, &cached,
+                                                zzi_slot_uncached(cached), memory_order_acq_rel,
+                                                memory_order_relaxed))
+        zzi_release_slot(s, i);
+    else
+        entry_lost(tc, s);
+}
 
 /* Every cached slot of slab s (any slab if s is NULL) goes back to its
  * slab.  The bins are set first and the slots released after: a release
@@ -159,10 +219,8 @@ static void return_slots(struct tcache *tc, const struct slab *s)
                 to->slot[at] = b->slot[j];
             }
             b->n = keep;
-            for (unsigned j = 0; j < out.n; j++) {
-                zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
-                zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
-            }
+            for (unsigned j = 0; j < out.n; j++)
+                give_back_entry(tc, out.slab[j], out.slot[j]);
         }
     }
     tc->busy--;
@@ -182,10 +240,8 @@ void zzi_tcache_give_back_class(int t, int cls)
     struct tc_bin *b = &tc->bin[t][cls], out = *b;
     tc->busy++;
     b->n = 0;
-    for (unsigned j = 0; j < out.n; j++) {
-        zzi_count(&tc->cached_bytes, 0 - out.slab[j]->stride);
-        zzi_release_slot(out.slab[j], out.slot[j], zzi_slot_data(out.slab[j], out.slot[j]));
-    }
+    for (unsigned j = 0; j < out.n; j++)
+        give_back_entry(tc, out.slab[j], out.slot[j]);
     unsigned keep = 0;
     for (unsigned k = 0; k < tc->npinned; k++) {
         struct slab *s = tc->pinned[k];
@@ -214,14 +270,13 @@ static void give_back_all(struct tcache *tc)
 }
 
 /* Brings the cache up to date: what it held under an older generation
- * goes back, and it is on only while locking is not rationed. */
+ * goes back (and the pins of slabs unmapped meanwhile). */
 static void bring_up_to_date(struct tcache *tc)
 {
     unsigned gen = atomic_load(&zzi_checks_gen); /* before: a later bump is seen next time */
     if (tc->gen == gen)
         return;
     give_back_all(tc);
-    tc->on = zzi_os_memlock_limit() == SIZE_MAX;
     tc->gen = gen;
 }
 
@@ -230,8 +285,30 @@ void zzi_tcache_give_back(void)
     if (!atomic_load_explicit(&ever_used, memory_order_relaxed))
         return;
     atomic_fetch_add(&zzi_checks_gen, 1); /* the other threads give back at their next call */
-    if (self != NULL)
+    if (self != NULL && !self->busy)
         give_back_all(self);
+}
+
+int zzi_tcache_holds_any(void)
+{
+    return self != NULL && !self->busy && self->npinned != 0;
+}
+
+void zzi_tcache_give_back_own(void)
+{
+    if (self != NULL && !self->busy)
+        give_back_all(self);
+}
+
+int zzi_tcache_any(void)
+{
+    return atomic_load_explicit(&ever_used, memory_order_relaxed);
+}
+
+void zzi_tcache_note_stolen(size_t state, size_t bytes)
+{
+    struct tcache *tc = (struct tcache *)(uintptr_t)(state & ~(SLOT_CACHED | SLOT_CACHED_UNUSED));
+    atomic_fetch_add_explicit(&tc->stolen_bytes, bytes, memory_order_relaxed);
 }
 
 /* ---- set-up, refill, thread exit ----------------------------------------------------- */
@@ -276,8 +353,10 @@ void zzi_tcache_prepare(void)
     if (tc == NULL)
         return; /* the global path serves this thread */
     memset(tc, 0, sizeof *tc);
+    tc->tag = SLOT_CACHED | (uintptr_t)tc;
     tc->gen = atomic_load(&zzi_checks_gen) - 1; /* up to date at the first refill */
-    if (pthread_setspecific(exit_key, tc) != 0) {
+    if (((uintptr_t)tc & (SLOT_CACHED | (TC_LINE - 1))) != 0 ||
+        pthread_setspecific(exit_key, tc) != 0) { /* (an address the slot state cannot hold) */
         free(tc);
         errno = e;
         return;
@@ -322,7 +401,7 @@ void zzi_tcache_refill(struct slab *s)
     if (tc == NULL)
         return;
     bring_up_to_date(tc);
-    if (!tc->on || s->cls == 0 || s->cls > TC_CLASSES || s->retired)
+    if (s->cls == 0 || s->cls > TC_CLASSES || s->retired)
         return;
     pin(tc, s);
     /* Half a stack of the same slab's free slots: the next allocations take
@@ -335,8 +414,12 @@ void zzi_tcache_refill(struct slab *s)
         want = s->nfree / 2; /* leave the slab's room to others (a new slab costs a mapping) */
     size_t got = zzi_take_more_slots(s, idx, want);
     for (size_t j = got; j-- > 0;) { /* the lowest address on top */
+        size_t was = atomic_load_explicit(&s->meta[idx[j]].size_plus1, memory_order_relaxed);
+        uint32_t unused = was == SLOT_UNUSED ? TC_UNUSED_BIT : 0;
+        atomic_store_explicit(&s->meta[idx[j]].size_plus1, entry_state(tc, unused),
+                              memory_order_relaxed); /* published by the global lock */
         b->slab[b->n] = s;
-        b->slot[b->n++] = (uint32_t)idx[j];
+        b->slot[b->n++] = (uint32_t)idx[j] | unused;
         zzi_count(&tc->cached_bytes, s->stride);
     }
 }
@@ -376,8 +459,17 @@ void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_by
     for (const struct tcache *tc = all; tc != NULL; tc = tc->next) {
         *live_blocks += atomic_load_explicit(&tc->live_blocks, memory_order_relaxed);
         *live_bytes += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
-        *cached_bytes += atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+        size_t held = atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+        size_t stolen = atomic_load_explicit(&tc->stolen_bytes, memory_order_relaxed);
+        *cached_bytes += held > stolen ? held - stolen : 0; /* a moment's skew: never below 0 */
     }
+}
+
+size_t zzi_tcache_cached_bytes(void)
+{
+    size_t blocks = 0, bytes = 0, cached = 0;
+    zzi_tcache_stats(&blocks, &bytes, &cached);
+    return cached;
 }
 
 /* ---- fork ------------------------------------------------------------------------ */
@@ -418,6 +510,7 @@ static void fork_child_fixup(void)
     if (tc == NULL)
         return;
     memset(tc, 0, sizeof *tc);
+    tc->tag = SLOT_CACHED | (uintptr_t)tc;
     tc->gen = atomic_load(&zzi_checks_gen) - 1;
     ZZI_LIST_PUSH(all, tc, prev, next);
 }

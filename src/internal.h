@@ -483,9 +483,12 @@ unsigned zzi_block_info_locked(const void *p);
 /* Adds the live zz_alloc blocks and their bytes (arenas' large blocks
  * included) to *blocks and *bytes. */
 void zzi_block_count_live(size_t *blocks, size_t *bytes);
-/* Takes the global lock.  The bytes of free slots the size classes keep
- * mapped for reuse (guard pages included), and the sum of their bounds. */
-void zzi_block_cache_stats(size_t *cached, size_t *bound);
+/* Takes the global lock.  Fills out's cache fields: the bytes of free
+ * slots kept mapped for reuse (each slot's data pages and one guard page),
+ * the most kept (the sum of the classes' bounds plus what the thread caches
+ * hold), what of it is locked, and the share of a finite RLIMIT_MEMLOCK
+ * it may keep locked. */
+void zzi_block_cache_stats(zz_stats *out);
 
 /* ---- lifecycle.c: initialisation and fork handling -------------------------- */
 /* Initialises the library once.  Returns 0, or -1 with errno.  Inline: every

@@ -20,7 +20,7 @@ static void fill_stats(zz_stats *out)
     zzi_arena_count_live(&out->live_blocks, &out->live_bytes);
     out->locked_bytes = atomic_load(&zzi_counters.locked_bytes) + zzi_lockref_locked_bytes();
     out->mapped_bytes = atomic_load(&zzi_counters.mapped_bytes);
-    zzi_block_cache_stats(&out->cached_bytes, &out->cache_bound_bytes);
+    zzi_block_cache_stats(out);
 }
 
 /* The caller's zz_stats is `size` bytes (its header's sizeof): copy what

@@ -42,19 +42,36 @@ static void class_resize(struct size_class *c, size_t stride, size_t nslots, int
                           memory_order_relaxed);
 }
 
-/* Blocks whose slab was unmapped when they were freed (big blocks, emptied
- * slabs), the last FREED_RING of them: so a second zz_free of such a pointer
- * is reported as the double free it is, not as a foreign pointer.  Only the
- * fatal path searches it (linearly: its cost does not matter there); an
- * entry is never wrong, since an address in it was freed by this library and
- * is consulted only when no region of ours covers it now. */
+/* The class's free slots, in the unit of the bound and of zz_stats'
+ * cached_bytes: a slot's data pages and the guard page after it (what a
+ * slot adds to a slab's mapping, and to its lock on the guard-install
+ * path). */
+static size_t class_free_bytes(const struct size_class *c, size_t stride)
+{
+    return (c->total_slots - c->live_slots) * stride;
+}
+
+/* The last blocks of slabs that were unmapped (big blocks, emptied slabs,
+ * however they went), the last FREED_RING of them: so a second zz_free of
+ * such a pointer is reported as the double free it is, not as a foreign
+ * pointer.  Only the fatal path searches it (linearly: its cost does not
+ * matter there); an entry is never wrong, since an address in it was freed
+ * by this library and is consulted only when no region of ours covers it
+ * now. */
 #define FREED_RING 4096
 static uintptr_t freed_ring[FREED_RING];
 static unsigned freed_ring_next;
 
-static void remember_unmapped_block(uintptr_t p)
+/* pre: global lock held; every slot of s is free.  Each slot that held a
+ * block remembers where that block began (its span is still recorded). */
+static void remember_unmapped_blocks(const struct slab *s)
 {
-    freed_ring[freed_ring_next++ % FREED_RING] = p;
+    for (size_t i = 0; i < s->nslots; i++) {
+        if (atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed) == SLOT_UNUSED)
+            continue;
+        size_t span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
+        freed_ring[freed_ring_next++ % FREED_RING] = (uintptr_t)zzi_block_at(s, i, span);
+    }
 }
 
 int zzi_was_unmapped_block(uintptr_t p)
@@ -131,12 +148,24 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     return s;
 }
 
-/* pre: global lock held; every slot free (and so already wiped). */
+/* Slabs unmapped while thread caches pinned them: their structs stay (the
+ * pinning caches read them without the lock) until the last pin goes. */
+static struct slab *dead_slabs;
+
+/* pre: global lock held; every slot free (and so already wiped), none
+ * cached.  Every way a slab is unmapped comes here, so every block it held
+ * is remembered. */
 static void slab_destroy(struct slab *s)
 {
+    remember_unmapped_blocks(s);
+    if (s->pins != 0) /* before the unmap: a pinning cache's free stops looking */
+        atomic_store_explicit(&s->dead, 1, memory_order_relaxed);
     zzi_registry_remove(&s->region);
     zzi_pages_unmap_slab(&s->region.map);
-    free(s);
+    if (s->pins != 0)
+        ZZI_LIST_PUSH(dead_slabs, s, prev, next);
+    else
+        free(s);
 }
 
 static void avail_push(struct size_class *c, struct slab *s)
@@ -166,26 +195,272 @@ static int short_of_memory(int err)
     return err == ENOMEM || err == EAGAIN;
 }
 
-/* pre: global lock held.  Unmaps every empty slab of every class, giving the
- * caches' locked memory back.  Called when a new mapping cannot be made or
- * locked: memory cached for one size must never make an allocation of
- * another size fail.  Returns 1 if anything was unmapped. */
-static int drop_cached_slabs(void)
+/* pre: global lock held; slot i of s is free (wiped, or never used).  Puts
+ * it back on s's free stack and counts it free in its class; unmaps
+ * nothing (callers walk the registry). */
+static void put_back(struct slab *s, size_t i)
+{
+    s->free_stack[s->nfree++] = i;
+    if (s->retired || s->cls == 0)
+        return;
+    struct size_class *c = &classes[s->table][s->cls];
+    c->live_slots--;
+    if (s->nfree == 1)
+        avail_push(c, s);
+    if (s->nfree == s->nslots)
+        c->empty_slabs++;
+}
+
+/* pre: global lock held.  Claims every slot of s that a thread's cache
+ * holds (block_tcache.c, top: the cache's own claim of it then fails) and
+ * puts it back on s. */
+static void steal_cached_slots(struct slab *s)
+{
+    for (size_t i = 0; i < s->nslots; i++) {
+        size_t v = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed);
+        if (!zzi_slot_cached(v))
+            continue;
+        /* acquire: the cache's wipe of the slot happened before it cached it */
+        if (!atomic_compare_exchange_strong_explicit(&s->meta[i].size_plus1, &v,
+                                                     zzi_slot_uncached(v), memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue; /* its cache took it first: live now */
+        zzi_tcache_note_stolen(v, s->stride);
+        put_back(s, i);
+    }
+}
+
+static int steal_from_region(struct zzi_region *r, void *ctx)
+{
+    struct slab *s = r->owner;
+    (void)ctx;
+    if (r->kind == ZZI_REGION_SLAB && s->pins != 0) /* only pinned slabs have cached slots */
+        steal_cached_slots(s);
+    return 0;
+}
+
+static int find_empty_retired(struct zzi_region *r, void *ctx)
+{
+    struct slab *s = r->owner;
+    if (r->kind != ZZI_REGION_SLAB || !s->retired || s->nfree != s->nslots)
+        return 0;
+    *(struct slab **)ctx = s;
+    return 1;
+}
+
+/* pre: global lock held.  Takes every slot back from every thread's cache
+ * (the calling thread's gives its own back), asks every thread to bring
+ * its cache up to date at its next call, and unmaps retired slabs left
+ * empty. */
+static void steal_all_cached(void)
+{
+    if (!zzi_tcache_any())
+        return;
+    zzi_tcache_give_back();
+    zzi_registry_each(steal_from_region, NULL);
+    for (;;) {
+        struct slab *s = NULL;
+        zzi_registry_each(find_empty_retired, &s);
+        if (s == NULL)
+            return;
+        slab_destroy(s);
+    }
+}
+
+/* pre: global lock held.  Unmaps class c's empty slabs, pinned ones too,
+ * while keep is exceeded (0: all).  Returns 1 if anything was unmapped. */
+static int unmap_empty_beyond(struct size_class *c, size_t keep)
 {
     int dropped = 0;
-    zzi_tcache_give_back();
+    struct slab *next;
+    for (struct slab *s = c->avail; s != NULL; s = next) {
+        next = s->next;
+        if (s->nfree != s->nslots || class_free_bytes(c, s->stride) <= keep)
+            continue;
+        unmap_empty_slab(c, s);
+        dropped = 1;
+    }
+    return dropped;
+}
+
+/* ---- the caches' share of a finite RLIMIT_MEMLOCK ------------------------------ */
+
+/* Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK) the free slots kept for
+ * reuse, in the classes and in the threads' caches together, keep at most
+ * half the limit locked (zz_stats: cache_locked_bytes <= cache_share_bytes).
+ * Counted in locked bytes, the limit's own unit: on the mprotect path a
+ * slot locks its data pages only, on the guard-install path its guard page
+ * too.  Half, because a burst that comes back must find its slots: an
+ * unprivileged process gets the mprotect path, where 8 MiB hold 2,048
+ * single-page slots, and a burst of 1,000 x 32 B (4 MiB locked) that maps
+ * afresh costs a few hundred microseconds a block, against about 80 ns
+ * from the cache; the other half stays for live blocks and for whatever
+ * else in the process locks memory (OpenSSL's secure heap, libsodium, the
+ * program's own mlock).  The limit (and the capability) is read again at
+ * most once per clock tick by the slow paths (it changes with setrlimit,
+ * setuid, capset: nothing tells us), at once when a mapping or a lock is
+ * refused, and by zz_trim and zz_get_stats; the fast paths make no system
+ * call. */
+#define SHARE_DIVISOR 2
+static size_t share = SIZE_MAX;   /* SIZE_MAX: no finite limit */
+static _Atomic int share_finite;  /* share != SIZE_MAX, for a look without the lock */
+static uint64_t share_read_ms = UINT64_MAX;
+static size_t share_excused;      /* locked bytes a trim could not give back */
+
+/* pre: global lock held.  Reads the limit again (force, or once per tick). */
+static void refresh_share(int force)
+{
+    uint64_t now = zzi_os_now_ms();
+    if (!force && now == share_read_ms)
+        return;
+    share_read_ms = now;
+    size_t limit = zzi_os_memlock_limit();
+    share = limit == SIZE_MAX ? SIZE_MAX : limit / SHARE_DIVISOR;
+    atomic_store_explicit(&share_finite, share != SIZE_MAX, memory_order_relaxed);
+}
+
+/* The bytes a free slot of class k keeps locked. */
+static size_t slot_locked(int k)
+{
+    size_t page = zzi_page();
+    return zzi_pages_uses_guard_install() ? ((size_t)k + 1) * page : (size_t)k * page;
+}
+
+/* pre: global lock held.  What the free slots kept hold locked: the
+ * classes' and the threads' (theirs counted whole, guard page and all). */
+static size_t cached_locked(void)
+{
+    size_t total = zzi_tcache_cached_bytes();
+    for (int t = 0; t < 2; t++)
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++)
+            total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(k);
+    return total;
+}
+
+/* What a trim leaves: an eighth of the share below it, so that what the
+ * threads' caches take in between two looks (each looks after every 16
+ * frees it caches: block_tcache.c) stays within the share.  Every free
+ * the global path releases looks. */
+static size_t share_target(void)
+{
+    return share - share / 8;
+}
+
+/* pre: global lock held.  The empty slab whose unmapping brings total
+ * within the share and leaves most cached (the smallest such), else the
+ * largest empty slab; its class in *cp.  NULL when no slab is empty. */
+static struct slab *slab_to_unmap(size_t total, struct size_class **cp)
+{
+    struct slab *fit = NULL, *big = NULL;
+    struct size_class *fit_c = NULL, *big_c = NULL;
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
-            struct slab *next;
-            zzi_demand_forget(&c->demand);
-            for (struct slab *s = c->avail; s != NULL; s = next) {
-                next = s->next;
-                if (s->nfree != s->nslots || s->pins != 0)
+            for (struct slab *s = c->avail; s != NULL; s = s->next) {
+                if (s->nfree != s->nslots)
                     continue;
-                unmap_empty_slab(c, s);
-                dropped = 1;
+                size_t bytes = s->nslots * slot_locked(s->cls);
+                if (total - share_target() <= bytes && (fit == NULL || s->nslots * s->stride <
+                                                                  fit->nslots * fit->stride)) {
+                    fit = s;
+                    fit_c = c;
+                }
+                if (big == NULL || bytes > big->nslots * big->stride) {
+                    big = s;
+                    big_c = c;
+                }
             }
+        }
+    }
+    *cp = fit != NULL ? fit_c : big_c;
+    return fit != NULL ? fit : big;
+}
+
+/* pre: global lock held.  Unmaps empty slabs until the caches keep no more
+ * than share_target() (or nothing is left to unmap); returns what they
+ * keep. */
+static size_t unmap_to_share(size_t total)
+{
+    while (total > share_target()) {
+        struct size_class *c;
+        struct slab *s = slab_to_unmap(total, &c);
+        if (s == NULL)
+            break;
+        size_t bytes = s->nslots * slot_locked(s->cls);
+        unmap_empty_slab(c, s);
+        total = total > bytes ? total - bytes : 0;
+    }
+    return total;
+}
+
+static void steal_all_cached(void);
+
+/* pre: global lock held.  1 if some class has an empty slab. */
+static int any_empty_slab(void)
+{
+    for (int t = 0; t < 2; t++)
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++)
+            if (classes[t][k].empty_slabs != 0)
+                return 1;
+    return 0;
+}
+
+/* pre: global lock held.  Keeps the caches within their share of a finite
+ * limit: empty slabs first, then what threads' caches hold (stolen).  What
+ * no trim can give back (free slots beside live blocks) is excused from
+ * stealing until the caches grow by an eighth of the share again, so that
+ * a fragmented heap does not steal from every thread on every slow path. */
+static void keep_share(void)
+{
+    static int busy; /* a steal gives the caller's cache back, which frees into here */
+    if (share == SIZE_MAX || busy)
+        return;
+    size_t total = cached_locked();
+    if (total <= share)
+        return;
+    if (any_empty_slab())
+        total = unmap_to_share(total);
+    if (total > share && zzi_tcache_holds_any()) {
+        /* the calling thread's own cache first (no other thread is
+         * disturbed): its few slots may keep whole slabs from emptying */
+        busy = 1;
+        zzi_tcache_give_back_own();
+        total = unmap_to_share(cached_locked());
+        busy = 0;
+    }
+    if (total <= share) {
+        share_excused = 0;
+        return;
+    }
+    if (total <= share_excused + share / 8)
+        return;
+    busy = 1;
+    steal_all_cached();
+    total = unmap_to_share(cached_locked());
+    share_excused = total > share ? total : 0;
+    busy = 0;
+}
+
+void zzi_slab_keep_share(void)
+{
+    keep_share();
+}
+
+/* pre: global lock held.  Unmaps every empty slab of every class, giving the
+ * caches' locked memory back, the slots of every thread's cache included
+ * (stolen).  Called when a new mapping cannot be made or locked (memory
+ * cached for one size must never make an allocation of another size fail,
+ * nor one thread's idle cache another thread's), and by zz_trim.  Returns 1
+ * if anything was unmapped. */
+static int drop_cached_slabs(void)
+{
+    int dropped = 0;
+    refresh_share(1);
+    steal_all_cached();
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
+            zzi_demand_forget(&classes[t][k].demand);
+            dropped |= unmap_empty_beyond(&classes[t][k], 0);
         }
     }
     return dropped;
@@ -201,6 +476,18 @@ int zzi_block_drop_caches(int err)
     zzi_global_unlock();
     errno = e;
     return dropped;
+}
+
+ZZ_API void zz_trim(void)
+{
+    if (!atomic_load_explicit(&zzi_initialized, memory_order_acquire))
+        return; /* nothing was ever mapped */
+    zzi_check_fork();
+    int e = errno;
+    zzi_global_lock();
+    drop_cached_slabs();
+    zzi_global_unlock();
+    errno = e;
 }
 
 #ifdef ZZ_FAULT_INJECTION
@@ -253,7 +540,10 @@ static struct slab *class_slab_with_room(int cls, int backend)
             return s;
     }
     size_t stride = (size_t)(cls + 1) * zzi_page();
-    size_t cap = SLAB_MAX_BYTES / stride ? SLAB_MAX_BYTES / stride : 1;
+    /* under a finite lock limit, a slab is at most half the caches' share,
+     * so that the share can keep one when its blocks are freed */
+    size_t max_bytes = share / 2 < SLAB_MAX_BYTES ? share / 2 : SLAB_MAX_BYTES;
+    size_t cap = max_bytes / stride ? max_bytes / stride : 1;
     size_t want = c->total_slots > SLAB_MIN_SLOTS ? c->total_slots : SLAB_MIN_SLOTS;
     if (own && !zzi_tcache_pins_class(backend, cls))
         want = OWN_SLAB_SLOTS; /* the class has room, in slabs that others pin */
@@ -264,6 +554,9 @@ static struct slab *class_slab_with_room(int cls, int backend)
             class_resize(c, s->stride, nslots, 1);
             c->empty_slabs++;
             avail_push(c, s);
+            /* demand made the class map all of this: a burst that comes back
+             * soon finds the whole slab, not its live blocks' share of it */
+            zzi_demand_note(&c->demand, c->total_slots * s->stride);
             return s;
         }
         int e = errno;
@@ -364,9 +657,12 @@ static struct slab *take_slot_on(size_t span, size_t *idx, int backend)
     return s;
 }
 
-/* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon. */
+/* Under ZZ_BACKEND_AUTO, a kernel without memfd_secret means anon.  Every
+ * slow allocation looks at the lock limit again (once per tick). */
 struct slab *zzi_take_slot(size_t span, size_t *idx, int requested)
 {
+    refresh_share(0);
+    keep_share();
     int backend = zzi_policy_resolve(requested);
     struct slab *s = take_slot_on(span, idx, backend);
     if (s == NULL && zzi_pages_fall_back_to_anon(requested, backend, errno))
@@ -382,11 +678,18 @@ static size_t class_keep(struct size_class *c, size_t stride)
     return zzi_demand_bound(&c->demand, c->live_slots * stride);
 }
 
-/* Would the class still cache at least keep free bytes without s? */
-static int cache_would_stay_full(const struct size_class *c, const struct slab *s, size_t keep)
+/* pre: global lock held.  Unmaps class c's empty slabs that nobody pins
+ * while the class keeps more free bytes than keep: the bound is the most it
+ * keeps, never the least (5c03a46 kept a slab when unmapping it would go
+ * below the bound: cached_bytes showed twice cache_bound_bytes). */
+static void unmap_beyond(struct size_class *c, size_t stride, size_t keep)
 {
-    size_t free_bytes = (c->total_slots - c->live_slots) * s->stride;
-    return free_bytes >= s->region.map.len && free_bytes - s->region.map.len >= keep;
+    struct slab *next;
+    for (struct slab *t = c->avail; t != NULL && class_free_bytes(c, stride) > keep; t = next) {
+        next = t->next;
+        if (t->nfree == t->nslots && t->pins == 0)
+            unmap_empty_slab(c, t);
+    }
 }
 
 /* pre: global lock held; the class has no live block left.  Unmaps its empty
@@ -401,30 +704,26 @@ static void trim_idle_class(struct size_class *c, size_t stride, size_t keep)
         return; /* nothing beyond the bound: the common case, without a walk */
     if (keep >= c->trimmed_keep && c->total_slots == c->trimmed_total)
         return; /* walked at this bound or a lower one, nothing mapped since */
-    struct slab *next;
-    for (struct slab *t = c->avail; t != NULL && c->empty_slabs > 1; t = next) {
-        next = t->next;
-        if (t->nfree == t->nslots && t->pins == 0 && cache_would_stay_full(c, t, keep))
-            unmap_empty_slab(c, t);
-    }
+    unmap_beyond(c, stride, keep);
     c->trimmed_keep = keep;
     c->trimmed_total = c->total_slots;
 }
 
 /* pre: global lock held; s, of class c, is empty and nobody pins it: unmaps
- * it if the class's cache is full without it (p: the block freed last, for
- * remember_unmapped_block), and trims an idle class. */
-static void slab_now_idle(struct size_class *c, struct slab *s, uintptr_t p)
+ * it if the class keeps more than its bound with it, and trims an idle
+ * class; then the caches are kept within their share of a finite lock
+ * limit.  s may be unmapped on return. */
+static void slab_now_idle(struct size_class *c, struct slab *s)
 {
-    if (c->empty_slabs <= 1)
-        return;
-    size_t stride = s->stride, keep = class_keep(c, stride);
-    if (cache_would_stay_full(c, s, keep)) {
-        remember_unmapped_block(p);
-        unmap_empty_slab(c, s);
+    size_t stride = s->stride;
+    if (class_free_bytes(c, stride) > ZZI_CACHE_FLOOR_BYTES) { /* else within any bound: a steady pair */
+        size_t keep = class_keep(c, stride);
+        if (class_free_bytes(c, stride) > keep)
+            unmap_empty_slab(c, s);
+        if (c->live_slots == 0)
+            trim_idle_class(c, stride, keep);
     }
-    if (c->live_slots == 0 && c->empty_slabs > 1)
-        trim_idle_class(c, stride, keep);
+    keep_share();
 }
 
 /* pre: global lock held; class cls of table is idle but for what the calling
@@ -450,24 +749,26 @@ static void give_back_if_over_bound(struct size_class *c, int table, int cls)
     zzi_tcache_give_back_class(table, cls);
 }
 
-void zzi_slab_check_idle(int table, int cls)
+void zzi_slab_check_idle(int table, int cls, int grew)
 {
     struct size_class *c = &classes[table][cls];
-    if (!atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
+    int limited = grew && atomic_load_explicit(&share_finite, memory_order_relaxed);
+    if (!limited && !atomic_load_explicit(&c->beyond_floor, memory_order_relaxed))
         return; /* within every bound (a steady pair): no lock (a stale read only delays a trim) */
     int e = errno; /* zz_free preserves it, and this may unmap */
     zzi_global_lock();
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
+    if (limited)
+        keep_share(); /* what the thread's cache took in counts towards the share */
     zzi_global_unlock();
     errno = e;
 }
 
-void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
+void zzi_release_slot(struct slab *s, size_t i)
 {
     s->free_stack[s->nfree++] = i;
     if (s->cls == 0 || (s->retired && s->nfree == s->nslots && s->pins == 0)) {
-        remember_unmapped_block(p);
         slab_destroy(s);
         return;
     }
@@ -488,24 +789,35 @@ void zzi_release_slot(struct slab *s, size_t i, uintptr_t p)
     if (s->nfree == s->nslots) {
         c->empty_slabs++;
         if (s->pins == 0)
-            slab_now_idle(c, s, p);
+            slab_now_idle(c, s); /* (which keeps the share) */
+        else
+            keep_share(); /* s may be unmapped: a pinned slab's struct stays */
     }
     /* Idle but for what this thread's cache holds: that goes back too (its
      * slots return through here), so the class is trimmed as it would be
      * without the cache. */
     if (c->live_slots != 0 && c->live_slots == zzi_tcache_held(table, cls))
         give_back_if_over_bound(c, table, cls);
+    else
+        keep_share(); /* frees that empty no slab fill the caches too */
 }
 
 void zzi_slab_unpin(struct slab *s)
 {
-    if (--s->pins != 0 || s->nfree != s->nslots)
+    if (--s->pins != 0)
+        return;
+    if (atomic_load_explicit(&s->dead, memory_order_relaxed)) { /* unmapped meanwhile */
+        ZZI_LIST_UNLINK(dead_slabs, s, prev, next);
+        free(s);
+        return;
+    }
+    if (s->nfree != s->nslots)
         return;
     if (s->retired) {
         slab_destroy(s);
         return;
     }
-    slab_now_idle(&classes[s->table][s->cls], s, zzi_slot_data(s, 0));
+    slab_now_idle(&classes[s->table][s->cls], s);
 }
 
 /* A slot's state says whether it is free: the index in slot order. */
@@ -516,6 +828,8 @@ static size_t rebuild_free_stack(struct slab *s)
         size_t sp1 = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_relaxed);
         if (zzi_slot_in_use(sp1))
             continue;
+        if (zzi_slot_cached(sp1)) /* no thread's cache came along */
+            atomic_store_explicit(&s->meta[i].size_plus1, zzi_slot_uncached(sp1), memory_order_relaxed);
         if (sp1 == SLOT_FREEING) { /* taken or freed half-way: wipe the whole slot */
             void *data = (void *)zzi_slot_data(s, i);
             /* a global free may have been giving it write access back: its
@@ -579,6 +893,11 @@ static int find_unkept_empty(struct zzi_region *r, void *ctx)
 
 void zzi_slab_drop_empty_after_fork(void)
 {
+    while (dead_slabs != NULL) { /* no cache pins anything in the child */
+        struct slab *s = dead_slabs;
+        ZZI_LIST_UNLINK(dead_slabs, s, prev, next);
+        free(s);
+    }
     for (;;) {
         struct slab *s = NULL;
         zzi_registry_each(find_unkept_empty, &s);
@@ -591,22 +910,26 @@ void zzi_slab_drop_empty_after_fork(void)
 
 /* ---- stats ------------------------------------------------------------------- */
 
-void zzi_block_cache_stats(size_t *cached, size_t *bound)
+void zzi_block_cache_stats(zz_stats *out)
 {
-    size_t unused_blocks = 0, unused_bytes = 0;
-    *cached = *bound = 0;
+    size_t unused_blocks = 0, unused_bytes = 0, in_threads = 0;
     zzi_global_lock();
-    zzi_tcache_stats(&unused_blocks, &unused_bytes, cached);
+    refresh_share(1);
+    zzi_tcache_stats(&unused_blocks, &unused_bytes, &in_threads);
+    /* what threads hold: within their own small bounds */
+    out->cached_bytes = out->cache_bound_bytes = in_threads;
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
             if (c->total_slots == 0)
                 continue;
             size_t stride = ((size_t)k + 1) * zzi_page();
-            *cached += (c->total_slots - c->live_slots) * stride;
+            out->cached_bytes += class_free_bytes(c, stride);
             zzi_demand_refresh(&c->demand);
-            *bound += zzi_demand_bound(&c->demand, c->live_slots * stride);
+            out->cache_bound_bytes += zzi_demand_bound(&c->demand, c->live_slots * stride);
         }
     }
+    out->cache_locked_bytes = cached_locked();
+    out->cache_share_bytes = share;
     zzi_global_unlock();
 }

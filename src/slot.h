@@ -68,7 +68,7 @@ static inline size_t zzi_slot_of(const struct slab *s, uintptr_t a, const char *
     size_t i = s->stride_shift ? (off - page) >> s->stride_shift : (off - page) / s->stride;
     ZZ_CHECK(i < s->nslots, "invalid pointer");
     size_t state = atomic_load_explicit(&s->meta[i].size_plus1, memory_order_acquire);
-    ZZ_CHECK(state != SLOT_UNUSED, "invalid pointer"); /* never handed out */
+    ZZ_CHECK(!zzi_slot_never_used(state), "invalid pointer"); /* never handed out */
     size_t span = atomic_load_explicit(&s->meta[i].span, memory_order_relaxed);
     ZZ_CHECK(a == (uintptr_t)zzi_block_at(s, i, span), "invalid pointer");
     ZZ_CHECK(zzi_slot_in_use(state), freed_msg);
@@ -91,10 +91,10 @@ static inline int zzi_slot_canaries_intact(const struct slab *s, size_t i, const
 
 /* Takes live block b of slot i back: claims the slot (a second free is fatal
  * from here on), restores write access if need be, checks the canaries,
- * wipes it and marks it SLOT_FREED.  Returns the block's size.  pre: the
- * global lock held, or s is pinned by the caller's cache and b's mode is
- * ZZ_READWRITE. */
-static inline size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b)
+ * wipes it and gives it state `now` (SLOT_FREED, or cached by the caller's
+ * thread).  Returns the block's size.  pre: the global lock held, or s is
+ * pinned by the caller's cache and b's mode is ZZ_READWRITE. */
+static inline size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char *b, size_t now)
 {
     /* One atomic exchange: of two frees of b, from any threads, exactly one
      * sees a block in use; the other aborts. */
@@ -116,7 +116,7 @@ static inline size_t zzi_slot_take_back(struct slab *s, size_t i, unsigned char 
     ZZ_VG_NOACCESS(b - head, head + span);
     /* owner[i] stays as it was: the slot's state says it holds no block, the
      * next hand-out sets it, and a second free racing this one reads it */
-    atomic_store_explicit(&s->meta[i].size_plus1, SLOT_FREED, memory_order_release);
+    atomic_store_explicit(&s->meta[i].size_plus1, now, memory_order_release);
     return n;
 }
 

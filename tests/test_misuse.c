@@ -264,6 +264,84 @@ static void test_free_never_used_slot_is_invalid_pointer(void **state)
         expect_fatal(child_free_never_used_slot, &offsets[i], "zeroize: invalid pointer");
 }
 
+/* A double free of a block whose slab was unmapped after it was freed
+ * (issue 19, item 4): zeroize.h promises "double free" for the last 4,096
+ * unmapped blocks, whichever way the slab went.  5c03a46 remembered only the
+ * block whose free emptied a slab, and said "invalid pointer" for the others:
+ * a slab trimmed when its class went idle (decay 0), let go by a thread
+ * cache at thread exit, dropped because a lock was refused (a finite
+ * RLIMIT_MEMLOCK), or given back by zz_trim. */
+enum unmap_way { UNMAP_IDLE_CLASS, UNMAP_THREAD_EXIT, UNMAP_LOCK_REFUSED, UNMAP_TRIM, UNMAP_WAYS };
+static const char *const unmap_way_name[] = { "class gone idle (decay 0)", "thread exit",
+                                              "lock refused", "zz_trim" };
+#define UNMAP_BURST 600
+
+struct unmap_case {
+    enum unmap_way way;
+    size_t which; /* the block freed again: an index into the burst */
+};
+
+static void *burst_thread(void *arg)
+{
+    void **p = arg;
+    for (size_t i = 0; i < UNMAP_BURST; i++)
+        if ((p[i] = zz_alloc(32)) == NULL)
+            return NULL;
+    for (size_t i = 0; i < UNMAP_BURST; i++)
+        zz_free(p[i]);
+    return arg;
+}
+
+static void child_double_free_after_unmap(void *arg)
+{
+    const struct unmap_case *c = arg;
+    void *p[UNMAP_BURST];
+    zz_stats before, after;
+    if (c->way == UNMAP_IDLE_CLASS || c->way == UNMAP_THREAD_EXIT)
+        child_check(zz_set_cache_decay_ms(0) == 0);
+    if (c->way == UNMAP_LOCK_REFUSED)
+        child_check(tu_drop_ipc_lock(8u << 20) == 0);
+    if (c->way == UNMAP_THREAD_EXIT) {
+        pthread_t t;
+        void *ok = NULL;
+        child_check(pthread_create(&t, NULL, burst_thread, p) == 0);
+        child_check(pthread_join(t, &ok) == 0 && ok == p);
+    } else {
+        child_check(burst_thread(p) == p);
+    }
+    zz_get_stats(&before);
+    if (c->way == UNMAP_LOCK_REFUSED) {
+        /* a mapping that fits in the limit only once the cache gives way */
+        size_t big = (8u << 20) - before.locked_bytes / 2;
+        void *q = zz_alloc(big);
+        child_check(q != NULL);
+        zz_free(q);
+    }
+    if (c->way == UNMAP_TRIM)
+        zz_trim();
+    zz_get_stats(&after);
+    child_check(after.cached_bytes < (size_t)UNMAP_BURST * 4096); /* the burst's slabs are gone */
+    zz_free(p[c->which]);
+}
+
+static void test_free_double_free_after_slab_unmapped_aborts(void **state)
+{
+    (void)state;
+    int failures = 0;
+    for (int w = 0; w < UNMAP_WAYS; w++) {
+        size_t which[] = { 0, UNMAP_BURST / 2, UNMAP_BURST - 1 };
+        for (size_t k = 0; k < sizeof which / sizeof which[0]; k++) {
+            struct unmap_case c = { (enum unmap_way)w, which[k] };
+            if (!fatal_ok(child_double_free_after_unmap, &c, "zeroize: double free")) {
+                print_error("  ^ block %zu of %d freed again after: %s\n", which[k], UNMAP_BURST,
+                            unmap_way_name[w]);
+                failures++;
+            }
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
 /* zz_size and zz_info on a freed block: a use after free, not a double
  * free. */
 struct after_free {
@@ -318,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_free_stale_read_zero_or_fault),
         cmocka_unit_test(test_free_big_double_free_after_many_aborts),
         cmocka_unit_test(test_free_never_used_slot_is_invalid_pointer),
+        cmocka_unit_test(test_free_double_free_after_slab_unmapped_aborts),
         cmocka_unit_test(test_size_and_info_after_free_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

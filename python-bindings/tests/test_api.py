@@ -9,7 +9,7 @@ import sys
 import zeroize
 from zeroize import _zeroize
 
-PUBLIC_FUNCTIONS = ["zeroize1", "zeroize_np", "mlock", "munlock", "stats", "set_lock_policy",
+PUBLIC_FUNCTIONS = ["zeroize1", "zeroize_np", "mlock", "munlock", "stats", "trim", "set_lock_policy",
                     "get_lock_policy", "set_backend", "get_backend", "getpass", "info"]
 SB_METHODS = ["close", "copy", "readonly", "noaccess", "readwrite", "info", "random",
               "from_file", "__enter__", "__exit__"]

@@ -10,6 +10,8 @@ MODE:
   newer   one field appended (a header newer than the library)
   insert  one field inserted before the others (the change the ABI check
           must refuse)
+  count   prints the number of fields of SRC_HEADER's zz_stats (OUT_HEADER
+          is not written)
 The struct's members are the lines of its body indented by four spaces
 (continuation lines of their comments are indented further).
 """
@@ -33,13 +35,17 @@ def members(body):
 
 
 def main():
-    mode, src, dst = sys.argv[1:4]
+    mode, src = sys.argv[1:3]
+    dst = sys.argv[3] if len(sys.argv) > 3 else None
     with open(src, encoding="utf-8") as f:
         text = f.read()
     m = STRUCT.search(text)
     if m is None:
         sys.exit(f"{src}: no 'typedef struct {{ ... }} zz_stats;'")
     fields = members(m.group("body"))
+    if mode == "count":
+        print(len(fields))
+        return
     if mode == "v0_1":
         if len(fields) < V0_1_FIELDS:
             sys.exit(f"zz_stats has {len(fields)} fields, fewer than version 0.1's {V0_1_FIELDS}")

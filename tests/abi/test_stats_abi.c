@@ -123,7 +123,9 @@ static void test_stats_abi_size_below_0_1_refused(void **state)
 /* A caller's struct bigger than the library's: the library's fields, then
  * zeros up to the size the caller gave, then nothing.  Run by
  * abi_selftest.sh against a library copy with one more field, which it
- * fills with all ones (ZZ_TEST_NEWER_LIBRARY=1): that field comes through. */
+ * fills with all ones (ZZ_TEST_NEWER_LIBRARY=1): that field comes through.
+ * A program built against an older header (v0_1) gets the library's own
+ * newer fields first, whatever they count. */
 static void test_stats_abi_bigger_struct_zero_filled(void **state)
 {
     (void)state;
@@ -134,10 +136,12 @@ static void test_stats_abi_bigger_struct_zero_filled(void **state)
     } big;
     const char *newer = getenv("ZZ_TEST_NEWER_LIBRARY");
     size_t known = newer != NULL && strcmp(newer, "1") == 0 ? 1 : 0;
+    size_t mine = sizeof big.s / sizeof(size_t), library = ZZ_TEST_LIBRARY_STATS_FIELDS;
+    size_t own = library > mine ? library - mine : 0; /* the library's fields past mine */
     memset(&big, GUARD, sizeof big);
     assert_int_equal(zz_get_stats_sized(&big.s, sizeof big.s + sizeof big.future), 0);
-    for (size_t i = 0; i < 4; i++)
-        assert_int_equal(big.future[i], i < known ? ~(size_t)0 : 0);
+    for (size_t i = own; i < 4; i++)
+        assert_int_equal(big.future[i], i < own + known ? ~(size_t)0 : 0);
     for (size_t i = 0; i < GUARD_BYTES; i++)
         assert_int_equal(big.guard[i], GUARD);
 }

@@ -49,6 +49,7 @@ from ._zeroize import (
     set_backend,
     set_lock_policy,
     stats,
+    trim,
     zeroize1,
     zeroize_np,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "set_backend",
     "set_lock_policy",
     "stats",
+    "trim",
     "zeroize1",
     "zeroize_np",
 ]

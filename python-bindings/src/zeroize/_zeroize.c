@@ -30,6 +30,7 @@
  *       zz_unlock_keep(lowest_address(buf), extent(buf)) or raise LockError
  *   def stats(): return dict(live_blocks=..., live_bytes=...,
  *                            locked_bytes=..., mapped_bytes=...)
+ *   def trim(): zz_trim()                        # cached memory back now
  *   def set_lock_policy(name): zz_set_lock_policy({"required": 0,
  *                                                  "best-effort": 1}[name])
  *   def get_lock_policy(): return "required" | "best-effort"
@@ -221,6 +222,23 @@ static PyObject *stats(PyObject *module, PyObject *unused)
                          "mapped_bytes", (Py_ssize_t)s.mapped_bytes);
 }
 
+PyDoc_STRVAR(trim_doc,
+"trim()\n--\n\n"
+"Give the memory the library keeps cached for reuse (wiped free slots of\n"
+"closed SecureBuffers, in every thread) back to the kernel now: its lock\n"
+"goes with it, so other users of RLIMIT_MEMLOCK in the process can have\n"
+"it.  Live buffers are not touched.");
+
+static PyObject *trim(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    Py_BEGIN_ALLOW_THREADS /* it may unmap many slabs; it takes the library's lock */
+    zz_trim();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(set_lock_policy_doc,
 "set_lock_policy(policy, /)\n--\n\n"
 "Choose what happens to SecureBuffers allocated from now on when their\n"
@@ -338,6 +356,7 @@ static PyMethodDef module_methods[] = {
     {"munlock", (PyCFunction)(void (*)(void))py_munlock, METH_VARARGS | METH_KEYWORDS,
      munlock_doc},
     {"stats", stats, METH_NOARGS, stats_doc},
+    {"trim", trim, METH_NOARGS, trim_doc},
     {"set_lock_policy", set_lock_policy, METH_O, set_lock_policy_doc},
     {"get_lock_policy", get_lock_policy, METH_NOARGS, get_lock_policy_doc},
     {"set_backend", set_backend, METH_O, set_backend_doc},
