@@ -554,11 +554,13 @@ void zs_trim_check(const char *what)
     ZS_CHECK(errno == EDOM, "%s changed errno to %d", what, errno);
     zz_stats s;
     zz_get_stats(&s);
-    ZS_CHECK(s.cached_bytes <= s.mapped_bytes && s.cache_locked_bytes <= s.cached_bytes &&
-                 s.cache_locked_bytes <= s.cache_share_bytes,
-             "%s: then zz_get_stats says cached_bytes %zu, mapped_bytes %zu, cache_locked_bytes %zu, "
-             "cache_share_bytes %zu", what, s.cached_bytes, s.mapped_bytes, s.cache_locked_bytes,
-             s.cache_share_bytes);
+    /* (Not cache_locked_bytes <= cache_share_bytes: free slots in slabs
+     * that hold a live block stay locked whatever the share, slab.c's
+     * share_excused, and a limit lowered under running threads makes the
+     * share smaller at once: seeds 11, 12, 13 without CAP_IPC_LOCK.) */
+    ZS_CHECK(s.cached_bytes <= s.mapped_bytes && s.cache_locked_bytes <= s.cached_bytes,
+             "%s: then zz_get_stats says cached_bytes %zu, mapped_bytes %zu, cache_locked_bytes %zu",
+             what, s.cached_bytes, s.mapped_bytes, s.cache_locked_bytes);
 }
 
 static void op_trim(struct zs_thread *t)
