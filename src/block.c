@@ -54,6 +54,10 @@ static void *alloc_impl(size_t n, size_t align, int backend, zz_arena *owner)
         if (p != NULL)
             return p;
         zzi_tcache_prepare();
+    } else {
+        /* an arena's large block: in a process that never calls zz_alloc,
+         * the only path to a slab, and it must register the hook too */
+        zzi_blocks_register_fork_hook();
     }
     zzi_global_lock();
     if (owner == NULL)

@@ -177,6 +177,10 @@ int zzi_tcache_free(void *p);
 /* Call before taking the global lock on a slow path: sets up the thread's
  * cache the first time (registers its fork hook while no lock is held). */
 void zzi_tcache_prepare(void);
+/* Registers the blocks' fork hook (the size classes, the live counts and the
+ * thread caches rebuilt in a child): every path that may map a slab calls it
+ * first, with no library lock held (zzi_tcache_prepare does for zz_alloc's). */
+void zzi_blocks_register_fork_hook(void);
 /* pre: global lock held.  Brings the calling thread's cache up to date
  * before a slow path takes a slot, so that the take knows whether the thread
  * gets a slab of its own (zzi_tcache_wants_own): a thread's first slow path

@@ -339,6 +339,11 @@ static void fork_nothing(void)
 static const struct zzi_fork_hooks fork_hooks = {fork_nothing, fork_nothing, fork_child_fixup,
                                                  fork_nothing, fork_nothing};
 
+void zzi_blocks_register_fork_hook(void)
+{
+    zzi_fork_register(ZZI_FORK_BLOCKS, &fork_hooks);
+}
+
 void zzi_tcache_prepare(void)
 {
     if (zz_likely(self != NULL) || exited)

@@ -62,6 +62,7 @@ zz_add_test(test_fork_hooks)
 # or purge (issue 19): children checked by exit status, under alarm().
 zz_add_test(test_fork_missed TIMEOUT 300)
 zz_add_test_group(test_fork_missed rebuild LABELS slow nosan TIMEOUT 300)
+zz_add_test_group(test_fork_missed arena-large LABELS slow nosan TIMEOUT 300)
 # The program's own atfork handlers calling the library (issue 19): death tests
 # for handlers registered before the library's.
 zz_add_test(test_fork_atfork LABELS death)
