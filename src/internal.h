@@ -131,7 +131,9 @@ size_t zzi_os_max_map_count(void);
 #ifdef ZZ_FAULT_INJECTION
 /* Test-only: make the nth call (1-based) of the named OS operation fail with
  * err, once.  Names: "map", "protect", "guard", "dontdump", "wipeonfork",
- * "lock", "random".  nth == 0 clears. */
+ * "lock", "random".  nth == 0 clears; nth == ZZI_FAULT_EVERY fails every
+ * call until cleared (so that a path which retries smaller sizes fails). */
+#define ZZI_FAULT_EVERY 0xffffffffu
 ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err);
 /* Test-only: fn(op) runs each time an injected fault fires, just before the
  * operation fails: a test makes another thread's step happen at exactly

@@ -72,6 +72,13 @@ ZZ_API void zzi_fault_inject(const char *op, unsigned nth, int err)
 static int injected(enum fault_op op)
 {
     unsigned n = atomic_load(&fault_countdown[op]);
+    if (n == ZZI_FAULT_EVERY) { /* every call until cleared: retries fail too */
+        void (*fn)(const char *) = atomic_load(&fault_hook);
+        if (fn != NULL)
+            fn(fault_names[op]);
+        errno = atomic_load(&fault_errno[op]);
+        return 1;
+    }
     while (n > 0) {
         if (atomic_compare_exchange_weak(&fault_countdown[op], &n, n - 1)) {
             if (n == 1) {

@@ -24,6 +24,7 @@
 
 /* Test-only, exported by a ZZ_FAULT_INJECTION build (src/internal.h). */
 void zzi_fault_inject(const char *op, unsigned nth, int err);
+#define ZZI_FAULT_EVERY 0xffffffffu /* src/internal.h: every call until cleared */
 void zzi_fault_drop_caches(void);
 void zzi_fault_on_inject(void (*fn)(const char *op));
 
@@ -519,16 +520,22 @@ static void test_faults_arena_grow_fails(void **state)
     static const char *const ops[] = {"map", "lock", "dontdump"};
     static const int errs[] = {ENOMEM, EAGAIN, ENOMEM};
     static const char *const hints[] = {"vm.max_map_count", "ulimit -l", "vm.max_map_count"};
+    /* Every try refused (a new chunk is tried smaller and smaller, down to
+     * one run, before the allocation fails): nothing leaks, nothing changes. */
     for (int k = 0; k < 3; k++) {
         struct snapshot before = snap();
-        zzi_fault_inject(ops[k], 1, errs[k]);
+        zzi_fault_inject(ops[k], ZZI_FAULT_EVERY, errs[k]);
         errno = 0;
         void *p = zz_arena_alloc(a, 80); /* a fifth class: needs a new chunk */
+        zzi_fault_inject(ops[k], 0, 0);
         assert_failed(p, errs[k], hints[k], &before);
         for (int i = 0; i < 4; i++)
             assert_true(all_equal(b[i], 16 * (size_t)(i + 1), (unsigned char)(0x50 + i)));
     }
+    /* One refusal: a smaller chunk serves the block, locked as ever. */
+    zzi_fault_inject("lock", 1, EAGAIN);
     unsigned char *p = zz_arena_alloc(a, 80);
+    zzi_fault_inject("lock", 0, 0);
     assert_non_null(p);
     assert_true(zz_info(p) & ZZ_INFO_LOCKED);
     zz_arena_free(a, p);
