@@ -440,7 +440,7 @@ typedef struct {
                             bound zz_alloc() describes, plus what the threads' own
                             caches hold (each within its own small bound)              */
     size_t cache_locked_bytes; /* of cached_bytes, what is locked (on the mprotect guard
-                            path a slot's data pages only; threads' caches counted whole) */
+                            path a slot's data pages only, the threads' caches' too) */
     size_t cache_share_bytes; /* the most the zz_alloc caches keep locked: half of a
                             finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;

@@ -202,8 +202,9 @@ int zzi_tcache_any(void);
 /* pre: global lock held.  A slot whose cached state was `state` (its
  * cache's tag) was just stolen: its cache counts bytes fewer. */
 void zzi_tcache_note_stolen(size_t state, size_t bytes);
-/* pre: global lock held.  The bytes of free slots the threads' caches hold. */
-size_t zzi_tcache_cached_bytes(void);
+/* pre: global lock held.  The free slots the threads' caches hold: their
+ * bytes (in cached_bytes' unit, guard pages included) and their number. */
+void zzi_tcache_cached(size_t *bytes, size_t *slots);
 /* pre: global lock held.  The calling thread's cache holds `held` slots of
  * class cls of backend table t (0 if it has no cache). */
 size_t zzi_tcache_held(int t, int cls);

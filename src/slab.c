@@ -327,10 +327,17 @@ static size_t slot_locked(int k)
 }
 
 /* pre: global lock held.  What the free slots kept hold locked: the
- * classes' and the threads' (theirs counted whole, guard page and all). */
+ * classes' and the threads', each slot counted as slot_locked counts it.
+ * (68b0b8d counted a thread's cached slot whole, guard page and all: on the
+ * mprotect path eight slots of a freed batch that filled the share exactly
+ * made it 32 KiB over, and every round unmapped a slab the next one mapped
+ * again.) */
 static size_t cached_locked(void)
 {
-    size_t total = zzi_tcache_cached_bytes();
+    size_t total, slots;
+    zzi_tcache_cached(&total, &slots);
+    if (!zzi_pages_uses_guard_install())
+        total -= slots * zzi_page(); /* a slot's stride is its data and one guard page */
     for (int t = 0; t < 2; t++)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++)
             total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(k);
