@@ -54,6 +54,12 @@ if(ZZ_HAVE_SHIELD)
   if(NOT ZZ_SANITIZE)
     target_link_options(zeroize_shield PRIVATE "LINKER:-z,defs" "LINKER:-z,relro" "LINKER:-z,now")
   endif()
+  # Every exported symbol carries a version of the shield's own
+  # (ZEROIZE_SHIELD_0.1): docs/ABI.md.
+  target_link_options(zeroize_shield PRIVATE
+    "LINKER:--version-script=${PROJECT_SOURCE_DIR}/src/shield/libzeroize-shield.map")
+  set_property(TARGET zeroize_shield APPEND PROPERTY LINK_DEPENDS
+    "${PROJECT_SOURCE_DIR}/src/shield/libzeroize-shield.map")
   add_library(zeroize::zeroize_shield ALIAS zeroize_shield)
   add_library(zeroize::zeroize_shield_static ALIAS zeroize_shield_static)
 

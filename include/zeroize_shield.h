@@ -66,6 +66,10 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* Shielded secrets                                            zz_shield(3) */
+/* ------------------------------------------------------------------------ */
+
 /* The prekey's size: at least 16 KiB, as OpenSSH's. */
 #define ZZ_SHIELD_PREKEY_BYTES 16384u
 

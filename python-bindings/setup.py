@@ -118,10 +118,18 @@ def find_static_libsodium():
     return None
 
 
-LIBSODIUM_A = find_static_libsodium()
+# ZEROIZE_LIBSODIUM=shared links the system's libsodium.so instead (-lsodium;
+# debian/rules: a distribution package then depends on libsodium23 and gets
+# its security updates, and the process has one libsodium, the system's).
+LIBSODIUM_SHARED = os.environ.get("ZEROIZE_LIBSODIUM", "static") == "shared"
+LIBSODIUM_A = None if LIBSODIUM_SHARED else find_static_libsodium()
 SHIELD_SOURCES = sorted(glob.glob(os.path.join(CSRC, "src", "shield", "*.c")))
 extra_objects, extra_link_args = [], []
-if LIBSODIUM_A and SHIELD_SOURCES:
+if LIBSODIUM_SHARED and SHIELD_SOURCES:
+    define_macros.append(("ZPY_HAVE_SHIELD", "1"))
+    library_sources += SHIELD_SOURCES
+    libraries.append("sodium")
+elif LIBSODIUM_A and SHIELD_SOURCES:
     define_macros.append(("ZPY_HAVE_SHIELD", "1"))
     library_sources += SHIELD_SOURCES
     extra_objects.append(LIBSODIUM_A)

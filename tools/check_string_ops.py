@@ -41,6 +41,8 @@ ALLOWED = {
     ("block_tcache.c", "zzi_tcache_prepare"): "clears a new thread cache (malloc'd struct)",
     ("block_tcache.c", "fork_child_fixup"): "clears the thread cache struct after fork",
     ("arena_grow.c", "zzi_arena_grow_rebuild_slow"): "clears the arena's avail[] run pointers",
+    ("process.c", "zz_get_stats_sized"): "copies a zz_stats into the caller's struct, of the caller's size",
+    ("process.c", "zz_arena_stats_sized"): "copies a zz_stats into the caller's struct, of the caller's size",
 }
 
 REP = re.compile(r"\brep(?:e|z|ne|nz)?\s+(stos|movs|cmps|scas)")

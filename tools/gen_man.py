@@ -2,19 +2,22 @@
 """Generates the manual pages from their one source each, at build time, so
 that they cannot drift from what they describe:
 
-  section 3  from include/zeroize.h: one page per family of functions, as the
-             header's section banners name them (tools/zz_header.py), each
-             declaration with its comment, word for word; and for every
+  section 3  from include/zeroize.h (and include/zeroize_shield.h, the
+             shield's: --header again): one page per family of functions,
+             as the header's section banners name them (tools/zz_header.py),
+             each declaration with its comment, word for word; and for every
              other function or type name a page that sources its family's
-             (man zz_free opens zz_alloc(3))
-  section 7  zeroize(7): the header's opening comment (families, error
-             model), the threat table of README.md, and the pages
+             (man zz_free opens zz_alloc(3)).  A header after the first
+             opens its first page with its own opening comment (zz_shield(3))
+  section 7  zeroize(7): the first header's opening comment (families, error
+             model), the threat table of README.md, and the pages of all
   section 1  zz-bench(1), zz-ct(1): the programs' own --help (--tool)
 
-  gen_man.py --header H --readme R --version V --out DIR [--tool NAME=EXE]...
+  gen_man.py --header H [--header H2]... --readme R --version V --out DIR
+  gen_man.py --version V --out DIR --tool NAME=EXE...
 
 Writes DIR/man3/*.3, DIR/man7/zeroize.7 and DIR/man1/NAME.1, and removes
-pages of its own that the header no longer names.
+pages of its own that the headers no longer name.
 """
 import argparse
 import os
@@ -26,6 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zz_header  # noqa: E402
 
 SOURCE = "zeroize"
+# What each header's library is called in its pages' LIBRARY section.
+LIBRARIES = {
+    "zeroize.h": "guarded memory for secrets",
+    "zeroize_shield.h": "shielded secrets, sealed in memory and opened only while in use",
+}
 TOOLS = {
     "zz-bench": "wipe and secure-allocation benchmark of zeroize against memset, "
                 "libsodium, OpenSSL and others",
@@ -94,7 +102,30 @@ def header_lines(page, section, title, version):
             f'.TH {page.upper()} {section} "" "{SOURCE} {version}" "{title}"']
 
 
-def page3(name, secs, all_pages, version):
+class Header:
+    """One public header: its sections, and the library it belongs to."""
+
+    def __init__(self, path):
+        with open(path, encoding="utf-8") as f:
+            self.text = f.read()
+        self.file = os.path.basename(path)
+        self.secs = zz_header.sections(self.text)
+        self.pages = {}
+        for s in self.secs:
+            self.pages.setdefault(s.page, []).append(s)
+        self.module = self.file[:-2].replace("_", "-")       # zeroize-shield: .pc, -l
+        self.what = LIBRARIES.get(self.file, self.module)
+
+    def intro(self):
+        """The opening comment without its first paragraph (the file's name
+        and one line on it, which the page's NAME already says)."""
+        top = zz_header.top_comment(self.text)
+        if top and re.match(r"[\w.]+\.h - ", top[0]):
+            top = top[next((i for i, line in enumerate(top) if not line.strip()), len(top)):]
+        return top
+
+
+def page3(name, secs, header, see_also, version, intro=()):
     funcs = [f for s in secs for f in s.functions()]
     types = [t for s in secs for e in s.entries for t in type_names(e)]
     names = list(dict.fromkeys(funcs + types))
@@ -103,24 +134,25 @@ def page3(name, secs, all_pages, version):
     what = "; ".join(s.title[0].lower() + s.title[1:] for s in secs)
     out = header_lines(name, 3, "zeroize library functions", version)
     out += [".SH NAME", esc(", ".join(names)) + " \\- " + esc(what)]
-    out += [".SH LIBRARY", "zeroize, guarded memory for secrets",
-            "(\\fIlibzeroize\\fP, \\fI\\-lzeroize\\fP; pkg-config: \\fIzeroize\\fP)"]
-    out += [".SH SYNOPSIS", ".nf", ".B #include <zeroize.h>"]
+    mod = header.module.replace("-", "\\-")
+    out += [".SH LIBRARY", esc(f"{header.module}, {header.what}").replace("-", "\\-"),
+            f"(\\fIlib{mod}\\fP, \\fI\\-l{mod}\\fP; pkg-config: \\fI{mod}\\fP)"]
+    out += [".SH SYNOPSIS", ".nf", f".B #include <{header.file}>"]
     for s in secs:
         protos = [p for e in s.entries for p in e.prototypes()]
         if protos:
             out.append(".PP")
             out += [esc(p) for p in protos]
-    out += [".fi", ".SH DESCRIPTION"]
+    out += [".fi", ".SH DESCRIPTION"] + prose(list(intro))
     for s in secs:
-        if len(secs) > 1:
+        if len(secs) > 1 or intro:  # the functions apart from the introduction
             out += [".SS " + esc(s.title)]
         for e in s.entries:
             if e.code:
                 out += example([zz_header.EXPORT_MACROS.sub("", line) for line in e.code])
             out += prose(e.comment)
-    others = sorted(p for p in all_pages if p != name)
-    out += [".SH SEE ALSO", ",\n".join(f".BR {p} (3)" for p in others) + ",", ".BR zeroize (7)"]
+    refs = [f".BR {p} (3)" for p in sorted(p for p in see_also if p != name)]
+    out += [".SH SEE ALSO", ",\n".join(refs + [".BR zeroize (7)"])]
     return "\n".join(out) + "\n"
 
 
@@ -145,7 +177,7 @@ def threat_table(readme):
     return rows
 
 
-def page7(top, secs, readme, version):
+def page7(top, secs, readme, version, more=()):
     out = header_lines("zeroize", 7, "zeroize", version)
     out += [".SH NAME", "zeroize \\- keep secrets safe in a process's memory, and wipe them "
             "without a trace"]
@@ -161,11 +193,16 @@ def page7(top, secs, readme, version):
     for page in dict.fromkeys(s.page for s in secs):
         titles = "; ".join(s.title for s in secs if s.page == page)
         out += [".TP", f".BR {page} (3)", esc(titles)]
+    for h in more:  # the other headers' libraries
+        for page, ps in h.pages.items():
+            titles = "; ".join(s.title for s in ps)
+            out += [".TP", f".BR {page} (3)",
+                    esc(f"{titles} (lib{h.module}, <{h.file}>)").replace("-", "\\-")]
     out += [".SH FILES", ".TP", "/usr/include/zeroize.h",
             "the API: every function's contract, errors and hazards",
             ".TP", "/usr/share/doc/libzeroize\\-dev/",
             "design, misuse table, ABI policy (docs/ in the source)"]
-    pages = sorted(dict.fromkeys(s.page for s in secs))
+    pages = sorted(dict.fromkeys([s.page for s in secs] + [p for h in more for p in h.pages]))
     out += [".SH SEE ALSO", ",\n".join(f".BR {p} (3)" for p in pages) + ",",
             ".BR zz\\-bench (1)"]
     return "\n".join(out) + "\n"
@@ -260,7 +297,8 @@ def remove_stale(directory, written):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--header", required=True)
+    ap.add_argument("--header", action="append", default=[],
+                    help="a public header; the first is libzeroize's (zeroize(7))")
     ap.add_argument("--readme")
     ap.add_argument("--version", required=True)
     ap.add_argument("--out", required=True)
@@ -273,25 +311,32 @@ def main():
             write(os.path.join(args.out, "man1", name + ".1"), page1(name, exe, args.version),
                   written)
         return
-    with open(args.header, encoding="utf-8") as f:
-        text = f.read()
-    secs = zz_header.sections(text)
-    pages = {}
-    for s in secs:
-        pages.setdefault(s.page, []).append(s)
+    if not args.header:
+        ap.error("--header is required (or --tool)")
+    headers = [Header(h) for h in args.header]
+    all_pages = [p for h in headers for p in h.pages]
+    twice = sorted(p for p in set(all_pages) if all_pages.count(p) > 1)
+    if twice:
+        raise SystemExit(f"gen_man: pages named by several headers: {twice}")
     man3 = os.path.join(args.out, "man3")
-    for name, ps in pages.items():
-        write(os.path.join(man3, name + ".3"), page3(name, ps, pages, args.version), written)
-    for name, ps in pages.items():
-        for alias in dict.fromkeys([f for s in ps for f in s.functions()] +
-                                   [t for s in ps for e in s.entries for t in type_names(e)]):
-            if alias not in pages:
-                write(os.path.join(man3, alias + ".3"),
-                      f'.\\" Generated by tools/gen_man.py\n.so man3/{name}.3\n', written)
+    for n, h in enumerate(headers):
+        see_also = list(h.pages) if n == 0 else list(h.pages) + ["zz_alloc", "zz_purge"]
+        for i, (name, ps) in enumerate(h.pages.items()):
+            intro = h.intro() if n > 0 and i == 0 else ()
+            write(os.path.join(man3, name + ".3"),
+                  page3(name, ps, h, see_also, args.version, intro), written)
+        for name, ps in h.pages.items():
+            for alias in dict.fromkeys([f for s in ps for f in s.functions()] +
+                                       [t for s in ps for e in s.entries for t in type_names(e)]):
+                if alias not in all_pages:
+                    write(os.path.join(man3, alias + ".3"),
+                          f'.\\" Generated by tools/gen_man.py\n.so man3/{name}.3\n', written)
     remove_stale(man3, written)
     if args.readme:
+        main_header = headers[0]
         write(os.path.join(args.out, "man7", "zeroize.7"),
-              page7(zz_header.top_comment(text), secs, args.readme, args.version), written)
+              page7(zz_header.top_comment(main_header.text), main_header.secs, args.readme,
+                    args.version, headers[1:]), written)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Reads include/zeroize.h into the pieces the manual pages are made of
-(tools/gen_man.py) and the ABI checks compare against (tests/abi/).
+"""Reads a public header (include/zeroize.h, include/zeroize_shield.h) into
+the pieces the manual pages are made of (tools/gen_man.py) and the ABI
+checks compare against (tests/abi/).
 
 The header's convention: after the version macros it is cut into sections
 by banners,

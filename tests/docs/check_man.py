@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Checks the generated manual pages (tools/gen_man.py) against the header.
 
-  check_man.py --man DIR --header zeroize.h [--tools zz-bench,zz-ct]
+  check_man.py --man DIR --header zeroize.h [--header zeroize_shield.h]
+               [--tools zz-bench,zz-ct]
   check_man.py --self-test --work DIR --header zeroize.h
 
-- Every ZZ_EXPORT function of the header (found by a plain regular
-  expression over the whole file, not by the generator's reading of its
-  sections) is in the SYNOPSIS of exactly one family page of man3, and has
-  a page of its own name (the family page, or one that sources it), and
-  the family pages list no function the header lacks.
+- Every ZZ_EXPORT function of the headers (found by a plain regular
+  expression over each whole file, not by the generator's reading of its
+  sections) is in the SYNOPSIS of exactly one family page of man3, under
+  its own header's #include, and has a page of its own name (the family
+  page, or one that sources it), and the family pages list no function the
+  headers lack.
 - zeroize(7) and each named tool's page exist.
 - `man --warnings -l` renders every page (not the one-line .so pages) with
   no warning.
@@ -35,10 +37,20 @@ def synopsis_functions(page_text):
     return re.findall(r"\b(zz_[a-z0-9_]+)\(", m.group(1))
 
 
-def check(man, header, tools):
+def synopsis_include(page_text):
+    m = re.search(r"^\.B #include <([^>]+)>", page_text, re.M)
+    return m.group(1) if m else None
+
+
+def check(man, headers, tools):
     problems = []
-    with open(header, encoding="utf-8") as f:
-        declared = zz_header.exported_functions(f.read())
+    declared, header_of = [], {}
+    for header in headers:
+        with open(header, encoding="utf-8") as f:
+            for fn in zz_header.exported_functions(f.read()):
+                declared.append(fn)
+                header_of[fn] = header
+    header = " and ".join(headers)
     man3 = os.path.join(man, "man3")
     pages = {}
     for name in sorted(os.listdir(man3)) if os.path.isdir(man3) else []:
@@ -51,9 +63,14 @@ def check(man, header, tools):
             where.setdefault(fn, []).append(name)
     for fn in declared:
         if fn not in where:
-            problems.append(f"{fn}: declared ZZ_EXPORT in {header} but in no manual page's SYNOPSIS")
+            problems.append(f"{fn}: declared ZZ_EXPORT in {header_of[fn]} but in no manual page's "
+                            "SYNOPSIS")
         elif len(where[fn]) > 1:
             problems.append(f"{fn}: in the SYNOPSIS of several pages: {where[fn]}")
+        elif synopsis_include(family[where[fn][0]]) != os.path.basename(header_of[fn]):
+            problems.append(f"{fn}: {where[fn][0]} says #include "
+                            f"<{synopsis_include(family[where[fn][0]])}>, but it is declared in "
+                            f"{header_of[fn]}")
         if fn + ".3" not in pages:
             problems.append(f"{fn}: no page man3/{fn}.3 (man {fn} would find nothing)")
     for fn in where:
@@ -92,7 +109,7 @@ def self_test(work, header):
     subprocess.run([sys.executable, os.path.join(TOP, "tools", "gen_man.py"), "--header", copy,
                     "--readme", os.path.join(TOP, "README.md"), "--version", "0", "--out", out],
                    check=True)
-    _, _, problems = check(out, copy, [])
+    _, _, problems = check(out, [copy], [])
     named = [p for p in problems if p.startswith("zz_selftest_orphan:")]
     if not named:
         print("self-test FAILED: a function outside every section went unnoticed:", problems)
@@ -104,20 +121,21 @@ def self_test(work, header):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--man")
-    ap.add_argument("--header", required=True)
+    ap.add_argument("--header", action="append", required=True)
     ap.add_argument("--tools", default="")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--work")
     args = ap.parse_args()
     if args.self_test:
-        return self_test(args.work, args.header)
+        return self_test(args.work, args.header[0])
     tools = [t for t in args.tools.split(",") if t]
     declared, family, problems = check(args.man, args.header, tools)
     for p in problems:
         print("FAIL", p)
     if problems:
         return 1
-    print(f"ok: {len(declared)} functions of {args.header} in {len(family)} family pages, "
+    print(f"ok: {len(declared)} functions of {' and '.join(args.header)} in {len(family)} "
+          "family pages, "
           f"each with a page of its name; zeroize(7){''.join(', ' + t + '(1)' for t in tools)}; "
           "man --warnings renders every page cleanly")
     return 0
