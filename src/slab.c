@@ -130,6 +130,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     s->region.owner = s;
     s->data_len = slot_pages * zzi_page();
     s->stride = s->data_len + zzi_page();
+    s->tc_unit = zzi_tcache_unit(s->stride);
     if ((s->stride & (s->stride - 1)) == 0) /* 1, 3, 7, 15 data pages: no division per lookup */
         s->stride_shift = (unsigned)__builtin_ctzl(s->stride);
     s->nslots = s->nfree = nslots;
