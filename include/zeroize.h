@@ -136,10 +136,13 @@ ZZ_EXPORT int zz_is_zero(const void *p, size_t n);
  * Under a finite RLIMIT_MEMLOCK (no CAP_IPC_LOCK: every unprivileged
  * process) the caches stay on, and together (size classes and threads)
  * keep at most half the limit locked in free slots (zz_get_stats:
- * cache_locked_bytes <= cache_share_bytes): the rest of the limit stays
- * for live blocks and for other users of mlock in the process (a burst
- * that locked more than half the limit maps part of itself again when it
- * comes back).  The limit and the capability are read again by calls that
+ * cache_locked_bytes <= cache_share_bytes, brought within it by every call
+ * that takes the global lock, zz_get_stats included; a thread's cache may
+ * take in up to 15 slots more before its next such call): the rest of the
+ * limit stays for live blocks and for other users of mlock in the process.
+ * A live batch whose slots fit in the share is kept whole (slabs are sized
+ * to fit in what the share has left); one that locked more than the share
+ * maps the excess again when it comes back, in small slabs.  The limit and the capability are read again by calls that
  * take the global lock (an allocation its thread's cache cannot serve,
  * zz_get_stats, zz_trim), at most once per clock tick (a few
  * milliseconds), and at once when a mapping or lock is refused, so a limit
@@ -440,7 +443,7 @@ typedef struct {
                             bound zz_alloc() describes, plus what the threads' own
                             caches hold (each within its own small bound)              */
     size_t cache_locked_bytes; /* of cached_bytes, what is locked (on the mprotect guard
-                            path a slot's data pages only; threads' caches counted whole) */
+                            path a slot's data pages only, the threads' caches' too) */
     size_t cache_share_bytes; /* the most the zz_alloc caches keep locked: half of a
                             finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;

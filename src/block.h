@@ -26,6 +26,7 @@ struct slab {
     size_t data_len;  /* bytes of data pages per slot */
     size_t stride;    /* data_len + one guard page */
     unsigned stride_shift; /* log2 of stride when it is a power of two, else 0 */
+    size_t tc_unit;   /* what a slot adds to a thread cache's count (block_tcache.c) */
     size_t nslots, nfree;
     int cls;          /* data pages per slot, or 0 for a one-block mapping */
     int table;        /* the backend whose class table holds it */
@@ -206,8 +207,16 @@ int zzi_tcache_any(void);
 /* pre: global lock held.  A slot whose cached state was `state` (its
  * cache's tag) was just stolen: its cache counts bytes fewer. */
 void zzi_tcache_note_stolen(size_t state, size_t bytes);
-/* pre: global lock held.  The bytes of free slots the threads' caches hold. */
-size_t zzi_tcache_cached_bytes(void);
+/* A cache's count of its slots: their bytes below TC_SLOT_ONE, their number
+ * in its units (one counter, one add on the fast paths).  A cache holds at
+ * most 2 x 16 x TC_BIN slots of at most 17 pages: their bytes stay far
+ * below it.  zzi_tcache_unit: what a slot of that stride adds (slab.c keeps
+ * it in the slab, so the fast paths load it as they loaded the stride). */
+#define TC_SLOT_ONE ((size_t)1 << 40)
+size_t zzi_tcache_unit(size_t stride);
+/* pre: global lock held.  The free slots the threads' caches hold: their
+ * bytes (in cached_bytes' unit, guard pages included) and their number. */
+void zzi_tcache_cached(size_t *bytes, size_t *slots);
 /* pre: global lock held.  The calling thread's cache holds `held` slots of
  * class cls of backend table t (0 if it has no cache). */
 size_t zzi_tcache_held(int t, int cls);

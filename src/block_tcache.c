@@ -77,14 +77,18 @@ struct tcache {
     unsigned npinned, evict_next;
     unsigned frees;             /* through the cache: every TC_CHECK_EVERY-th checks the class */
     unsigned busy;              /* giving slots back: zzi_tcache_held says 0 meanwhile */
-    size_t held_at_look;        /* cached_bytes at the last TC_CHECK_EVERY-th free */
+    size_t held_at_look;        /* cached at the last TC_CHECK_EVERY-th free */
     struct slab *pinned[TC_PINS];
     struct tc_bin bin[2][TC_CLASSES + 1];
-    /* written by the owner only, read by zz_get_stats: relaxed, no RMW */
-    _Atomic size_t live_blocks, live_bytes, cached_bytes;
-    /* of cached_bytes, slots other threads stole (added by the thief, under
-     * the global lock; taken off by the owner as it drops the stale entry) */
-    _Atomic size_t stolen_bytes;
+    /* written by the owner only, read by zz_get_stats: relaxed, no RMW.
+     * cached: the bytes of the slots cached (below TC_SLOT_ONE) and their
+     * number (in units of TC_SLOT_ONE), in one counter so that the fast
+     * paths pay one add for both: the share of a finite lock limit counts
+     * them in locked bytes (slab.c) */
+    _Atomic size_t live_blocks, live_bytes, cached;
+    /* of those, slots other threads stole (added by the thief, under the
+     * global lock; taken off by the owner as it drops the stale entry) */
+    _Atomic size_t stolen_bytes, stolen_slots;
 };
 
 /* A bin entry: the slot's index, and whether it was never handed out (the
@@ -114,6 +118,18 @@ static inline int tc_current(const struct tcache *tc)
 static void entry_lost(struct tcache *tc, const struct slab *s)
 {
     atomic_fetch_sub_explicit(&tc->stolen_bytes, s->stride, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&tc->stolen_slots, 1, memory_order_relaxed);
+}
+
+size_t zzi_tcache_unit(size_t stride)
+{
+    return stride + TC_SLOT_ONE;
+}
+
+/* The cache holds one slot of s more (+1) or less (-1). */
+static inline void count_cached(struct tcache *tc, const struct slab *s, int more)
+{
+    zzi_count(&tc->cached, more > 0 ? s->tc_unit : 0 - s->tc_unit);
 }
 
 /* ---- fast paths --------------------------------------------------------------- */
@@ -130,7 +146,7 @@ void *zzi_tcache_alloc(size_t n, size_t span, size_t align, int backend)
         struct slab *s = b->slab[k];
         uint32_t e = b->slot[k];
         size_t i = e & ~TC_UNUSED_BIT, cached = entry_state(tc, e);
-        zzi_count(&tc->cached_bytes, 0 - s->stride);
+        count_cached(tc, s, -1);
         /* the claim: fails only when another thread stole the slot */
         if (zz_likely(atomic_compare_exchange_strong_explicit(&s->meta[i].size_plus1, &cached,
                                                               SLOT_FREEING, memory_order_acquire,
@@ -172,11 +188,11 @@ int zzi_tcache_free(void *p)
     b->slab[b->n] = s;
     b->slot[b->n] = (uint32_t)i;
     b->n++;
-    zzi_count(&tc->cached_bytes, s->stride);
+    count_cached(tc, s, 1);
     zzi_count(&tc->live_blocks, (size_t)-1);
     zzi_count(&tc->live_bytes, 0 - n);
     if (zz_unlikely(++tc->frees % TC_CHECK_EVERY == 0)) {
-        size_t held = atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
+        size_t held = atomic_load_explicit(&tc->cached, memory_order_relaxed);
         zzi_slab_check_idle(s->table, s->cls, held > tc->held_at_look);
         tc->held_at_look = held;
     }
@@ -190,7 +206,7 @@ int zzi_tcache_free(void *p)
 static void give_back_entry(struct tcache *tc, struct slab *s, uint32_t e)
 {
     size_t i = e & ~TC_UNUSED_BIT, cached = entry_state(tc, e);
-    zzi_count(&tc->cached_bytes, 0 - s->stride);
+    count_cached(tc, s, -1);
     if (atomic_compare_exchange_strong_explicit(&s->meta[i].size_plus1, &cached,
                                                 zzi_slot_uncached(cached), memory_order_acq_rel,
                                                 memory_order_relaxed))
@@ -309,6 +325,7 @@ void zzi_tcache_note_stolen(size_t state, size_t bytes)
 {
     struct tcache *tc = (struct tcache *)(uintptr_t)(state & ~(SLOT_CACHED | SLOT_CACHED_UNUSED));
     atomic_fetch_add_explicit(&tc->stolen_bytes, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tc->stolen_slots, 1, memory_order_relaxed);
 }
 
 /* ---- set-up, refill, thread exit ----------------------------------------------------- */
@@ -425,7 +442,7 @@ void zzi_tcache_refill(struct slab *s)
                               memory_order_relaxed); /* published by the global lock */
         b->slab[b->n] = s;
         b->slot[b->n++] = (uint32_t)idx[j] | unused;
-        zzi_count(&tc->cached_bytes, s->stride);
+        count_cached(tc, s, 1);
     }
 }
 
@@ -459,22 +476,33 @@ unsigned zzi_tcache_pins(const struct slab *s)
 
 /* ---- stats ----------------------------------------------------------------------- */
 
+/* What tc caches: bytes and slots, less what other threads stole (a
+ * moment's skew between the owner's count and the thief's: never below 0). */
+static void cache_holds(const struct tcache *tc, size_t *bytes, size_t *slots)
+{
+    size_t held = atomic_load_explicit(&tc->cached, memory_order_relaxed);
+    size_t stolen = atomic_load_explicit(&tc->stolen_bytes, memory_order_relaxed);
+    size_t n_stolen = atomic_load_explicit(&tc->stolen_slots, memory_order_relaxed);
+    size_t b = held & (TC_SLOT_ONE - 1), n = held / TC_SLOT_ONE;
+    *bytes += b > stolen ? b - stolen : 0;
+    *slots += n > n_stolen ? n - n_stolen : 0;
+}
+
 void zzi_tcache_stats(size_t *live_blocks, size_t *live_bytes, size_t *cached_bytes)
 {
+    size_t slots = 0;
     for (const struct tcache *tc = all; tc != NULL; tc = tc->next) {
         *live_blocks += atomic_load_explicit(&tc->live_blocks, memory_order_relaxed);
         *live_bytes += atomic_load_explicit(&tc->live_bytes, memory_order_relaxed);
-        size_t held = atomic_load_explicit(&tc->cached_bytes, memory_order_relaxed);
-        size_t stolen = atomic_load_explicit(&tc->stolen_bytes, memory_order_relaxed);
-        *cached_bytes += held > stolen ? held - stolen : 0; /* a moment's skew: never below 0 */
+        cache_holds(tc, cached_bytes, &slots);
     }
 }
 
-size_t zzi_tcache_cached_bytes(void)
+void zzi_tcache_cached(size_t *bytes, size_t *slots)
 {
-    size_t blocks = 0, bytes = 0, cached = 0;
-    zzi_tcache_stats(&blocks, &bytes, &cached);
-    return cached;
+    *bytes = *slots = 0;
+    for (const struct tcache *tc = all; tc != NULL; tc = tc->next)
+        cache_holds(tc, bytes, slots);
 }
 
 /* ---- fork ------------------------------------------------------------------------ */

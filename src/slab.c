@@ -130,6 +130,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     s->region.owner = s;
     s->data_len = slot_pages * zzi_page();
     s->stride = s->data_len + zzi_page();
+    s->tc_unit = zzi_tcache_unit(s->stride);
     if ((s->stride & (s->stride - 1)) == 0) /* 1, 3, 7, 15 data pages: no division per lookup */
         s->stride_shift = (unsigned)__builtin_ctzl(s->stride);
     s->nslots = s->nfree = nslots;
@@ -302,6 +303,9 @@ static int unmap_empty_beyond(struct size_class *c, size_t keep)
  * refused, and by zz_trim and zz_get_stats; the fast paths make no system
  * call. */
 #define SHARE_DIVISOR 2
+/* Beyond the share, a new slab locks at most this fraction of it (or one
+ * slot): 128 KiB, 32 one-page slots, under an 8 MiB limit. */
+#define SHARE_SLAB_FLOOR_DIVISOR 32
 static size_t share = SIZE_MAX;   /* SIZE_MAX: no finite limit */
 static _Atomic int share_finite;  /* share != SIZE_MAX, for a look without the lock */
 static uint64_t share_read_ms = UINT64_MAX;
@@ -327,63 +331,60 @@ static size_t slot_locked(int k)
 }
 
 /* pre: global lock held.  What the free slots kept hold locked: the
- * classes' and the threads' (theirs counted whole, guard page and all). */
+ * classes' and the threads', each slot counted as slot_locked counts it.
+ * (68b0b8d counted a thread's cached slot whole, guard page and all: on the
+ * mprotect path eight slots of a freed batch that filled the share exactly
+ * made it 32 KiB over, and every round unmapped a slab the next one mapped
+ * again.) */
 static size_t cached_locked(void)
 {
-    size_t total = zzi_tcache_cached_bytes();
+    size_t total, slots;
+    zzi_tcache_cached(&total, &slots);
+    if (!zzi_pages_uses_guard_install())
+        total -= slots * zzi_page(); /* a slot's stride is its data and one guard page */
     for (int t = 0; t < 2; t++)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++)
             total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(k);
     return total;
 }
 
-/* What a trim leaves: an eighth of the share below it, so that what the
- * threads' caches take in between two looks (each looks after every 16
- * frees it caches: block_tcache.c) stays within the share.  Every free
- * the global path releases looks. */
-static size_t share_target(void)
+/* pre: global lock held.  The smallest empty slab (in locked bytes) and its
+ * class in *cp, or NULL when no slab is empty. */
+static struct slab *smallest_empty_slab(struct size_class **cp)
 {
-    return share - share / 8;
-}
-
-/* pre: global lock held.  The empty slab whose unmapping brings total
- * within the share and leaves most cached (the smallest such), else the
- * largest empty slab; its class in *cp.  NULL when no slab is empty. */
-static struct slab *slab_to_unmap(size_t total, struct size_class **cp)
-{
-    struct slab *fit = NULL, *big = NULL;
-    struct size_class *fit_c = NULL, *big_c = NULL;
+    struct slab *best = NULL;
+    size_t best_bytes = SIZE_MAX;
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
+            if (c->empty_slabs == 0)
+                continue;
             for (struct slab *s = c->avail; s != NULL; s = s->next) {
-                if (s->nfree != s->nslots)
-                    continue;
-                size_t bytes = s->nslots * slot_locked(s->cls);
-                if (total - share_target() <= bytes && (fit == NULL || s->nslots * s->stride <
-                                                                  fit->nslots * fit->stride)) {
-                    fit = s;
-                    fit_c = c;
-                }
-                if (big == NULL || bytes > big->nslots * big->stride) {
-                    big = s;
-                    big_c = c;
+                size_t bytes = s->nslots * slot_locked(k);
+                if (s->nfree == s->nslots && bytes < best_bytes) {
+                    best = s;
+                    best_bytes = bytes;
+                    *cp = c;
                 }
             }
         }
     }
-    *cp = fit != NULL ? fit_c : big_c;
-    return fit != NULL ? fit : big;
+    return best;
 }
 
-/* pre: global lock held.  Unmaps empty slabs until the caches keep no more
- * than share_target() (or nothing is left to unmap); returns what they
- * keep. */
+/* pre: global lock held.  Unmaps empty slabs, the smallest first, until the
+ * caches keep no more than the share (or nothing is left to unmap); returns
+ * what they keep.  Only the excess goes, in the smallest pieces: 68b0b8d
+ * trimmed to an eighth below the share, taking the largest slab when no
+ * single one covered the excess, and a live batch a little over the share
+ * lost a 2 MiB slab (256 slots) a round, which the next round mapped again.
+ * Slabs beyond the share are small (slots_within_share), so what goes is
+ * close to the excess. */
 static size_t unmap_to_share(size_t total)
 {
-    while (total > share_target()) {
+    while (total > share) {
         struct size_class *c;
-        struct slab *s = slab_to_unmap(total, &c);
+        struct slab *s = smallest_empty_slab(&c);
         if (s == NULL)
             break;
         size_t bytes = s->nslots * slot_locked(s->cls);
@@ -522,6 +523,28 @@ static struct slab *slab_of_its_own(struct size_class *c)
     return NULL;
 }
 
+/* pre: global lock held.  Under a finite lock limit, the most slots of class
+ * cls a new slab may have: as many as fit in what the caches' share has not
+ * yet given to the slots mapped (live or free, every class: freed, they are
+ * all cached), and at least a 32nd of the share's worth, so
+ * that slabs beyond it are small.  A live batch that fits in the share then
+ * maps slabs that, freed, fit in it too (geometric steps overshot it by up
+ * to a whole 1 MiB-locked slab, which the trim dropped and the next round
+ * mapped again), and what a trim drops of a batch beyond the share is a
+ * few small slabs, not megabytes for a few KiB of excess. */
+static size_t slots_within_share(int cls)
+{
+    if (share == SIZE_MAX)
+        return SIZE_MAX;
+    size_t mapped = 0;
+    for (int t = 0; t < 2; t++)
+        for (int k = 1; k <= MAX_CLASS_PAGES; k++)
+            mapped += classes[t][k].total_slots * slot_locked(k);
+    size_t room = share > mapped ? share - mapped : 0, floor = share / SHARE_SLAB_FLOOR_DIVISOR;
+    size_t slots = (room > floor ? room : floor) / slot_locked(cls);
+    return slots != 0 ? slots : 1;
+}
+
 /* pre: global lock held.  A slab of class cls with a free slot, growing the
  * class geometrically; when the kernel refuses, drops the caches of empty
  * slabs and tries again, then halves the new slab (so an unprivileged process
@@ -548,6 +571,9 @@ static struct slab *class_slab_with_room(int cls, int backend)
     if (own && !zzi_tcache_pins_class(backend, cls))
         want = OWN_SLAB_SLOTS; /* the class has room, in slabs that others pin */
     size_t nslots = want < cap ? want : cap;
+    size_t fits = slots_within_share(cls);
+    if (nslots > fits)
+        nslots = fits;
     for (;;) {
         struct slab *s = slab_create((size_t)cls, nslots, cls, backend);
         if (s != NULL) {
@@ -915,6 +941,7 @@ void zzi_block_cache_stats(zz_stats *out)
     size_t unused_blocks = 0, unused_bytes = 0, in_threads = 0;
     zzi_global_lock();
     refresh_share(1);
+    keep_share(); /* a look like any slow path's: what threads' caches took in since theirs */
     zzi_tcache_stats(&unused_blocks, &unused_bytes, &in_threads);
     /* what threads hold: within their own small bounds */
     out->cached_bytes = out->cache_bound_bytes = in_threads;
