@@ -19,7 +19,15 @@
 
 #include "internal.h"
 
-static zzi_lock_t global_lock = ZZI_LOCK_INIT;
+/* The global lock has a cache line of its own: whoever takes it writes the
+ * line, and the words every fast path reads (zzi_purgers, zzi_wipe_epoch,
+ * below) must not share it.  Next to them, a steady pair in one thread
+ * missed on its load of zzi_purgers each time another thread took the lock
+ * (zz-bench alloc, 2 threads, 32 B: 55 ns of CPU per pair instead of ~30). */
+static struct {
+    _Alignas(64) zzi_lock_t lock;
+} global_lock_line = {ZZI_LOCK_INIT};
+#define global_lock (global_lock_line.lock)
 
 static struct zzi_region **index_items; /* sorted by map.base */
 static size_t index_len, index_cap;
