@@ -61,6 +61,8 @@ int zb_pinned_cpu(void);
 /* Sets attr so that a new thread may run on every CPU the process could use
  * before pinning (multi-thread runs must not share the main thread's CPU). */
 void zb_unpinned_thread_attr(pthread_attr_t *attr);
+/* Before exec: the affinity the process had before zb_pin_main_thread. */
+void zb_unpin_before_exec(void);
 
 /* Tells the compiler that memory at p may be read: stores before it cannot be
  * removed as dead.  This is the "memset + compiler barrier" idiom. */

@@ -96,6 +96,16 @@ int zb_pinned_cpu(void)
     return pinned_cpu;
 }
 
+/* A process about to exec itself (the unprivileged profile's child) gives
+ * the CPUs back: an affinity survives exec, and the child's own pinning
+ * would then take {the pinned CPU} for "every CPU", so its 2- and 4-thread
+ * runs all ran on one CPU (wall time per pair did not fall with threads). */
+void zb_unpin_before_exec(void)
+{
+    if (pinned_cpu >= 0)
+        (void)sched_setaffinity(0, sizeof cpus_before_pinning, &cpus_before_pinning);
+}
+
 void zb_unpinned_thread_attr(pthread_attr_t *attr)
 {
     if (pinned_cpu >= 0)

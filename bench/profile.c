@@ -128,6 +128,7 @@ int zb_run_alloc_unprivileged(char **options, int noptions)
     }
     if (pid == 0) {
         close(fds[0]);
+        zb_unpin_before_exec();
         execv(argv[0], argv);
         perror("zz-bench: exec");
         _exit(127);
