@@ -30,7 +30,7 @@ struct zz_shielded {
     unsigned char *ct;       /* len bytes of ciphertext (NULL when len == 0) */
     uint64_t keyring_id;     /* the keyring it is sealed under */
     pid_t sealed_by;
-    const void *opened;      /* while OPEN: the block zz_shield_open returned */
+    const void *opened;      /* while OPENING: the block being filled; while OPEN: the one returned */
     unsigned char salt[ZZS_SALT_BYTES];
     unsigned char nonce[ZZS_NONCE_BYTES];
     unsigned char tag[ZZS_TAG_BYTES];
@@ -94,13 +94,18 @@ static void header_give_back(zz_shielded *h)
 }
 
 /* In a forked child: the threads that were opening or closing an object
- * are gone, so those objects are sealed again (a block they opened is the
- * child's to lose: it reads zeros there).  Objects left open stay open: the
- * child may close them.  pre: the child has one thread. */
+ * are gone, so those objects are sealed again.  The block an opener had
+ * allocated (recorded in ->opened while OPENING) is freed, wiped: nobody
+ * holds it.  A closer's block is the child's to lose (close forgets it
+ * before zz_free, so freeing it here could free it twice; it reads zeros
+ * after a fork).  Objects left open stay open: the child may close them.
+ * pre: the child has one thread. */
 void zzs_objects_after_fork(void)
 {
     for (zz_shielded *s = live; s != NULL; s = s->next) {
         int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (st == OPENING && s->opened != NULL)
+            zz_free((void *)(uintptr_t)s->opened); /* allocated, never handed out */
         if (st == OPENING || st == CLOSING) {
             s->opened = NULL;
             atomic_store_explicit(&s->state, SEALED, memory_order_relaxed);
@@ -309,6 +314,7 @@ ZZ_EXPORT const void *zz_shield_open(zz_shielded *s)
         atomic_store_explicit(&s->state, SEALED, memory_order_release);
         return NULL;
     }
+    s->opened = out; /* not handed out yet: recorded so that a forked child frees it */
     int rc = decrypt_into(s, out);
     if (rc == 0 && s->len > 0 && zz_protect(out, ZZ_READONLY) != 0) {
         zzs_fail_alloc("cannot make the opened block read-only");
@@ -316,12 +322,12 @@ ZZ_EXPORT const void *zz_shield_open(zz_shielded *s)
     }
     if (rc != 0) {
         int e = errno;
+        s->opened = NULL;
         zz_free(out);
         atomic_store_explicit(&s->state, SEALED, memory_order_release);
         errno = e;
         return NULL;
     }
-    s->opened = out;
     atomic_store_explicit(&s->state, OPEN, memory_order_release);
     return out;
 }

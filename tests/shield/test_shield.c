@@ -544,6 +544,8 @@ static void test_shield_fork_while_another_thread_opens(void **state)
     skip(); /* the lock a thread the child lacks holds: see the test above */
 #endif
     half_opened = seal_seeded(0x5eed0050, 32);
+    zz_stats before;
+    zz_get_stats(&before);
     zzs_test_hold_keyring_lock(1);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, open_blocked, NULL), 0);
@@ -559,6 +561,11 @@ static void test_shield_fork_while_another_thread_opens(void **state)
         if (zz_shield_open(half_opened) != NULL || errno != ENOKEY)
             _exit(2);
         zz_shield_destroy(half_opened);
+        /* the block the vanished opener had allocated went back too */
+        zz_stats after;
+        zz_get_stats(&after);
+        if (after.live_blocks > before.live_blocks)
+            _exit(3);
         _exit(0);
     }
     int status;
