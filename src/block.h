@@ -205,18 +205,23 @@ void zzi_tcache_give_back_own(void);
 /* 1 once any thread has had a cache (else nothing can be stolen). */
 int zzi_tcache_any(void);
 /* pre: global lock held.  A slot whose cached state was `state` (its
- * cache's tag) was just stolen: its cache counts bytes fewer. */
-void zzi_tcache_note_stolen(size_t state, size_t bytes);
-/* A cache's count of its slots: their bytes below TC_SLOT_ONE, their number
- * in its units (one counter, one add on the fast paths).  A cache holds at
- * most 2 x 16 x TC_BIN slots of at most 17 pages: their bytes stay far
- * below it.  zzi_tcache_unit: what a slot of that stride adds (slab.c keeps
- * it in the slab, so the fast paths load it as they loaded the stride). */
+ * cache's tag) was just stolen: its cache counts one unit (the slab's
+ * tc_unit) fewer. */
+void zzi_tcache_note_stolen(size_t state, size_t unit);
+/* A cache's count of its slots: their bytes below TC_SLOT_ONE, and in its
+ * units the number of them whose guard page is not locked (anon slots on
+ * the mprotect guard path; a secretmem slot's guard page is charged by the
+ * kernel, a guard-install slab is locked whole): one counter, one add on
+ * the fast paths.  A cache holds at most 2 x 16 x TC_BIN slots of at most
+ * 17 pages: their bytes stay far below it.  zzi_tcache_unit: what a slot of
+ * that stride adds (slab.c keeps it in the slab, so the fast paths load it
+ * as they loaded the stride). */
 #define TC_SLOT_ONE ((size_t)1 << 40)
-size_t zzi_tcache_unit(size_t stride);
+size_t zzi_tcache_unit(size_t stride, int guard_locked);
 /* pre: global lock held.  The free slots the threads' caches hold: their
- * bytes (in cached_bytes' unit, guard pages included) and their number. */
-void zzi_tcache_cached(size_t *bytes, size_t *slots);
+ * bytes (in cached_bytes' unit, guard pages included) and how many of them
+ * have a guard page that is not locked. */
+void zzi_tcache_cached(size_t *bytes, size_t *unlocked_guards);
 /* pre: global lock held.  The calling thread's cache holds `held` slots of
  * class cls of backend table t (0 if it has no cache). */
 size_t zzi_tcache_held(int t, int cls);

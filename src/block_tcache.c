@@ -81,13 +81,15 @@ struct tcache {
     struct slab *pinned[TC_PINS];
     struct tc_bin bin[2][TC_CLASSES + 1];
     /* written by the owner only, read by zz_get_stats: relaxed, no RMW.
-     * cached: the bytes of the slots cached (below TC_SLOT_ONE) and their
-     * number (in units of TC_SLOT_ONE), in one counter so that the fast
-     * paths pay one add for both: the share of a finite lock limit counts
-     * them in locked bytes (slab.c) */
+     * cached: the bytes of the slots cached (below TC_SLOT_ONE) and the
+     * number of those whose guard page is not locked (in units of
+     * TC_SLOT_ONE), in one counter so that the fast paths pay one add for
+     * both: the share of a finite lock limit counts them in locked bytes
+     * (slab.c) */
     _Atomic size_t live_blocks, live_bytes, cached;
-    /* of those, slots other threads stole (added by the thief, under the
-     * global lock; taken off by the owner as it drops the stale entry) */
+    /* of those, what other threads stole, in the same units (added by the
+     * thief, under the global lock; taken off by the owner as it drops the
+     * stale entry) */
     _Atomic size_t stolen_bytes, stolen_slots;
 };
 
@@ -117,13 +119,13 @@ static inline int tc_current(const struct tcache *tc)
 /* An entry of slab s whose claim failed: another thread stole the slot. */
 static void entry_lost(struct tcache *tc, const struct slab *s)
 {
-    atomic_fetch_sub_explicit(&tc->stolen_bytes, s->stride, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&tc->stolen_slots, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&tc->stolen_bytes, s->tc_unit % TC_SLOT_ONE, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&tc->stolen_slots, s->tc_unit / TC_SLOT_ONE, memory_order_relaxed);
 }
 
-size_t zzi_tcache_unit(size_t stride)
+size_t zzi_tcache_unit(size_t stride, int guard_locked)
 {
-    return stride + TC_SLOT_ONE;
+    return stride + (guard_locked ? 0 : TC_SLOT_ONE);
 }
 
 /* The cache holds one slot of s more (+1) or less (-1). */
@@ -321,11 +323,11 @@ int zzi_tcache_any(void)
     return atomic_load_explicit(&ever_used, memory_order_relaxed);
 }
 
-void zzi_tcache_note_stolen(size_t state, size_t bytes)
+void zzi_tcache_note_stolen(size_t state, size_t unit)
 {
     struct tcache *tc = (struct tcache *)(uintptr_t)(state & ~(SLOT_CACHED | SLOT_CACHED_UNUSED));
-    atomic_fetch_add_explicit(&tc->stolen_bytes, bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&tc->stolen_slots, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tc->stolen_bytes, unit % TC_SLOT_ONE, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tc->stolen_slots, unit / TC_SLOT_ONE, memory_order_relaxed);
 }
 
 /* ---- set-up, refill, thread exit ----------------------------------------------------- */

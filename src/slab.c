@@ -33,6 +33,14 @@ struct size_class {
  * lands in an anonymous slab. */
 static struct size_class classes[2][MAX_CLASS_PAGES + 1];
 
+/* 1 if a slot's guard page of backend table t is locked (charged to
+ * RLIMIT_MEMLOCK) like its data: on secretmem, and on the guard-install
+ * path; on the mprotect path an anon slot locks its data pages only. */
+static int guard_locked(int t)
+{
+    return t == ZZ_BACKEND_SECRETMEM || zzi_pages_uses_guard_install();
+}
+
 /* pre: global lock held.  Class c (slots of stride bytes) gains nslots
  * slots (grows) or loses them. */
 static void class_resize(struct size_class *c, size_t stride, size_t nslots, int grows)
@@ -130,7 +138,7 @@ static struct slab *slab_create(size_t slot_pages, size_t nslots, int cls, int b
     s->region.owner = s;
     s->data_len = slot_pages * zzi_page();
     s->stride = s->data_len + zzi_page();
-    s->tc_unit = zzi_tcache_unit(s->stride);
+    s->tc_unit = zzi_tcache_unit(s->stride, guard_locked(backend));
     if ((s->stride & (s->stride - 1)) == 0) /* 1, 3, 7, 15 data pages: no division per lookup */
         s->stride_shift = (unsigned)__builtin_ctzl(s->stride);
     s->nslots = s->nfree = nslots;
@@ -226,7 +234,7 @@ static void steal_cached_slots(struct slab *s)
                                                      zzi_slot_uncached(v), memory_order_acquire,
                                                      memory_order_relaxed))
             continue; /* its cache took it first: live now */
-        zzi_tcache_note_stolen(v, s->stride);
+        zzi_tcache_note_stolen(v, s->tc_unit);
         put_back(s, i);
     }
 }
@@ -323,11 +331,17 @@ static void refresh_share(int force)
     atomic_store_explicit(&share_finite, share != SIZE_MAX, memory_order_relaxed);
 }
 
-/* The bytes a free slot of class k keeps locked. */
-static size_t slot_locked(int k)
+/* The bytes a free slot of class k of backend table t keeps locked: its
+ * data pages, and its guard page too on the guard-install path (the whole
+ * range is locked) and on secretmem (the kernel charges the whole mapping).
+ * (Until d37bd71 a secretmem slot counted its data page only: 1,010 freed
+ * 32-byte secretmem blocks held the whole 8 MiB limit while the caches
+ * reported half of it, every new slab of the other backend was refused,
+ * and each refusal dropped every cache: zz-bench's 32 B pair cost 6-15 us
+ * unprivileged with the zz_alloc and zz_secretmem columns side by side.) */
+static size_t slot_locked(int t, int k)
 {
-    size_t page = zzi_page();
-    return zzi_pages_uses_guard_install() ? ((size_t)k + 1) * page : (size_t)k * page;
+    return ((size_t)k + (guard_locked(t) ? 1u : 0u)) * zzi_page();
 }
 
 /* pre: global lock held.  What the free slots kept hold locked: the
@@ -338,13 +352,12 @@ static size_t slot_locked(int k)
  * again.) */
 static size_t cached_locked(void)
 {
-    size_t total, slots;
-    zzi_tcache_cached(&total, &slots);
-    if (!zzi_pages_uses_guard_install())
-        total -= slots * zzi_page(); /* a slot's stride is its data and one guard page */
+    size_t total, unlocked_guards;
+    zzi_tcache_cached(&total, &unlocked_guards);
+    total -= unlocked_guards * zzi_page(); /* a slot's stride is its data and one guard page */
     for (int t = 0; t < 2; t++)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++)
-            total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(k);
+            total += (classes[t][k].total_slots - classes[t][k].live_slots) * slot_locked(t, k);
     return total;
 }
 
@@ -360,7 +373,7 @@ static struct slab *smallest_empty_slab(struct size_class **cp)
             if (c->empty_slabs == 0)
                 continue;
             for (struct slab *s = c->avail; s != NULL; s = s->next) {
-                size_t bytes = s->nslots * slot_locked(k);
+                size_t bytes = s->nslots * slot_locked(t, k);
                 if (s->nfree == s->nslots && bytes < best_bytes) {
                     best = s;
                     best_bytes = bytes;
@@ -387,7 +400,7 @@ static size_t unmap_to_share(size_t total)
         struct slab *s = smallest_empty_slab(&c);
         if (s == NULL)
             break;
-        size_t bytes = s->nslots * slot_locked(s->cls);
+        size_t bytes = s->nslots * slot_locked(s->table, s->cls);
         unmap_empty_slab(c, s);
         total = total > bytes ? total - bytes : 0;
     }
@@ -532,16 +545,16 @@ static struct slab *slab_of_its_own(struct size_class *c)
  * to a whole 1 MiB-locked slab, which the trim dropped and the next round
  * mapped again), and what a trim drops of a batch beyond the share is a
  * few small slabs, not megabytes for a few KiB of excess. */
-static size_t slots_within_share(int cls)
+static size_t slots_within_share(int t, int cls)
 {
     if (share == SIZE_MAX)
         return SIZE_MAX;
     size_t mapped = 0;
-    for (int t = 0; t < 2; t++)
+    for (int u = 0; u < 2; u++)
         for (int k = 1; k <= MAX_CLASS_PAGES; k++)
-            mapped += classes[t][k].total_slots * slot_locked(k);
+            mapped += classes[u][k].total_slots * slot_locked(u, k);
     size_t room = share > mapped ? share - mapped : 0, floor = share / SHARE_SLAB_FLOOR_DIVISOR;
-    size_t slots = (room > floor ? room : floor) / slot_locked(cls);
+    size_t slots = (room > floor ? room : floor) / slot_locked(t, cls);
     return slots != 0 ? slots : 1;
 }
 
@@ -571,7 +584,7 @@ static struct slab *class_slab_with_room(int cls, int backend)
     if (own && !zzi_tcache_pins_class(backend, cls))
         want = OWN_SLAB_SLOTS; /* the class has room, in slabs that others pin */
     size_t nslots = want < cap ? want : cap;
-    size_t fits = slots_within_share(cls);
+    size_t fits = slots_within_share(backend, cls);
     if (nslots > fits)
         nslots = fits;
     for (;;) {
