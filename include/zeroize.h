@@ -442,8 +442,10 @@ typedef struct {
                             cached_bytes: the sum over the size classes in use of the
                             bound zz_alloc() describes, plus what the threads' own
                             caches hold (each within its own small bound)              */
-    size_t cache_locked_bytes; /* of cached_bytes, what is locked (on the mprotect guard
-                            path a slot's data pages only, the threads' caches' too) */
+    size_t cache_locked_bytes; /* of cached_bytes, what is locked (the threads' caches'
+                            too): on the mprotect guard path an anon slot's data pages
+                            only, a secretmem slot's guard page as well (the kernel
+                            charges the whole mapping)                                 */
     size_t cache_share_bytes; /* the most the zz_alloc caches keep locked: half of a
                             finite RLIMIT_MEMLOCK (zz_alloc()), SIZE_MAX without one  */
 } zz_stats;

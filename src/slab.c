@@ -334,7 +334,7 @@ static void refresh_share(int force)
 /* The bytes a free slot of class k of backend table t keeps locked: its
  * data pages, and its guard page too on the guard-install path (the whole
  * range is locked) and on secretmem (the kernel charges the whole mapping).
- * (Until d37bd71 a secretmem slot counted its data page only: 1,010 freed
+ * (Until c54c37e a secretmem slot counted its data page only: 1,010 freed
  * 32-byte secretmem blocks held the whole 8 MiB limit while the caches
  * reported half of it, every new slab of the other backend was refused,
  * and each refusal dropped every cache: zz-bench's 32 B pair cost 6-15 us

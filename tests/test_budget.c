@@ -502,7 +502,7 @@ static void test_budget_batch_kept_whole(void **state)
 
 /* After a burst of each backend is freed (together over the share), what
  * stays locked is within the share, and steady pairs of either backend,
- * one after the other, map and unmap nothing.  Until d37bd71 a freed
+ * one after the other, map and unmap nothing.  Until c54c37e a freed
  * secretmem slot counted its data page only, not its guard page (which
  * the kernel charges too): 1,010 freed secretmem blocks kept the whole
  * 8 MiB locked while the stats said half, every new slab of the other
