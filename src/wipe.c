@@ -41,11 +41,13 @@ typedef uint64_t v2u64 __attribute__((vector_size(16)));
 #define OPAQUE_COUNT(k) __asm__("" : "+r"(k))
 
 /* n >= 16: 16-byte stores, the last one ending at p + n (it may overlap the
- * one before).  noinline, so that zz_wipe jumps to it. */
+ * one before); after a first store at p, from the first 16-byte boundary
+ * (as wipe_avx2).  noinline, so that zz_wipe jumps to it. */
 __attribute__((noinline)) static void wipe_vec16(unsigned char *p, size_t n)
 {
     const v2u64 zero = {0, 0};
-    size_t k = 0;
+    __builtin_memcpy(p, &zero, 16);
+    size_t k = (size_t)(0 - (uintptr_t)p) & 15;
     for (; k + 64 <= n; k += 64) {
         __builtin_memcpy(p + k, &zero, 16);
         __builtin_memcpy(p + k + 16, &zero, 16);
@@ -67,12 +69,17 @@ __attribute__((noinline)) static void wipe_vec16(unsigned char *p, size_t n)
 #define HAVE_AVX2_PATH 1
 
 /* n >= 32: 32-byte stores, 128 bytes a step, the last store ending at p + n.
- * The compiler clears the upper halves of the vector registers on return
- * (vzeroupper), and the registers only ever held zeros. */
+ * The first store covers p's first 32 bytes wherever p is; the loop then
+ * starts at the first 32-byte boundary, so that no store of the loop
+ * splits a cache line (a buffer misaligned by 1 byte: 64 KiB at 130 GB/s
+ * against memset's 152 before, AMD EPYC).  The compiler clears the upper
+ * halves of the vector registers on return (vzeroupper), and the registers
+ * only ever held zeros. */
 __attribute__((target("avx2"))) static void wipe_avx2(unsigned char *p, size_t n)
 {
     const __m256i zero = _mm256_setzero_si256();
-    size_t k = 0;
+    _mm256_storeu_si256((__m256i *)(void *)p, zero);
+    size_t k = (size_t)(0 - (uintptr_t)p) & 31;
     for (; k + 128 <= n; k += 128) {
         _mm256_storeu_si256((__m256i *)(void *)(p + k), zero);
         _mm256_storeu_si256((__m256i *)(void *)(p + k + 32), zero);
