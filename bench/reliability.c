@@ -66,15 +66,22 @@ static double own_load(void)
     own_ring[own_n++ % OWN_RING].wall_s = wall;
     own_ring[(own_n - 1) % OWN_RING].cpu_s = cpu;
     unsigned kept = own_n < OWN_RING ? own_n : OWN_RING;
-    double oldest_dt = 0, oldest_cpu = cpu;
-    for (unsigned i = 0; i < kept; i++) { /* the oldest sample of the minute */
+    /* the oldest sample of the minute; when none is 5 s old (a child ran
+     * for minutes while this process waited), the newest before it */
+    double in_dt = 0, in_cpu = cpu, out_dt = 0, out_cpu = cpu;
+    for (unsigned i = 0; i < kept; i++) {
         double dt = wall - own_ring[i].wall_s;
-        if (dt <= OWN_WINDOW_S && dt > oldest_dt) {
-            oldest_dt = dt;
-            oldest_cpu = own_ring[i].cpu_s;
+        if (dt <= OWN_WINDOW_S && dt > in_dt) {
+            in_dt = dt;
+            in_cpu = own_ring[i].cpu_s;
+        } else if (dt > OWN_WINDOW_S && (out_dt == 0 || dt < out_dt)) {
+            out_dt = dt;
+            out_cpu = own_ring[i].cpu_s;
         }
     }
-    return oldest_dt >= 5 ? (cpu - oldest_cpu) / oldest_dt : 0;
+    if (in_dt >= 5)
+        return (cpu - in_cpu) / in_dt;
+    return out_dt > 0 ? (cpu - out_cpu) / out_dt : 0;
 }
 
 static void take_sample(load_sample *s)
