@@ -27,7 +27,12 @@ struct size_class {
      * bound trims: the thread caches' periodic check reads it without the
      * lock, and takes the lock only when it is set. */
     _Atomic unsigned char beyond_floor;
+    uint64_t active_tick; /* class_clock when its slow path last took or freed a slot */
 };
+
+/* Counts the slow paths' takes and frees: orders the classes by when they
+ * were last used, so that the share's trim takes cold classes' slabs first. */
+static uint64_t class_clock;
 
 /* One class table per backend, so a block asked for on secretmem never
  * lands in an anonymous slab. */
@@ -361,22 +366,32 @@ static size_t cached_locked(void)
     return total;
 }
 
-/* pre: global lock held.  The smallest empty slab (in locked bytes) and its
- * class in *cp, or NULL when no slab is empty. */
-static struct slab *smallest_empty_slab(struct size_class **cp)
+/* pre: global lock held.  The empty slab the share gives up first, and its
+ * class in *cp, or NULL when no slab is empty: one of the class used
+ * longest ago (its slow paths' last take or free), the smallest of it in
+ * locked bytes.  Until 218fe51 the smallest of any class went first: after
+ * a freed burst of secretmem blocks that nothing used again, an anon batch
+ * that came back each round lost its own slabs as it freed them (small
+ * ones, mapped beyond the share) while the idle secretmem slabs kept the
+ * share, and every round mapped the whole batch again. */
+static struct slab *coldest_empty_slab(struct size_class **cp)
 {
     struct slab *best = NULL;
     size_t best_bytes = SIZE_MAX;
+    uint64_t best_tick = UINT64_MAX;
     for (int t = 0; t < 2; t++) {
         for (int k = 1; k <= MAX_CLASS_PAGES; k++) {
             struct size_class *c = &classes[t][k];
-            if (c->empty_slabs == 0)
+            if (c->empty_slabs == 0 || c->active_tick > best_tick)
                 continue;
             for (struct slab *s = c->avail; s != NULL; s = s->next) {
                 size_t bytes = s->nslots * slot_locked(t, k);
-                if (s->nfree == s->nslots && bytes < best_bytes) {
+                if (s->nfree != s->nslots)
+                    continue;
+                if (c->active_tick < best_tick || bytes < best_bytes) {
                     best = s;
                     best_bytes = bytes;
+                    best_tick = c->active_tick;
                     *cp = c;
                 }
             }
@@ -385,9 +400,10 @@ static struct slab *smallest_empty_slab(struct size_class **cp)
     return best;
 }
 
-/* pre: global lock held.  Unmaps empty slabs, the smallest first, until the
- * caches keep no more than the share (or nothing is left to unmap); returns
- * what they keep.  Only the excess goes, in the smallest pieces: 68b0b8d
+/* pre: global lock held.  Unmaps empty slabs, the coldest class's smallest
+ * first (coldest_empty_slab), until the caches keep no more than the share
+ * (or nothing is left to unmap); returns what they keep.  Within a class
+ * only the excess goes, in the smallest pieces: 68b0b8d
  * trimmed to an eighth below the share, taking the largest slab when no
  * single one covered the excess, and a live batch a little over the share
  * lost a 2 MiB slab (256 slots) a round, which the next round mapped again.
@@ -397,7 +413,7 @@ static size_t unmap_to_share(size_t total)
 {
     while (total > share) {
         struct size_class *c;
-        struct slab *s = smallest_empty_slab(&c);
+        struct slab *s = coldest_empty_slab(&c);
         if (s == NULL)
             break;
         size_t bytes = s->nslots * slot_locked(s->table, s->cls);
@@ -639,6 +655,7 @@ static int slab_fit_for_policy(const struct slab *s, int backend)
  * free slots. */
 static void note_slot_taken(struct size_class *c, struct slab *s)
 {
+    c->active_tick = ++class_clock;
     if (s->nfree == s->nslots)
         c->empty_slabs--;
     if (s->nfree == 1)
@@ -816,6 +833,7 @@ void zzi_release_slot(struct slab *s, size_t i)
     int table = s->table, cls = s->cls; /* s may be unmapped below */
     struct size_class *c = &classes[table][cls];
     c->live_slots--;
+    c->active_tick = ++class_clock;
     /* the slab of the slot freed last goes first, so that freed slots come
      * back last-in, first-out across the class (as zeroize.h promises: a
      * write after free is then found by the very next allocation) */
