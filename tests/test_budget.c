@@ -497,8 +497,6 @@ static void child_batch_kept_whole(void *arg)
     child_check(s.cached_bytes == 0 && s.locked_bytes == 0 && s.mapped_bytes == 0);
 }
 
-static int have_secretmem(void);
-
 static void test_budget_batch_kept_whole(void **state)
 {
     (void)state;
@@ -518,7 +516,7 @@ static void test_budget_batch_kept_whole(void **state)
 static void test_budget_batch_kept_beside_cold_secretmem(void **state)
 {
     (void)state;
-    if (!have_secretmem())
+    if (!tu_have_secretmem())
         skip();
     static struct batch_case after_secretmem = { 0, 1000, 1 };
     expect_child_ok(child_batch_kept_whole, &after_secretmem);
@@ -582,23 +580,10 @@ static void child_two_backends(void *arg)
     child_check(changes == 0);
 }
 
-static int have_secretmem(void)
-{
-#ifdef SYS_memfd_secret
-    long fd = syscall(SYS_memfd_secret, 0);
-    if (fd < 0)
-        return 0;
-    close((int)fd);
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 static void test_budget_two_backends_steady(void **state)
 {
     (void)state;
-    if (!have_secretmem())
+    if (!tu_have_secretmem())
         skip();
     expect_child_ok(child_two_backends, NULL);
 }

@@ -614,19 +614,6 @@ static void test_fork_missed_child_forks_again(void **state)
 
 /* ---- item 2: inherited secret memory after a call that is not an allocation */
 
-static int have_secretmem(void)
-{
-#ifdef SYS_memfd_secret
-    long fd = syscall(SYS_memfd_secret, 0);
-    if (fd < 0)
-        return 0;
-    close((int)fd);
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 enum first_call { FIRST_PURGE, FIRST_ALLOC_FREE, FIRST_STATS, FIRST_INFO };
 
 struct secret_fork {
@@ -673,7 +660,7 @@ static void test_fork_missed_inherited_secretmem_after_first_call(void **state)
 {
     (void)state;
     REQUIRE_UNDERSCORE_FORK();
-    if (!have_secretmem()) {
+    if (!tu_have_secretmem()) {
         print_message("skipped: memfd_secret is not available on this kernel\n");
         skip();
     }

@@ -360,19 +360,6 @@ static void test_aligned_guard_after_padding(void **state)
 /* On 53bd339 zz_realloc allocated the new block with zz_alloc: the
  * process-wide backend and 16-byte alignment, whatever the old block had. */
 
-static int have_secretmem(void)
-{
-#ifdef SYS_memfd_secret
-    long fd = syscall(SYS_memfd_secret, 0);
-    if (fd < 0)
-        return 0;
-    close((int)fd);
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 /* 0 if /proc/self/mem reads n bytes at p (and they equal p's), else the
  * errno of the refused read. */
 static int proc_mem_read_errno(const unsigned char *p, size_t n)
@@ -395,7 +382,7 @@ static int proc_mem_read_errno(const unsigned char *p, size_t n)
 static void test_realloc_keeps_secretmem_backend(void **state)
 {
     (void)state;
-    if (!have_secretmem()) {
+    if (!tu_have_secretmem()) {
         print_message("skipped: no memfd_secret on this kernel\n");
         skip();
     }
@@ -435,7 +422,7 @@ static void test_realloc_keeps_secretmem_backend(void **state)
 static void test_realloc_keeps_anon_backend(void **state)
 {
     (void)state;
-    if (!have_secretmem()) {
+    if (!tu_have_secretmem()) {
         print_message("skipped: no memfd_secret on this kernel\n");
         skip();
     }

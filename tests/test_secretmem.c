@@ -19,19 +19,6 @@
 
 static int have_secretmem;
 
-static int probe_secretmem(void)
-{
-#ifdef SYS_memfd_secret
-    long fd = syscall(SYS_memfd_secret, 0);
-    if (fd < 0)
-        return 0;
-    close((int)fd);
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 /* Per test: skip without memfd_secret; otherwise start on ZZ_BACKEND_SECRETMEM
  * and leave on ZZ_BACKEND_ANON. */
 static int use_secretmem(void **state)
@@ -912,7 +899,7 @@ static void test_100k_secrets_bounded_fds(void **state)
 
 int main(int argc, char **argv)
 {
-    have_secretmem = probe_secretmem();
+    have_secretmem = tu_have_secretmem();
     if (argc > 3 && strcmp(argv[1], "--child") == 0) {
         if (strcmp(argv[2], "env") == 0)
             return child_env(argv[3]);

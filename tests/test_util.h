@@ -510,6 +510,21 @@ static TU_UNUSED long tu_count_vmas(void)
 /* Giving up the right to lock memory                                       */
 /* ------------------------------------------------------------------------ */
 
+/* 1 if this kernel offers memfd_secret(2) to this process (tests of the
+ * secretmem backend skip without it). */
+static TU_UNUSED int tu_have_secretmem(void)
+{
+#ifdef SYS_memfd_secret
+    long fd = syscall(SYS_memfd_secret, 0);
+    if (fd < 0)
+        return 0;
+    close((int)fd);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Drops CAP_IPC_LOCK from every set of this process and sets RLIMIT_MEMLOCK
  * (soft and hard) to limit bytes.  For children only.  Returns 0 or -1. */
 static TU_UNUSED int tu_drop_ipc_lock(rlim_t limit)
