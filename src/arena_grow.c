@@ -217,6 +217,18 @@ int zzi_arena_lock_budget_unlimited(void)
     return zzi_os_memlock_limit() == SIZE_MAX;
 }
 
+/* Under a finite lock limit, may a thread set up a run of its own (in room
+ * a chunk already has) rather than share one with a free cell?  While the
+ * arena holds at most an eighth of the limit.  Own runs spare threads
+ * shared cache lines, but each is 16 KiB of a chunk per thread and size
+ * class: at 34bf41d four threads with blocks of 16 B to 8 KiB (128 classes)
+ * filled 8 MiB with a few hundred blocks live, and the arena then failed. */
+static int own_run_affordable(const zz_arena *a)
+{
+    size_t limit = zzi_os_memlock_limit();
+    return limit == SIZE_MAX || a->total_runs * ZZI_ARENA_RUN_BYTES <= limit / 8;
+}
+
 /* How far down a class's list of runs with free cells a thread looks for
  * one it may call its own before it sets up a new one. */
 #define OWNER_SCAN 8
@@ -235,6 +247,8 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
     for (struct run *r = first; r != NULL && k < OWNER_SCAN; r = r->next, k++)
         if (r->owner == owner || r->owner == NULL)
             return r;
+    if (first != NULL && !own_run_affordable(a))
+        return first;
     struct chunk *c = chunk_with_room(a);
     if (c == NULL && first != NULL && (a->growing || !zzi_arena_lock_budget_unlimited()))
         return first; /* share rather than wait for, or spend rationed memory on, growth */
