@@ -208,13 +208,34 @@ static struct run *arena_new_run(zz_arena *a, struct chunk *c, unsigned cls)
 
 /* ---- taking and returning free cells (under the arena's lock) ----------- */
 
+/* RLIMIT_MEMLOCK as read at most once per clock tick (zzi_os_now_ms) in
+ * the whole process: reading it costs two system calls (getrlimit and
+ * capget, 2.4 us), and the decisions below are asked on refills under an
+ * arena's lock.  (At 4d9cebd every refill that found no run of its own read
+ * it: 3,048 reads in 41 ms of test_arena_threads_mixed_sizes_fit, 10,000 in
+ * zz-bench's mixed workload.)  A limit changed at run time is seen a tick
+ * later: these choose between sharing and growing, and growth itself still
+ * meets the kernel's limit. */
+static _Atomic uint64_t limit_tick; /* the tick it was read at, plus 1; 0: never */
+static _Atomic size_t limit_seen;
+
+static size_t lock_limit_recent(void)
+{
+    uint64_t tick = zzi_os_now_ms() + 1;
+    if (atomic_load_explicit(&limit_tick, memory_order_acquire) == tick)
+        return atomic_load_explicit(&limit_seen, memory_order_relaxed);
+    size_t limit = zzi_os_memlock_limit();
+    atomic_store_explicit(&limit_seen, limit, memory_order_relaxed);
+    atomic_store_explicit(&limit_tick, tick, memory_order_release);
+    return limit;
+}
+
 /* Growing the arena for a run of one's own spends locked memory to spare
  * threads shared cache lines: worth it only when locked memory is not
- * rationed (no finite RLIMIT_MEMLOCK, or CAP_IPC_LOCK).  Asked only when the
- * arena would grow, which is rare: it costs two system calls. */
+ * rationed (no finite RLIMIT_MEMLOCK, or CAP_IPC_LOCK). */
 int zzi_arena_lock_budget_unlimited(void)
 {
-    return zzi_os_memlock_limit() == SIZE_MAX;
+    return lock_limit_recent() == SIZE_MAX;
 }
 
 /* Under a finite lock limit, may a thread set up a run of its own (in room
@@ -225,7 +246,7 @@ int zzi_arena_lock_budget_unlimited(void)
  * filled 8 MiB with a few hundred blocks live, and the arena then failed. */
 static int own_run_affordable(const zz_arena *a)
 {
-    size_t limit = zzi_os_memlock_limit();
+    size_t limit = lock_limit_recent();
     return limit == SIZE_MAX || a->total_runs * ZZI_ARENA_RUN_BYTES <= limit / 8;
 }
 
