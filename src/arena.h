@@ -199,8 +199,8 @@ unsigned zzi_arena_take_cells(zz_arena *a, unsigned cls, struct zzi_arena_cell *
  * Returns 0, or -1 with errno. */
 int zzi_arena_recheck_cell(zz_arena *a, struct zzi_arena_cell *cell, const void *owner, struct run **home);
 /* 1 when locked memory is not rationed (no finite RLIMIT_MEMLOCK, or
- * CAP_IPC_LOCK): then a thread may grow the arena for a run of its own, and
- * its caches hold more.  Two system calls: ask rarely. */
+ * CAP_IPC_LOCK): then a thread's bins hold more.  The limit as read at most
+ * once per clock tick (a read is two system calls). */
 int zzi_arena_lock_budget_unlimited(void);
 /* pre: the arena's lock held.  Forgets owner's claim on its runs. */
 void zzi_arena_disown(zz_arena *a, const void *owner);

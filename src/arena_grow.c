@@ -256,9 +256,13 @@ static int own_run_affordable(const zz_arena *a)
 
 /* pre: a->lock held.  A run with a free cell of class cls for owner: its
  * home run, else one of its own or nobody's, else a new one (growing the
- * arena if need be and locked memory is not rationed: a run per thread and
- * class costs 16 KiB, sharing one costs every access a contended cache
- * line), else the first run with a free cell.  NULL with errno when none. */
+ * arena if need be, while own_run_affordable: a run per thread and class
+ * costs 16 KiB, sharing one costs every alloc and free a contended cache
+ * line of cell states), else the first run with a free cell.  NULL with
+ * errno when none.  (Until 4c4d676 an arena under a finite limit never grew
+ * for a run of one's own: once a thread's batch had filled the first chunk,
+ * the next two threads shared a run, and zz-bench's unprivileged 2-thread
+ * pair cost 9x malloc + free.) */
 static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct run *home)
 {
     if (home != NULL && home->owner == owner && home->nfree > 0 && !home->chunk->retired)
@@ -269,10 +273,10 @@ static struct run *pick_run(zz_arena *a, unsigned cls, const void *owner, struct
         if (r->owner == owner || r->owner == NULL)
             return r;
     if (first != NULL && !own_run_affordable(a))
-        return first;
+        return first; /* locked memory is rationed, and the arena has its share */
     struct chunk *c = chunk_with_room(a);
-    if (c == NULL && first != NULL && (a->growing || !zzi_arena_lock_budget_unlimited()))
-        return first; /* share rather than wait for, or spend rationed memory on, growth */
+    if (c == NULL && first != NULL && a->growing)
+        return first; /* share rather than wait for growth */
     if (c == NULL) {
         int e = errno;
         c = arena_grow(a); /* lets the lock go: the lists may have changed */

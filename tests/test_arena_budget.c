@@ -207,12 +207,91 @@ static void test_arena_threads_mixed_sizes_fit(void **state)
     expect_child_ok(child_threads_mixed_sizes, NULL);
 }
 
+/* Two threads that allocate from one growable arena under a finite limit
+ * each get a run of their own while the arena is small, even when no chunk
+ * has room for one: threads that share a run write the same cache lines of
+ * its cell states on every alloc and free.  At 4c4d676 the second thread
+ * shared the first one's run once the main thread's batch had filled the
+ * first chunk (zz-bench alloc --unprivileged, the arena's 2-thread pair:
+ * 9.05x malloc + free at 32 B, 1 thread 2.70x).  Blocks of runs of their
+ * own start at the runs' heads, 16 KiB apart; blocks of one shared run lie
+ * within a few hundred bytes of each other. */
+#define OWN_BLOCKS 8
+
+struct own_arg {
+    zz_arena *a;
+    pthread_barrier_t *step;
+    void *blocks[OWN_BLOCKS];
+    int failed;
+};
+
+static void *own_thread(void *p)
+{
+    struct own_arg *o = p;
+    for (unsigned k = 0; k < OWN_BLOCKS; k++)
+        o->failed |= (o->blocks[k] = zz_arena_alloc(o->a, SECRET)) == NULL;
+    pthread_barrier_wait(o->step); /* hold the blocks while the other thread allocates */
+    pthread_barrier_wait(o->step);
+    for (unsigned k = 0; k < OWN_BLOCKS; k++)
+        zz_arena_free(o->a, o->blocks[k]);
+    return NULL;
+}
+
+static size_t closest(const struct own_arg *x, const struct own_arg *y)
+{
+    size_t best = SIZE_MAX;
+    for (unsigned i = 0; i < OWN_BLOCKS; i++)
+        for (unsigned j = 0; j < OWN_BLOCKS; j++) {
+            uintptr_t p = (uintptr_t)x->blocks[i], q = (uintptr_t)y->blocks[j];
+            size_t d = p > q ? p - q : q - p;
+            best = d < best ? d : best;
+        }
+    return best;
+}
+
+static void child_threads_get_own_runs(void *arg)
+{
+    (void)arg;
+    child_check(tu_drop_ipc_lock(LIMIT) == 0);
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    size_t n = 1000; /* zz-bench's live batch: the first chunk's runs, kept by this thread */
+    for (size_t i = 0; i < n; i++)
+        child_check((secrets[i] = zz_arena_alloc(a, SECRET)) != NULL);
+    for (size_t i = 0; i < n; i++)
+        zz_arena_free(a, secrets[i]);
+    pthread_barrier_t step[2];
+    struct own_arg o[2] = {{.a = a, .step = &step[0]}, {.a = a, .step = &step[1]}};
+    pthread_t t[2];
+    for (unsigned k = 0; k < 2; k++) {
+        child_check(pthread_barrier_init(&step[k], NULL, 2) == 0);
+        child_check(pthread_create(&t[k], NULL, own_thread, &o[k]) == 0);
+        pthread_barrier_wait(&step[k]); /* one thread after the other */
+    }
+    size_t d = closest(&o[0], &o[1]);
+    fprintf(stderr, "the two threads' blocks are %zu bytes apart at the closest\n", d);
+    for (unsigned k = 0; k < 2; k++) {
+        pthread_barrier_wait(&step[k]);
+        pthread_join(t[k], NULL);
+        child_check(!o[k].failed);
+    }
+    child_check(d >= 8192);
+    zz_arena_destroy(a);
+}
+
+static void test_arena_threads_get_runs_of_their_own(void **state)
+{
+    (void)state;
+    expect_child_ok(child_threads_get_own_runs, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_growable_uses_the_lock_budget),
         cmocka_unit_test(test_arena_best_effort_locks_before_it_gives_up_locking),
         cmocka_unit_test(test_arena_threads_mixed_sizes_fit),
+        cmocka_unit_test(test_arena_threads_get_runs_of_their_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
