@@ -110,6 +110,14 @@ void zb_read_first_line(const char *path, char *buf, size_t len);
 void zb_load_start(void);
 void zb_load_end(void);
 void zb_load_refresh(void);
+/* Run-queue wait of the calling thread so far, in ns (/proc/thread-self/schedstat). */
+unsigned long long zb_thread_waited_ns(void);
+/* A worker thread's wait for a CPU (ns), counted in zz-bench's own share
+ * of the load average: call once, before the thread ends. */
+void zb_note_thread_waited(unsigned long long ns);
+/* Puts zz-bench's own share of the load average in the environment, for a
+ * child process about to be exec'd to start from (call before fork). */
+void zb_load_hand_over(void);
 /* True when any sample so far saw a 1-minute load above the CPU count (or
  * above ZZ_BENCH_LOAD_LIMIT when set: the tests set it, so that a busy
  * machine does not turn the verdicts they check into NOISE). */

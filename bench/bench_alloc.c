@@ -403,6 +403,7 @@ static void *thread_main(void *arg)
         job->failed = 1, job->err = errno;
         keep_worker_failure(job->a);
         pthread_barrier_wait(job->start);
+        zb_note_thread_waited(zb_thread_waited_ns());
         return NULL;
     }
     pthread_barrier_wait(job->start);
@@ -414,6 +415,7 @@ static void *thread_main(void *arg)
         keep_worker_failure(job->a);
     job->c1 = zb_clock_ns();
     job->t1 = zb_now_ns();
+    zb_note_thread_waited(zb_thread_waited_ns());
     return NULL;
 }
 
@@ -985,6 +987,7 @@ static void *mix_thread(void *arg)
     for (size_t k = 0; k < MIX_RING; k++)
         if (ring[k])
             mix_release(job->a, ring[k]);
+    zb_note_thread_waited(zb_thread_waited_ns());
     return NULL;
 }
 

@@ -120,6 +120,7 @@ int zb_run_alloc_unprivileged(char **options, int noptions)
     for (int i = 0; i < noptions; i++)
         argv[3 + i] = options[i]; /* --unprivileged among them means nothing to the child */
     fflush(NULL); /* the child writes its tables to the same stdout */
+    zb_load_hand_over();
     pid_t pid = fork();
     if (pid < 0) {
         perror("zz-bench: fork");

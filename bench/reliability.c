@@ -8,6 +8,7 @@
 #include "bench.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,15 +30,30 @@ static time_t last_sample;
 
 /* The 1-minute load average counts zz-bench's own threads and children: its
  * 2- and 4-thread runs and the unprivileged profile's child alone lift it
- * over 2 on a 2-CPU machine (at 4f4318a `zz-bench all` reached 2.36 while
- * its main thread waited 1.2 s for a CPU in 52.5 s).  What competes with the
- * figures is the rest: the load less the CPUs this process and its reaped
- * children used per second over the last minute (their CPU time, from
- * /proc/self/stat, over the samples of that minute). */
-#define OWN_WINDOW_S 60
-#define OWN_RING 128
-static struct { double wall_s, cpu_s; } own_ring[OWN_RING];
-static unsigned own_n;
+ * over 2 on a 2-CPU machine.  What competes with the figures is the rest:
+ * the load less zz-bench's own share of it, which is kept here the way the
+ * kernel keeps the load average, as an exponential average (time constant
+ * one minute) of how many of its threads were runnable.  That is the time
+ * they spent on a CPU (every thread and reaped child: /proc/self/stat) plus
+ * the time they waited for one (the main thread's /proc/self/schedstat, and
+ * what worker threads report through zb_note_thread_waited: 4 threads on 2
+ * CPUs add 2 to the load while using 2 CPUs).
+ *
+ * A child that zz-bench execs (the unprivileged profile) starts from its
+ * parent's share, through ZB_OWN_LOAD_ENV: the load average still holds the
+ * parent's last minute of work.  (Until ee758ee the share was the CPU rate
+ * over the last minute, and a child started at 0: at 4c4d676 every
+ * unprivileged figure of `zz-bench all` read NOISE, "the load of other work
+ * reached 2.20", on an idle machine, while the privileged ones read 40 PASS.) */
+#define OWN_TAU_S 60.0
+#define ZB_OWN_LOAD_ENV "ZZ_BENCH_OWN_LOAD"
+
+static struct {
+    int valid;
+    double at_s, cpu_s, waited_s; /* the last sample */
+    double share;                 /* the exponential average at at_s */
+} own;
+static _Atomic unsigned long long workers_waited_ns;
 
 static double now_s(void)
 {
@@ -59,29 +75,66 @@ static double own_cpu_s(void)
     return (double)(ut + st + cut + cst) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* The CPUs this process used per second over the last minute of samples. */
+/* Nanoseconds on a CPU and waiting on a run queue, from a schedstat file. */
+static int read_schedstat(const char *path, unsigned long long *run, unsigned long long *wait)
+{
+    char line[256];
+    zb_read_first_line(path, line, sizeof(line));
+    return sscanf(line, "%llu %llu", run, wait) == 2 ? 0 : -1;
+}
+
+unsigned long long zb_thread_waited_ns(void)
+{
+    unsigned long long run = 0, wait = 0;
+    read_schedstat("/proc/thread-self/schedstat", &run, &wait);
+    return wait;
+}
+
+void zb_note_thread_waited(unsigned long long ns)
+{
+    atomic_fetch_add_explicit(&workers_waited_ns, ns, memory_order_relaxed);
+}
+
+static double own_waited_s(void)
+{
+    unsigned long long run = 0, wait = 0;
+    read_schedstat("/proc/self/schedstat", &run, &wait);
+    return (double)(wait + atomic_load_explicit(&workers_waited_ns, memory_order_relaxed)) / 1e9;
+}
+
+/* The share a parent handed over, decayed to now; 0 when none. */
+static double inherited_share(double now)
+{
+    const char *v = getenv(ZB_OWN_LOAD_ENV);
+    double share = 0, at = 0;
+    if (v == NULL || sscanf(v, "%lf@%lf", &share, &at) != 2 || share < 0 || at > now)
+        return 0;
+    return share * exp(-(now - at) / OWN_TAU_S);
+}
+
+/* zz-bench's own share of the 1-minute load average, as of now. */
 static double own_load(void)
 {
-    double wall = now_s(), cpu = own_cpu_s();
-    own_ring[own_n++ % OWN_RING].wall_s = wall;
-    own_ring[(own_n - 1) % OWN_RING].cpu_s = cpu;
-    unsigned kept = own_n < OWN_RING ? own_n : OWN_RING;
-    /* the oldest sample of the minute; when none is 5 s old (a child ran
-     * for minutes while this process waited), the newest before it */
-    double in_dt = 0, in_cpu = cpu, out_dt = 0, out_cpu = cpu;
-    for (unsigned i = 0; i < kept; i++) {
-        double dt = wall - own_ring[i].wall_s;
-        if (dt <= OWN_WINDOW_S && dt > in_dt) {
-            in_dt = dt;
-            in_cpu = own_ring[i].cpu_s;
-        } else if (dt > OWN_WINDOW_S && (out_dt == 0 || dt < out_dt)) {
-            out_dt = dt;
-            out_cpu = own_ring[i].cpu_s;
-        }
+    double now = now_s(), cpu = own_cpu_s(), waited = own_waited_s();
+    if (!own.valid) {
+        own.valid = 1;
+        own.share = inherited_share(now);
+    } else if (now > own.at_s) {
+        double dt = now - own.at_s, decay = exp(-dt / OWN_TAU_S);
+        double runnable = (cpu - own.cpu_s + waited - own.waited_s) / dt;
+        own.share = own.share * decay + runnable * (1 - decay);
     }
-    if (in_dt >= 5)
-        return (cpu - in_cpu) / in_dt;
-    return out_dt > 0 ? (cpu - out_cpu) / out_dt : 0;
+    own.at_s = now;
+    own.cpu_s = cpu;
+    own.waited_s = waited;
+    return own.share;
+}
+
+void zb_load_hand_over(void)
+{
+    char v[64];
+    snprintf(v, sizeof(v), "%.3f@%.3f", own_load(), now_s());
+    setenv(ZB_OWN_LOAD_ENV, v, 1);
 }
 
 static void take_sample(load_sample *s)
@@ -90,10 +143,8 @@ static void take_sample(load_sample *s)
     zb_read_first_line("/proc/loadavg", s->loadavg, sizeof(s->loadavg));
     s->load1 = s->loadavg[0] ? strtod(s->loadavg, NULL) : 0;
     char line[256];
-    /* nanoseconds on a CPU, nanoseconds waiting on a run queue, timeslices */
-    zb_read_first_line("/proc/self/schedstat", line, sizeof(line));
     unsigned long long run = 0, wait = 0;
-    if (sscanf(line, "%llu %llu", &run, &wait) == 2) {
+    if (read_schedstat("/proc/self/schedstat", &run, &wait) == 0) {
         s->on_cpu_s = (double)run / 1e9;
         s->waited_s = (double)wait / 1e9;
     }
@@ -170,10 +221,11 @@ const char *zb_reliability_rule(void)
 {
     return "A median of repetitions is marked " ZB_UNRELIABLE_MARK " (unreliable) when its spread is over\n"
            "50% (a repetition more than half the median away from it), or when the 1-minute load\n"
-           "average of other work (the load less zz-bench's own CPUs per second over the minute\n"
-           "before) at the start of the run or at any later sample exceeded the number of online\n"
-           "CPUs; the report ends with a Reliability section that counts them.  (Single\n"
-           "measurements, such as the scale counts and timings, carry no mark.)";
+           "average of other work (the load less zz-bench's own share of it: its threads on a CPU\n"
+           "or waiting for one, averaged as the kernel does) at the start of the run or at any\n"
+           "later sample exceeded the number of online CPUs; the report ends with a Reliability\n"
+           "section that counts them.  (Single measurements, such as the scale counts and timings,\n"
+           "carry no mark.)";
 }
 
 void zb_print_unreliable_footnote(FILE *out)
@@ -207,8 +259,8 @@ void zb_load_print_summary(FILE *out, size_t unreliable, size_t total)
                  "but waiting for one; hypervisor steal on the whole machine: %.1f s\n",
             at_end.on_cpu_s - at_start.on_cpu_s, at_end.waited_s - at_start.waited_s,
             at_end.steal_s - at_start.steal_s);
-    fprintf(out, "- highest 1-minute load average %.2f; less zz-bench's own CPUs per second over "
-                 "the minute before (its threads and reaped children): %.2f\n",
+    fprintf(out, "- highest 1-minute load average %.2f; less zz-bench's own share of it (its threads "
+                 "and children on a CPU or waiting for one): %.2f\n",
             highest_load, highest_other);
     if (zb_load_exceeded())
         fprintf(out, "- UNRELIABLE RUN: the load of other work reached %.2f, above the %ld online CPUs: "
