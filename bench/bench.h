@@ -118,6 +118,12 @@ void zb_note_thread_waited(unsigned long long ns);
 /* Puts zz-bench's own share of the load average in the environment, for a
  * child process about to be exec'd to start from (call before fork). */
 void zb_load_hand_over(void);
+/* The way back: a child writes its share with its results (zb_load_dump),
+ * the parent's zb_results_load passes it to zb_load_child_share, and once
+ * the child is reaped zb_load_resume_after_child goes on from it. */
+void zb_load_dump(FILE *f);
+void zb_load_child_share(double share, double at_s);
+void zb_load_resume_after_child(void);
 /* True when any sample so far saw a 1-minute load above the CPU count (or
  * above ZZ_BENCH_LOAD_LIMIT when set: the tests set it, so that a busy
  * machine does not turn the verdicts they check into NOISE). */

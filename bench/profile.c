@@ -149,6 +149,7 @@ int zb_run_alloc_unprivileged(char **options, int noptions)
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    zb_load_resume_after_child();
     zb_set_profile(previous);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || loaded <= 0) {
         fprintf(stderr, "zz-bench: the unprivileged alloc run failed (status %d, %d entries)\n", status,

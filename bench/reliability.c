@@ -41,7 +41,9 @@ static time_t last_sample;
  *
  * A child that zz-bench execs (the unprivileged profile) starts from its
  * parent's share, through ZB_OWN_LOAD_ENV: the load average still holds the
- * parent's last minute of work.  (Until ee758ee the share was the CPU rate
+ * parent's last minute of work.  The parent goes on from the child's share
+ * when the child ends (an "L" line of its results): the child's threads'
+ * waits for a CPU are in no file the parent can read.  (Until ee758ee the share was the CPU rate
  * over the last minute, and a child started at 0: at 4c4d676 every
  * unprivileged figure of `zz-bench all` read NOISE, "the load of other work
  * reached 2.20", on an idle machine, while the privileged ones read 40 PASS.) */
@@ -128,6 +130,36 @@ static double own_load(void)
     own.cpu_s = cpu;
     own.waited_s = waited;
     return own.share;
+}
+
+static struct {
+    int pending;
+    double share, at_s;
+} from_child;
+
+void zb_load_dump(FILE *f)
+{
+    fprintf(f, "L\x1f%.6f\x1f%.6f\n", own_load(), now_s());
+}
+
+void zb_load_child_share(double share, double at_s)
+{
+    from_child.pending = 1;
+    from_child.share = share;
+    from_child.at_s = at_s;
+}
+
+void zb_load_resume_after_child(void)
+{
+    if (!from_child.pending)
+        return;
+    from_child.pending = 0;
+    double now = now_s();
+    own.valid = 1;
+    own.share = from_child.at_s <= now ? from_child.share * exp(-(now - from_child.at_s) / OWN_TAU_S) : 0;
+    own.at_s = now;
+    own.cpu_s = own_cpu_s(); /* the child's CPU time, reaped by now, is in its share */
+    own.waited_s = own_waited_s();
 }
 
 void zb_load_hand_over(void)

@@ -544,6 +544,7 @@ void zb_results_dump(FILE *f)
                     t->scenario, t->what, t->goal_text, t->ratio, t->ratio_best, t->goal,
                     (int)t->verdict, t->noise_why);
     }
+    zb_load_dump(f);
 }
 
 /* Splits line at SEP into at most max fields; returns how many. */
@@ -573,6 +574,8 @@ int zb_results_load(FILE *f)
             zb_record(v[1], v[2], v[3], atof(v[4]), v[5], v[6], v[7], sm);
         } else if (n == 3 && strcmp(v[0], "N") == 0) {
             zb_note(v[1], "%s", v[2]);
+        } else if (n == 3 && strcmp(v[0], "L") == 0) {
+            zb_load_child_share(atof(v[1]), atof(v[2]));
         } else if (n == 4 && strcmp(v[0], "C") == 0) {
             zb_declare_column(v[1], v[2], v[3]);
         } else if (n == 9 && strcmp(v[0], "T") == 0) {
