@@ -96,15 +96,32 @@ __attribute__((target("avx2"))) static void wipe_avx2(unsigned char *p, size_t n
     zzi_barrier(p);
 }
 
-/* n >= 64: as wipe_avx2 with 64-byte stores, one per cache line.  Taken on
- * AMD CPUs only (Zen 4 and later keep their clock for 512-bit stores;
- * Intel's Skylake-SP family lowers the core's clock for a while after
- * them, and glibc's memset avoids them there too).  AMD EPYC (family 26),
- * zz-bench wipe --cpu 0, page-aligned 1 KiB: 181 GB/s with 32-byte stores
- * against memset's 212 (which stores 64 bytes at a time on this CPU). */
+/* n > 128: as wipe_avx2 with 64-byte stores, one per cache line; up to 512
+ * bytes with four or eight stores from both ends that meet or overlap, no
+ * loop (as glibc's memset does: AMD EPYC, best of 15 runs of 200,000 calls,
+ * 256 B at p + 1: 2.35 ns against 2.95 with the loop; explicit_bzero 4.5).
+ * Taken on AMD CPUs only (Zen 4 and later keep their clock for 512-bit
+ * stores; Intel's Skylake-SP family lowers the core's clock for a while
+ * after them, and glibc's memset avoids them there too).  AMD EPYC (family
+ * 26), zz-bench wipe --cpu 0, page-aligned 1 KiB: 181 GB/s with 32-byte
+ * stores against memset's 212 (which stores 64 bytes at a time on this CPU). */
 __attribute__((target("avx512f"))) static void wipe_avx512(unsigned char *p, size_t n)
 {
     const __m512i zero = _mm512_setzero_si512();
+    if (n <= 512) { /* n > 128: stores from both ends, no loop (see above) */
+        _mm512_storeu_si512((void *)p, zero);
+        _mm512_storeu_si512((void *)(p + 64), zero);
+        _mm512_storeu_si512((void *)(p + n - 128), zero);
+        _mm512_storeu_si512((void *)(p + n - 64), zero);
+        if (n > 256) {
+            _mm512_storeu_si512((void *)(p + 128), zero);
+            _mm512_storeu_si512((void *)(p + 192), zero);
+            _mm512_storeu_si512((void *)(p + n - 256), zero);
+            _mm512_storeu_si512((void *)(p + n - 192), zero);
+        }
+        zzi_barrier(p);
+        return;
+    }
     _mm512_storeu_si512((void *)p, zero);
     size_t k = (size_t)(0 - (uintptr_t)p) & 63;
     for (; k + 256 <= n; k += 256) {
