@@ -142,7 +142,7 @@ static int map_chunk_pages(zz_arena *a, size_t pages, int first, struct zzi_slab
         if (rc != 0 && tries == 0 && zzi_block_drop_caches(errno))
             continue;
         if (rc == 0 && !(m->info & ZZ_INFO_LOCKED) && zzi_block_drop_caches(ENOMEM))
-            (void)zzi_pages_try_lock(m); /* stays unlocked if still refused */
+            (void)zzi_pages_try_lock(m, 0); /* stays unlocked if still refused */
         return rc;
     }
 }
@@ -225,9 +225,9 @@ static void chunk_retire(zz_arena *a, struct chunk *c)
  * policy requires it; zz_alloc's cached slabs give way if the limit refuses. */
 static int lock_chunk_now(struct zzi_slab_map *m)
 {
-    if (zzi_pages_try_lock(m) == 0)
+    if (zzi_pages_try_lock(m, 1) == 0)
         return 0;
-    return zzi_block_drop_caches(errno) ? zzi_pages_try_lock(m) : -1;
+    return zzi_block_drop_caches(errno) ? zzi_pages_try_lock(m, 1) : -1;
 }
 
 /* May chunk c hand out cells now?  Only if refreshed after a fork (locks

@@ -324,9 +324,11 @@ static inline int zzi_pages_refresh_after_fork(struct zzi_slab_map *m)
     return zzi_pages_refresh_slow(m);
 }
 /* Locks a slab mapped unlocked (under ZZ_LOCK_BEST_EFFORT) now that the
- * policy requires it.  pre: the caller serialises calls for m.  Returns 0,
- * or -1 with errno. */
-int zzi_pages_try_lock(struct zzi_slab_map *m);
+ * policy requires it, or now that there is room.  registered: m is in the
+ * registry, and its bytes are added to zzi_counters.locked_bytes (else
+ * zzi_registry_add counts them).  pre: the caller serialises calls for m.
+ * Returns 0, or -1 with errno. */
+int zzi_pages_try_lock(struct zzi_slab_map *m, int registered);
 /* Changes whenever every region must be checked again before it hands out
  * memory: in a forked child, and when the lock policy becomes required. */
 extern _Atomic unsigned zzi_checks_gen;

@@ -285,6 +285,67 @@ static void test_arena_threads_get_runs_of_their_own(void **state)
     expect_child_ok(child_threads_get_own_runs, NULL);
 }
 
+/* An arena's first chunk mapped unlocked under best effort, then locked once
+ * zz_alloc's cached slabs gave way (arena.c, map_chunk_pages), before the
+ * chunk is registered: its locked bytes must be counted once.  zz-stress
+ * (trim-locked, without CAP_IPC_LOCK) saw locked_bytes 65536 with nothing
+ * mapped after the last free and zz_trim: the lock was counted by
+ * zzi_pages_try_lock and again by zzi_registry_add, and taken off once. */
+#define SMALL_LIMIT ((size_t)256 << 10)
+#define OWN_MAX 64
+
+static void child_relocked_first_chunk_counted_once(void *arg)
+{
+    (void)arg;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    child_check(tu_drop_ipc_lock(SMALL_LIMIT) == 0);
+    child_check(zz_set_lock_policy(ZZ_LOCK_BEST_EFFORT) == 0);
+    /* zz_alloc blocks until one comes back unlocked, all freed: the cache
+     * keeps locked slabs (up to half the limit) */
+    size_t n = 0;
+    while (n < CAP && (secrets[n] = zz_alloc(3000)) != NULL &&
+           (zz_info(secrets[n]) & ZZ_INFO_LOCKED))
+        n++;
+    child_check(n < CAP && secrets[n] != NULL);
+    for (size_t i = 0; i <= n; i++)
+        zz_free(secrets[i]);
+    zz_stats st;
+    zz_get_stats(&st);
+    child_check(st.cache_locked_bytes >= 20 * page); /* more than a first chunk (16 pages) */
+    /* the rest of the limit taken by our own locks: the first chunk's mlock
+     * fails until the cached slabs are unmapped */
+    static unsigned char *own[OWN_MAX];
+    size_t nown = 0;
+    while (nown < OWN_MAX) {
+        own[nown] = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        child_check(own[nown] != MAP_FAILED);
+        if (mlock(own[nown], page) != 0)
+            break;
+        nown++;
+    }
+    child_check(nown < OWN_MAX);
+    zz_arena *a = zz_arena_create(0);
+    child_check(a != NULL);
+    void *p = zz_arena_alloc(a, SECRET);
+    child_check(p != NULL && (zz_info(p) & ZZ_INFO_LOCKED)); /* locked once the caches gave way */
+    zz_arena_free(a, p);
+    zz_arena_destroy(a);
+    for (size_t i = 0; i < nown; i++)
+        child_check(munlock(own[i], page) == 0);
+    zz_trim();
+    zz_get_stats(&st);
+    fprintf(stderr, "after the last free and zz_trim: locked_bytes %zu, mapped_bytes %zu, VmLck %ld kB\n",
+            st.locked_bytes, st.mapped_bytes, tu_status_kb("VmLck"));
+    child_check(st.mapped_bytes == 0);
+    child_check(st.locked_bytes == 0);
+}
+
+static void test_arena_relocked_first_chunk_counted_once(void **state)
+{
+    (void)state;
+    expect_child_ok(child_relocked_first_chunk_counted_once, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_arena_best_effort_locks_before_it_gives_up_locking),
         cmocka_unit_test(test_arena_threads_mixed_sizes_fit),
         cmocka_unit_test(test_arena_threads_get_runs_of_their_own),
+        cmocka_unit_test(test_arena_relocked_first_chunk_counted_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
