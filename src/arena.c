@@ -498,7 +498,7 @@ static void fixed_free(zz_arena *a, unsigned char *p)
     unsigned i;
     zzi_lock(&a->lock);
     struct chunk *c = atomic_load_explicit(&a->index, memory_order_relaxed)->chunks[0];
-    struct run *r = zzi_arena_fixed_find(c, p, &i);
+    struct run *r = zzi_arena_fixed_find(c, p, &i, "double free");
     zzi_arena_run_refresh(r);
     size_t n = cell_take_back(r, i, p, 1);
     zzi_count(&a->live_blocks, (size_t)-1);
@@ -606,7 +606,7 @@ unsigned zzi_arena_info(struct zzi_region *reg, uintptr_t addr)
     struct run *r;
     if (c->heap != NULL) {
         zzi_lock(&c->arena->lock);
-        r = zzi_arena_fixed_find(c, p, &i);
+        r = zzi_arena_fixed_find(c, p, &i, "use after free (the block was already freed)");
         zzi_unlock(&c->arena->lock);
     } else {
         r = zzi_arena_grow_find(c->arena, p, &i);

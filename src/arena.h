@@ -239,8 +239,10 @@ int zzi_arena_fixed_init(struct chunk *c);
  * Returns 0, or -1 with errno (ENOMEM: full). */
 int zzi_arena_fixed_take(zz_arena *a, size_t n, struct zzi_arena_cell *out);
 /* pre: the arena's lock held.  The run and cell of block p; fatal when p is
- * not the start of a cell's block. */
-struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell);
+ * not the start of a cell's block (freed_msg when it was one of the last
+ * large blocks freed). */
+struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell,
+                                 const char *freed_msg);
 /* pre: the arena's lock held.  Puts wiped free cell i of r back; a run left
  * empty may go back to the heap. */
 void zzi_arena_fixed_return_cell(zz_arena *a, struct run *r, unsigned i);

@@ -37,6 +37,14 @@ struct hole {
     size_t off, len;
 };
 
+/* The blocks of the last RELEASED_RING runs of one cell that went back to
+ * the heap (a block larger than MULTI_MAX_SPAN: its free releases its run),
+ * so that a second zz_arena_free of such a pointer is reported as the double
+ * free it is: with no run there, it said "invalid pointer" (zz-stress's
+ * misuse child, a 37809-byte block of a fixed arena, seed 33).  As slab.c's
+ * freed_ring: searched on the fatal path only, where no run holds p now. */
+#define RELEASED_RING 64
+
 struct zzi_arena_heap {
     size_t npages;
     struct run **page_first;        /* the run covering each page's first byte */
@@ -49,6 +57,8 @@ struct zzi_arena_heap {
     struct hole *holes;             /* sorted by offset, never adjacent */
     size_t nholes, holes_cap;
     struct run *avail[MULTI_CLASSES]; /* runs of many cells with a free one, per span */
+    uintptr_t released[RELEASED_RING];
+    unsigned released_next;
 };
 
 size_t zzi_arena_fixed_bytes(size_t capacity)
@@ -157,7 +167,16 @@ static int run_holds(const struct run *r, const unsigned char *p)
     return r != NULL && p >= r->start && (size_t)(p - r->start) < r->length;
 }
 
-struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell)
+static int was_released(const struct zzi_arena_heap *h, const unsigned char *p)
+{
+    for (unsigned i = 0; i < RELEASED_RING; i++)
+        if (h->released[i] == (uintptr_t)p)
+            return 1;
+    return 0;
+}
+
+struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsigned *cell,
+                                 const char *freed_msg)
 {
     struct zzi_arena_heap *h = c->heap;
     ZZ_CHECK(p >= c->data && (size_t)(p - c->data) < c->bytes, "invalid pointer");
@@ -165,6 +184,7 @@ struct run *zzi_arena_fixed_find(struct chunk *c, const unsigned char *p, unsign
     struct run *r = h->page_first[pg];
     if (!run_holds(r, p))
         r = h->page_inside[pg];
+    ZZ_CHECK(run_holds(r, p) || !was_released(h, p), freed_msg);
     ZZ_CHECK(run_holds(r, p), "invalid pointer");
     size_t x = (size_t)(p - r->start);
     ZZ_CHECK(x >= ZZ_CANARY_LEN && (x - ZZ_CANARY_LEN) % r->cell == 0 &&
@@ -236,6 +256,8 @@ static void run_release(struct chunk *c, struct run *r)
         avail_remove(h, r);
     atomic_store(&h->table[r->slot], NULL);
     h->free_slots[h->nfree_slots++] = r->slot;
+    if (!multi(r))
+        h->released[h->released_next++ % RELEASED_RING] = (uintptr_t)zzi_arena_cell_block(r, 0);
     map_run(h, c, r, NULL);
     zzi_purge_wait_for_readers(); /* a purge may have read the table before */
     size_t off = (size_t)(r->start - c->data), length = r->length;

@@ -626,7 +626,7 @@ static void test_overflow_detected_on_destroy(void **state)
 }
 
 enum bad_free { DOUBLE_FREE, OTHER_ARENA, INTERIOR, MALLOCED, ZZ_ALLOCED, ARENA_TO_ZZ_FREE,
-                NULL_ARENA, FIXED_DOUBLE_FREE, FIXED_OTHER_ARENA };
+                NULL_ARENA, FIXED_DOUBLE_FREE, FIXED_OTHER_ARENA, FIXED_DOUBLE_FREE_LARGE };
 
 static void child_bad_free(void *arg)
 {
@@ -670,6 +670,15 @@ static void child_bad_free(void *arg)
         zz_arena_free(f, r);
         break;
     }
+    case FIXED_DOUBLE_FREE_LARGE: { /* a run of one cell, given back to the heap by the free */
+        zz_arena *f = zz_arena_create(2 * 37809);
+        child_check(f != NULL);
+        unsigned char *r = zz_arena_alloc(f, 37809);
+        child_check(r != NULL);
+        zz_arena_free(f, r);
+        zz_arena_free(f, r);
+        break;
+    }
     }
 }
 
@@ -689,6 +698,7 @@ static void test_bad_frees_abort(void **state)
         { NULL_ARENA, "zeroize: invalid pointer" },
         { FIXED_DOUBLE_FREE, "zeroize: double free" },
         { FIXED_OTHER_ARENA, "zeroize: invalid pointer" },
+        { FIXED_DOUBLE_FREE_LARGE, "zeroize: double free" },
     };
     int failures = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
