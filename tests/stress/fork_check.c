@@ -338,7 +338,7 @@ static size_t models(const struct child_state *c, struct zs_thread **out)
  * first call maps zeros there, and a read before then faults (zeroize.h,
  * ZZ_BACKEND_SECRETMEM).  An arena block of a secretmem arena read first,
  * with no call before it, died of SIGSEGV at stage "inherited blocks read
- * zero" (seed 33, --with=raw-fork). */
+ * zero" (seeds 57 and 58, --mode nocap --with=raw-fork). */
 static void call_before_reading(const struct zs_block *b)
 {
     (void)zz_info(b->p);
@@ -653,19 +653,25 @@ static _Atomic unsigned long raw_forks;
 /* A thread in the library's slow paths (a mapping per large block, under the
  * global lock) while a worker calls _Fork(): the child inherits the lock
  * held by a thread that does not exist there, and no atfork handler ran.
- * Not under AddressSanitizer: its allocator is not fork-safe (the gate). */
-static _Atomic int slow_stop;
+ * Not under AddressSanitizer: its allocator is not fork-safe (the gate).
+ * Each worker's has flags of its own: with one pair for all, a worker that
+ * stopped its thread stopped another worker's before that one had started,
+ * and the other worker waited for its start for ever (a worker made no
+ * progress for 100 s in "_Fork: invariant child": seed 55, --mode nocap). */
+struct slow_path {
+    pthread_t tid;
+    uint64_t rng;
+    _Atomic int stop, started;
+};
 
 #ifndef ZS_FORK_GATE
-static _Atomic int slow_started;
-
 static void *slow_path_main(void *arg)
 {
-    uint64_t rng = *(uint64_t *)arg;
-    while (!atomic_load(&slow_stop)) {
-        void *p = zz_alloc(70000 + zs_below(&rng, 70000));
-        void *q = zz_alloc_backend(1 + zs_below(&rng, 16000), ZZ_BACKEND_ANON);
-        atomic_store(&slow_started, 1);
+    struct slow_path *sp = arg;
+    while (!atomic_load(&sp->stop)) {
+        void *p = zz_alloc(70000 + zs_below(&sp->rng, 70000));
+        void *q = zz_alloc_backend(1 + zs_below(&sp->rng, 16000), ZZ_BACKEND_ANON);
+        atomic_store(&sp->started, 1);
         zz_free(q);
         zz_free(p);
     }
@@ -673,27 +679,26 @@ static void *slow_path_main(void *arg)
 }
 #endif
 
-static int slow_path_start(pthread_t *tid, uint64_t *rng)
+static int slow_path_start(struct slow_path *sp)
 {
 #ifdef ZS_FORK_GATE
-    (void)tid;
-    (void)rng;
+    (void)sp;
     return 0;
 #else
-    atomic_store(&slow_stop, 0);
-    atomic_store(&slow_started, 0);
-    if (pthread_create(tid, NULL, slow_path_main, rng) != 0)
+    atomic_store(&sp->stop, 0);
+    atomic_store(&sp->started, 0);
+    if (pthread_create(&sp->tid, NULL, slow_path_main, sp) != 0)
         return 0;
-    while (!atomic_load(&slow_started))
+    while (!atomic_load(&sp->started))
         sched_yield();
     return 1;
 #endif
 }
 
-static void slow_path_stop(pthread_t tid)
+static void slow_path_stop(struct slow_path *sp)
 {
-    atomic_store(&slow_stop, 1);
-    ZS_CHECK(pthread_join(tid, NULL) == 0, "pthread_join(slow path thread)");
+    atomic_store(&sp->stop, 1);
+    ZS_CHECK(pthread_join(sp->tid, NULL) == 0, "pthread_join(slow path thread)");
 }
 
 unsigned long zs_raw_fork_children(void)
@@ -714,19 +719,18 @@ void zs_fork_check(struct zs_thread *t, int quiescent)
     } else {
         raw = ZS_RAW_FORK_OK && ZS_ON(ZS_F_RAW_FORK) && (a.rng & 3) == 0;
     }
-    pthread_t slow;
-    uint64_t slow_rng = a.rng ^ 0x5105;
+    struct slow_path slow = { .rng = a.rng ^ 0x5105 };
     int slow_on = 0;
     if (raw) {
         atomic_fetch_add(&raw_forks, 1);
-        slow_on = !quiescent && slow_path_start(&slow, &slow_rng);
+        slow_on = !quiescent && slow_path_start(&slow);
     }
     zs_run_checked_child(t, child_invariants, &a, raw,
                          raw ? (quiescent ? "_Fork() at a quiescent point"
                                           : "_Fork() from a random live state (no atfork handler ran)")
                              : (quiescent ? "fork at a quiescent point" : "fork from a random live state"));
     if (slow_on)
-        slow_path_stop(slow);
+        slow_path_stop(&slow);
     if (t != NULL)
         zs_log(t, "fork: child passed");
 }
