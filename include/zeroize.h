@@ -585,7 +585,8 @@ ZZ_EXPORT void zz_purge(void);
  * Calling it again for a signal whose handler is ours changes nothing; for
  * one whose handler you replaced since, it chains to yours.  A signal that
  * arrives while the chain is being rewritten sees the old or the new chain,
- * never a mix.
+ * never a mix, and the handler it reaches runs with its own mask blocked
+ * (and, then, perhaps also the mask of the handler it replaced).
  * Returns 0, or -1 with errno (EINVAL for a signal that cannot be caught). */
 ZZ_EXPORT int zz_purge_on_signals(const int *signals, size_t count);
 
