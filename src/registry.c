@@ -15,6 +15,7 @@
  * only that one: a thread purging in a loop cannot starve it).
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "internal.h"
@@ -305,15 +306,39 @@ void zzi_purge_wait_for_readers(void)
             zzi_os_yield();
 }
 
+/* Taking and giving back the purge (purge_running, purge_gen and
+ * purging_here together) with every signal blocked: a purge from a signal
+ * handler must find both or neither set.  Until 16d7a29 a signal that came
+ * right after the exchange took purge_running, before purging_here was set,
+ * ran a purge that waited for purge_running for ever, on the thread that
+ * held it (test_purge_nested under ZEROIZE_GUARDS=mprotect: 1 run in 20 to
+ * 23 hung, in zzi_purge_begin inside zzi_purge_begin).  Two calls of
+ * sigprocmask per purge; purges nested in a purge make none. */
+static int block_signals(sigset_t *saved)
+{
+    sigset_t all;
+    sigfillset(&all);
+    return zzi_os_sigmask(SIG_BLOCK, &all, saved) == 0;
+}
+
+static void restore_signals(int blocked, const sigset_t *saved)
+{
+    if (blocked)
+        zzi_os_sigmask(SIG_SETMASK, saved, NULL);
+}
+
 int zzi_purge_begin(void)
 {
     int nested = purging_here;
     if (!nested) {
+        sigset_t saved;
+        int blocked = block_signals(&saved);
         while (atomic_exchange(&purge_running, 1))
             zzi_os_yield();
         atomic_fetch_add(&purge_gen, 1); /* before any region is read */
+        purging_here = 1;
+        restore_signals(blocked, &saved);
     }
-    purging_here = 1;
     atomic_fetch_add(&zzi_purgers, 1);
     atomic_fetch_add(&zzi_wipe_epoch, 1);
     return nested;
@@ -323,10 +348,13 @@ void zzi_purge_end(int nested)
 {
     atomic_fetch_add(&zzi_wipe_epoch, 1);
     atomic_fetch_sub(&zzi_purgers, 1);
-    purging_here = nested;
     if (!nested) {
+        sigset_t saved;
+        int blocked = block_signals(&saved);
+        purging_here = 0;
         atomic_fetch_add(&purge_gen, 1); /* after the last region was read */
         atomic_store(&purge_running, 0);
+        restore_signals(blocked, &saved);
     }
 }
 
