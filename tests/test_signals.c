@@ -642,6 +642,7 @@ static void child_chain_torture(void *arg)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = torture_h2;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGUSR2); /* as the rewriters install h2 */
     child_check(sigaction(SIGUSR1, &sa, NULL) == 0);
     /* two rewriters: the chain must also survive concurrent
      * zz_purge_on_signals calls */
