@@ -82,14 +82,35 @@ static void call_earlier(int sig, const struct sigaction *before, siginfo_t *inf
         zzi_os_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
+/* Copies sig's published chain entry: raises the entry's count of copiers,
+ * then checks that it is still the published one, else tries again.  A
+ * rewrite fills only an entry that is not published and whose count it saw
+ * at 0; if it saw 0 before our count went up, it publishes the entry only
+ * once it is whole, and our check after the count went up then sees it
+ * unpublished (we try again) or whole.  (Until 8da1e69 the check was
+ * missing: between the handler's read of the index and its count going up,
+ * two rewrites could publish the other entry and then start filling this
+ * one, which the handler would copy half-written.  Found by reading; no
+ * test has caught it: the window is a few instructions wide.) */
+static struct chain copy_chain(int sig)
+{
+    for (;;) {
+        unsigned k = atomic_load(&published[sig]);
+        atomic_fetch_add(&copying[sig][k], 1);
+        if (atomic_load(&published[sig]) == k) {
+            struct chain c = chains[sig][k];
+            atomic_fetch_sub(&copying[sig][k], 1);
+            return c;
+        }
+        atomic_fetch_sub(&copying[sig][k], 1); /* a rewrite may be filling it: again */
+    }
+}
+
 static void purge_handler(int sig, siginfo_t *info, void *uctx)
 {
     int e = errno;
     zz_purge();
-    unsigned k = atomic_load(&published[sig]);
-    atomic_fetch_add(&copying[sig][k], 1);
-    struct chain c = chains[sig][k];
-    atomic_fetch_sub(&copying[sig][k], 1);
+    struct chain c = copy_chain(sig);
     if (is_disposition(&c.before, SIG_IGN)) {
         /* nothing */
     } else if (is_disposition(&c.before, SIG_DFL)) {
