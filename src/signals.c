@@ -61,10 +61,10 @@ static void chain_to_default(int sig, const struct sigaction *ours)
  * may have been rewritten since the kernel delivered this signal: then the
  * mask in force is the one ours had for the handler before.  (Until
  * 9b86a86 the handler ran under it: in test_chain_rewritten_while_signals_
- * arrive 1,895 of 74,319 calls of a handler installed with SIGUSR2 in its
- * mask ran with SIGUSR2 unblocked; zz-stress, seed 91.)  Blocking more than
- * the kernel would have only defers signals; the mask before is restored
- * when the handler returns. */
+ * arrive, 5,433, 1,924 and 859 calls in 3 runs of a handler installed with
+ * SIGUSR2 in its mask ran with SIGUSR2 unblocked; zz-stress, seed 91.)
+ * Blocking more than the kernel would have only defers signals; the mask
+ * before is restored when the handler returns. */
 static void call_earlier(int sig, const struct sigaction *before, siginfo_t *info, void *uctx)
 {
     sigset_t want = before->sa_mask, saved;
