@@ -37,6 +37,7 @@ import sys
 ALLOWED = {
     ("os_posix.c", "zzi_os_raise_default"): "clears a struct sigaction on the stack",
     ("signals.c", "purge_handler"): "copies a struct chain (two struct sigaction) to the stack",
+    ("signals.c", "copy_chain"): "copies a struct chain (two struct sigaction) to the stack (when not inlined)",
     ("signals.c", "install_one"): "clears and copies struct sigaction / struct chain",
     ("signals.c", "publish"): "copies a struct chain into the table (not inlined at -O0)",
     ("block_tcache.c", "zzi_tcache_prepare"): "clears a new thread cache (malloc'd struct)",
